@@ -1,0 +1,53 @@
+# One static library per layer, built from src/<layer>/*.cc; files ending in _test.cc form that layer's
+# GoogleTest binary (tests live beside their code). Globbing keeps CMake out of every change that adds a
+# file; CONFIGURE_DEPENDS re-runs the glob on each build.
+set(QL_LAYERS "" CACHE INTERNAL "")
+
+function(quantlab_layer name)
+  cmake_parse_arguments(L "" "" "DEPS;TEST_DEPS" ${ARGN})
+  file(GLOB all CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/src/${name}/*.cc)
+  set(lib_sources "")
+  set(test_sources "")
+  foreach(f ${all})
+    if(f MATCHES "_test\\.cc$")
+      list(APPEND test_sources ${f})
+    elseif(NOT f MATCHES "/main\\.cc$")
+      list(APPEND lib_sources ${f})
+    endif()
+  endforeach()
+  if(lib_sources)
+    add_library(ql_${name} STATIC ${lib_sources})
+    target_include_directories(ql_${name} PUBLIC ${CMAKE_SOURCE_DIR}/src)
+    target_link_libraries(ql_${name} PUBLIC ${L_DEPS})
+  else()
+    add_library(ql_${name} INTERFACE)
+    target_include_directories(ql_${name} INTERFACE ${CMAKE_SOURCE_DIR}/src)
+    target_link_libraries(ql_${name} INTERFACE ${L_DEPS})
+  endif()
+  set_property(GLOBAL APPEND PROPERTY QL_TEST_SOURCES_${name} ${test_sources})
+  set_property(GLOBAL APPEND PROPERTY QL_TEST_DEPS_${name} ${L_TEST_DEPS})
+  set(QL_LAYERS ${QL_LAYERS} ${name} CACHE INTERNAL "")
+endfunction()
+
+function(quantlab_layer_tests)
+  foreach(name ${QL_LAYERS})
+    get_property(srcs GLOBAL PROPERTY QL_TEST_SOURCES_${name})
+    if(NOT srcs)
+      continue()
+    endif()
+    get_property(test_deps GLOBAL PROPERTY QL_TEST_DEPS_${name})
+    add_executable(test_${name} ${srcs})
+    # A layer's tests link that layer (and, transitively, the layers above it) only, so each layer
+    # builds and tests on its own. The cli tests drive the real binary.
+    target_link_libraries(test_${name} PRIVATE ql_${name} ${test_deps} GTest::gtest GTest::gmock GTest::gtest_main)
+    target_include_directories(test_${name} PRIVATE ${CMAKE_SOURCE_DIR}/tests)
+    target_compile_definitions(test_${name} PRIVATE
+      QUANTLAB_TEST_DATA="${CMAKE_SOURCE_DIR}/tests/data"
+      QUANTLAB_BINARY="${CMAKE_BINARY_DIR}/bin/quantlab")
+    if(name STREQUAL "cli")
+      add_dependencies(test_${name} quantlab)
+    endif()
+    set_target_properties(test_${name} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
+    gtest_discover_tests(test_${name} DISCOVERY_TIMEOUT 60 PROPERTIES LABELS ${name})
+  endforeach()
+endfunction()

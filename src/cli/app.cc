@@ -1,0 +1,46 @@
+#include "cli/app.h"
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <cstdio>
+#include <exception>
+
+#include "cli/commands.h"
+#include "core/error.h"
+
+namespace quantlab::cli {
+
+int run(int argc, char** argv) {
+  CLI::App app{
+      "quantlab: quantize fused LoRA models to MLX-compatible N-bit files, run them on CPU, and "
+      "measure what each bit width keeps of the fine-tune."};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "quantlab 0.1.0");
+  // (subcommands are added here as they land)
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return static_cast<int>(ErrorKind::kUsage);
+  } catch (const Error& e) {
+    std::fflush(stdout);
+    fmt::print(stderr, "quantlab: error: {}\n", e.what());
+    return e.exit_code();
+  } catch (const std::bad_alloc&) {
+    fmt::print(stderr, "quantlab: error: out of memory\n");
+    return static_cast<int>(ErrorKind::kIo);
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "quantlab: internal error: {}\n", e.what());
+    return static_cast<int>(ErrorKind::kInternal);
+  }
+  return 0;
+}
+
+}  // namespace quantlab::cli

@@ -1,0 +1,12 @@
+// Every subcommand registers itself on the root CLI11 app through one of these functions
+// (the list in app.cc is the single place that names them all).
+#pragma once
+
+namespace CLI {
+class App;
+}
+
+namespace quantlab::cli {
+
+
+}  // namespace quantlab::cli

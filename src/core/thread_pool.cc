@@ -1,0 +1,95 @@
+#include "core/thread_pool.h"
+
+#include <algorithm>
+#include <atomic>
+#include <exception>
+
+namespace quantlab {
+
+size_t hardware_threads() { return std::max(1u, std::thread::hardware_concurrency()); }
+
+ThreadPool::ThreadPool(size_t num_threads)
+    : num_threads_(num_threads == 0 ? hardware_threads() : num_threads) {
+  for (size_t i = 1; i < num_threads_; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+}
+
+ThreadPool::~ThreadPool() {
+  {
+    std::lock_guard lock(mutex_);
+    stop_ = true;
+  }
+  wake_.notify_all();
+  for (auto& t : workers_) t.join();
+}
+
+void ThreadPool::worker_loop(size_t worker) {
+  size_t seen = 0;
+  for (;;) {
+    const std::function<void(size_t)>* job;
+    {
+      std::unique_lock lock(mutex_);
+      wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
+      if (stop_) return;
+      seen = generation_;
+      job = job_;
+    }
+    (*job)(worker);
+    {
+      std::lock_guard lock(mutex_);
+      if (--pending_ == 0) done_.notify_one();
+    }
+  }
+}
+
+void ThreadPool::run_on_all(const std::function<void(size_t)>& fn) {
+  if (num_threads_ == 1) {
+    fn(0);
+    return;
+  }
+  std::exception_ptr error;
+  std::mutex error_mutex;
+  const std::function<void(size_t)> guarded = [&](size_t w) {
+    try {
+      fn(w);
+    } catch (...) {
+      std::lock_guard lock(error_mutex);
+      if (!error) error = std::current_exception();
+    }
+  };
+  {
+    std::lock_guard lock(mutex_);
+    job_ = &guarded;
+    pending_ = workers_.size();
+    ++generation_;
+  }
+  wake_.notify_all();
+  guarded(0);
+  {
+    std::unique_lock lock(mutex_);
+    done_.wait(lock, [&] { return pending_ == 0; });
+    job_ = nullptr;
+  }
+  if (error) std::rethrow_exception(error);
+}
+
+void ThreadPool::parallel_for(size_t n, size_t min_chunk,
+                              const std::function<void(size_t, size_t, size_t)>& fn) {
+  if (n == 0) return;
+  min_chunk = std::max<size_t>(min_chunk, 1);
+  if (num_threads_ == 1 || n <= min_chunk) {
+    fn(0, n, 0);
+    return;
+  }
+  // About 4 chunks per thread balances uneven work without much counter traffic.
+  const size_t chunk = std::max(min_chunk, (n + 4 * num_threads_ - 1) / (4 * num_threads_));
+  std::atomic<size_t> next{0};
+  run_on_all([&](size_t worker) {
+    for (;;) {
+      const size_t begin = next.fetch_add(chunk, std::memory_order_relaxed);
+      if (begin >= n) return;
+      fn(begin, std::min(n, begin + chunk), worker);
+    }
+  });
+}
+
+}  // namespace quantlab

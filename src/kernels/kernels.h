@@ -1,0 +1,87 @@
+// The narrow, type-erased interface between model code and the SIMD kernels (Highway, runtime
+// dispatch). Model code names operations and passes MatrixViews; it never sees an ISA or a packed
+// byte. Every kernel here has a scalar reference it is tested against on every compiled target.
+//
+// Conventions: activations are f32; weights are read in their stored format (f32/f16/bf16 elements or
+// MLX affine packed codes) and decoded inside the kernel; accumulation is f32. Pointers into mmapped
+// safetensors need not be aligned. Results never depend on the thread count (work is split by output
+// rows; each row's sum is computed the same way whatever thread runs it).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "core/dtype.h"
+#include "core/thread_pool.h"
+
+namespace quantlab::kernels {
+
+enum class WeightType : uint8_t { kF32, kF16, kBF16, kAffine };
+
+// A row-major weight matrix [rows (out features), cols (in features)], as stored.
+struct MatrixView {
+  WeightType type = WeightType::kF32;
+  size_t rows = 0;
+  size_t cols = 0;
+  // kF32/kF16/kBF16: rows*cols elements. kAffine: rows * (cols*bits/32) uint32 words; row r's codes are
+  // an LSB-first bit stream (docs: mlx-format.md §2).
+  const void* data = nullptr;
+  // kAffine only: per-group scale and bias, [rows, cols/group_size], of type scale_type (F32/F16/BF16);
+  // w = scale*q + bias.
+  int bits = 0;
+  int group_size = 0;
+  DType scale_type = DType::kF16;
+  const void* scales = nullptr;
+  const void* biases = nullptr;
+
+  size_t packed_words_per_row() const { return cols * static_cast<size_t>(bits) / 32; }
+  size_t groups_per_row() const { return group_size ? cols / static_cast<size_t>(group_size) : 0; }
+  // The view of rows [first, first+count) (used for stacked MoE experts and tiling).
+  MatrixView row_slice(size_t first, size_t count) const;
+};
+
+// Name of the Highway target chosen at run time (e.g. "AVX3", "AVX2", "NEON", "EMU128").
+const char* active_target();
+
+// y[r] = sum_c W[r,c] x[c], r in [0, w.rows). Decode path.
+void matvec(const MatrixView& w, const float* x, float* y, ThreadPool& pool);
+
+// Y[i, r] = sum_c W[r,c] X[i,c] for i < n; X is [n, w.cols], Y is [n, w.rows], both row-major.
+// Prefill path: weights are decoded once per tile and reused across the n activations.
+void matmul(const MatrixView& w, const float* x, size_t n, float* y, ThreadPool& pool);
+
+// out[c] = W[row, c] as f32 (embedding lookup, dequantization, analysis).
+void dequantize_row(const MatrixView& w, size_t row, float* out);
+
+// Converts n stored elements of type src (F32, F16 or BF16) to f32.
+void convert_to_f32(DType src, const void* data, size_t n, float* out);
+
+// out = weight * x / sqrt(mean(x^2) + eps), all f32. out may alias x.
+void rms_norm(const float* x, const float* weight, size_t n, float eps, float* out);
+
+// Rotate-half (NeoX) RoPE on one head of head_dim values, in place: pairs (j, j + head_dim/2),
+// with cos/sin tables of head_dim/2 entries for this position.
+void rope_neox(float* head, size_t head_dim, const float* cos, const float* sin);
+
+// In-place numerically stable softmax over n values (subtracts the max; f32).
+void softmax(float* x, size_t n);
+
+// out[i] = silu(gate[i]) * up[i]; silu(g) = g / (1 + exp(-g)). out may alias gate or up.
+void silu_mul(const float* gate, const float* up, size_t n, float* out);
+
+float dot(const float* a, const float* b, size_t n);
+// y += a * x
+void axpy(float a, const float* x, float* y, size_t n);
+
+// One query head against a KV cache: out[d] = sum_t softmax_t(scale * q.k_t) v_t for t < n_ctx.
+// k and v rows are head_dim floats, stride `kv_stride` floats apart. scratch holds n_ctx floats.
+void attend_head(const float* q, const float* k, const float* v, size_t n_ctx, size_t head_dim,
+                 size_t kv_stride, float scale, float* scratch, float* out);
+
+// MLX affine quantization of rows (the CPU kernel's rule, bit-exact with quant/affine_reference.h):
+// w is [rows, cols] f32, cols % group_size == 0. Writes packed codes [rows, cols*bits/32] and the f32
+// (unrounded) scales/biases [rows, cols/group_size]; the caller rounds them to the storage dtype.
+void affine_quantize(const float* w, size_t rows, size_t cols, int bits, int group_size,
+                     uint32_t* packed, float* scales, float* biases);
+
+}  // namespace quantlab::kernels
