@@ -1,0 +1,36 @@
+// An output directory that appears all at once: everything is written into a hidden temporary
+// sibling, which commit() renames into place. If the work fails or is interrupted, the destructor
+// removes the temporary directory, so no half-written model is ever left at the output path.
+#pragma once
+
+#include <string>
+
+namespace quantlab::io {
+
+class AtomicOutputDir {
+ public:
+  // Refuses (Error kUsage) when `final_path` exists and overwrite is false, or when it is the input.
+  AtomicOutputDir(std::string final_path, bool overwrite);
+  ~AtomicOutputDir();
+  AtomicOutputDir(const AtomicOutputDir&) = delete;
+  AtomicOutputDir& operator=(const AtomicOutputDir&) = delete;
+
+  // Where to write the files now.
+  const std::string& temp_path() const { return temp_path_; }
+  const std::string& final_path() const { return final_path_; }
+  // Path of `name` inside the temporary directory.
+  std::string file(const std::string& name) const;
+  // Moves the finished directory into place (replacing an old one when overwrite was given).
+  void commit();
+
+ private:
+  std::string final_path_;
+  std::string temp_path_;
+  bool overwrite_;
+  bool committed_ = false;
+};
+
+// Refuses (Error kUsage) writing `output` when it is the same directory as `input` or inside it.
+void check_output_not_input(const std::string& input, const std::string& output);
+
+}  // namespace quantlab::io

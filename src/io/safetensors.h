@@ -1,0 +1,93 @@
+// safetensors reading: one file (SafetensorsFile) or a whole model directory, single or sharded
+// (ModelWeights). Every header is validated before any pointer is handed out: header length, JSON,
+// dtype, shape x dtype size == byte span, spans inside the file and not overlapping. Tensor bytes are
+// read in place from the memory map (no copy); they are not aligned in general.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/dtype.h"
+#include "core/mapped_file.h"
+
+namespace quantlab::io {
+
+struct TensorInfo {
+  std::string name;
+  DType dtype = DType::kF32;
+  std::vector<int64_t> shape;
+  uint64_t offset = 0;  // absolute byte offset in the file
+  uint64_t nbytes = 0;
+
+  int64_t numel() const;
+  std::string shape_string() const;  // "[4, 128]"
+};
+
+class SafetensorsFile {
+ public:
+  // Opens, maps and validates. Throws Error(kInvalidInput) naming the file (and tensor) when the
+  // file is not a valid safetensors file; Error(kIo) when it cannot be read.
+  explicit SafetensorsFile(const std::string& path);
+
+  const std::string& path() const { return file_.path(); }
+  // Tensors in ascending offset order.
+  const std::vector<TensorInfo>& tensors() const { return tensors_; }
+  const TensorInfo* find(std::string_view name) const;
+  // Throws naming the file and tensor when absent.
+  const TensorInfo& at(std::string_view name) const;
+  std::span<const uint8_t> bytes(const TensorInfo& t) const;
+  // The "__metadata__" string map (empty when absent).
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }
+  const MappedFile& mapped() const { return file_; }
+  uint64_t file_size() const { return file_.size(); }
+
+ private:
+  void parse_header();
+  MappedFile file_;
+  std::vector<TensorInfo> tensors_;
+  std::map<std::string, size_t, std::less<>> index_;
+  std::map<std::string, std::string> metadata_;
+};
+
+// All weight files of a model directory. Resolution order, as mlx-lm and transformers do:
+// `model.safetensors.index.json` when present (its weight_map must name existing files, and every
+// tensor it lists must be in that file); else every `model*.safetensors`; else every `*.safetensors`.
+class ModelWeights {
+ public:
+  struct Entry {
+    const SafetensorsFile* file = nullptr;
+    const TensorInfo* info = nullptr;
+  };
+
+  static ModelWeights open(const std::string& dir);
+  // A single file (tests, adapters).
+  static ModelWeights open_file(const std::string& path);
+
+  const std::string& dir() const { return dir_; }
+  const Entry* find(std::string_view name) const;
+  const Entry& at(std::string_view name) const;
+  bool contains(std::string_view name) const { return find(name) != nullptr; }
+  std::span<const uint8_t> bytes(const Entry& e) const { return e.file->bytes(*e.info); }
+  std::span<const uint8_t> bytes(std::string_view name) const { return bytes(at(name)); }
+  // Tensor names, sorted.
+  std::vector<std::string> names() const;
+  size_t size() const { return entries_.size(); }
+  const std::vector<std::unique_ptr<SafetensorsFile>>& files() const { return files_; }
+  // Sum of the weight files' sizes on disk.
+  uint64_t disk_bytes() const;
+
+ private:
+  void add_file(std::unique_ptr<SafetensorsFile> file);
+  std::string dir_;
+  std::vector<std::unique_ptr<SafetensorsFile>> files_;
+  std::map<std::string, Entry, std::less<>> entries_;
+};
+
+}  // namespace quantlab::io

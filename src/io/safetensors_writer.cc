@@ -1,0 +1,159 @@
+#include "io/safetensors_writer.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+
+namespace quantlab::io {
+
+namespace fs = std::filesystem;
+
+uint64_t TensorSpec::nbytes() const {
+  uint64_t n = dtype_size(dtype);
+  for (int64_t d : shape) n *= static_cast<uint64_t>(d);
+  return n;
+}
+
+namespace {
+
+std::vector<size_t> assign_shards(const std::vector<TensorSpec>& specs, uint64_t max_shard_bytes,
+                                  size_t* num_shards) {
+  std::vector<size_t> shard_of(specs.size());
+  size_t shard = 0;
+  uint64_t filled = 0;
+  for (size_t i = 0; i < specs.size(); ++i) {
+    const uint64_t n = specs[i].nbytes();
+    if (filled > 0 && filled + n > max_shard_bytes) {
+      ++shard;
+      filled = 0;
+    }
+    shard_of[i] = shard;
+    filled += n;
+  }
+  *num_shards = specs.empty() ? 1 : shard + 1;
+  return shard_of;
+}
+
+std::string shard_name(size_t i, size_t n) {
+  return n == 1 ? "model.safetensors" : fmt::format("model-{:05d}-of-{:05d}.safetensors", i + 1, n);
+}
+
+void pwrite_all(int fd, const uint8_t* data, uint64_t n, uint64_t offset, const std::string& path) {
+  while (n > 0) {
+    const ssize_t w = ::pwrite(fd, data, n, static_cast<off_t>(offset));
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      fail(ErrorKind::kIo, "{}: write failed: {}", path, std::strerror(errno));
+    }
+    data += w;
+    n -= static_cast<uint64_t>(w);
+    offset += static_cast<uint64_t>(w);
+  }
+}
+
+}  // namespace
+
+SafetensorsWriter::SafetensorsWriter(std::string dir, std::vector<TensorSpec> specs,
+                                     uint64_t max_shard_bytes,
+                                     std::map<std::string, std::string> metadata)
+    : dir_(std::move(dir)) {
+  size_t num_shards = 0;
+  const auto shard_of = assign_shards(specs, max_shard_bytes, &num_shards);
+  for (size_t i = 0; i < num_shards; ++i) shard_names_.push_back(shard_name(i, num_shards));
+  open_shards(specs, shard_of, metadata);
+}
+
+void SafetensorsWriter::open_shards(const std::vector<TensorSpec>& specs,
+                                    const std::vector<size_t>& shard_of,
+                                    const std::map<std::string, std::string>& metadata) {
+  for (size_t s = 0; s < shard_names_.size(); ++s) {
+    nlohmann::json header = nlohmann::json::object();
+    if (!metadata.empty()) header["__metadata__"] = metadata;
+    uint64_t offset = 0;
+    std::vector<size_t> members;
+    for (size_t i = 0; i < specs.size(); ++i) {
+      if (shard_of[i] != s) continue;
+      const uint64_t n = specs[i].nbytes();
+      header[specs[i].name] = {{"dtype", dtype_name(specs[i].dtype)},
+                               {"shape", specs[i].shape},
+                               {"data_offsets", {offset, offset + n}}};
+      members.push_back(i);
+      offset += n;
+    }
+    std::string text = header.dump();
+    text.append((8 - text.size() % 8) % 8, ' ');  // data starts 8-byte aligned, as safetensors pads
+    const uint64_t data_start = 8 + text.size();
+    uint64_t relative = 0;
+    for (size_t i : members) {
+      const uint64_t n = specs[i].nbytes();
+      if (!placements_.emplace(specs[i].name, Placement{s, data_start + relative, n}).second)
+        fail(ErrorKind::kInternal, "tensor '{}' is planned twice", specs[i].name);
+      relative += n;
+      total_tensor_bytes_ += n;
+    }
+    const std::string path = (fs::path(dir_) / shard_names_[s]).string();
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) fail(ErrorKind::kIo, "{}: cannot create: {}", path, std::strerror(errno));
+    fds_.push_back(fd);
+    uint8_t len[8];
+    for (int b = 0; b < 8; ++b) len[b] = static_cast<uint8_t>(text.size() >> (8 * b));
+    pwrite_all(fd, len, 8, 0, path);
+    pwrite_all(fd, reinterpret_cast<const uint8_t*>(text.data()), text.size(), 8, path);
+    if (::ftruncate(fd, static_cast<off_t>(data_start + relative)) != 0)
+      fail(ErrorKind::kIo, "{}: cannot size the file: {}", path, std::strerror(errno));
+  }
+}
+
+SafetensorsWriter::~SafetensorsWriter() {
+  for (int fd : fds_)
+    if (fd >= 0) ::close(fd);
+}
+
+void SafetensorsWriter::write(std::string_view name, std::span<const uint8_t> data) {
+  Placement* p;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = placements_.find(name);
+    QL_CHECK(it != placements_.end(), "tensor '{}' was not planned", name);
+    p = &it->second;
+    QL_CHECK(!p->written, "tensor '{}' written twice", name);
+    QL_CHECK(data.size() == p->nbytes, "tensor '{}': {} bytes given, {} planned", name, data.size(),
+             p->nbytes);
+    p->written = true;
+  }
+  pwrite_all(fds_[p->shard], data.data(), data.size(), p->offset,
+             (fs::path(dir_) / shard_names_[p->shard]).string());
+}
+
+void SafetensorsWriter::finish(uint64_t total_parameters) {
+  QL_CHECK(!finished_);
+  nlohmann::ordered_json weight_map = nlohmann::ordered_json::object();
+  for (const auto& [name, p] : placements_) {  // std::map: sorted by key, as mlx-lm writes it
+    QL_CHECK(p.written, "tensor '{}' was never written", name);
+    weight_map[name] = shard_names_[p.shard];
+  }
+  for (size_t s = 0; s < fds_.size(); ++s) {
+    if (::close(fds_[s]) != 0)
+      fail(ErrorKind::kIo, "{}: close failed: {}", shard_names_[s], std::strerror(errno));
+    fds_[s] = -1;
+  }
+  nlohmann::ordered_json index;
+  index["metadata"] = {{"total_size", total_tensor_bytes_}, {"total_parameters", total_parameters}};
+  index["weight_map"] = std::move(weight_map);
+  const std::string path = (fs::path(dir_) / "model.safetensors.index.json").string();
+  std::ofstream out(path);
+  out << index.dump(4) << "\n";
+  if (!out) fail(ErrorKind::kIo, "{}: write failed", path);
+  finished_ = true;
+}
+
+}  // namespace quantlab::io
