@@ -17,6 +17,9 @@ int run(int argc, char** argv) {
       "measure what each bit width keeps of the fine-tune."};
   app.require_subcommand(1);
   app.set_version_flag("--version", "quantlab 0.1.0");
+  register_quantize(app);
+  register_dequantize(app);
+  register_inspect(app);
   // (subcommands are added here as they land)
   try {
     app.parse(argc, argv);

@@ -8,5 +8,9 @@ class App;
 
 namespace quantlab::cli {
 
+void register_quantize(CLI::App& app);
+void register_dequantize(CLI::App& app);
+void register_inspect(CLI::App& app);
+
 
 }  // namespace quantlab::cli

@@ -1,6 +1,10 @@
 #include "io/safetensors.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <limits>
@@ -59,7 +63,31 @@ std::string TensorInfo::shape_string() const {
   return s + "]";
 }
 
-SafetensorsFile::SafetensorsFile(const std::string& path) : file_(path) { parse_header(); }
+SafetensorsFile::SafetensorsFile(const std::string& path) : file_(path) {
+  parse_header();
+  fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd_ < 0) fail(ErrorKind::kIo, "{}: cannot open: {}", path, std::strerror(errno));
+}
+
+SafetensorsFile::~SafetensorsFile() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void SafetensorsFile::read(const TensorInfo& t, uint64_t offset, uint64_t n, void* dst) const {
+  QL_CHECK(offset + n <= t.nbytes, "read of {} bytes at {} past tensor '{}'", n, offset, t.name);
+  auto* out = static_cast<uint8_t*>(dst);
+  uint64_t pos = t.offset + offset;
+  while (n > 0) {
+    const ssize_t r = ::pread(fd_, out, n, static_cast<off_t>(pos));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0)
+      fail(ErrorKind::kIo, "{}: reading tensor '{}' failed: {}", path(), t.name,
+           r == 0 ? "unexpected end of file" : std::strerror(errno));
+    out += r;
+    pos += static_cast<uint64_t>(r);
+    n -= static_cast<uint64_t>(r);
+  }
+}
 
 void SafetensorsFile::parse_header() {
   const std::string& path = file_.path();

@@ -35,6 +35,9 @@ class SafetensorsFile {
   // Opens, maps and validates. Throws Error(kInvalidInput) naming the file (and tensor) when the
   // file is not a valid safetensors file; Error(kIo) when it cannot be read.
   explicit SafetensorsFile(const std::string& path);
+  ~SafetensorsFile();
+  SafetensorsFile(const SafetensorsFile&) = delete;
+  SafetensorsFile& operator=(const SafetensorsFile&) = delete;
 
   const std::string& path() const { return file_.path(); }
   // Tensors in ascending offset order.
@@ -43,6 +46,10 @@ class SafetensorsFile {
   // Throws naming the file and tensor when absent.
   const TensorInfo& at(std::string_view name) const;
   std::span<const uint8_t> bytes(const TensorInfo& t) const;
+  // Copies bytes [offset, offset+n) of tensor t into dst with pread: streaming readers use this
+  // instead of the map so that the pages they pass over never count towards the process's RSS.
+  // Thread-safe.
+  void read(const TensorInfo& t, uint64_t offset, uint64_t n, void* dst) const;
   // The "__metadata__" string map (empty when absent).
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
   const MappedFile& mapped() const { return file_; }
@@ -51,6 +58,7 @@ class SafetensorsFile {
  private:
   void parse_header();
   MappedFile file_;
+  int fd_ = -1;
   std::vector<TensorInfo> tensors_;
   std::map<std::string, size_t, std::less<>> index_;
   std::map<std::string, std::string> metadata_;

@@ -95,7 +95,7 @@ void SafetensorsWriter::open_shards(const std::vector<TensorSpec>& specs,
     uint64_t relative = 0;
     for (size_t i : members) {
       const uint64_t n = specs[i].nbytes();
-      if (!placements_.emplace(specs[i].name, Placement{s, data_start + relative, n}).second)
+      if (!placements_.emplace(specs[i].name, Placement{s, data_start + relative, n, 0}).second)
         fail(ErrorKind::kInternal, "tensor '{}' is planned twice", specs[i].name);
       relative += n;
       total_tensor_bytes_ += n;
@@ -119,18 +119,23 @@ SafetensorsWriter::~SafetensorsWriter() {
 }
 
 void SafetensorsWriter::write(std::string_view name, std::span<const uint8_t> data) {
+  write_range(name, 0, data);
+}
+
+void SafetensorsWriter::write_range(std::string_view name, uint64_t offset,
+                                    std::span<const uint8_t> data) {
   Placement* p;
   {
     std::lock_guard lock(mutex_);
     auto it = placements_.find(name);
     QL_CHECK(it != placements_.end(), "tensor '{}' was not planned", name);
     p = &it->second;
-    QL_CHECK(!p->written, "tensor '{}' written twice", name);
-    QL_CHECK(data.size() == p->nbytes, "tensor '{}': {} bytes given, {} planned", name, data.size(),
+    QL_CHECK(offset + data.size() <= p->nbytes && p->written + data.size() <= p->nbytes,
+             "tensor '{}': write of {} bytes at {} exceeds its {} bytes", name, data.size(), offset,
              p->nbytes);
-    p->written = true;
+    p->written += data.size();
   }
-  pwrite_all(fds_[p->shard], data.data(), data.size(), p->offset,
+  pwrite_all(fds_[p->shard], data.data(), data.size(), p->offset + offset,
              (fs::path(dir_) / shard_names_[p->shard]).string());
 }
 
@@ -138,7 +143,7 @@ void SafetensorsWriter::finish(uint64_t total_parameters) {
   QL_CHECK(!finished_);
   nlohmann::ordered_json weight_map = nlohmann::ordered_json::object();
   for (const auto& [name, p] : placements_) {  // std::map: sorted by key, as mlx-lm writes it
-    QL_CHECK(p.written, "tensor '{}' was never written", name);
+    QL_CHECK(p.written == p.nbytes, "tensor '{}': {} of {} bytes written", name, p.written, p.nbytes);
     weight_map[name] = shard_names_[p.shard];
   }
   for (size_t s = 0; s < fds_.size(); ++s) {

@@ -36,6 +36,9 @@ class SafetensorsWriter {
 
   // Thread-safe. `data` must be exactly the tensor's size; each tensor is written once.
   void write(std::string_view name, std::span<const uint8_t> data);
+  // Thread-safe. Writes bytes [offset, offset + data.size()) of a tensor; the ranges written for one
+  // tensor must add up to its size exactly (checked by finish()).
+  void write_range(std::string_view name, uint64_t offset, std::span<const uint8_t> data);
   // Checks every tensor was written, closes the shards and writes model.safetensors.index.json
   // (total_size = tensor bytes; total_parameters as given by the caller).
   void finish(uint64_t total_parameters);
@@ -48,7 +51,7 @@ class SafetensorsWriter {
     size_t shard;
     uint64_t offset;  // absolute, in the shard file
     uint64_t nbytes;
-    bool written = false;
+    uint64_t written = 0;  // bytes
   };
   void open_shards(const std::vector<TensorSpec>& specs, const std::vector<size_t>& shard_of,
                    const std::map<std::string, std::string>& metadata);

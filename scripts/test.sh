@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The test command (README, CI): installs dependencies, builds the Release tree and runs every test,
+# then builds the tests again under AddressSanitizer + UndefinedBehaviorSanitizer and runs them too.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+JOBS=${JOBS:-$(nproc)}
+bash scripts/install-deps.sh
+
+echo "== Release build and tests"
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DQUANTLAB_BUILD_BENCHMARKS=OFF >/dev/null
+cmake --build build -j "$JOBS"
+ctest --test-dir build --output-on-failure -j "$JOBS" --timeout 600
+
+if [ "${QUANTLAB_SKIP_SANITIZERS:-0}" != "1" ]; then
+  echo "== AddressSanitizer + UndefinedBehaviorSanitizer build and tests"
+  cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DQUANTLAB_SANITIZE=ON \
+    -DQUANTLAB_BUILD_BENCHMARKS=OFF >/dev/null
+  cmake --build build-asan -j "$JOBS"
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --test-dir build-asan --output-on-failure -j "$JOBS" --timeout 900 -LE slow
+fi

@@ -1,0 +1,55 @@
+#include "cli/options.h"
+
+#include <fmt/format.h>
+
+#include "core/error.h"
+
+namespace quantlab::cli {
+
+void add_threads_option(CLI::App* cmd, size_t* threads) {
+  cmd->add_option("--threads", *threads, "Worker threads (0 = one per hardware thread)")
+      ->check(CLI::Range(0, 1024));
+}
+
+void add_dtype_option(CLI::App* cmd, std::string* dtype, const std::string& what) {
+  cmd->add_option("--dtype", *dtype, what)->check(CLI::IsMember({"float16", "bfloat16", "float32"}));
+}
+
+std::optional<DType> parse_dtype_flag(const std::string& value) {
+  if (value.empty()) return std::nullopt;
+  auto t = parse_float_dtype_config_name(value);
+  if (!t) fail(ErrorKind::kUsage, "--dtype {}: expected float16, bfloat16 or float32", value);
+  return t;
+}
+
+uint64_t parse_size(const std::string& text, const std::string& flag) {
+  size_t pos = 0;
+  double value = 0;
+  try {
+    value = std::stod(text, &pos);
+  } catch (const std::exception&) {
+    fail(ErrorKind::kUsage, "{} {}: not a size (e.g. 5GB, 500MiB, 1048576)", flag, text);
+  }
+  const std::string unit = text.substr(pos);
+  double mult = 1;
+  if (unit.empty() || unit == "B") mult = 1;
+  else if (unit == "KB") mult = 1e3;
+  else if (unit == "MB") mult = 1e6;
+  else if (unit == "GB") mult = 1e9;
+  else if (unit == "KiB") mult = 1024.0;
+  else if (unit == "MiB") mult = 1024.0 * 1024;
+  else if (unit == "GiB") mult = 1024.0 * 1024 * 1024;
+  else fail(ErrorKind::kUsage, "{} {}: unknown unit '{}' (B, KB, MB, GB, KiB, MiB, GiB)", flag, text, unit);
+  if (value <= 0) fail(ErrorKind::kUsage, "{} {}: must be positive", flag, text);
+  return static_cast<uint64_t>(value * mult);
+}
+
+std::string human_bytes(uint64_t bytes) {
+  const double b = static_cast<double>(bytes);
+  if (b >= 1e9) return fmt::format("{:.2f} GB", b / 1e9);
+  if (b >= 1e6) return fmt::format("{:.2f} MB", b / 1e6);
+  if (b >= 1e3) return fmt::format("{:.1f} KB", b / 1e3);
+  return fmt::format("{} B", bytes);
+}
+
+}  // namespace quantlab::cli

@@ -1,0 +1,22 @@
+// Flag helpers shared by the subcommands, so every command spells --threads, --dtype, --json the same.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <optional>
+#include <string>
+
+#include "core/dtype.h"
+
+namespace quantlab::cli {
+
+// --threads N (0 = all hardware threads).
+void add_threads_option(CLI::App* cmd, size_t* threads);
+// --dtype float16|bfloat16|float32
+void add_dtype_option(CLI::App* cmd, std::string* dtype, const std::string& what);
+std::optional<DType> parse_dtype_flag(const std::string& value);
+// Parses "--max-shard-size" values: bytes, or with a suffix KB/MB/GB (10^n) or KiB/MiB/GiB (2^n).
+uint64_t parse_size(const std::string& text, const std::string& flag);
+std::string human_bytes(uint64_t bytes);
+
+}  // namespace quantlab::cli

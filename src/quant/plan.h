@@ -1,0 +1,77 @@
+// Which output tensor gets which treatment when a float checkpoint is quantized, following mlx-lm:
+// every Linear / Embedding / SwitchLinear weight (>= 2-D, named *.weight) whose last dimension divides
+// by the group size is quantized; norms and 1-D tensors stay float; Qwen3-MoE routers (mlp.gate) use
+// 8 bits / group 64; per-expert HF tensors are stacked into switch_mlp.{gate,up,down}_proj [E, out, in];
+// a tied lm_head is dropped. The plan needs only names, shapes and dtypes, so it also serves `plan`
+// (from config.json alone) and `inspect`.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/dtype.h"
+#include "io/model_config.h"
+#include "io/safetensors_writer.h"
+
+namespace quantlab::io {
+class ModelWeights;
+}
+
+namespace quantlab::quant {
+
+struct SourceTensor {
+  std::string name;
+  DType dtype = DType::kF32;
+  std::vector<int64_t> shape;
+};
+
+struct OutputTensor {
+  std::string name;                  // "<module>.weight" (or the original name for non-module tensors)
+  std::string module;                // module path; empty for tensors that are not module weights
+  std::vector<std::string> sources;  // one source, or the experts 0..E-1 stacked in order
+  std::vector<int64_t> shape;        // logical float shape; [E, out, in] when stacked
+  DType source_dtype = DType::kF32;
+  DType float_dtype = DType::kF32;   // dtype of the float output, or of scales/biases when quantized
+  std::optional<io::ModuleQuant> quant;
+
+  int64_t numel() const;
+  int64_t rows() const;  // product of all dims but the last
+  int64_t cols() const { return shape.empty() ? 1 : shape.back(); }
+  // The safetensors tensors this output becomes: weight (U32) + scales + biases, or one float tensor.
+  std::vector<io::TensorSpec> specs() const;
+  uint64_t output_bytes() const;
+};
+
+struct PlanOptions {
+  int bits = 4;
+  int group_size = 64;
+  // Cast float tensors to this dtype first (mlx-lm --dtype); nullopt: the config's dtype, else keep.
+  std::optional<DType> dtype;
+};
+
+struct QuantPlan {
+  std::vector<OutputTensor> tensors;      // in module order
+  io::QuantizationConfig quantization;    // the config.json block
+  std::vector<std::string> dropped;       // source tensors not written (tied lm_head, rotary caches)
+  std::optional<DType> output_dtype;      // the dtype written into config.json
+
+  std::vector<io::TensorSpec> output_specs() const;
+  uint64_t output_bytes() const;
+  // Unpacked parameter count, as mlx-lm's index records it (scales/biases not counted).
+  uint64_t total_parameters() const;
+};
+
+// Throws Error(kUsage) for unsupported bits/group size, Error(kInvalidInput) for inconsistent experts,
+// and Error(kUsage) pointing to `dequantize` when the input is already quantized.
+QuantPlan make_quant_plan(const io::ModelConfig& config, const std::vector<SourceTensor>& sources,
+                          const PlanOptions& options);
+
+// The tensors of a weights directory, from the safetensors headers only.
+std::vector<SourceTensor> source_tensors(const io::ModelWeights& weights);
+
+// "model.layers.10.x" sorts after "model.layers.9.x": numbers compare as numbers.
+bool natural_less(const std::string& a, const std::string& b);
+
+}  // namespace quantlab::quant

@@ -1,0 +1,30 @@
+// How the tensors of an MLX-quantized checkpoint group into modules: P.weight (U32 codes) with
+// P.scales and P.biases, bits and group size resolved per module from config.json the way mlx-lm does,
+// and every shape cross-checked (packed_cols * 32 / bits == scale_cols * group_size).
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "io/model_config.h"
+#include "io/safetensors.h"
+
+namespace quantlab::quant {
+
+struct QuantizedModule {
+  std::string module;                // path without ".weight"
+  io::ModuleQuant quant;
+  std::vector<int64_t> logical_shape;  // unpacked [.., out, in]
+  DType scale_dtype = DType::kF16;
+};
+
+struct QuantizedLayout {
+  std::vector<QuantizedModule> modules;  // natural order
+  std::vector<std::string> float_tensors;  // every other tensor
+};
+
+// Throws Error naming the tensor when shapes, dtypes or the config disagree.
+QuantizedLayout describe_quantized(const io::ModelConfig& config, const io::ModelWeights& weights);
+
+}  // namespace quantlab::quant

@@ -1,0 +1,203 @@
+#include "quant/quantizer.h"
+
+#include <chrono>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <fstream>
+
+#include "core/error.h"
+#include "core/progress.h"
+#include "io/model_config.h"
+#include "io/output_dir.h"
+#include "io/safetensors.h"
+#include "kernels/kernels.h"
+#include "quant/affine_reference.h"
+#include "quant/convert.h"
+
+namespace quantlab::quant {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr int64_t kJobElements = 1 << 19;  // 512K values: 2 MB of f32 scratch per thread
+
+struct Job {
+  const OutputTensor* tensor;
+  size_t source;    // index into tensor->sources
+  RowRange rows;    // rows of that source
+  int64_t out_row;  // first row in the output tensor
+};
+
+struct Scratch {
+  std::vector<uint8_t> raw;
+  std::vector<float> values;
+  std::vector<uint32_t> packed;
+  std::vector<float> scales, biases;
+  std::vector<uint8_t> scales_out, biases_out, float_out;
+};
+
+class ModelQuantizer {
+ public:
+  ModelQuantizer(const io::ModelWeights& weights, io::SafetensorsWriter& writer, KernelPath kernel)
+      : weights_(weights), writer_(writer), kernel_(kernel) {}
+
+  void run_job(const Job& job, Scratch& s) const {
+    const OutputTensor& t = *job.tensor;
+    const auto& entry = weights_.at(t.sources[job.source]);
+    const int64_t cols = t.cols();
+    const size_t n = static_cast<size_t>((job.rows.end - job.rows.begin) * cols);
+    const size_t in_elem = dtype_size(t.source_dtype);
+    s.raw.resize(n * in_elem);
+    entry.file->read(*entry.info, static_cast<uint64_t>(job.rows.begin * cols) * in_elem, s.raw.size(),
+                     s.raw.data());
+    if (!is_float(t.source_dtype)) {  // integer tensors are copied as they are
+      writer_.write_range(t.name, static_cast<uint64_t>(job.out_row * cols) * in_elem, s.raw);
+      return;
+    }
+    s.values.resize(n);
+    if (kernel_ == KernelPath::kSimd) kernels::convert_to_f32(t.source_dtype, s.raw.data(), n, s.values.data());
+    else load_as_f32_scalar(t.source_dtype, s.raw.data(), n, s.values.data());
+    if (t.float_dtype != t.source_dtype) round_to_dtype(s.values.data(), n, t.float_dtype);
+    const size_t bad = first_non_finite(s.values.data(), n);
+    if (bad != n)
+      fail_input("tensor '{}': value at row {}, column {} is {}; refusing to quantize non-finite weights",
+                 entry.info->name, job.rows.begin + static_cast<int64_t>(bad) / cols,
+                 static_cast<int64_t>(bad) % cols, s.values[bad]);
+    if (t.quant) write_quantized(job, s, n);
+    else write_float(job, s, n);
+  }
+
+ private:
+  void write_float(const Job& job, Scratch& s, size_t n) const {
+    const OutputTensor& t = *job.tensor;
+    const size_t elem = dtype_size(t.float_dtype);
+    s.float_out.resize(n * elem);
+    store_as(s.values.data(), n, t.float_dtype, s.float_out.data());
+    writer_.write_range(t.name, static_cast<uint64_t>(job.out_row * t.cols()) * elem, s.float_out);
+  }
+
+  void write_quantized(const Job& job, Scratch& s, size_t n) const {
+    const OutputTensor& t = *job.tensor;
+    const int bits = t.quant->bits, group = t.quant->group_size;
+    const int64_t cols = t.cols(), rows = job.rows.end - job.rows.begin;
+    const size_t words_per_row = static_cast<size_t>(cols * bits / 32);
+    const size_t groups_per_row = static_cast<size_t>(cols / group);
+    s.packed.resize(rows * words_per_row);
+    s.scales.resize(rows * groups_per_row);
+    s.biases.resize(rows * groups_per_row);
+    if (kernel_ == KernelPath::kSimd) {
+      kernels::affine_quantize(s.values.data(), rows, cols, bits, group, s.packed.data(), s.scales.data(),
+                               s.biases.data());
+    } else {
+      for (int64_t r = 0; r < rows; ++r)
+        quantize_row_reference(s.values.data() + r * cols, cols, bits, group,
+                               s.packed.data() + r * words_per_row, s.scales.data() + r * groups_per_row,
+                               s.biases.data() + r * groups_per_row);
+    }
+    const size_t elem = dtype_size(t.float_dtype);
+    const size_t ngroups = s.scales.size();
+    s.scales_out.resize(ngroups * elem);
+    s.biases_out.resize(ngroups * elem);
+    store_as(s.scales.data(), ngroups, t.float_dtype, s.scales_out.data());
+    store_as(s.biases.data(), ngroups, t.float_dtype, s.biases_out.data());
+    const auto* packed = reinterpret_cast<const uint8_t*>(s.packed.data());
+    writer_.write_range(t.module + ".weight", static_cast<uint64_t>(job.out_row) * words_per_row * 4,
+                        {packed, s.packed.size() * 4});
+    writer_.write_range(t.module + ".scales", static_cast<uint64_t>(job.out_row) * groups_per_row * elem,
+                        s.scales_out);
+    writer_.write_range(t.module + ".biases", static_cast<uint64_t>(job.out_row) * groups_per_row * elem,
+                        s.biases_out);
+    (void)n;
+  }
+
+  const io::ModelWeights& weights_;
+  io::SafetensorsWriter& writer_;
+  KernelPath kernel_;
+};
+
+std::vector<Job> make_jobs(const QuantPlan& plan, const io::ModelWeights& weights) {
+  std::vector<Job> jobs;
+  for (const auto& t : plan.tensors) {
+    const int64_t cols = t.shape.empty() ? 1 : t.cols();
+    int64_t out_row = 0;
+    for (size_t s = 0; s < t.sources.size(); ++s) {
+      const int64_t rows = weights.at(t.sources[s]).info->numel() / std::max<int64_t>(cols, 1);
+      for (const RowRange& r : split_rows(rows, cols, kJobElements)) jobs.push_back({&t, s, r, out_row + r.begin});
+      out_row += rows;
+    }
+  }
+  return jobs;
+}
+
+std::map<std::string, std::string> output_metadata(const QuantPlan& plan) {
+  std::map<std::string, std::string> m{{"format", "mlx"}};
+  for (const auto& t : plan.tensors)
+    if (t.quant && !is_mlx_bits(t.quant->bits))
+      m["quantlab_extension"] = "7-bit affine: MLX layout, but mlx-lm itself refuses 7-bit";
+  return m;
+}
+
+}  // namespace
+
+std::vector<RowRange> split_rows(int64_t rows, int64_t cols, int64_t target_elems) {
+  std::vector<RowRange> out;
+  const int64_t step = std::max<int64_t>(1, target_elems / std::max<int64_t>(cols, 1));
+  for (int64_t r = 0; r < rows; r += step) out.push_back({r, std::min(rows, r + step)});
+  if (rows == 0) out.push_back({0, 0});
+  return out;
+}
+
+void copy_side_files(const std::string& in_dir, const std::string& out_dir) {
+  for (const auto& e : fs::directory_iterator(in_dir)) {
+    if (!e.is_regular_file()) continue;
+    const std::string name = e.path().filename().string();
+    if (e.path().extension() == ".safetensors" || name == "model.safetensors.index.json" ||
+        name == "config.json" || name.rfind('.', 0) == 0)
+      continue;
+    std::error_code ec;
+    fs::copy_file(e.path(), fs::path(out_dir) / name, fs::copy_options::overwrite_existing, ec);
+    if (ec) fail(ErrorKind::kIo, "{}: cannot copy: {}", e.path().string(), ec.message());
+  }
+}
+
+QuantizeReport quantize_model(const std::string& in_dir, const std::string& out_dir,
+                              const QuantizeOptions& options, ThreadPool& pool) {
+  const auto start = std::chrono::steady_clock::now();
+  const io::ModelConfig config = io::load_model_config(in_dir);
+  const io::ModelWeights weights = io::ModelWeights::open(in_dir);
+  QuantizeReport report;
+  report.plan = make_quant_plan(config, source_tensors(weights), options.plan);
+  io::check_output_not_input(in_dir, out_dir);
+  io::AtomicOutputDir out(out_dir, options.overwrite);
+  {
+    io::SafetensorsWriter writer(out.temp_path(), report.plan.output_specs(), options.max_shard_bytes,
+                                 output_metadata(report.plan));
+    const std::vector<Job> jobs = make_jobs(report.plan, weights);
+    for (const auto& t : report.plan.tensors)
+      for (const auto& s : t.sources) report.input_bytes += weights.at(s).info->nbytes;
+    Progress progress("quantize", jobs.size(), report.input_bytes, options.show_progress);
+    std::vector<Scratch> scratch(pool.size());
+    ModelQuantizer quantizer(weights, writer, options.kernel);
+    pool.parallel_for(jobs.size(), 1, [&](size_t begin, size_t end, size_t worker) {
+      for (size_t j = begin; j < end; ++j) {
+        quantizer.run_job(jobs[j], scratch[worker]);
+        const auto& t = *jobs[j].tensor;
+        progress.advance(1, static_cast<uint64_t>((jobs[j].rows.end - jobs[j].rows.begin) * t.cols()) *
+                                dtype_size(t.source_dtype));
+      }
+    });
+    progress.finish();
+    writer.finish(report.plan.total_parameters());
+    report.output_bytes = writer.total_tensor_bytes();
+    report.shards = writer.shard_names();
+  }
+  std::ofstream(out.file("config.json"))
+      << io::config_for_output(config, report.plan.output_dtype, report.plan.quantization).dump(4) << "\n";
+  copy_side_files(in_dir, out.temp_path());
+  out.commit();
+  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return report;
+}
+
+}  // namespace quantlab::quant

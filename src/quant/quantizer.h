@@ -1,0 +1,51 @@
+// Streaming conversion of a float checkpoint into an MLX affine-quantized one.
+// Work is cut into jobs of a few rows of one source tensor; each job reads its bytes with pread,
+// converts them, quantizes them and writes the packed codes, scales and biases at their final offsets.
+// Peak memory is a few MB per thread, independent of the model size; jobs run on all threads and
+// the output bytes are identical for any thread count (each job owns its byte ranges).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/thread_pool.h"
+#include "io/safetensors_writer.h"
+#include "quant/plan.h"
+
+namespace quantlab::quant {
+
+enum class KernelPath { kSimd, kScalarReference };
+
+struct QuantizeOptions {
+  PlanOptions plan;
+  uint64_t max_shard_bytes = io::kDefaultMaxShardBytes;
+  bool overwrite = false;
+  bool show_progress = true;
+  // The scalar reference path is the yardstick for benchmarks and a cross-check in tests.
+  KernelPath kernel = KernelPath::kSimd;
+};
+
+struct QuantizeReport {
+  QuantPlan plan;
+  uint64_t input_bytes = 0;   // bytes of source tensors read
+  uint64_t output_bytes = 0;  // bytes of tensors written
+  double seconds = 0;
+  std::vector<std::string> shards;
+};
+
+// Quantizes in_dir into out_dir (created atomically; nothing is left behind on failure).
+QuantizeReport quantize_model(const std::string& in_dir, const std::string& out_dir,
+                              const QuantizeOptions& options, ThreadPool& pool);
+
+// Copies the files of a model directory that are not weights or config.json (tokenizer files,
+// generation_config.json, chat templates, ...) into out_dir.
+void copy_side_files(const std::string& in_dir, const std::string& out_dir);
+
+// Splits `rows` rows of `cols` values into jobs of about `target_elems` values each.
+struct RowRange {
+  int64_t begin, end;
+};
+std::vector<RowRange> split_rows(int64_t rows, int64_t cols, int64_t target_elems);
+
+}  // namespace quantlab::quant

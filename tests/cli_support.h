@@ -1,0 +1,49 @@
+// Runs the real quantlab binary and captures its exit code and output, for tests of the command-line
+// contract (exit codes, messages, no partial output).
+#pragma once
+
+#include <sys/wait.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "test_support.h"
+
+namespace quantlab::testing {
+
+struct RunResult {
+  int exit_code = -1;
+  std::string out;  // stdout
+  std::string err;  // stderr
+};
+
+inline std::string shell_quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+inline std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// args is appended verbatim (quote paths with shell_quote).
+inline RunResult run_quantlab(const std::string& args) {
+  TempDir io;
+  const std::string cmd = std::string(QUANTLAB_BINARY) + " " + args + " >" + shell_quote(io / "out") +
+                          " 2>" + shell_quote(io / "err") + " </dev/null";
+  const int status = std::system(cmd.c_str());
+  RunResult r;
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+  r.out = slurp(io / "out");
+  r.err = slurp(io / "err");
+  return r;
+}
+
+}  // namespace quantlab::testing
