@@ -3,6 +3,8 @@
 #pragma once
 
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <random>
 #include <string>
 
@@ -33,4 +35,11 @@ class TempDir {
   std::filesystem::path path_;
 };
 
+}  // namespace quantlab::testing
+
+namespace quantlab::testing {
+inline std::string slurp_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), {}};
+}
 }  // namespace quantlab::testing
