@@ -20,6 +20,8 @@ int run(int argc, char** argv) {
   register_quantize(app);
   register_dequantize(app);
   register_inspect(app);
+  register_machine(app);
+  register_fuse(app);
   // (subcommands are added here as they land)
   try {
     app.parse(argc, argv);

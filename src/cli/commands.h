@@ -11,6 +11,8 @@ namespace quantlab::cli {
 void register_quantize(CLI::App& app);
 void register_dequantize(CLI::App& app);
 void register_inspect(CLI::App& app);
+void register_machine(CLI::App& app);
+void register_fuse(CLI::App& app);
 
 
 }  // namespace quantlab::cli
