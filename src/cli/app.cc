@@ -22,6 +22,13 @@ int run(int argc, char** argv) {
   register_inspect(app);
   register_machine(app);
   register_fuse(app);
+  register_generate(app);
+  register_logits(app);
+  register_synth(app);
+  register_plan(app);
+  register_bench(app);
+  register_retention(app);
+  register_sweep(app);
   // (subcommands are added here as they land)
   try {
     app.parse(argc, argv);

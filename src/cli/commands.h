@@ -13,6 +13,13 @@ void register_dequantize(CLI::App& app);
 void register_inspect(CLI::App& app);
 void register_machine(CLI::App& app);
 void register_fuse(CLI::App& app);
+void register_generate(CLI::App& app);
+void register_logits(CLI::App& app);
+void register_synth(CLI::App& app);
+void register_plan(CLI::App& app);
+void register_bench(CLI::App& app);  // also the hidden bench-worker
+void register_retention(CLI::App& app);
+void register_sweep(CLI::App& app);
 
 
 }  // namespace quantlab::cli

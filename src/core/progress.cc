@@ -47,7 +47,8 @@ void Progress::draw_locked(bool final_line) {
   bar.resize(kWidth, '.');
   const double gbps = secs > 0 ? double(bytes_) / 1e9 / secs : 0.0;
   const double eta = frac > 0.001 ? secs * (1.0 - frac) / frac : 0.0;
-  std::string line = fmt::format("\r{} [{}] {}/{} {:.2f} GB/s ", label_, bar, items_, total_items_, gbps);
+  std::string line = fmt::format("\r{} [{}] {}/{} ", label_, bar, items_, total_items_);
+  if (total_bytes_ > 0 || bytes_ > 0) line += fmt::format("{:.2f} GB/s ", gbps);  // items without bytes: no rate
   line += final_line ? fmt::format("done in {:.1f}s\n", secs) : fmt::format("ETA {:.0f}s   ", eta);
   std::fputs(line.c_str(), stderr);
   std::fflush(stderr);

@@ -51,10 +51,19 @@ std::vector<Piece> make_pieces(const QuantizedLayout& layout, const io::ModelWei
     for (size_t i = 0; i + 1 < s.size(); ++i) rows *= s[i];
     pieces.push_back({m.module + ".weight", &m, m.module, 0, rows, cols, s, out});
   }
+  static const std::regex kSwitchWeight(R"((.*\.mlp)\.switch_mlp\.(gate_proj|up_proj|down_proj)\.weight)");
   for (const auto& name : layout.float_tensors) {
     const auto& info = *w.at(name).info;
     const int64_t cols = info.shape.empty() ? 1 : info.shape.back();
     const DType out = is_float(info.dtype) && dtype ? *dtype : info.dtype;
+    std::smatch match;
+    if (info.shape.size() == 3 && std::regex_match(name, match, kSwitchWeight)) {
+      // Stacked experts that stayed float (last dim not a multiple of the group) are unstacked too.
+      for (int64_t e = 0; e < info.shape[0]; ++e)
+        pieces.push_back({match[1].str() + ".experts." + std::to_string(e) + "." + match[2].str() + ".weight", nullptr,
+                          name, e * info.shape[1], info.shape[1], cols, {info.shape[1], cols}, out});
+      continue;
+    }
     pieces.push_back({name, nullptr, name, 0, info.numel() / std::max<int64_t>(cols, 1), cols, info.shape, out});
   }
   return pieces;
@@ -87,7 +96,7 @@ void run_piece_rows(const io::ModelWeights& w, const Piece& p, RowRange r, io::S
     const auto& e = w.at(p.source);
     const size_t in_elem = dtype_size(e.info->dtype);
     bytes.resize(n * in_elem);
-    e.file->read(*e.info, static_cast<uint64_t>(r.begin * p.cols) * in_elem, bytes.size(), bytes.data());
+    e.file->read(*e.info, static_cast<uint64_t>((p.first_row + r.begin) * p.cols) * in_elem, bytes.size(), bytes.data());
     if (!is_float(e.info->dtype) || e.info->dtype == p.dtype) {
       writer.write_range(p.out_name, static_cast<uint64_t>(r.begin * p.cols) * in_elem, bytes);
       return;

@@ -211,6 +211,30 @@ TEST(Quantizer, MoeStackUnstackRoundTripIsExact) {
   }
 }
 
+TEST(Quantizer, DequantizeUnstacksFloatExpertsToo) {
+  // At group 128, qwen3moe-tiny's expert down_proj (in = moe_intermediate) is not a multiple of the
+  // group, so it stays float and stacked in the quantized file; dequantize must still unstack it.
+  TempDir tmp;
+  const std::string in = data_path("reference-models/qwen3moe-tiny");
+  quantize(in, tmp / "q", 4, 128, 2);
+  const io::ModelWeights q = io::ModelWeights::open(tmp / "q");
+  ASSERT_EQ(q.at("model.layers.0.mlp.switch_mlp.down_proj.weight").info->dtype, DType::kF16);
+  DequantizeOptions o;
+  o.show_progress = false;
+  ThreadPool pool(2);
+  dequantize_model(tmp / "q", tmp / "d", o, pool);
+  const io::ModelWeights d = io::ModelWeights::open(tmp / "d");
+  const io::ModelWeights src = io::ModelWeights::open(in);
+  EXPECT_EQ(d.names(), src.names());
+  // The float experts come back bit for bit.
+  for (int e = 0; e < 8; ++e) {
+    const std::string name = "model.layers.0.mlp.experts." + std::to_string(e) + ".down_proj.weight";
+    const auto a = d.bytes(name), b = src.bytes(name);
+    ASSERT_EQ(a.size(), b.size());
+    EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size())) << name;
+  }
+}
+
 TEST(Quantizer, RefusesQuantizedInputPointingToDequantize) {
   TempDir tmp;
   quantize(data_path("reference-models/qwen3-tiny"), tmp / "q", 4, 64, 1);

@@ -10,6 +10,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -20,6 +21,16 @@ namespace quantlab::text::jinja {
 
 class Value;
 using ValueList = std::vector<Value>;
+
+// An error without a source position; the interpreter adds the template line and column.
+class RuntimeError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Lists and dicts nest at most this deep when built (deeper input JSON is rejected), so the
+// recursive printers, comparisons and destructors stay far from the stack limit.
+inline constexpr int kMaxValueNesting = 200;
 
 // Dict keys are strings: chat templates only build string-keyed mappings, and JSON has no others.
 struct ValueDict {
@@ -57,12 +68,19 @@ class Value {
   Value(int64_t i) : data_(i) {}
   Value(int i) : data_(int64_t{i}) {}
   Value(double d) : data_(d) {}
-  Value(std::string s) : data_(std::move(s)) {}
-  Value(const char* s) : data_(std::string(s)) {}
-  Value(ValueList list) : data_(std::make_shared<ValueList>(std::move(list))) {}
-  Value(ValueDict dict) : data_(std::make_shared<ValueDict>(std::move(dict))) {}
-  Value(std::shared_ptr<ValueDict> dict) : data_(std::move(dict)) {}
+  Value(std::string s) : data_(std::make_shared<const std::string>(std::move(s))) {}
+  Value(const char* s) : data_(std::make_shared<const std::string>(s)) {}
+  // Containers record their nesting depth; these throw RuntimeError beyond kMaxValueNesting.
+  Value(ValueList list);
+  Value(ValueDict dict) : Value(std::make_shared<ValueDict>(std::move(dict))) {}
+  Value(std::shared_ptr<ValueDict> dict);
   static Value function(Function f) { return Value(std::make_shared<Function>(std::move(f))); }
+  // A Python tuple: a list that prints as (a, b) and never equals a list.
+  static Value tuple(ValueList items) {
+    Value v(std::move(items));
+    v.tuple_ = true;
+    return v;
+  }
 
   Kind kind() const { return static_cast<Kind>(data_.index()); }
   bool is_undefined() const { return kind() == Kind::kUndefined; }
@@ -75,11 +93,16 @@ class Value {
   bool is_list() const { return kind() == Kind::kList; }
   bool is_dict() const { return kind() == Kind::kDict; }
   bool is_function() const { return kind() == Kind::kFunction; }
+  bool is_tuple() const { return tuple_; }
+  int nesting() const { return nesting_; }  // 0 for scalars, 1 + deepest item for containers
+  // True for namespace() objects and containers holding one. Namespaces are the only mutable
+  // values; refusing to store them in namespaces rules out reference cycles.
+  bool holds_namespace() const { return holds_namespace_; }
 
   bool as_bool() const { return std::get<bool>(data_); }
   int64_t as_int() const { return std::get<int64_t>(data_); }
   double as_float() const { return std::get<double>(data_); }
-  const std::string& as_string() const { return std::get<std::string>(data_); }
+  const std::string& as_string() const { return *std::get<std::shared_ptr<const std::string>>(data_); }
   const ValueList& as_list() const { return *std::get<std::shared_ptr<ValueList>>(data_); }
   const ValueDict& as_dict() const { return *std::get<std::shared_ptr<ValueDict>>(data_); }
   ValueDict& mutable_dict() const { return *std::get<std::shared_ptr<ValueDict>>(data_); }
@@ -88,19 +111,24 @@ class Value {
 
   // Numeric view for arithmetic (bool counts as int, as in Python).
   double to_double() const;
-  int64_t to_int() const;  // int or bool only
+  int64_t to_int() const;  // int or bool; anything else throws RuntimeError
 
   static Value from_json(const nlohmann::ordered_json& json);
   nlohmann::ordered_json to_json() const;  // throws for undefined and functions
 
  private:
+  static Value from_json(const nlohmann::ordered_json& json, int depth);
   explicit Value(Undefined u) : data_(std::move(u)) {}
   explicit Value(std::nullptr_t) : data_(nullptr) {}
   explicit Value(std::shared_ptr<Function> f) : data_(std::move(f)) {}
 
-  std::variant<Undefined, std::nullptr_t, bool, int64_t, double, std::string,
+  // Strings, lists and dicts are shared: copying a Value (every variable lookup) is cheap.
+  std::variant<Undefined, std::nullptr_t, bool, int64_t, double, std::shared_ptr<const std::string>,
                std::shared_ptr<ValueList>, std::shared_ptr<ValueDict>, std::shared_ptr<Function>>
       data_;
+  bool tuple_ = false;
+  bool holds_namespace_ = false;
+  uint16_t nesting_ = 0;
 };
 
 // Python truthiness: empty strings/lists/dicts, 0, None and undefined are false.
@@ -121,10 +149,15 @@ std::string to_repr(const Value& v);
 // Python float repr (shortest round trip, "1.0", "1e-05", "inf", "nan").
 std::string format_python_float(double d);
 
+// Python json.dumps arguments. Defaults are transformers' `tojson`: ensure_ascii=False, keys in
+// insertion order, separators ", " and ": " (with an indent, Python's item separator becomes ",").
 struct JsonDumpOptions {
-  int indent = -1;  // < 0: single line with ", " and ": " separators; >= 0: pretty, "," + newline
+  int indent = -1;  // < 0: None (one line); >= 0: newline + that many spaces per level
+  bool ensure_ascii = false;
+  bool sort_keys = false;
+  std::optional<std::pair<std::string, std::string>> separators;  // (item, key); nullopt: Python's default
 };
-// json.dumps(value, ensure_ascii=False, sort_keys=False) — transformers' `tojson` filter.
+// json.dumps(value, ...) as Python writes it.
 // Returns nullopt for values JSON cannot hold (undefined, functions).
 std::optional<std::string> dump_json(const Value& v, const JsonDumpOptions& options);
 

@@ -1,0 +1,240 @@
+// Kernel benchmarks on a 2-thread pool: memory-bandwidth and FMA-peak probes first, then quantized and
+// float matvec (GB/s of weight bytes and % of the measured bandwidth), matmul (GFLOP/s and % of the
+// FMA peak) and the quantizer's hot loop (GB/s of f16 input). Probes run first (registration order),
+// so the ratio counters of later benchmarks use numbers measured in the same run.
+//
+//   build-*/bin/kernels_bench [--benchmark_filter=Matvec]     (threads: QL_BENCH_THREADS, default 2)
+#include <benchmark/benchmark.h>
+
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "core/half.h"
+#include "core/thread_pool.h"
+#include "kernels/kernels.h"
+#include "kernels/probes.h"
+
+namespace {
+
+using quantlab::DType;
+using quantlab::ThreadPool;
+using quantlab::kernels::MatrixView;
+using quantlab::kernels::WeightType;
+
+ThreadPool& pool() {
+  static ThreadPool p([] {
+    const char* env = std::getenv("QL_BENCH_THREADS");
+    return env ? static_cast<size_t>(std::atoi(env)) : size_t{2};
+  }());
+  return p;
+}
+
+double g_bandwidth_gbs = 0;    // measured by BM_MemoryBandwidth
+double g_fma_peak_gflops = 0;  // measured by BM_FmaPeak
+
+// Cheap deterministic fill (random enough for codes; speed matters for 150 MB matrices).
+void fill_random(void* data, size_t bytes, uint64_t seed) {
+  auto* p = static_cast<uint8_t*>(data);
+  uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
+  for (size_t i = 0; i + 8 <= bytes; i += 8) {
+    s = s * 6364136223846793005ull + 1442695040888963407ull;
+    const uint64_t v = s ^ (s >> 29);
+    std::memcpy(p + i, &v, 8);
+  }
+}
+
+void BM_MemoryBandwidth(benchmark::State& state) {
+  const size_t n = size_t{1} << 28;  // 1 GiB of floats
+  std::vector<float> data(n, 1.0f);
+  const size_t threads = pool().size();
+  const auto start = std::chrono::steady_clock::now();
+  for (auto _ : state) {
+    std::vector<float> sums(threads);
+    pool().run_on_all([&](size_t w) {
+      const size_t begin = n / threads * w, end = w + 1 == threads ? n : n / threads * (w + 1);
+      sums[w] = quantlab::kernels::stream_sum(data.data() + begin, end - begin);
+    });
+    benchmark::DoNotOptimize(sums.data());
+  }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double bytes = static_cast<double>(n) * 4 * state.iterations();
+  g_bandwidth_gbs = bytes / 1e9 / seconds;
+  state.counters["GB/s"] = benchmark::Counter(bytes / 1e9, benchmark::Counter::kIsRate);
+}
+
+void BM_FmaPeak(benchmark::State& state) {
+  const size_t iterations = 1 << 24;
+  const auto start = std::chrono::steady_clock::now();
+  for (auto _ : state) {
+    pool().run_on_all([&](size_t w) {
+      benchmark::DoNotOptimize(quantlab::kernels::fma_probe(iterations, 1.0f + w));
+    });
+  }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double flops = quantlab::kernels::fma_probe_flops(iterations) * pool().size() * state.iterations();
+  g_fma_peak_gflops = flops / 1e9 / seconds;
+  state.counters["GFLOP/s"] = benchmark::Counter(flops / 1e9, benchmark::Counter::kIsRate);
+}
+
+// Storage behind a benchmark's affine MatrixView.
+struct Stored {
+  std::vector<uint32_t> words;
+  std::vector<uint16_t> scales, biases;
+  std::vector<float> scales_f32, biases_f32;
+};
+
+MatrixView affine_view(Stored& s, size_t rows, size_t cols, int bits, int group, DType scale_type) {
+  s.words.resize(rows * cols * bits / 32);
+  fill_random(s.words.data(), s.words.size() * 4, bits);
+  const size_t groups = rows * cols / group;
+  MatrixView v;
+  v.type = WeightType::kAffine;
+  v.rows = rows;
+  v.cols = cols;
+  v.bits = bits;
+  v.group_size = group;
+  v.scale_type = scale_type;
+  v.data = s.words.data();
+  if (scale_type == DType::kF32) {
+    s.scales_f32.assign(groups, 0.01f);
+    s.biases_f32.assign(groups, -0.05f);
+    v.scales = s.scales_f32.data();
+    v.biases = s.biases_f32.data();
+  } else {
+    const bool f16 = scale_type == DType::kF16;
+    s.scales.assign(groups, f16 ? quantlab::f32_to_f16(0.01f) : quantlab::f32_to_bf16(0.01f));
+    s.biases.assign(groups, f16 ? quantlab::f32_to_f16(-0.05f) : quantlab::f32_to_bf16(-0.05f));
+    v.scales = s.scales.data();
+    v.biases = s.biases.data();
+  }
+  return v;
+}
+
+size_t weight_bytes(const MatrixView& v) {
+  if (v.type != WeightType::kAffine) return v.rows * v.cols * (v.type == WeightType::kF32 ? 4 : 2);
+  return v.rows * v.packed_words_per_row() * 4 + 2 * v.rows * v.groups_per_row() * quantlab::dtype_size(v.scale_type);
+}
+
+void report_bandwidth(benchmark::State& state, double bytes_per_call) {
+  state.counters["GB/s"] = benchmark::Counter(bytes_per_call / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["MB/call"] = bytes_per_call / 1e6;
+  if (g_bandwidth_gbs > 0) {
+    // % of roofline = achieved bandwidth / measured bandwidth, from the seconds per call.
+    state.counters["roofline%"] = benchmark::Counter(
+        bytes_per_call / 1e9 / g_bandwidth_gbs * 100, benchmark::Counter::kIsIterationInvariantRate);
+  }
+}
+
+void run_matvec(benchmark::State& state, const MatrixView& v) {
+  std::vector<float> x(v.cols, 0.5f), y(v.rows);
+  for (auto _ : state) {
+    quantlab::kernels::matvec(v, x.data(), y.data(), pool());
+    benchmark::DoNotOptimize(y.data());
+  }
+  report_bandwidth(state, static_cast<double>(weight_bytes(v)));
+}
+
+// Args: bits, rows, group size, scale dtype (0 f16, 1 bf16, 2 f32); cols = 1024.
+void BM_MatvecAffine(benchmark::State& state) {
+  const int bits = static_cast<int>(state.range(0));
+  const DType scale_types[] = {DType::kF16, DType::kBF16, DType::kF32};
+  Stored s;
+  const MatrixView v = affine_view(s, state.range(1), 1024, bits, static_cast<int>(state.range(2)),
+                                   scale_types[state.range(3)]);
+  run_matvec(state, v);
+}
+
+// Args: weight type (0 f32, 1 f16, 2 bf16), rows; cols = 1024.
+void BM_MatvecFloat(benchmark::State& state) {
+  const WeightType types[] = {WeightType::kF32, WeightType::kF16, WeightType::kBF16};
+  MatrixView v;
+  v.type = types[state.range(0)];
+  v.rows = state.range(1);
+  v.cols = 1024;
+  std::vector<uint8_t> data(weight_bytes(v));
+  fill_random(data.data(), data.size(), 3);
+  if (v.type != WeightType::kF32) {  // keep values finite: clear the top exponent bit of each half
+    for (size_t i = 1; i < data.size(); i += 2) data[i] &= 0x3F;
+  } else {
+    for (size_t i = 3; i < data.size(); i += 4) data[i] &= 0x3F;
+  }
+  v.data = data.data();
+  run_matvec(state, v);
+}
+
+// Args: bits (0 = bf16 weights), n; W is 3072 x 1024 (an MLP projection of a small model).
+void BM_Matmul(benchmark::State& state) {
+  const int bits = static_cast<int>(state.range(0));
+  const size_t n = state.range(1), rows = 3072, cols = 1024;
+  Stored s;
+  MatrixView v;
+  std::vector<uint16_t> bf16;
+  if (bits > 0) {
+    v = affine_view(s, rows, cols, bits, 64, DType::kBF16);
+  } else {
+    bf16.assign(rows * cols, quantlab::f32_to_bf16(0.01f));
+    v.type = WeightType::kBF16;
+    v.rows = rows;
+    v.cols = cols;
+    v.data = bf16.data();
+  }
+  std::vector<float> x(n * cols, 0.25f), y(n * rows);
+  for (auto _ : state) {
+    quantlab::kernels::matmul(v, x.data(), n, y.data(), pool());
+    benchmark::DoNotOptimize(y.data());
+  }
+  const double flops = 2.0 * n * rows * cols;
+  state.counters["GFLOP/s"] = benchmark::Counter(flops / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+  if (g_fma_peak_gflops > 0) {
+    state.counters["peak%"] = benchmark::Counter(flops / 1e9 / g_fma_peak_gflops * 100,
+                                                 benchmark::Counter::kIsIterationInvariantRate);
+  }
+}
+
+// The quantizer's hot loop on one thread: f16 -> f32 conversion then affine_quantize, per 1024-wide row
+// block. Reported as GB/s of f16 input (the quantizer runs one such loop per core).
+void BM_QuantizeF16(benchmark::State& state) {
+  const int bits = static_cast<int>(state.range(0));
+  const size_t rows = 256, cols = 4096, group = 64;
+  std::vector<uint16_t> input(rows * cols);
+  for (size_t i = 0; i < input.size(); ++i) input[i] = quantlab::f32_to_f16(((i * 7919) % 2001) / 1000.0f - 1.0f);
+  std::vector<float> values(rows * cols), scales(rows * cols / group), biases(rows * cols / group);
+  std::vector<uint32_t> packed(rows * cols * bits / 32);
+  for (auto _ : state) {
+    quantlab::kernels::convert_to_f32(DType::kF16, input.data(), input.size(), values.data());
+    quantlab::kernels::affine_quantize(values.data(), rows, cols, bits, group, packed.data(), scales.data(),
+                                       biases.data());
+    benchmark::DoNotOptimize(packed.data());
+  }
+  state.counters["GB/s"] =
+      benchmark::Counter(input.size() * 2 / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+}  // namespace
+
+BENCHMARK(BM_MemoryBandwidth)->Unit(benchmark::kMillisecond)->MinTime(1.0)->UseRealTime();
+BENCHMARK(BM_FmaPeak)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_MatvecAffine)
+    ->ArgNames({"bits", "rows", "group", "scale"})
+    ->ArgsProduct({{2, 3, 4, 5, 6, 7, 8}, {1024, 3072, 151936}, {64}, {0}})
+    ->ArgsProduct({{4}, {3072}, {32, 128}, {0}})
+    ->ArgsProduct({{4}, {3072}, {64}, {1, 2}})
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
+BENCHMARK(BM_MatvecFloat)
+    ->ArgNames({"type", "rows"})
+    ->ArgsProduct({{0, 1, 2}, {3072, 151936}})
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
+BENCHMARK(BM_Matmul)
+    ->ArgNames({"bits", "n"})
+    ->ArgsProduct({{0, 4, 6, 8}, {17, 128, 512}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(BM_QuantizeF16)->ArgName("bits")->DenseRange(2, 8)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+BENCHMARK_MAIN();

@@ -1,0 +1,136 @@
+// Output-based retention on the bundled tool-calling model, and its agreement with the weight-only
+// analysis: across bit widths the two measures must rank the widths alike (issue 6).
+#include "analysis/output_retention.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+
+#include "analysis/retention_report.h"
+#include "analysis/weight_retention.h"
+#include "core/error.h"
+#include "eval/stats.h"
+#include "test_support.h"
+
+namespace quantlab::analysis {
+namespace {
+
+using testing::data_path;
+using testing::TempDir;
+
+TEST(KlDivergence, ZeroForTheSameDistributionWhateverTheShift) {
+  const std::vector<float> p = {1.0f, -2.0f, 0.5f, 3.0f}, shifted = {11.0f, 8.0f, 10.5f, 13.0f};
+  EXPECT_NEAR(kl_divergence_from_logits(p.data(), shifted.data(), 4), 0.0, 1e-12);
+}
+
+TEST(KlDivergence, MatchesTheClosedFormForTwoOutcomes) {
+  // P = softmax(0, ln 3) = (1/4, 3/4), Q = (1/2, 1/2): KL = 1/4 ln(1/2) + 3/4 ln(3/2).
+  const std::vector<float> p = {0.0f, float(std::log(3.0))}, q = {0.0f, 0.0f};
+  const double expected = 0.25 * std::log(0.5) + 0.75 * std::log(1.5);
+  EXPECT_NEAR(kl_divergence_from_logits(p.data(), q.data(), 2), expected, 1e-7);
+  // Not symmetric: KL(Q ‖ P) = 1/2 ln 2 + 1/2 ln(2/3).
+  EXPECT_NEAR(kl_divergence_from_logits(q.data(), p.data(), 2), 0.5 * std::log(2.0) + 0.5 * std::log(2.0 / 3.0), 1e-7);
+}
+
+// The whole analysis on the dense fixture: seed5 suite, widths 2..8. One run shared by the tests below.
+class DenseRetention : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    work_ = new TempDir();
+    ThreadPool pool(2);
+    WeightRetentionOptions wo;
+    wo.base_dir = data_path("tool-calling/dense-base-f16");
+    wo.fused_dir = data_path("tool-calling/dense-fused-strong-f16");
+    wo.bits = {2, 3, 4, 5, 6, 7, 8};
+    wo.show_progress = false;
+    weights_ = new WeightRetention(analyze_weight_retention(wo, pool));
+    OutputRetentionOptions oo;
+    oo.base_dir = wo.base_dir;
+    oo.fused_dir = wo.fused_dir;
+    oo.suite_path = data_path("tool-calling/queries/seed5.jsonl");
+    oo.tools_path = data_path("tool-calling/tools.json");
+    oo.bits = wo.bits;
+    oo.max_tokens = 16;
+    oo.work_dir = *work_ / "models";
+    oo.show_progress = false;
+    outputs_ = new OutputRetention(analyze_output_retention(oo, pool));
+  }
+  static void TearDownTestSuite() {
+    delete outputs_;
+    delete weights_;
+    delete work_;
+  }
+  static TempDir* work_;
+  static WeightRetention* weights_;
+  static OutputRetention* outputs_;
+};
+TempDir* DenseRetention::work_ = nullptr;
+WeightRetention* DenseRetention::weights_ = nullptr;
+OutputRetention* DenseRetention::outputs_ = nullptr;
+
+TEST_F(DenseRetention, FusedModelIsTheFineTuneAndTheBaseIsNot) {
+  const OutputRetention& o = *outputs_;
+  EXPECT_EQ(o.queries, 5u);
+  // The fused model calls a tool where seed5 expects one, except for the Toyota stock price (its logits
+  // match transformers' to 1e-4: model_reference_test).
+  EXPECT_EQ(o.fused_correct, 4u);
+  EXPECT_EQ(o.base.correct, 2u);  // the base never calls a tool: right on the 2 direct queries only
+  EXPECT_EQ(o.base.flipped, 2u);  // the two tool calls of the fused model
+  EXPECT_GT(o.base.kl_first, 1.0);  // the base is far from the fine-tune on the decision token
+}
+
+TEST_F(DenseRetention, EightBitKeepsTheFineTuneAndTwoBitLosesMostOfIt) {
+  const auto& q = outputs_->quantized;
+  ASSERT_EQ(q.size(), 7u);
+  EXPECT_EQ(q.back().bits, 8);
+  EXPECT_GT(q.back().retention_reply, 0.95);
+  EXPECT_EQ(q.back().flipped, 0u);
+  EXPECT_LT(q.front().retention_reply, q.back().retention_reply);
+  EXPECT_GT(q.front().kl_reply, 10 * q.back().kl_reply);
+}
+
+TEST_F(DenseRetention, WeightsAndOutputsRankTheWidthsAlike) {
+  std::vector<double> kept, retained;
+  for (size_t w = 0; w < weights_->bits.size(); ++w) {
+    ASSERT_EQ(outputs_->quantized[w].bits, weights_->bits[w]);
+    kept.push_back(weights_->overall[w].cosine());
+    retained.push_back(outputs_->quantized[w].retention_reply);
+  }
+  const double rho = eval::spearman(kept, retained);
+  EXPECT_GE(rho, 0.9);
+  EXPECT_DOUBLE_EQ(weight_output_agreement(*weights_, *outputs_), rho);
+}
+
+TEST_F(DenseRetention, RemovesTheQuantizedModelsUnlessKept) {
+  EXPECT_FALSE(std::filesystem::exists(*work_ / "models/q4-g64"));
+}
+
+TEST_F(DenseRetention, ReportNamesTheMeasuresAndTheAgreement) {
+  const RetentionInputs in{"BASE", "FUSED"};
+  const std::string md = retention_markdown(in, *weights_, outputs_);
+  EXPECT_NE(md.find("## From the weights"), std::string::npos);
+  EXPECT_NE(md.find("## Where the fine-tune is lost first"), std::string::npos);
+  EXPECT_NE(md.find("## From the outputs"), std::string::npos);
+  EXPECT_NE(md.find("Spearman"), std::string::npos);
+  const auto j = retention_json(in, *weights_, outputs_);
+  EXPECT_EQ(j["weights"]["overall"].size(), 7u);
+  EXPECT_EQ(j["weights"]["layers"].size(), 4u);
+  EXPECT_EQ(j["outputs"]["quantized"].size(), 7u);
+  EXPECT_NEAR(j["agreement_spearman"].get<double>(), weight_output_agreement(*weights_, *outputs_), 1e-12);
+}
+
+TEST(OutputRetention, RejectsAMissingSuite) {
+  TempDir work;
+  OutputRetentionOptions o;
+  o.base_dir = data_path("tool-calling/dense-base-f16");
+  o.fused_dir = data_path("tool-calling/dense-fused-strong-f16");
+  o.suite_path = work / "missing.jsonl";
+  o.work_dir = work / "models";
+  o.show_progress = false;
+  ThreadPool pool(1);
+  EXPECT_THROW(analyze_output_retention(o, pool), Error);
+}
+
+}  // namespace
+}  // namespace quantlab::analysis

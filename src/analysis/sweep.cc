@@ -1,0 +1,156 @@
+#include "analysis/sweep.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+
+#include "analysis/sweep_report.h"
+#include "core/error.h"
+#include "core/mapped_file.h"
+#include "quant/quantizer.h"
+
+namespace quantlab::analysis {
+
+namespace fs = std::filesystem;
+using nlohmann::ordered_json;
+
+namespace {
+
+std::string width_key(int bits, int group) { return fmt::format("q{}-g{}", bits, group); }
+
+// Writes `text` to `path` through a temporary sibling and a rename, so a crash never leaves half a file.
+void write_atomically(const fs::path& path, const std::string& text) {
+  const fs::path tmp = path.string() + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary);
+    out << text;
+    if (!out.flush()) fail(ErrorKind::kIo, "{}: cannot write", tmp.string());
+  }
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) fail(ErrorKind::kIo, "{}: cannot rename into place: {}", path.string(), ec.message());
+}
+
+std::vector<int> sweep_widths(const SweepOptions& o) {
+  std::vector<int> bits = o.bits;
+  if (std::find(bits.begin(), bits.end(), o.baseline_bits) == bits.end()) bits.push_back(o.baseline_bits);
+  std::sort(bits.rbegin(), bits.rend());
+  bits.erase(std::unique(bits.begin(), bits.end()), bits.end());
+  return bits;
+}
+
+void quantize_width(const SweepOptions& o, SweepWidth& w, ThreadPool& pool) {
+  if (fs::exists(fs::path(w.model_dir) / "config.json")) return;  // done by an earlier run
+  quant::QuantizeOptions q;
+  q.plan = {w.bits, o.group_size, std::nullopt};
+  q.show_progress = o.show_progress;
+  quant::quantize_model(o.fused_dir, w.model_dir, q, pool);
+  w.quantized_now = true;
+}
+
+// A stored result, when it was measured with the same settings.
+std::optional<eval::ModelResult> stored_result(const fs::path& path, const ordered_json& settings) {
+  if (!fs::exists(path)) return std::nullopt;
+  ordered_json j;
+  try {
+    j = ordered_json::parse(read_text_file(path.string()));
+  } catch (const ordered_json::parse_error& e) {
+    fail_input("{}: not valid JSON ({}); delete it to measure this width again", path.string(), e.what());
+  }
+  if (!j.is_object() || j.value("settings", ordered_json()) != settings || !j.contains("result")) return std::nullopt;
+  return eval::model_result_from_json(j["result"], path.string());
+}
+
+void bench_width(const SweepOptions& o, const ModelBencher& bench, SweepWidth& w) {
+  const fs::path path = fs::path(o.out_dir) / "results" / (width_key(w.bits, o.group_size) + ".json");
+  const ordered_json settings = sweep_settings_json(o);
+  if (auto stored = stored_result(path, settings)) {
+    w.result = std::move(*stored);
+    w.result.name = w.name;
+    if (w.result.ok) return;  // a failed width is measured again
+  }
+  w.result = bench(w.name, w.model_dir);
+  w.benched_now = true;
+  write_atomically(path, ordered_json{{"settings", settings}, {"result", eval::to_json(w.result)}}.dump(2) + "\n");
+}
+
+void add_retention(const SweepOptions& o, SweepResult& r, ThreadPool& pool) {
+  if (o.base_dir.empty()) return;
+  WeightRetentionOptions wo;
+  wo.base_dir = o.base_dir;
+  wo.fused_dir = o.fused_dir;
+  wo.bits.clear();
+  for (const auto& w : r.widths) wo.bits.push_back(w.bits);
+  wo.group_size = o.group_size;
+  wo.show_progress = o.show_progress;
+  const WeightRetention wr = analyze_weight_retention(wo, pool);
+  for (size_t i = 0; i < r.widths.size(); ++i) r.widths[i].retention = wr.overall[i];
+}
+
+void add_verdicts(SweepResult& r) {
+  eval::BenchResults& all = r.bench;
+  all.models.clear();
+  for (const auto& w : r.widths) all.models.push_back(w.result);
+  eval::add_comparisons(all);
+  for (auto& w : r.widths)
+    for (const auto& c : all.comparisons)
+      if (c.candidate == w.name) w.comparison = c;
+  for (const auto& w : r.widths) {  // widths run high to low: the last one that passes is the lowest
+    if (!w.comparison) continue;
+    if (w.comparison->verdict != eval::Verdict::kFailure) r.lowest_minimum_viable = w.bits;
+    if (w.comparison->verdict == eval::Verdict::kOptimal) r.lowest_optimal = w.bits;
+  }
+}
+
+}  // namespace
+
+ordered_json sweep_settings_json(const SweepOptions& o) {
+  const eval::BenchSettings& b = o.bench;
+  return {{"fused", fs::absolute(o.fused_dir).lexically_normal().string()},
+          {"group_size", o.group_size},
+          {"suite", fs::absolute(b.suite).lexically_normal().string()},
+          {"tools", b.tools.empty() ? "" : fs::absolute(b.tools).lexically_normal().string()},
+          {"max_tokens", b.max_tokens},
+          {"runs", b.runs},
+          {"thinking", b.thinking}};
+}
+
+SweepResult run_sweep(const SweepOptions& o, const ModelBencher& bench, ThreadPool& pool) {
+  const auto start = std::chrono::steady_clock::now();
+  if (o.out_dir.empty()) fail(ErrorKind::kUsage, "sweep needs --out DIR");
+  if (!fs::is_directory(o.fused_dir)) fail(ErrorKind::kIo, "{}: not a model directory", o.fused_dir);
+  SweepResult r;
+  r.baseline = fmt::format("{}-bit", o.baseline_bits);
+  r.bench.quantlab_version = "0.1.0";
+  r.bench.created_utc = o.created_utc;
+  r.bench.machine = o.machine;
+  r.bench.settings = o.bench;
+  r.bench.settings.baseline = r.baseline;
+  fs::create_directories(fs::path(o.out_dir) / "models");
+  fs::create_directories(fs::path(o.out_dir) / "results");
+  for (int bits : sweep_widths(o)) {
+    SweepWidth w;
+    w.bits = bits;
+    w.name = fmt::format("{}-bit", bits);
+    w.model_dir = (fs::path(o.out_dir) / "models" / width_key(bits, o.group_size)).string();
+    r.widths.push_back(std::move(w));
+  }
+  for (auto& w : r.widths) {
+    quantize_width(o, w, pool);
+    bench_width(o, bench, w);
+  }
+  add_retention(o, r, pool);
+  add_verdicts(r);
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  r.bench.total_seconds = r.seconds;
+  const fs::path out(o.out_dir);
+  write_atomically(out / "results.json", sweep_json(r, o).dump(2) + "\n");
+  write_atomically(out / "chart.svg", sweep_chart_svg(r));
+  write_atomically(out / "report.md", sweep_markdown(r, o));
+  return r;
+}
+
+}  // namespace quantlab::analysis

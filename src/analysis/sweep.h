@@ -1,0 +1,67 @@
+// Sweep a fused model down the bit widths: quantize each width, benchmark it with the bench
+// machinery, compare it with the baseline width (8 bits by default) under the decision rules, and find
+// the lowest width that is minimum viable and the lowest that is optimal. With a base model, each
+// width also gets the weight-only retention of the fine-tune (weight_retention.h).
+//
+// Layout of the output directory, which is also the resume state (an interrupted sweep picks up what
+// is done; every file appears atomically):
+//   models/q<b>-g<G>/        the quantized models (skipped when config.json is there)
+//   results/q<b>-g<G>.json   one width's bench result and the settings it was measured with (reused
+//                            only when the settings match)
+//   results.json, report.md, chart.svg   written at the end
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "analysis/weight_retention.h"
+#include "core/thread_pool.h"
+#include "eval/report_schema.h"
+
+namespace quantlab::analysis {
+
+struct SweepOptions {
+  std::string fused_dir;
+  std::string base_dir;  // optional: weight-only retention per width
+  std::vector<int> bits = {8, 7, 6, 5, 4, 3};
+  int group_size = 64;
+  int baseline_bits = 8;  // added to the widths when missing
+  std::string out_dir;
+  eval::BenchSettings bench;  // suite, tools, max_tokens, runs, threads, criteria (baseline is set here)
+  eval::MachineInfo machine;  // recorded in results.json with the bench results
+  std::string created_utc;
+  bool show_progress = true;
+};
+
+// Measures one model (in its own process, as `bench` does). The CLI binds it to the bench runner.
+using ModelBencher = std::function<eval::ModelResult(const std::string& name, const std::string& dir)>;
+
+struct SweepWidth {
+  int bits = 0;
+  std::string name;       // "8-bit"
+  std::string model_dir;
+  bool quantized_now = false, benched_now = false;  // false: reused from an earlier run
+  eval::ModelResult result;
+  std::optional<RetentionSums> retention;     // with a base model
+  std::optional<eval::Comparison> comparison;  // against the baseline; none for the baseline itself
+};
+
+struct SweepResult {
+  std::vector<SweepWidth> widths;  // highest bits first
+  std::string baseline;            // name of the baseline width
+  std::optional<int> lowest_minimum_viable;  // lowest width whose verdict is at least minimum viable
+  std::optional<int> lowest_optimal;
+  eval::BenchResults bench;  // every width's result and the comparisons, as `bench` writes them
+  double seconds = 0;
+};
+
+SweepResult run_sweep(const SweepOptions& options, const ModelBencher& bench, ThreadPool& pool);
+
+// The per-width settings that decide whether a stored result can be reused.
+nlohmann::ordered_json sweep_settings_json(const SweepOptions& options);
+
+}  // namespace quantlab::analysis

@@ -1,0 +1,158 @@
+#include "analysis/sweep_report.h"
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <limits>
+#include <set>
+
+namespace quantlab::analysis {
+
+namespace {
+
+using nlohmann::ordered_json;
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+std::string megabytes(uint64_t bytes) { return fmt::format("{:.2f} MB", double(bytes) / 1e6); }
+std::string pct(double x) { return std::isnan(x) ? "–" : fmt::format("{:.1f} %", x); }
+std::string width_or_none(const std::optional<int>& bits) { return bits ? fmt::format("{}-bit", *bits) : "none"; }
+
+// The weight-only retention measure (cosine, weight_retention.h), in percent for the chart.
+double retention_pct(const SweepWidth& w) { return w.retention ? 100 * w.retention->cosine() : kNaN; }
+
+std::string verdict_text(const SweepWidth& w, const std::string& baseline) {
+  if (!w.result.ok) return "not measured";
+  if (w.name == baseline) return "baseline";
+  return w.comparison ? std::string(eval::verdict_name(w.comparison->verdict)) : "–";
+}
+
+ordered_json width_json(const SweepWidth& w, const std::string& baseline) {
+  const auto& a = w.result.accuracy.overall;
+  ordered_json j = {{"bits", w.bits},
+                    {"name", w.name},
+                    {"model_dir", w.model_dir},
+                    {"ok", w.result.ok},
+                    {"reused", !w.benched_now},
+                    {"disk_bytes", w.result.info.disk_bytes},
+                    {"bits_per_weight", w.result.info.bits_per_weight},
+                    {"accuracy_pct", a.pct()},
+                    {"accuracy_wilson95_pct", {100 * a.wilson95.low, 100 * a.wilson95.high}},
+                    {"decode_tps", eval::figures_of(w.result).decode_tps},
+                    {"memory_bytes", w.result.memory.model_bytes()},
+                    {"verdict", verdict_text(w, baseline)}};
+  if (!w.result.ok) j["error"] = w.result.error;
+  if (w.retention)
+    j["retention"] = {{"cosine", w.retention->cosine()},
+                      {"kept", w.retention->kept()},
+                      {"erased_share", w.retention->erased_share()},
+                      {"delta_in_steps", w.retention->delta_in_steps()}};
+  if (w.comparison) j["failing"] = w.comparison->failing;
+  return j;
+}
+
+void table_markdown(const SweepResult& r, std::string& md) {
+  md += "| bits | disk | bits/weight | accuracy (95 % CI) | decode tok/s | memory | fine-tune retention (weight cosine) | erased codes | verdict | rules failed |\n"
+        "|---:|---:|---:|---|---:|---:|---:|---:|---|---|\n";
+  for (const auto& w : r.widths) {
+    const auto& a = w.result.accuracy.overall;
+    const std::string accuracy = w.result.ok ? fmt::format("{:.0f} % ({}/{}; {:.0f}–{:.0f} %)", a.pct(), a.correct, a.total,
+                                                           100 * a.wilson95.low, 100 * a.wilson95.high)
+                                             : "error: " + w.result.error;
+    md += fmt::format("| {} | {} | {:.2f} | {} | {:.1f} | {} | {} | {} | {} | {} |\n", w.bits,
+                      megabytes(w.result.info.disk_bytes), w.result.info.bits_per_weight, accuracy,
+                      eval::figures_of(w.result).decode_tps, megabytes(w.result.memory.model_bytes()), pct(retention_pct(w)),
+                      w.retention ? pct(100 * w.retention->erased_share()) : "–", verdict_text(w, r.baseline),
+                      w.comparison ? fmt::format("{}", fmt::join(w.comparison->failing, "; ")) : "");
+  }
+}
+
+void notes_markdown(const SweepResult& r, std::string& md) {
+  std::set<std::string> warnings;
+  for (const auto& w : r.widths)
+    if (w.comparison)
+      for (const auto& text : w.comparison->warnings) warnings.insert(text);
+  std::vector<std::string> reused;
+  for (const auto& w : r.widths)
+    if (!w.benched_now) reused.push_back(w.name);
+  if (warnings.empty() && reused.empty()) return;
+  md += "\n## Notes\n\n";
+  for (const auto& text : warnings) md += "- " + text + "\n";
+  if (!reused.empty())
+    md += fmt::format("- Reused from an earlier run of this sweep (same settings): {}.\n", fmt::join(reused, ", "));
+}
+
+ChartSeries series(const SweepResult& r, const std::string& name, const std::string& color, bool dashed, bool by_disk,
+                   double (*value)(const SweepWidth&)) {
+  ChartSeries s{name, color, {}, dashed};
+  for (const auto& w : r.widths) {
+    if (!w.result.ok) continue;
+    const double x = by_disk ? double(w.result.info.disk_bytes) / 1e6 : double(w.bits);
+    s.points.push_back({x, value(w), by_disk ? w.name : ""});
+  }
+  return s;
+}
+
+}  // namespace
+
+ordered_json sweep_json(const SweepResult& r, const SweepOptions& o) {
+  ordered_json widths = ordered_json::array();
+  for (const auto& w : r.widths) widths.push_back(width_json(w, r.baseline));
+  ordered_json j = {{"schema", "quantlab.sweep/1"},
+                    {"fused", o.fused_dir},
+                    {"base", o.base_dir.empty() ? ordered_json() : ordered_json(o.base_dir)},
+                    {"group_size", o.group_size},
+                    {"baseline", r.baseline},
+                    {"lowest_minimum_viable", r.lowest_minimum_viable ? ordered_json(*r.lowest_minimum_viable) : ordered_json()},
+                    {"lowest_optimal", r.lowest_optimal ? ordered_json(*r.lowest_optimal) : ordered_json()},
+                    {"seconds", r.seconds},
+                    {"widths", widths}};
+  j["bench"] = eval::to_json(r.bench);
+  return j;
+}
+
+std::vector<ChartPanel> sweep_chart_panels(const SweepResult& r) {
+  const bool with_retention = !r.widths.empty() && r.widths.front().retention.has_value();
+  std::vector<ChartPanel> panels;
+  for (bool by_disk : {false, true}) {
+    ChartPanel p;
+    p.title = by_disk ? "against disk size" : "against bits";
+    p.x_label = by_disk ? "disk size (MB)" : "bits per weight (quantization width)";
+    p.y_label = "percent";
+    p.x_reversed = !by_disk;
+    p.y_min = 0;
+    p.y_max = 105;
+    const auto& c = r.bench.settings.criteria;
+    for (const auto& level : {c.minimum_viable.accuracy_min_pct, c.optimal.accuracy_min_pct})
+      if (level) p.y_guides.push_back(*level);
+    p.series.push_back(series(r, "accuracy", "#1f77b4", false, by_disk,
+                              [](const SweepWidth& w) { return w.result.accuracy.overall.pct(); }));
+    if (with_retention)
+      p.series.push_back(series(r, "fine-tune retention (weight cosine)", "#d62728", true, by_disk, retention_pct));
+    panels.push_back(std::move(p));
+  }
+  return panels;
+}
+
+std::string sweep_chart_svg(const SweepResult& r) {
+  return render_svg(sweep_chart_panels(r), "Accuracy and fine-tune retention by quantization width");
+}
+
+std::string sweep_markdown(const SweepResult& r, const SweepOptions& o) {
+  const auto& s = r.bench.settings;
+  std::string md = fmt::format("# Sweep of `{}`\n\n", o.fused_dir);
+  md += fmt::format("- suite: `{}` ({} queries){}\n", s.suite, s.suite_queries,
+                    s.tools.empty() ? "" : fmt::format(", tools `{}`", s.tools));
+  md += fmt::format("- widths: {} (group size {}), baseline {}, criteria: {}\n", r.widths.size(), o.group_size, r.baseline,
+                    s.criteria.source);
+  md += fmt::format("- max tokens {}, runs {}{}\n\n", s.max_tokens, s.runs,
+                    o.base_dir.empty() ? "; no --base given, so no weight-only retention"
+                                       : fmt::format("; retention against the base `{}`", o.base_dir));
+  md += fmt::format("**Lowest width that is minimum viable: {}. Lowest width that is optimal: {}.**\n\n",
+                    width_or_none(r.lowest_minimum_viable), width_or_none(r.lowest_optimal));
+  md += "![accuracy and retention against bits and disk size](chart.svg)\n\n";
+  table_markdown(r, md);
+  notes_markdown(r, md);
+  return md;
+}
+
+}  // namespace quantlab::analysis

@@ -1,0 +1,73 @@
+// Runs a query suite on one loaded model: renders each prompt with the model's chat template and the
+// suite's tools, decodes greedily, times every query, and scores the replies of the first run. Later
+// runs only measure speed (and check the replies repeat: greedy decoding is deterministic).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/thread_pool.h"
+#include "eval/report_schema.h"
+#include "eval/suite.h"
+#include "model/generation.h"
+#include "model/model.h"
+#include "model/session.h"
+#include "text/chat_template.h"
+#include "text/tokenizer.h"
+
+namespace quantlab::bench {
+
+struct ModelHandles {
+  const model::Model& model;
+  const text::Tokenizer& tokenizer;
+  const text::ChatTemplate& chat_template;
+  const std::vector<int32_t>& stop_tokens;
+};
+
+struct SuiteOptions {
+  size_t max_tokens = 64;
+  size_t runs = 1;
+  bool thinking = false;  // enable_thinking for the chat template; the decision then skips the think block
+};
+
+struct SuiteOutcome {
+  std::vector<eval::QueryResult> queries;  // first run, scored
+  eval::SpeedResult speed;
+  eval::HarnessResult harness;
+};
+
+// One greedy reply: the generated tokens (stop token included) and the logits after prefill.
+struct GreedyReply {
+  std::vector<int32_t> tokens;
+  model::StopReason reason = model::StopReason::kMaxTokens;
+  std::vector<float> first_logits;  // only when asked for
+  double seconds = 0;               // prefill + decode + token choice
+};
+
+class SuiteRunner {
+ public:
+  SuiteRunner(ModelHandles model, ThreadPool& pool, SuiteOptions options);
+
+  // `label` names the model on the progress bar.
+  SuiteOutcome run(const eval::Suite& suite, const eval::ToolSet& tools, const std::string& label);
+  // The session of the last run (for its memory report). Valid after run().
+  const model::Session& session() const { return *session_; }
+
+  // The prompt token ids of a query: chat template with tools and the generation prompt.
+  std::vector<int32_t> render_prompt(const eval::Query& query, const eval::ToolSet& tools) const;
+  GreedyReply generate_greedy(std::span<const int32_t> prompt, bool keep_first_logits);
+
+ private:
+  eval::QueryResult describe(const eval::Query& query, const eval::ToolSet& tools, const GreedyReply& reply,
+                             size_t prompt_tokens) const;
+
+  ModelHandles model_;
+  ThreadPool& pool_;
+  SuiteOptions options_;
+  std::optional<model::Session> session_;
+  std::optional<int32_t> tool_call_id_;
+};
+
+}  // namespace quantlab::bench

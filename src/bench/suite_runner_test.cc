@@ -1,0 +1,71 @@
+// The suite runner in process: the prompt it renders is the one transformers rendered for the fixture
+// (token for token), and greedy replies on the fused model decide as the reference logits say.
+#include "bench/suite_runner.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include "io/safetensors.h"
+#include "model/sampler.h"
+#include "test_support.h"
+
+namespace quantlab::bench {
+namespace {
+
+using quantlab::testing::data_path;
+
+const std::string kFused = data_path("tool-calling/dense-fused-strong-f16");
+
+template <typename T>
+std::vector<T> read_tensor(const io::SafetensorsFile& f, const std::string& name) {
+  const auto& info = f.at(name);
+  const auto bytes = f.bytes(info);
+  std::vector<T> v(bytes.size() / sizeof(T));
+  std::memcpy(v.data(), bytes.data(), bytes.size());
+  return v;
+}
+
+struct Fixture {
+  model::Model model = model::Model::load(kFused);
+  text::Tokenizer tokenizer = text::Tokenizer::from_file(kFused);
+  text::ChatTemplate chat_template = text::ChatTemplate::from_model_dir(kFused);
+  std::vector<int32_t> stops = model::load_stop_tokens(kFused, model.config());
+  eval::ToolSet tools = eval::load_tools(data_path("tool-calling/tools.json"));
+  eval::Suite dev40 = eval::load_suite(data_path("tool-calling/queries/dev40.jsonl"), &tools);
+  ThreadPool pool{2};
+};
+
+TEST(SuiteRunner, PromptMatchesTheTransformersRendering) {
+  Fixture f;
+  SuiteRunner runner({f.model, f.tokenizer, f.chat_template, f.stops}, f.pool, {});
+  const io::SafetensorsFile ref(kFused + "/reference.safetensors");
+  // reference.safetensors' input_ids are the chat prompt of dev40-0 (tests/data/README.md).
+  ASSERT_EQ(f.dev40.queries[0].id, "dev40-0");
+  EXPECT_EQ(runner.render_prompt(f.dev40.queries[0], f.tools), read_tensor<int32_t>(ref, "input_ids"));
+}
+
+TEST(SuiteRunner, FirstReplyTokenFollowsTheReferenceLogits) {
+  Fixture f;
+  SuiteOptions options;
+  options.max_tokens = 4;
+  SuiteRunner runner({f.model, f.tokenizer, f.chat_template, f.stops}, f.pool, options);
+  eval::Suite one = f.dev40;
+  one.queries.resize(1);
+  const SuiteOutcome out = runner.run(one, f.tools, "test");
+  ASSERT_EQ(out.queries.size(), 1u);
+  const io::SafetensorsFile ref(kFused + "/reference.safetensors");
+  const auto logits = read_tensor<float>(ref, "logits_fused");
+  const size_t vocab = logits.size() / read_tensor<int32_t>(ref, "input_ids").size();
+  const std::span<const float> last(logits.data() + logits.size() - vocab, vocab);
+  const int32_t expected_first = model::argmax(last);
+  EXPECT_EQ(f.tokenizer.encode(out.queries[0].reply).front(), expected_first) << out.queries[0].reply;
+  EXPECT_EQ(out.queries[0].score.decided_tool, expected_first == *f.tokenizer.token_id("<tool_call>"));
+  EXPECT_EQ(out.queries[0].generated_tokens, 4u);
+  EXPECT_EQ(out.speed.runs.size(), 1u);
+  EXPECT_GT(out.speed.runs[0].decode_tokens, 0u);
+  EXPECT_LE(out.harness.model_seconds, out.harness.suite_seconds);
+}
+
+}  // namespace
+}  // namespace quantlab::bench

@@ -1,0 +1,160 @@
+#include "bench/worker.h"
+
+#include <algorithm>
+#include <exception>
+#include <optional>
+
+#include "bench/memory_probe.h"
+#include "bench/page_cache.h"
+#include "bench/process.h"
+#include "bench/suite_runner.h"
+#include "core/error.h"
+#include "core/thread_pool.h"
+#include "eval/report_json_reader.h"
+#include "model/generation.h"
+#include "model/model.h"
+#include "quant/model_summary.h"
+#include "text/chat_template.h"
+#include "text/tokenizer.h"
+
+namespace quantlab::bench {
+
+using ojson = nlohmann::ordered_json;
+
+ojson to_json(const WorkerSpec& s) {
+  return {{"name", s.name},
+          {"model_dir", s.model_dir},
+          {"suite", s.suite},
+          {"tools", s.tools},
+          {"max_tokens", s.max_tokens},
+          {"runs", s.runs},
+          {"threads", s.threads},
+          {"thinking", s.thinking},
+          {"load_only", s.load_only},
+          {"spawn_ns", s.spawn_ns},
+          {"resident_fraction_before", s.resident_fraction_before}};
+}
+
+WorkerSpec worker_spec_from_json(const std::string& text) {
+  const ojson j = ojson::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) fail(ErrorKind::kUsage, "bench-worker: the spec is not valid JSON");
+  try {
+    const eval::JsonReader r(j, "bench-worker spec");
+    WorkerSpec s;
+    s.name = r.str("name");
+    s.model_dir = r.str("model_dir");
+    s.suite = r.str("suite");
+    s.tools = r.str("tools");
+    s.max_tokens = r.count("max_tokens");
+    s.runs = r.count("runs");
+    s.threads = r.count("threads");
+    s.thinking = r.flag("thinking");
+    s.load_only = r.flag("load_only");
+    s.spawn_ns = static_cast<int64_t>(r.count("spawn_ns"));
+    s.resident_fraction_before = r.num("resident_fraction_before");
+    return s;
+  } catch (const Error& e) {
+    fail(ErrorKind::kUsage, "{}", e.what());
+  }
+}
+
+namespace {
+
+struct LoadedModel {
+  model::Model model;
+  text::Tokenizer tokenizer;
+  text::ChatTemplate chat_template;
+  std::vector<int32_t> stop_tokens;
+  std::unique_ptr<ThreadPool> pool;
+};
+
+// Everything a first token needs, timed phase by phase from the parent's spawn.
+std::unique_ptr<LoadedModel> load_model(const WorkerSpec& spec, eval::LoadResult& load) {
+  const int64_t entry = monotonic_ns();
+  const int64_t spawn = spec.spawn_ns > 0 ? spec.spawn_ns : entry;
+  load.process_start_seconds = seconds_between(spawn, entry);
+  model::Model m = model::Model::load(spec.model_dir);
+  const int64_t model_done = monotonic_ns();
+  load.model_seconds = seconds_between(entry, model_done);
+  auto loaded = std::make_unique<LoadedModel>(LoadedModel{std::move(m),
+                                                          text::Tokenizer::from_file(spec.model_dir),
+                                                          text::ChatTemplate::from_model_dir(spec.model_dir),
+                                                          {},
+                                                          {}});
+  loaded->stop_tokens = model::load_stop_tokens(spec.model_dir, loaded->model.config());
+  const int64_t text_done = monotonic_ns();
+  load.text_seconds = seconds_between(model_done, text_done);
+  // "First token ready": the thread pool up and one forward pass of a single token through every
+  // layer, in a session of its own (the suite's session is sized once the prompts are known).
+  loaded->pool = std::make_unique<ThreadPool>(spec.threads);
+  model::Session probe(loaded->model, *loaded->pool, {.max_context = 1});
+  const int32_t first_id = 0;
+  probe.forward(std::span<const int32_t>(&first_id, 1));
+  const int64_t ready = monotonic_ns();
+  load.first_forward_seconds = seconds_between(text_done, ready);
+  load.seconds = seconds_between(spawn, ready);
+  load.resident_fraction_before = spec.resident_fraction_before;
+  load.cache_state = cache_state_label(spec.resident_fraction_before);
+  return loaded;
+}
+
+eval::ModelInfo model_info(const WorkerSpec& spec, const model::Model& m) {
+  const quant::ModelSummary s = quant::summarize_model(spec.model_dir);
+  eval::ModelInfo info;
+  info.architecture = s.architecture;
+  info.quantized = s.quantized;
+  if (s.global_quant) info.bits = s.global_quant->bits, info.group_size = s.global_quant->group_size;
+  info.params = s.params;
+  info.bits_per_weight = s.bits_per_weight;
+  info.disk_bytes = s.disk_bytes;
+  info.experts = m.dims().experts;
+  return info;
+}
+
+eval::MemoryResult memory_of(const model::Session& session) {
+  const model::MemoryReport m = session.memory();
+  const ProcessMemory p = read_process_memory();
+  return {p.peak_rss,         p.rss_file,       p.rss_anon, m.weights_mapped,
+          m.weights_resident, m.weights_copied, m.kv_cache, m.scratch};
+}
+
+}  // namespace
+
+eval::ModelResult run_worker(const WorkerSpec& spec) {
+  eval::ModelResult r;
+  r.name = spec.name;
+  r.dir = spec.model_dir;
+  const std::unique_ptr<LoadedModel> loaded = load_model(spec, r.load);
+  r.ok = true;
+  if (spec.load_only) return r;
+
+  const eval::ToolSet tools = eval::load_tools(spec.tools);
+  const eval::Suite suite = eval::load_suite(spec.suite, &tools);
+  SuiteRunner runner({loaded->model, loaded->tokenizer, loaded->chat_template, loaded->stop_tokens}, *loaded->pool,
+                     {spec.max_tokens, spec.runs, spec.thinking});
+  SuiteOutcome outcome = runner.run(suite, tools, spec.name);
+  r.queries = std::move(outcome.queries);
+  r.speed = std::move(outcome.speed);
+  r.harness = outcome.harness;
+  std::vector<eval::QueryScore> scores;
+  for (const eval::QueryResult& q : r.queries) scores.push_back(q.score);
+  r.accuracy = eval::summarize_scores(suite.queries, scores);
+  r.memory = memory_of(runner.session());
+  r.info = model_info(spec, loaded->model);
+  return r;
+}
+
+eval::ModelResult run_worker_reporting_failure(const WorkerSpec& spec) {
+  try {
+    return run_worker(spec);
+  } catch (const std::exception& e) {
+    eval::ModelResult r;
+    r.name = spec.name;
+    r.dir = spec.model_dir;
+    r.ok = false;
+    r.error = e.what();
+    return r;
+  }
+}
+
+}  // namespace quantlab::bench

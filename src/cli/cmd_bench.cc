@@ -1,0 +1,165 @@
+// quantlab bench --model NAME=DIR ... --suite QUERIES.jsonl [--tools TOOLS.json] [--baseline NAME]
+//                [--criteria FILE.toml] [--max-tokens N] [--runs R] [--threads N] [--thinking] [--no-cold]
+//                [--out RESULTS.json] [--report REPORT.md] [--json]
+// Measures each model in a worker process of its own (accuracy on the suite, disk, memory, speed,
+// load time), compares every model with the baseline, applies the decision rules and prints a table
+// (or, with --json, RESULTS.json) on stdout. Exit code 3 when a model could not be measured; the
+// others are still measured and reported.
+#include <fmt/format.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <thread>
+
+#include "bench/machine_probe.h"
+#include "bench/process.h"
+#include "bench/runner.h"
+#include "cli/commands.h"
+#include "cli/options.h"
+#include "core/error.h"
+#include "core/progress.h"
+#include "eval/criteria.h"
+#include "eval/report_schema.h"
+#include "eval/report_text.h"
+#include "eval/suite.h"
+#include "kernels/kernels.h"
+
+namespace quantlab::cli {
+
+void register_bench_worker(CLI::App& app);  // cmd_bench_worker.cc
+
+namespace {
+
+namespace fs = std::filesystem;
+
+struct BenchArgs {
+  std::vector<std::string> models;
+  std::string suite, tools, baseline, criteria, out, report;
+  size_t max_tokens = 64, runs = 1, threads = 0;
+  bool thinking = false, no_cold = false, json = false;
+};
+
+// "NAME=DIR", or a bare DIR named after its last path component.
+bench::ModelEntry parse_model(const std::string& text) {
+  const size_t eq = text.find('=');
+  if (eq == std::string::npos) return {fs::path(text).lexically_normal().filename().string(), text};
+  if (eq == 0 || eq + 1 == text.size()) fail(ErrorKind::kUsage, "--model '{}': expected NAME=DIR", text);
+  return {text.substr(0, eq), text.substr(eq + 1)};
+}
+
+// tools.json beside the suite, or one folder up (tests/data/tool-calling/{queries/,tools.json}).
+std::string default_tools(const std::string& suite) {
+  const fs::path dir = fs::path(suite).parent_path();
+  for (const fs::path& candidate : {dir / "tools.json", dir.parent_path() / "tools.json"})
+    if (fs::exists(candidate)) return candidate.string();
+  fail(ErrorKind::kUsage, "no tools.json beside {} or one folder up: pass --tools", suite);
+}
+
+std::string utc_now() {
+  const std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+// Writes next to the destination first and renames, so a failed write leaves no partial file.
+void write_atomically(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary);
+    out << text;
+    if (!out.flush()) fail(ErrorKind::kIo, "{}: cannot write", tmp);
+  }
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) fail(ErrorKind::kIo, "{}: cannot rename into place: {}", path, ec.message());
+}
+
+// Everything that can be checked before a worker starts: flags, suite, tools, criteria.
+eval::BenchResults prepare(const BenchArgs& a, bench::BenchPlan& plan) {
+  eval::BenchResults results;
+  std::set<std::string> names;
+  for (const std::string& m : a.models) {
+    plan.models.push_back(parse_model(m));
+    if (!names.insert(plan.models.back().name).second)
+      fail(ErrorKind::kUsage, "--model: the name '{}' is used twice", plan.models.back().name);
+  }
+  eval::BenchSettings& s = results.settings;
+  s.suite = a.suite;
+  s.tools = a.tools.empty() ? default_tools(a.suite) : a.tools;
+  const eval::ToolSet tools = eval::load_tools(s.tools);
+  s.suite_queries = eval::load_suite(s.suite, &tools).queries.size();
+  s.criteria = a.criteria.empty() ? eval::default_criteria() : eval::load_criteria(a.criteria);
+  s.baseline = a.baseline.empty() ? plan.models.front().name : a.baseline;
+  if (!names.count(s.baseline)) fail(ErrorKind::kUsage, "--baseline '{}' is not one of the --model names", s.baseline);
+  s.max_tokens = a.max_tokens;
+  s.runs = a.runs;
+  s.threads = a.threads;
+  s.thinking = a.thinking;
+  s.cold = !a.no_cold;
+  plan.common = {"", "", s.suite, s.tools, a.max_tokens, a.runs, a.threads, a.thinking};
+  plan.cold = s.cold;
+  results.quantlab_version = "0.1.0";
+  results.created_utc = utc_now();
+  results.machine = {bench::cpu_model_name(), std::string(kernels::active_target()),
+                     a.threads ? a.threads : std::max(1u, std::thread::hardware_concurrency())};
+  return results;
+}
+
+void run_bench(const BenchArgs& a) {
+  const int64_t start = bench::monotonic_ns();
+  bench::BenchPlan plan;
+  eval::BenchResults results = prepare(a, plan);
+  const bool show = Progress::stderr_is_terminal();
+  const auto on_model = [&](size_t i, std::string_view phase) {
+    if (show) fmt::print(stderr, "[{}/{}] {}: {}\n", i + 1, plan.models.size(), plan.models[i].name, phase);
+  };
+  bench::MeasuredModels measured = bench::measure_models(plan, on_model);
+  results.models = std::move(measured.models);
+  results.workers_seconds = measured.workers_seconds;
+  eval::add_comparisons(results);
+  results.total_seconds = bench::seconds_between(start, bench::monotonic_ns());
+  const auto json_text = eval::to_json(results).dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+  if (!a.out.empty()) write_atomically(a.out, json_text + "\n");
+  if (!a.report.empty()) write_atomically(a.report, eval::render_markdown(results));
+  fmt::print("{}", a.json ? json_text + "\n" : eval::render_table(results));
+  std::fflush(stdout);
+  std::string failed;
+  for (const eval::ModelResult& m : results.models)
+    if (!m.ok) failed += fmt::format("\n  {} ({}): {}", m.name, m.dir, m.error);
+  if (!failed.empty()) fail_input("some models could not be measured (the others were):{}", failed);
+}
+
+}  // namespace
+
+void register_bench(CLI::App& app) {
+  auto a = std::make_shared<BenchArgs>();
+  auto* cmd = app.add_subcommand("bench", "Benchmark models on a tool-or-answer suite and apply the decision rules");
+  cmd->add_option("--model", a->models, "NAME=DIR (repeat for each model; the first is the default baseline)")
+      ->required();
+  cmd->add_option("--suite", a->suite, "Query suite (JSON lines)")->required()->check(CLI::ExistingFile);
+  cmd->add_option("--tools", a->tools, "Tool schemas (JSON list); default: tools.json beside the suite or one up")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--baseline", a->baseline, "Model NAME the others are compared with (default: the first)");
+  cmd->add_option("--criteria", a->criteria, "Decision rules (TOML, docs/criteria.md); default: ARCHITECTURE.md's")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--max-tokens", a->max_tokens, "Most tokens generated per query")->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("--runs", a->runs, "Passes over the suite for speed (accuracy from the first)")
+      ->check(CLI::Range(1, 1000));
+  add_threads_option(cmd, &a->threads);
+  cmd->add_flag("--thinking", a->thinking, "Render prompts with enable_thinking=true (default off)");
+  cmd->add_flag("--no-cold", a->no_cold, "Skip the cold-cache load measurement");
+  cmd->add_option("--out", a->out, "Write RESULTS.json here (docs/bench-schema.md)");
+  cmd->add_option("--report", a->report, "Write a Markdown report here");
+  cmd->add_flag("--json", a->json, "Print RESULTS.json on stdout instead of the table");
+  cmd->callback([a] { run_bench(*a); });
+  register_bench_worker(app);
+}
+
+}  // namespace quantlab::cli

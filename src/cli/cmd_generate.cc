@@ -1,0 +1,145 @@
+// quantlab generate MODEL (--ids 1,2,3 | --prompt TEXT) [--max-tokens N] [--temperature T] [--top-p P]
+//                  [--top-k K] [--seed S] [--threads N] [--ignore-eos] [--json]
+// Runs the model on CPU from its stored (float or quantized) weights. Text output streams the
+// generated text (or ids, when the model has no tokenizer.json) to stdout and a speed summary to
+// stderr; --json prints one object with tokens, text, stop reason, timings and memory.
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <optional>
+
+#include "cli/commands.h"
+#include "cli/options.h"
+#include "cli/token_ids.h"
+#include "core/error.h"
+#include "core/thread_pool.h"
+#include "kernels/kernels.h"
+#include "model/generation.h"
+#include "model/model.h"
+#include "model/session.h"
+#include "text/tokenizer.h"
+
+namespace quantlab::cli {
+
+namespace {
+
+struct GenerateArgs {
+  std::string model, ids, prompt;
+  size_t max_tokens = 128;
+  float temperature = 0.0f, top_p = 1.0f;
+  int top_k = 0;
+  uint64_t seed = 0;
+  size_t threads = 0;
+  bool ignore_eos = false, json = false;
+};
+
+std::optional<text::Tokenizer> load_tokenizer(const std::string& dir) {
+  if (!std::filesystem::exists(std::filesystem::path(dir) / "tokenizer.json")) return std::nullopt;
+  return text::Tokenizer::from_file(dir);
+}
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+nlohmann::ordered_json report_json(const model::Session& session, const model::GenerationResult& r,
+                                   double load_seconds) {
+  const model::Timings& t = session.timings();
+  nlohmann::ordered_json phases;
+  for (size_t p = 0; p < static_cast<size_t>(model::Phase::kCount); ++p)
+    phases[std::string(model::phase_name(static_cast<model::Phase>(p)))] = t.phase_seconds[p];
+  const model::MemoryReport m = session.memory();
+  return {
+      {"load_seconds", load_seconds},
+      {"first_token_seconds", r.first_token_seconds},
+      {"prefill", {{"tokens", t.prefill_tokens}, {"seconds", t.prefill_seconds},
+                   {"tokens_per_second", t.prefill_seconds > 0 ? t.prefill_tokens / t.prefill_seconds : 0.0}}},
+      {"decode", {{"tokens", t.decode_tokens}, {"seconds", t.decode_seconds},
+                  {"tokens_per_second", t.decode_seconds > 0 ? t.decode_tokens / t.decode_seconds : 0.0}}},
+      {"phases_seconds", phases},
+      {"memory_bytes", {{"weights_mapped", m.weights_mapped}, {"weights_resident", m.weights_resident},
+                        {"weights_copied", m.weights_copied}, {"kv_cache", m.kv_cache}, {"scratch", m.scratch}}},
+      {"kernel_target", kernels::active_target()},
+  };
+}
+
+void print_summary(const model::Session& session, const model::GenerationResult& r, size_t prompt_tokens,
+                   double load_seconds) {
+  const model::Timings& t = session.timings();
+  const model::MemoryReport m = session.memory();
+  fmt::print(stderr, "[{} prompt tokens, {} generated, stop: {}] load {:.3f} s, first token {:.3f} s\n",
+             prompt_tokens, r.tokens.size(), model::stop_reason_name(r.reason), load_seconds, r.first_token_seconds);
+  if (t.prefill_seconds > 0)
+    fmt::print(stderr, "prefill {:.1f} tok/s", t.prefill_tokens / t.prefill_seconds);
+  if (t.decode_seconds > 0) fmt::print(stderr, "{}decode {:.1f} tok/s", t.prefill_seconds > 0 ? ", " : "",
+                                       t.decode_tokens / t.decode_seconds);
+  fmt::print(stderr, "\nmemory: weights {} mapped ({} resident), kv cache {}, scratch {}\n",
+             human_bytes(m.weights_mapped), human_bytes(m.weights_resident), human_bytes(m.kv_cache),
+             human_bytes(m.scratch));
+}
+
+void run_generate(const GenerateArgs& a) {
+  if (a.ids.empty() == a.prompt.empty()) fail(ErrorKind::kUsage, "give exactly one of --ids and --prompt");
+  const auto load_start = std::chrono::steady_clock::now();
+  const model::Model model = model::Model::load(a.model);
+  const double load_seconds = seconds_since(load_start);
+  const std::optional<text::Tokenizer> tokenizer = load_tokenizer(a.model);
+  if (!a.prompt.empty() && !tokenizer)
+    fail(ErrorKind::kUsage, "--prompt needs {}/tokenizer.json; pass token ids with --ids instead", a.model);
+  const std::vector<int32_t> prompt = a.ids.empty() ? tokenizer->encode(a.prompt) : parse_token_ids(a.ids);
+
+  model::GenerationOptions options;
+  options.max_tokens = a.max_tokens;
+  options.sampling = {a.temperature, a.top_k, a.top_p, a.seed};
+  if (!a.ignore_eos) options.stop_tokens = model::load_stop_tokens(a.model, model.config());
+  ThreadPool pool(a.threads);
+  model::Session session(model, pool);
+  const auto on_token = [&](int32_t id) {
+    if (a.json) return true;
+    if (tokenizer) fmt::print("{}", tokenizer->token_bytes(id));
+    else fmt::print("{} ", id);
+    std::fflush(stdout);
+    return true;
+  };
+  const model::GenerationResult r = model::generate(session, prompt, options, on_token);
+  if (!a.json) {
+    fmt::print("\n");
+    std::fflush(stdout);
+    print_summary(session, r, prompt.size(), load_seconds);
+    return;
+  }
+  nlohmann::ordered_json j;
+  j["model"] = a.model;
+  j["prompt_tokens"] = prompt;
+  j["tokens"] = r.tokens;
+  if (tokenizer) j["text"] = tokenizer->decode(r.tokens);
+  j["stop_reason"] = model::stop_reason_name(r.reason);
+  j["stats"] = report_json(session, r, load_seconds);
+  fmt::print("{}\n", j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace));
+}
+
+}  // namespace
+
+void register_generate(CLI::App& app) {
+  auto a = std::make_shared<GenerateArgs>();
+  auto* cmd = app.add_subcommand("generate", "Generate tokens with a model on CPU (float or MLX-quantized)");
+  cmd->add_option("model", a->model, "Model directory")->required();
+  auto* ids = cmd->add_option("--ids", a->ids, "Prompt token ids, comma-separated (e.g. 1,2,3)");
+  auto* prompt = cmd->add_option("--prompt", a->prompt, "Prompt text (needs tokenizer.json in the model directory)");
+  ids->excludes(prompt);
+  cmd->add_option("--max-tokens", a->max_tokens, "Most tokens to generate")->check(CLI::Range(0, 1 << 20));
+  cmd->add_option("--temperature", a->temperature, "Sampling temperature (0 = greedy)")->check(CLI::Range(0.0, 100.0));
+  cmd->add_option("--top-p", a->top_p, "Nucleus sampling mass (1 = off)")->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--top-k", a->top_k, "Sample among the K most likely tokens (0 = off)")->check(CLI::Range(0, 1 << 24));
+  cmd->add_option("--seed", a->seed, "Random seed for sampling");
+  add_threads_option(cmd, &a->threads);
+  cmd->add_flag("--ignore-eos", a->ignore_eos, "Do not stop at the model's stop tokens");
+  cmd->add_flag("--json", a->json, "Print one JSON object instead of streaming text");
+  cmd->callback([a] { run_generate(*a); });
+}
+
+}  // namespace quantlab::cli

@@ -1,0 +1,90 @@
+// quantlab logits MODEL --ids 1,2,3 --out FILE.safetensors
+// Writes the float32 logits of every position as tensor `logits` [n, vocab] (plus the `input_ids`
+// that produced them), for comparison with a reference implementation. The file appears only when
+// complete: it is written in a staging directory beside it and renamed into place.
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <filesystem>
+#include <span>
+#include <unistd.h>
+
+#include "cli/commands.h"
+#include "cli/options.h"
+#include "cli/token_ids.h"
+#include "core/error.h"
+#include "core/thread_pool.h"
+#include "io/safetensors_writer.h"
+#include "model/model.h"
+#include "model/session.h"
+
+namespace quantlab::cli {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct LogitsArgs {
+  std::string model, ids, out;
+  size_t threads = 0;
+  bool overwrite = false;
+};
+
+// Removes the staging directory however the command ends.
+struct StagingDir {
+  fs::path path;
+  ~StagingDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
+template <typename T>
+std::span<const uint8_t> as_bytes_of(const std::vector<T>& v) {
+  return {reinterpret_cast<const uint8_t*>(v.data()), v.size() * sizeof(T)};
+}
+
+void write_logits(const fs::path& out, const std::vector<int32_t>& ids, const std::vector<float>& logits,
+                  size_t vocab) {
+  const fs::path parent = out.has_parent_path() ? out.parent_path() : fs::path(".");
+  if (!fs::is_directory(parent)) fail(ErrorKind::kIo, "{}: directory does not exist", parent.string());
+  StagingDir staging{parent / fmt::format(".{}.tmp-{}", out.filename().string(), getpid())};
+  fs::create_directories(staging.path);
+  const int64_t n = static_cast<int64_t>(ids.size());
+  std::vector<io::TensorSpec> specs = {{"logits", DType::kF32, {n, static_cast<int64_t>(vocab)}},
+                                       {"input_ids", DType::kI32, {n}}};
+  io::SafetensorsWriter writer(staging.path.string(), specs, io::kDefaultMaxShardBytes, {{"format", "pt"}});
+  writer.write("logits", as_bytes_of(logits));
+  writer.write("input_ids", as_bytes_of(ids));
+  writer.finish(0);
+  std::error_code ec;
+  fs::rename(staging.path / "model.safetensors", out, ec);
+  if (ec) fail(ErrorKind::kIo, "{}: cannot write: {}", out.string(), ec.message());
+}
+
+void run_logits(const LogitsArgs& a) {
+  const std::vector<int32_t> ids = parse_token_ids(a.ids);
+  if (fs::exists(a.out) && !a.overwrite)
+    fail(ErrorKind::kUsage, "{} exists; pass --overwrite to replace it", a.out);
+  const model::Model model = model::Model::load(a.model);
+  ThreadPool pool(a.threads);
+  model::Session session(model, pool);
+  const std::vector<float> logits = session.forward(ids, /*all_logits=*/true);
+  write_logits(a.out, ids, logits, model.dims().vocab);
+  fmt::print("wrote logits [{}, {}] of {} to {}\n", ids.size(), model.dims().vocab, a.model, a.out);
+}
+
+}  // namespace
+
+void register_logits(CLI::App& app) {
+  auto a = std::make_shared<LogitsArgs>();
+  auto* cmd = app.add_subcommand("logits", "Write the float32 logits of every position of a token sequence");
+  cmd->add_option("model", a->model, "Model directory (float or MLX-quantized)")->required();
+  cmd->add_option("--ids", a->ids, "Token ids, comma-separated (e.g. 1,2,3)")->required();
+  cmd->add_option("--out", a->out, "Output .safetensors file (tensor 'logits' [n, vocab])")->required();
+  add_threads_option(cmd, &a->threads);
+  cmd->add_flag("--overwrite", a->overwrite, "Replace --out if it exists");
+  cmd->callback([a] { run_logits(*a); });
+}
+
+}  // namespace quantlab::cli

@@ -1,0 +1,140 @@
+// quantlab sweep FUSED --suite Q [--tools T] [--bits 8,7,6,5,4,3] [--group-size G] [--criteria C]
+//                [--baseline-bits 8] [--base BASE] [--max-tokens N] [--runs R] [--no-cold] --out DIR
+// Quantizes each width into DIR/models, benchmarks each with the bench machinery (one child process
+// per model), and writes DIR/report.md, DIR/results.json and DIR/chart.svg. Rerunning the same command
+// resumes: widths already quantized and measured with the same settings are reused.
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <ctime>
+#include <filesystem>
+#include <thread>
+
+#include "analysis/sweep.h"
+#include "bench/machine_probe.h"
+#include "bench/runner.h"
+#include "cli/bit_widths.h"
+#include "cli/commands.h"
+#include "cli/options.h"
+#include "core/error.h"
+#include "core/progress.h"
+#include "core/thread_pool.h"
+#include "eval/criteria.h"
+#include "eval/suite.h"
+#include "kernels/kernels.h"
+
+namespace quantlab::cli {
+
+namespace {
+
+struct SweepArgs {
+  std::string fused, base, bits = "8,7,6,5,4,3", suite, tools, criteria, out;
+  int group_size = 64, baseline_bits = 8;
+  size_t max_tokens = 64, runs = 1, threads = 0;
+  bool thinking = false, no_cold = false, quiet = false;
+};
+
+void print_summary(const analysis::SweepResult& r, const std::string& out) {
+  fmt::print("{:>5}  {:>10}  {:>9}  {:>8}  {}\n", "bits", "disk", "accuracy", "kept", "verdict");
+  for (const auto& w : r.widths) {
+    const std::string kept = w.retention ? fmt::format("{:.1f}%", 100 * w.retention->kept()) : "-";
+    const std::string verdict = !w.result.ok ? "error: " + w.result.error
+                                : w.name == r.baseline ? "baseline"
+                                : w.comparison ? std::string(eval::verdict_name(w.comparison->verdict)) : "-";
+    fmt::print("{:>5}  {:>10}  {:>8.1f}%  {:>8}  {}{}\n", w.bits, human_bytes(w.result.info.disk_bytes),
+               w.result.accuracy.overall.pct(), kept, verdict, w.benched_now ? "" : " (reused)");
+  }
+  fmt::print("lowest minimum viable: {}; lowest optimal: {}\n",
+             r.lowest_minimum_viable ? fmt::format("{}-bit", *r.lowest_minimum_viable) : "none",
+             r.lowest_optimal ? fmt::format("{}-bit", *r.lowest_optimal) : "none");
+  fmt::print("report: {0}/report.md, {0}/results.json, {0}/chart.svg\n", out);
+}
+
+// tools.json beside the suite or one folder up, as `bench` looks for it.
+std::string default_tools(const std::string& suite) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::path(suite).parent_path();
+  for (const fs::path& candidate : {dir / "tools.json", dir.parent_path() / "tools.json"})
+    if (fs::exists(candidate)) return candidate.string();
+  fail(ErrorKind::kUsage, "no tools.json beside {} or one folder up: pass --tools", suite);
+}
+
+eval::BenchSettings bench_settings(const SweepArgs& a) {
+  eval::BenchSettings s;
+  s.suite = a.suite;
+  s.tools = a.tools.empty() ? default_tools(a.suite) : a.tools;
+  const eval::ToolSet tools = eval::load_tools(s.tools);
+  s.suite_queries = eval::load_suite(s.suite, &tools).queries.size();  // a bad suite fails before any work
+  s.max_tokens = a.max_tokens;
+  s.runs = a.runs;
+  s.threads = a.threads;
+  s.thinking = a.thinking;
+  s.cold = !a.no_cold;
+  s.criteria = a.criteria.empty() ? eval::default_criteria() : eval::load_criteria(a.criteria);
+  return s;
+}
+
+std::string utc_now() {
+  const std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+void run_sweep_command(const SweepArgs& a) {
+  analysis::SweepOptions o;
+  o.fused_dir = a.fused;
+  o.base_dir = a.base;
+  o.bits = parse_bit_widths(a.bits);
+  o.group_size = a.group_size;
+  o.baseline_bits = a.baseline_bits;
+  o.out_dir = a.out;
+  o.show_progress = !a.quiet && Progress::stderr_is_terminal();
+  o.bench = bench_settings(a);
+  o.machine = {bench::cpu_model_name(), std::string(kernels::active_target()),
+               a.threads ? a.threads : std::max(1u, std::thread::hardware_concurrency())};
+  o.created_utc = utc_now();
+  // One bench worker process per width, as `quantlab bench` runs them.
+  const analysis::ModelBencher measure = [&](const std::string& name, const std::string& dir) {
+    bench::BenchPlan plan;
+    plan.models = {{name, dir}};
+    plan.common = {"", "", o.bench.suite, o.bench.tools, o.bench.max_tokens, o.bench.runs, o.bench.threads,
+                   o.bench.thinking};
+    plan.cold = o.bench.cold;
+    const auto on_model = [&](size_t, std::string_view phase) {
+      if (!a.quiet) fmt::print(stderr, "{}: {}\n", name, phase);
+    };
+    return bench::measure_models(plan, on_model).models.front();
+  };
+  ThreadPool pool(a.threads);
+  print_summary(analysis::run_sweep(o, measure, pool), a.out);
+}
+
+}  // namespace
+
+void register_sweep(CLI::App& app) {
+  auto a = std::make_shared<SweepArgs>();
+  auto* cmd = app.add_subcommand("sweep", "Quantize a fused model at several widths, benchmark each, and find the "
+                                          "lowest width that is minimum viable / optimal");
+  cmd->add_option("fused", a->fused, "Fused float model directory")->required();
+  cmd->add_option("--suite", a->suite, "Query suite (JSONL)")->required();
+  cmd->add_option("--tools", a->tools, "Tool schemas (JSON) rendered into the prompts");
+  cmd->add_option("--bits", a->bits, "Widths to sweep, comma-separated")->capture_default_str();
+  cmd->add_option("--group-size", a->group_size, "Quantization group size (32, 64, 128)")->capture_default_str();
+  cmd->add_option("--criteria", a->criteria, "Decision rules (TOML); default: ARCHITECTURE.md's");
+  cmd->add_option("--baseline-bits", a->baseline_bits, "Width the others are compared with")
+      ->check(CLI::Range(2, 8))->capture_default_str();
+  cmd->add_option("--base", a->base, "Base float model: adds the weight-only retention of the fine-tune per width");
+  cmd->add_option("--max-tokens", a->max_tokens, "Most tokens per reply")->check(CLI::Range(1, 1 << 16))->capture_default_str();
+  cmd->add_option("--runs", a->runs, "Speed runs over the suite per width")->check(CLI::Range(1, 100))->capture_default_str();
+  cmd->add_option("--out", a->out, "Output and resume directory")->required();
+  add_threads_option(cmd, &a->threads);
+  cmd->add_flag("--thinking", a->thinking, "Render prompts with thinking on");
+  cmd->add_flag("--no-cold", a->no_cold, "Skip the cold-cache load measurement of each width");
+  cmd->add_flag("--quiet", a->quiet, "No progress output");
+  cmd->callback([a] { run_sweep_command(*a); });
+}
+
+}  // namespace quantlab::cli

@@ -1,0 +1,143 @@
+// `quantlab generate` and `quantlab logits` through the real binary: outputs that match the reference
+// fixtures, flags, exit codes and no partial output.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "cli_support.h"
+#include "io/safetensors.h"
+
+namespace quantlab::testing {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr int kUsage = 2, kInvalid = 3;
+
+template <typename T>
+std::vector<T> tensor(const io::SafetensorsFile& f, const std::string& name) {
+  const auto bytes = f.bytes(f.at(name));
+  std::vector<T> v(bytes.size() / sizeof(T));
+  std::memcpy(v.data(), bytes.data(), bytes.size());
+  return v;
+}
+
+std::string join_ids(const std::vector<int32_t>& ids) {
+  std::string s;
+  for (size_t i = 0; i < ids.size(); ++i) s += (i ? "," : "") + std::to_string(ids[i]);
+  return s;
+}
+
+TEST(LogitsCommand, WritesReferenceLogits) {
+  const std::string model = data_path("reference-models/qwen3moe-tiny");
+  const io::SafetensorsFile ref(model + "/reference.safetensors");
+  const auto ids = tensor<int32_t>(ref, "input_ids");
+  const auto expected = tensor<float>(ref, "logits");
+  TempDir tmp;
+  const RunResult r = run_quantlab("logits " + shell_quote(model) + " --ids " + join_ids(ids) + " --out " +
+                                   shell_quote(tmp / "l.safetensors") + " --threads 2");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const io::SafetensorsFile out(tmp / "l.safetensors");
+  EXPECT_EQ(out.at("logits").shape, (std::vector<int64_t>{24, 512}));
+  EXPECT_EQ(out.at("logits").dtype, DType::kF32);
+  const auto logits = tensor<float>(out, "logits");
+  ASSERT_EQ(logits.size(), expected.size());
+  float worst = 0;
+  for (size_t i = 0; i < logits.size(); ++i) worst = std::max(worst, std::fabs(logits[i] - expected[i]));
+  EXPECT_LE(worst, 1e-4f);
+  EXPECT_EQ(tensor<int32_t>(out, "input_ids"), ids);
+  // Only the output file is left in the directory (no staging directory, no index).
+  EXPECT_EQ(std::distance(fs::directory_iterator(tmp.path()), fs::directory_iterator()), 1);
+}
+
+TEST(LogitsCommand, BadInputFailsWithoutOutput) {
+  TempDir tmp;
+  const std::string model = shell_quote(data_path("reference-models/qwen3-tiny"));
+  const std::string out = shell_quote(tmp / "l.safetensors");
+  RunResult r = run_quantlab("logits " + model + " --ids 1,x,3 --out " + out);
+  EXPECT_EQ(r.exit_code, kUsage);
+  EXPECT_NE(r.err.find("'x'"), std::string::npos) << r.err;
+  r = run_quantlab("logits " + model + " --ids 1,9999 --out " + out);
+  EXPECT_EQ(r.exit_code, kUsage);
+  EXPECT_NE(r.err.find("9999"), std::string::npos) << r.err;
+  r = run_quantlab("logits " + shell_quote(tmp.path()) + " --ids 1 --out " + out);
+  EXPECT_EQ(r.exit_code, kInvalid);
+  EXPECT_NE(r.err.find("config.json"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(tmp / "l.safetensors"));
+  EXPECT_EQ(run_quantlab("logits --help").exit_code, 0);
+}
+
+TEST(GenerateCommand, GreedyJsonReproducesReferenceTokens) {
+  const std::string model = data_path("reference-models/llama-tiny");
+  const io::SafetensorsFile ref(model + "/reference.safetensors");
+  const auto prompt = tensor<int32_t>(ref, "greedy_prompt");
+  const auto expected = tensor<int32_t>(ref, "greedy_tokens");
+  const RunResult r = run_quantlab("generate " + shell_quote(model) + " --ids " + join_ids(prompt) +
+                                   " --max-tokens 16 --ignore-eos --json --threads 2");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["tokens"].get<std::vector<int32_t>>(), expected);
+  EXPECT_EQ(j["stop_reason"], "max_tokens");
+  EXPECT_EQ(j["stats"]["prefill"]["tokens"], prompt.size());
+  EXPECT_EQ(j["stats"]["decode"]["tokens"], expected.size() - 1);
+  EXPECT_GT(j["stats"]["memory_bytes"]["kv_cache"].get<uint64_t>(), 0u);
+}
+
+TEST(GenerateCommand, PromptTextGoesThroughTheTokenizer) {
+  const std::string model = shell_quote(data_path("tool-calling/dense-fused-strong-f16"));
+  const RunResult r = run_quantlab("generate " + model + " --prompt 'How many hours are in a day?' "
+                                   "--max-tokens 3 --ignore-eos --json --threads 1");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_GE(j["prompt_tokens"].size(), 5u);
+  EXPECT_EQ(j["tokens"].size(), 3u);
+  EXPECT_TRUE(j["text"].is_string());
+}
+
+// The fused tool-calling model on its reference chat prompt (dev40-0, a direct-answer query): the
+// first token is the argmax of transformers' last-position logits, and generation ends on a stop
+// token from generation_config.json (<|im_end|> 1026 or <|endoftext|> 1024).
+TEST(GenerateCommand, ChatPromptAnswersAndStopsAtEos) {
+  const std::string model = data_path("tool-calling/dense-fused-strong-f16");
+  const io::SafetensorsFile ref(model + "/reference.safetensors");
+  const auto ids = tensor<int32_t>(ref, "input_ids");
+  const auto logits = tensor<float>(ref, "logits_fused");
+  const size_t vocab = logits.size() / ids.size();
+  const auto last = logits.end() - static_cast<ptrdiff_t>(vocab);
+  const int32_t expected_first = static_cast<int32_t>(std::max_element(last, logits.end()) - last);
+  const RunResult r = run_quantlab("generate " + shell_quote(model) + " --ids " + join_ids(ids) +
+                                   " --max-tokens 200 --json --threads 2");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  const auto tokens = j["tokens"].get<std::vector<int32_t>>();
+  ASSERT_FALSE(tokens.empty());
+  EXPECT_EQ(tokens.front(), expected_first);
+  EXPECT_NE(tokens.front(), 1027) << "a direct query must not start a <tool_call>";
+  EXPECT_EQ(j["stop_reason"], "stop_token") << j["text"];
+  EXPECT_TRUE(tokens.back() == 1026 || tokens.back() == 1024) << tokens.back();
+}
+
+TEST(GenerateCommand, SamplingIsReproducibleWithASeed) {
+  const std::string base = "generate " + shell_quote(data_path("reference-models/qwen3-tiny")) +
+                           " --ids 5,6,7 --max-tokens 12 --temperature 1.0 --top-p 0.9 --top-k 50 --json";
+  const auto a = nlohmann::json::parse(run_quantlab(base + " --seed 3 --threads 1").out);
+  const auto b = nlohmann::json::parse(run_quantlab(base + " --seed 3 --threads 2").out);
+  const auto c = nlohmann::json::parse(run_quantlab(base + " --seed 4 --threads 2").out);
+  EXPECT_EQ(a["tokens"], b["tokens"]);
+  EXPECT_NE(a["tokens"], c["tokens"]);
+}
+
+TEST(GenerateCommand, UsageErrors) {
+  const std::string model = shell_quote(data_path("reference-models/qwen3-tiny"));
+  EXPECT_EQ(run_quantlab("generate " + model).exit_code, kUsage);  // neither --ids nor --prompt
+  const RunResult no_tokenizer = run_quantlab("generate " + model + " --prompt hi");
+  EXPECT_EQ(no_tokenizer.exit_code, kUsage);
+  EXPECT_NE(no_tokenizer.err.find("tokenizer.json"), std::string::npos) << no_tokenizer.err;
+  EXPECT_EQ(run_quantlab("generate " + model + " --ids 1 --prompt hi").exit_code, kUsage);
+  EXPECT_EQ(run_quantlab("generate --help").exit_code, 0);
+}
+
+}  // namespace
+}  // namespace quantlab::testing

@@ -1,0 +1,93 @@
+// `quantlab plan` and `quantlab synth` through the real binary: the issue-7 table, criteria files,
+// synth -> quantize -> plan round trip, and usage errors.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "cli_support.h"
+
+namespace quantlab::testing {
+namespace {
+
+namespace fs = std::filesystem;
+
+const std::string kQwen30B = shell_quote(data_path("configs/qwen3-30b-a3b"));
+
+nlohmann::json plan_json(const std::string& args) {
+  const auto r = run_quantlab("plan " + args + " --json --bandwidth 100");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  return nlohmann::json::parse(r.out);
+}
+
+const nlohmann::json& row(const nlohmann::json& plan, int bits, int group) {
+  for (const auto& r : plan["rows"])
+    if (r["bits"] == bits && r["group_size"] == group) return r;
+  throw std::runtime_error("row not found");
+}
+
+TEST(PlanCli, Qwen3_30B_A3B_SizeRulesFromConfigAlone) {
+  const auto p = plan_json(kQwen30B + " --bits 5,6,8 --group-size 64,128");
+  EXPECT_EQ(p["rows"].size(), 6u);
+  EXPECT_NEAR(row(p, 8, 64)["disk_bytes"].get<double>() / 1e9, 32.4, 0.1);
+  EXPECT_NEAR(row(p, 6, 64)["disk_smaller_pct"].get<double>(), 23.5, 0.2);
+  EXPECT_EQ(row(p, 6, 64)["verdict"], "cannot pass");
+  EXPECT_EQ(row(p, 6, 128)["verdict"], "viable candidate");
+  EXPECT_EQ(row(p, 5, 64)["verdict"], "optimal candidate");
+  const auto& r = row(p, 6, 128);
+  EXPECT_NEAR(r["tokens_per_s_bound"].get<double>(), 100e9 / r["bytes_per_token"].get<double>(), 1e-6);
+  EXPECT_EQ(p["bandwidth_source"], "given");
+}
+
+TEST(PlanCli, MarkdownTableMarksTheRows) {
+  const auto r = run_quantlab("plan " + kQwen30B + " --bits 6 --group-size 64,128 --bandwidth 50");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("| 6 | 64 | 24.8"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("cannot pass"), std::string::npos);
+  EXPECT_NE(r.out.find("| 6 | 128 | 23.8"), std::string::npos) << r.out;  // 23.86 GB tensors + headers
+}
+
+TEST(PlanCli, CriteriaFileChangesVerdictsAndBadFilesNameTheLine) {
+  TempDir tmp;
+  std::ofstream(tmp / "strict.toml") << "[optimal]\ndisk_smaller_pct = 50\n[minimum_viable]\ndisk_smaller_pct = 40\n";
+  const auto p = plan_json(kQwen30B + " --bits 5 --group-size 64 --criteria " + shell_quote(tmp / "strict.toml"));
+  EXPECT_EQ(row(p, 5, 64)["verdict"], "cannot pass");  // 35 % < 40 %
+  std::ofstream(tmp / "bad.toml") << "[optimal]\ndisk_smallest_pct = 50\n";
+  const auto r = run_quantlab("plan " + kQwen30B + " --bandwidth 1 --criteria " + shell_quote(tmp / "bad.toml"));
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_NE(r.err.find("bad.toml:2"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("disk_smallest_pct"), std::string::npos) << r.err;
+}
+
+TEST(PlanCli, SynthQuantizePlanRoundTrip) {
+  TempDir tmp;
+  const std::string cfg = shell_quote(data_path("reference-models/qwen3moe-tiny/config.json"));
+  auto r = run_quantlab("synth " + shell_quote(tmp / "f") + " --config " + cfg + " --layers 2 --seed 3 --quiet");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto before = plan_json(shell_quote(tmp / "f") + " --bits 3 --group-size 32");
+  r = run_quantlab("quantize " + shell_quote(tmp / "f") + " " + shell_quote(tmp / "q") + " --bits 3 --group-size 32 --quiet");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto after = plan_json(shell_quote(tmp / "q") + " --bits 3 --group-size 32");
+  EXPECT_EQ(after["stored"]["tensor_bytes"], row(before, 3, 32)["tensor_bytes"]);
+  EXPECT_EQ(row(after, 3, 32)["tensor_bytes"], row(before, 3, 32)["tensor_bytes"]);
+  EXPECT_EQ(row(after, 3, 32)["bytes_per_token"], row(before, 3, 32)["bytes_per_token"]);
+  // The engine runs the quantized synth model.
+  r = run_quantlab("logits " + shell_quote(tmp / "q") + " --ids 1,2,3 --out " + shell_quote(tmp / "logits.safetensors"));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+}
+
+TEST(SynthCli, UsageErrors) {
+  TempDir tmp;
+  EXPECT_EQ(run_quantlab("synth " + shell_quote(tmp / "a") + " --quiet").exit_code, 2);  // neither --like nor --config
+  const auto r = run_quantlab("synth " + shell_quote(tmp / "a") + " --like qwen3-9b --quiet");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("qwen3-0.6b"), std::string::npos) << r.err;  // lists the known names
+  fs::create_directories(tmp / "exists");
+  const std::string cfg = shell_quote(data_path("reference-models/llama-tiny/config.json"));
+  EXPECT_EQ(run_quantlab("synth " + shell_quote(tmp / "exists") + " --config " + cfg + " --quiet").exit_code, 2);
+  EXPECT_EQ(run_quantlab("synth " + shell_quote(tmp / "exists") + " --config " + cfg + " --quiet --overwrite").exit_code, 0);
+}
+
+}  // namespace
+}  // namespace quantlab::testing

@@ -1,0 +1,206 @@
+#include "eval/report_text.h"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <cmath>
+#include <filesystem>
+
+namespace quantlab::eval {
+
+namespace {
+
+std::string bits_label(const ModelResult& m) {
+  if (!m.info.quantized) return "float";
+  return m.info.bits ? fmt::format("{}-bit g{}", m.info.bits, m.info.group_size) : "mixed";
+}
+
+std::string spread(const Summary& s, int precision) {
+  if (s.n < 2) return fmt::format("{:.{}f}", s.median, precision);
+  return fmt::format("{:.{}f} ± {:.{}f}", s.median, precision, s.stddev, precision);
+}
+
+// "23.4 % smaller" / "87.7 % larger": a negative saving reads better as its opposite.
+std::string relative(double pct_less, const char* less, const char* more) {
+  return fmt::format("{:.1f} % {}", std::abs(pct_less), pct_less >= 0 ? less : more);
+}
+
+std::string cold_label(const LoadResult& l) {
+  if (l.cold.seconds) return fmt::format("{:.3f} s", *l.cold.seconds);
+  return l.cold.attempted ? "n/a (not cold)" : "n/a";
+}
+
+std::string accuracy_label(const Tally& t) {
+  return fmt::format("{}/{} = {:.1f} % [{:.1f}, {:.1f}]", t.correct, t.total, t.pct(), 100 * t.wilson95.low,
+                     100 * t.wilson95.high);
+}
+
+std::string settings_line(const BenchResults& r) {
+  const BenchSettings& s = r.settings;
+  return fmt::format("suite {} ({} queries), tools {}, greedy, max {} tokens, thinking {}, {} run{}, {} threads",
+                     std::filesystem::path(s.suite).filename().string(), s.suite_queries,
+                     std::filesystem::path(s.tools).filename().string(), s.max_tokens, s.thinking ? "on" : "off",
+                     s.runs, s.runs == 1 ? "" : "s", r.machine.threads);
+}
+
+// --- Markdown -------------------------------------------------------------------------------------
+
+void md_models(std::string& out, const BenchResults& r) {
+  out +=
+      "## Models\n\n| model | storage | bits/weight | disk | model memory | peak RSS | load warm | load cold | "
+      "prefill tok/s | decode tok/s | s/query mean | s/query median | accuracy [95 % CI] |\n"
+      "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+  for (const ModelResult& m : r.models) {
+    if (!m.ok) continue;
+    out += fmt::format("| {} | {} | {:.2f} | {} | {} | {} | {:.3f} s ({}) | {} | {} | {} | {} | {} | {} |\n", m.name,
+                       bits_label(m), m.info.bits_per_weight, format_bytes(m.info.disk_bytes),
+                       format_bytes(m.memory.model_bytes()), format_bytes(m.memory.peak_rss), m.load.seconds,
+                       m.load.cache_state, cold_label(m.load), spread(m.speed.prefill_tps(), 1),
+                       spread(m.speed.decode_tps(), 1), spread(m.speed.mean_query_seconds(), 4),
+                       spread(m.speed.median_query_seconds(), 4), accuracy_label(m.accuracy.overall));
+  }
+  for (const ModelResult& m : r.models)
+    if (!m.ok) out += fmt::format("\n**{} failed**: {}\n", m.name, m.error);
+  out +=
+      "\nSpeeds are the median over runs ± the standard deviation between runs. Model memory = mapped weights + "
+      "copied weights + KV cache + scratch; the memory rules compare it.\n\n";
+}
+
+void md_accuracy_breakdown(std::string& out, const BenchResults& r) {
+  out +=
+      "### Accuracy by part\n\n| model | decision | tool queries | direct queries | tool name | arguments |\n"
+      "|---|---|---|---|---|---|\n";
+  for (const ModelResult& m : r.models) {
+    if (!m.ok) continue;
+    const AccuracySummary& a = m.accuracy;
+    out += fmt::format("| {} | {} | {} | {} | {} | {} |\n", m.name, accuracy_label(a.decision),
+                       accuracy_label(a.tool_queries), accuracy_label(a.direct_queries), accuracy_label(a.tool_name),
+                       a.arguments.total ? accuracy_label(a.arguments) : "(none expected)");
+  }
+  out += "\n";
+}
+
+void md_comparison(std::string& out, const Comparison& c) {
+  out += fmt::format("### {} vs {}: **{}**\n\n", c.candidate, c.baseline, verdict_name(c.verdict));
+  out += fmt::format(
+      "Disk {}, memory {}, decode speed {:.3f}×. Accuracy {:+.1f} points "
+      "({} lost, {} gained, {} both right, {} both wrong; exact McNemar p = {:.3g}).\n\n",
+      relative(c.disk_smaller_pct, "smaller", "larger"), relative(c.memory_less_pct, "less", "more"), c.speed_ratio,
+      c.paired.difference_pct, c.paired.lost, c.paired.gained, c.paired.both_right, c.paired.both_wrong,
+      c.paired.mcnemar_p);
+  out += "| level | rule | value | threshold | result |\n|---|---|---|---|---|\n";
+  for (const CriterionCheck& k : c.checks)
+    out += fmt::format("| {} | {} | {:.3f} | {:g} | {} |\n", level_name(k.level), k.rule, k.value, k.threshold,
+                       k.passed ? "pass" : "**fail**");
+  if (!c.failing.empty()) out += fmt::format("\nDecided by: {}.\n", fmt::join(c.failing, "; "));
+  out += fmt::format("\n**Next step**: {}.\n", c.advice);
+  for (const std::string& w : c.warnings) out += fmt::format("\n> Warning: {}.\n", w);
+  out += "\n";
+}
+
+std::string query_cell(const QueryResult& q) {
+  std::string cell = fmt::format("{} {}", q.score.correct ? "✓" : "✗", q.score.decided_tool ? "tool" : "direct");
+  if (q.score.called_tool) cell += " " + *q.score.called_tool;
+  if (q.first_token_margin) cell += fmt::format(" ({:+.2f})", *q.first_token_margin);
+  return cell;
+}
+
+void md_queries(std::string& out, const BenchResults& r) {
+  std::vector<const ModelResult*> ok;
+  for (const ModelResult& m : r.models)
+    if (m.ok) ok.push_back(&m);
+  if (ok.empty()) return;
+  out +=
+      "## Per query\n\nEach cell: right or wrong, the decision, the tool called, and (in brackets) the first-token "
+      "margin of `<tool_call>` over the best other token.\n\n| query | expected |";
+  for (const ModelResult* m : ok) out += fmt::format(" {} |", m->name);
+  out += "\n|---|---|";
+  for (size_t i = 0; i < ok.size(); ++i) out += "---|";
+  out += "\n";
+  for (size_t qi = 0; qi < ok.front()->queries.size(); ++qi) {
+    const QueryResult& q0 = ok.front()->queries[qi];
+    out += fmt::format("| {} | {} |", q0.id, q0.expect_tool ? "tool " + q0.expected_tool.value_or("") : "direct");
+    for (const ModelResult* m : ok) out += " " + (qi < m->queries.size() ? query_cell(m->queries[qi]) : "") + " |";
+    out += "\n";
+  }
+  out += "\n";
+}
+
+void md_replies(std::string& out, const BenchResults& r) {
+  for (const ModelResult& m : r.models) {
+    if (!m.ok) continue;
+    out += fmt::format("<details><summary>Raw replies of {}</summary>\n\n", m.name);
+    for (const QueryResult& q : m.queries) {
+      std::string reply = q.reply;
+      for (size_t p = 0; (p = reply.find("```", p)) != std::string::npos; p += 4) reply.insert(p, "\u200b");
+      out += fmt::format("**{}** ({} tokens, {}):\n```\n{}\n```\n", q.id, q.generated_tokens, q.stop_reason, reply);
+    }
+    out += "</details>\n\n";
+  }
+}
+
+void md_overhead(std::string& out, const BenchResults& r) {
+  out +=
+      "## Harness overhead\n\n| model | suite wall s | in the model s | harness s | overhead "
+      "|\n|---|---|---|---|---|\n";
+  for (const ModelResult& m : r.models)
+    if (m.ok)
+      out += fmt::format("| {} | {:.3f} | {:.3f} | {:.4f} | {:.2f} % |\n", m.name, m.harness.suite_seconds,
+                         m.harness.model_seconds, m.harness.harness_seconds, m.harness.overhead_pct());
+  out += fmt::format("\nWhole command: {:.2f} s, of which {:.2f} s inside the worker processes.\n", r.total_seconds,
+                     r.workers_seconds);
+}
+
+}  // namespace
+
+std::string format_bytes(uint64_t bytes) {
+  const char* units[] = {"B", "kB", "MB", "GB", "TB"};
+  double v = static_cast<double>(bytes);
+  size_t u = 0;
+  while (v >= 1000 && u + 1 < std::size(units)) v /= 1000, ++u;
+  return u == 0 ? fmt::format("{} B", bytes) : fmt::format("{:.{}f} {}", v, v < 10 ? 2 : 1, units[u]);
+}
+
+std::string render_markdown(const BenchResults& r) {
+  std::string out = "# quantlab bench\n\n";
+  out += fmt::format("{}; criteria: {}; baseline: {}. Machine: {} ({}).\n\n", settings_line(r),
+                     r.settings.criteria.source, r.settings.baseline, r.machine.cpu, r.machine.simd_target);
+  md_models(out, r);
+  md_accuracy_breakdown(out, r);
+  if (!r.comparisons.empty()) out += "## Verdicts\n\n";
+  for (const Comparison& c : r.comparisons) md_comparison(out, c);
+  md_queries(out, r);
+  md_overhead(out, r);
+  out += "\n";
+  md_replies(out, r);
+  return out;
+}
+
+std::string render_table(const BenchResults& r) {
+  std::string out = settings_line(r) + "\n\n";
+  out += fmt::format("{:<14} {:>12} {:>10} {:>10} {:>10} {:>9} {:>11} {:>11} {:>9}  {}\n", "model", "storage", "disk",
+                     "memory", "peak RSS", "load s", "prefill t/s", "decode t/s", "s/query", "accuracy [95 % CI]");
+  for (const ModelResult& m : r.models) {
+    if (!m.ok) {
+      out += fmt::format("{:<14} FAILED: {}\n", m.name, m.error);
+      continue;
+    }
+    out += fmt::format("{:<14} {:>12} {:>10} {:>10} {:>10} {:>9.3f} {:>11.1f} {:>11.1f} {:>9.4f}  {}\n", m.name,
+                       bits_label(m), format_bytes(m.info.disk_bytes), format_bytes(m.memory.model_bytes()),
+                       format_bytes(m.memory.peak_rss), m.load.seconds, m.speed.prefill_tps().median,
+                       m.speed.decode_tps().median, m.speed.mean_query_seconds().median,
+                       accuracy_label(m.accuracy.overall));
+  }
+  for (const Comparison& c : r.comparisons) {
+    out += fmt::format(
+        "\n{} vs {}: {}  (disk {}, memory {}, speed {:.2f}x, accuracy {:+.1f} points, McNemar p = {:.3g})\n",
+        c.candidate, c.baseline, verdict_name(c.verdict), relative(c.disk_smaller_pct, "smaller", "larger"),
+        relative(c.memory_less_pct, "less", "more"), c.speed_ratio, c.paired.difference_pct, c.paired.mcnemar_p);
+    for (const std::string& f : c.failing) out += fmt::format("  - {}\n", f);
+    out += fmt::format("  next step: {}\n", c.advice);
+    for (const std::string& w : c.warnings) out += fmt::format("  warning: {}\n", w);
+  }
+  return out;
+}
+
+}  // namespace quantlab::eval

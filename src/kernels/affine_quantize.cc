@@ -1,0 +1,120 @@
+// MLX affine quantization (the CPU kernel's rule, docs/mlx-format.md §1.2), bit-exact with
+// quant::quantize_row_reference. Compiled once per Highway target.
+//
+// Exactness: min/max are exact in any order; the group parameters are computed with the reference's
+// scalar f32 expressions; codes use true vector division (IEEE exact, like the scalar one) and
+// round-half-to-even, then clamp. Packing is exact integer work.
+#include "kernels/highway_config.h"  // must precede the hwy includes
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "kernels/affine_quantize.cc"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/error.h"
+#include "hwy/highway.h"
+#include "kernels/kernels.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace quantlab::kernels::HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+// At most 32 lanes, so the lane count divides every group size (32, 64, 128).
+using DQ = hn::CappedTag<float, 32>;
+
+struct GroupFit {
+  float scale;
+  float bias;
+};
+
+// The reference's per-group parameters from the group's min and max (scalar f32, same expressions).
+inline GroupFit FitGroup(float lo, float hi, float n_bins) {
+  constexpr float kEps = 1e-7f;
+  const bool anchor_at_min = std::abs(lo) > std::abs(hi);
+  float scale = std::max((hi - lo) / n_bins, kEps);
+  scale = anchor_at_min ? scale : -scale;
+  const float edge = anchor_at_min ? lo : hi;
+  const float q0 = std::rint(edge / scale);
+  if (q0 == 0.0f) return {scale, 0.0f};
+  return {edge / q0, edge};
+}
+
+// Writes the group's codes as int32 and returns its parameters.
+GroupFit QuantizeGroup(const float* w, size_t group, float n_bins, int32_t* codes) {
+  const DQ d;
+  const hn::RebindToSigned<DQ> di;
+  const size_t N = hn::Lanes(d);
+  auto lo = hn::LoadU(d, w);
+  auto hi = lo;
+  for (size_t i = N; i < group; i += N) {
+    const auto v = hn::LoadU(d, w + i);
+    lo = hn::Min(lo, v);
+    hi = hn::Max(hi, v);
+  }
+  const GroupFit fit = FitGroup(hn::GetLane(hn::MinOfLanes(d, lo)), hn::GetLane(hn::MaxOfLanes(d, hi)), n_bins);
+  const auto scale = hn::Set(d, fit.scale);
+  const auto bias = hn::Set(d, fit.bias);
+  const auto zero = hn::Zero(d);
+  const auto top = hn::Set(d, n_bins);
+  for (size_t i = 0; i < group; i += N) {
+    const auto q = hn::Round(hn::Div(hn::Sub(hn::LoadU(d, w + i), bias), scale));  // ties to even
+    hn::StoreU(hn::ConvertTo(di, hn::Min(hn::Max(q, zero), top)), di, codes + i);
+  }
+  return fit;
+}
+
+// Appends `count` codes of `bits` bits to an LSB-first stream of whole words (count*bits % 32 == 0).
+void PackCodes(const int32_t* codes, size_t count, int bits, uint32_t* words) {
+  uint64_t pending = 0;
+  int filled = 0;
+  for (size_t i = 0; i < count; ++i) {
+    pending |= static_cast<uint64_t>(static_cast<uint32_t>(codes[i])) << filled;
+    filled += bits;
+    if (filled >= 32) {
+      *words++ = static_cast<uint32_t>(pending);
+      pending >>= 32;
+      filled -= 32;
+    }
+  }
+}
+
+void AffineQuantizeImpl(const float* w, size_t rows, size_t cols, int bits, int group_size,
+                        uint32_t* packed, float* scales, float* biases) {
+  const size_t group = static_cast<size_t>(group_size);
+  const size_t groups = cols / group;
+  const size_t group_words = group * static_cast<size_t>(bits) / 32;
+  const float n_bins = static_cast<float>((1u << bits) - 1u);
+  HWY_ALIGN int32_t codes[128];
+  for (size_t r = 0; r < rows; ++r) {
+    for (size_t g = 0; g < groups; ++g) {
+      const size_t index = r * groups + g;
+      const GroupFit fit = QuantizeGroup(w + index * group, group, n_bins, codes);
+      scales[index] = fit.scale;
+      biases[index] = fit.bias;
+      PackCodes(codes, group, bits, packed + index * group_words);
+    }
+  }
+}
+
+}  // namespace quantlab::kernels::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace quantlab::kernels {
+
+HWY_EXPORT(AffineQuantizeImpl);
+
+void affine_quantize(const float* w, size_t rows, size_t cols, int bits, int group_size,
+                     uint32_t* packed, float* scales, float* biases) {
+  QL_CHECK(bits >= 2 && bits <= 8, "affine_quantize: bits {} outside 2..8", bits);
+  QL_CHECK(group_size == 32 || group_size == 64 || group_size == 128,
+           "affine_quantize: group size {} is not 32, 64 or 128", group_size);
+  QL_CHECK(cols % static_cast<size_t>(group_size) == 0,
+           "affine_quantize: {} columns are not a multiple of the group size {}", cols, group_size);
+  HWY_DYNAMIC_DISPATCH(AffineQuantizeImpl)(w, rows, cols, bits, group_size, packed, scales, biases);
+}
+
+}  // namespace quantlab::kernels
+#endif  // HWY_ONCE

@@ -1,0 +1,116 @@
+// affine_quantize must reproduce quant::quantize_row_reference (MLX's CPU rule) bit for bit: codes,
+// packed words, scales and biases, for every bit width, group size and compiled target, including the
+// edge cases of the spec (all-zero and constant groups, all-negative groups, exact .5 ties).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <tuple>
+#include <vector>
+
+#include "kernels/kernels.h"
+#include "kernels/kernels_test_util.h"
+#include "quant/affine_reference.h"
+
+namespace quantlab::kernels {
+namespace {
+
+using testing::for_each_target;
+
+void expect_matches_reference(const std::vector<float>& w, size_t rows, size_t cols, int bits, int group) {
+  const size_t words = rows * cols * bits / 32, groups = rows * cols / group;
+  std::vector<uint32_t> ref_packed(words), packed(words);
+  std::vector<float> ref_scales(groups), ref_biases(groups), scales(groups), biases(groups);
+  for (size_t r = 0; r < rows; ++r) {
+    quant::quantize_row_reference(w.data() + r * cols, cols, bits, group, ref_packed.data() + r * cols * bits / 32,
+                                  ref_scales.data() + r * cols / group, ref_biases.data() + r * cols / group);
+  }
+  testing::OddBuffer input(w);  // rows converted from an mmapped file need not be aligned
+  affine_quantize(input.floats(), rows, cols, bits, group, packed.data(), scales.data(), biases.data());
+  ASSERT_EQ(0, std::memcmp(ref_packed.data(), packed.data(), words * 4)) << "packed codes differ";
+  ASSERT_EQ(0, std::memcmp(ref_scales.data(), scales.data(), groups * 4)) << "scales differ";
+  ASSERT_EQ(0, std::memcmp(ref_biases.data(), biases.data(), groups * 4)) << "biases differ";
+}
+
+// A tiny w with w / 1e-7f == 0.49999997f (the largest float below 0.5). In a group {w, -w, ...} the
+// step is floored at 1e-7, the anchor is w (ties pick the max), q0 = rint(-0.49999997) = 0, so
+// scale = -1e-7, bias = 0 and every -w has the quotient 0.49999997f.
+float just_below_half_step() {
+  const float target = std::nextafter(0.5f, 0.0f);
+  float w = target * 1e-7f;
+  for (int i = 0; i < 64 && w / 1e-7f != target; ++i) {
+    w = std::nextafter(w, w / 1e-7f < target ? 1.0f : 0.0f);
+  }
+  EXPECT_EQ(w / 1e-7f, target);
+  return w;
+}
+
+class AffineQuantizeTest : public ::testing::TestWithParam<std::tuple<int, int>> {};
+
+TEST_P(AffineQuantizeTest, RandomRowsMatchReferenceBitForBit) {
+  const auto [bits, group] = GetParam();
+  std::mt19937 rng(bits * 100 + group);
+  const size_t rows = 6, cols = 4 * 128;
+  std::vector<float> w = testing::random_floats(rng, rows * cols, -1.0f, 1.0f);
+  // Mixed magnitudes and signs per group: scale groups by powers of ten, shift some all-positive.
+  for (size_t i = 0; i < w.size(); ++i) {
+    const size_t g = i / group;
+    w[i] = w[i] * std::pow(10.0f, static_cast<float>(g % 7) - 4.0f) + (g % 3 == 0 ? 2.0f : 0.0f);
+  }
+  for_each_target([&] { expect_matches_reference(w, rows, cols, bits, group); });
+}
+
+TEST_P(AffineQuantizeTest, EdgeCaseGroupsMatchReference) {
+  const auto [bits, group] = GetParam();
+  const size_t g = static_cast<size_t>(group);
+  std::vector<float> w;
+  auto add_group = [&](auto value_of) {
+    for (size_t i = 0; i < g; ++i) w.push_back(value_of(i));
+  };
+  add_group([](size_t) { return 0.0f; });                                         // all zero
+  add_group([](size_t) { return 0.3f; });                                         // constant
+  add_group([](size_t) { return -1.7f; });                                        // constant negative
+  add_group([](size_t i) { return -0.9f + 0.1f * static_cast<float>(i % 8); });   // all negative
+  add_group([](size_t i) { return static_cast<float>(i % 16) - 7.5f; });          // halves: ties
+  add_group([](size_t i) { return i % 2 ? 1.0f : -1.0f; });                       // |lo| == |hi|
+  add_group([](size_t i) { return i == 5 ? 1e-8f : 0.0f; });                      // near-zero range
+  add_group([](size_t i) { return i % 3 ? -0.0f : 0.0f; });                       // signed zeros
+  add_group([](size_t i) { return 1e4f * static_cast<float>(i) - 3e5f; });        // large values
+  // A code whose quotient is 0.49999997f: correct rounding gives 0; a naive "add 0.5 and truncate"
+  // gives 1 (the sum rounds up to 1.0f).
+  const float tiny = just_below_half_step();
+  add_group([tiny](size_t i) { return i % 2 ? -tiny : tiny; });
+  for_each_target([&] { expect_matches_reference(w, 1, w.size(), bits, group); });
+}
+
+INSTANTIATE_TEST_SUITE_P(AllWidthsAndGroups, AffineQuantizeTest,
+                         ::testing::Combine(::testing::Values(2, 3, 4, 5, 6, 7, 8),
+                                            ::testing::Values(32, 64, 128)));
+
+// The worked example of docs/mlx-format.md §1.6 scaled up to a 32-element group: the first 8 values
+// are the example's, the rest repeat the anchor (0.95), which leaves min/max unchanged.
+TEST(AffineQuantizeTest, WorkedExampleFromSpec) {
+  std::vector<float> w = {-0.53f, -0.21f, 0.00f, 0.08f, 0.27f, 0.44f, 0.71f, 0.95f};
+  w.resize(32, 0.95f);
+  for_each_target([&] {
+    std::vector<uint32_t> packed(4);
+    float scale = 0, bias = 0;
+    affine_quantize(w.data(), 1, 32, 4, 32, packed.data(), &scale, &bias);
+    EXPECT_EQ(packed[0], 0x03579ACFu);
+    EXPECT_EQ(scale, 0.95f / -10.0f);
+    EXPECT_EQ(bias, 0.95f);
+  });
+}
+
+TEST(AffineQuantizeTest, RejectsUnsupportedShapes) {
+  std::vector<float> w(96);
+  std::vector<uint32_t> packed(96);
+  std::vector<float> s(3), b(3);
+  EXPECT_THROW(affine_quantize(w.data(), 1, 96, 9, 32, packed.data(), s.data(), b.data()), Error);
+  EXPECT_THROW(affine_quantize(w.data(), 1, 96, 4, 48, packed.data(), s.data(), b.data()), Error);
+  EXPECT_THROW(affine_quantize(w.data(), 1, 96, 4, 64, packed.data(), s.data(), b.data()), Error);
+}
+
+}  // namespace
+}  // namespace quantlab::kernels

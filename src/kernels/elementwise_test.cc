@@ -1,0 +1,201 @@
+// Element-wise kernels against straightforward double-precision references on every compiled target,
+// with lengths that leave vector tails and inputs at odd addresses.
+#include <gtest/gtest.h>
+
+#include <cfloat>
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "core/half.h"
+#include "kernels/kernels.h"
+#include "kernels/kernels_test_util.h"
+
+namespace quantlab::kernels {
+namespace {
+
+using testing::for_each_target;
+using testing::OddBuffer;
+using testing::random_floats;
+
+constexpr size_t kLengths[] = {1, 3, 17, 64, 100, 1000};
+constexpr double kU = FLT_EPSILON / 2;  // unit roundoff of f32
+
+TEST(ConvertTest, EveryHalfAndBfloatBitPatternIsExact) {
+  std::vector<uint16_t> all(65536);
+  for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<uint16_t>(i);
+  OddBuffer src(all);
+  for_each_target([&] {
+    std::vector<float> f16(all.size()), bf16(all.size());
+    convert_to_f32(DType::kF16, src.get(), all.size(), f16.data());
+    convert_to_f32(DType::kBF16, src.get(), all.size(), bf16.data());
+    for (size_t i = 0; i < all.size(); ++i) {
+      const float e16 = f16_to_f32(all[i]), eb = bf16_to_f32(all[i]);
+      if (std::isnan(e16)) {
+        ASSERT_TRUE(std::isnan(f16[i])) << std::hex << i;
+      } else {
+        ASSERT_EQ(std::memcmp(&e16, &f16[i], 4), 0) << std::hex << i;
+      }
+      ASSERT_EQ(std::memcmp(&eb, &bf16[i], 4), 0) << std::hex << i;
+    }
+  });
+}
+
+TEST(ConvertTest, F32IsCopied) {
+  std::mt19937 rng(1);
+  const std::vector<float> v = random_floats(rng, 37, -5, 5);
+  OddBuffer src(v);
+  for_each_target([&] {
+    std::vector<float> out(v.size());
+    convert_to_f32(DType::kF32, src.get(), v.size(), out.data());
+    EXPECT_EQ(out, v);
+  });
+  float dummy = 0;
+  EXPECT_THROW(convert_to_f32(DType::kU32, &dummy, 1, &dummy), Error);
+}
+
+TEST(DotAxpyTest, MatchDoubleReference) {
+  for (size_t n : kLengths) {
+    std::mt19937 rng(n);
+    const std::vector<float> a = random_floats(rng, n, -1, 1), b = random_floats(rng, n, -1, 1);
+    double ref = 0, mag = 0;
+    for (size_t i = 0; i < n; ++i) ref += double(a[i]) * b[i], mag += std::abs(double(a[i]) * b[i]);
+    OddBuffer ao(a), bo(b);
+    for_each_target([&] {
+      EXPECT_NEAR(dot(ao.floats(), bo.floats(), n), ref, testing::sum_error_bound(n, mag)) << n;
+      OddBuffer y(b);
+      axpy(0.75f, ao.floats(), y.floats(), n);
+      for (size_t i = 0; i < n; ++i) {
+        const double expected = 0.75 * a[i] + b[i];
+        ASSERT_NEAR(y.floats()[i], expected, 2 * kU * (std::abs(0.75 * a[i]) + std::abs(b[i]))) << i;
+      }
+    });
+  }
+}
+
+TEST(RmsNormTest, MatchesDoubleReference) {
+  for (size_t n : kLengths) {
+    std::mt19937 rng(n + 1);
+    const std::vector<float> x = random_floats(rng, n, -3, 3), w = random_floats(rng, n, 0.5, 1.5);
+    double ms = 0;
+    for (float v : x) ms += double(v) * v;
+    const double inv = 1.0 / std::sqrt(ms / n + 1e-6);
+    OddBuffer xo(x), wo(w);
+    for_each_target([&] {
+      std::vector<float> out(n);
+      rms_norm(xo.floats(), wo.floats(), n, 1e-6f, out.data());
+      for (size_t i = 0; i < n; ++i) {
+        const double expected = w[i] * x[i] * inv;
+        ASSERT_NEAR(out[i], expected, (n + 8) * kU * std::abs(expected) + 1e-30) << "n " << n << " i " << i;
+      }
+      OddBuffer in_place(x);  // out may alias x
+      rms_norm(in_place.floats(), wo.floats(), n, 1e-6f, in_place.floats());
+      ASSERT_EQ(0, std::memcmp(in_place.floats(), out.data(), n * 4));
+    });
+  }
+}
+
+TEST(RopeTest, RotatesPairsHalfApart) {
+  for (size_t head_dim : {2, 6, 64, 128, 34}) {
+    std::mt19937 rng(head_dim);
+    const std::vector<float> head = random_floats(rng, head_dim, -2, 2);
+    std::vector<float> cos(head_dim / 2), sin(head_dim / 2);
+    for (size_t j = 0; j < head_dim / 2; ++j) {
+      const double angle = 7.0 * std::pow(10000.0, -2.0 * j / head_dim);
+      cos[j] = static_cast<float>(std::cos(angle));
+      sin[j] = static_cast<float>(std::sin(angle));
+    }
+    for_each_target([&] {
+      OddBuffer h(head);
+      rope_neox(h.floats(), head_dim, cos.data(), sin.data());
+      const size_t half = head_dim / 2;
+      for (size_t j = 0; j < half; ++j) {
+        const double x1 = head[j], x2 = head[j + half];
+        const double lo = x1 * cos[j] - x2 * sin[j], hi = x2 * cos[j] + x1 * sin[j];
+        const double tol = 3 * kU * (std::abs(x1 * cos[j]) + std::abs(x2 * sin[j]) + std::abs(x2 * cos[j]) +
+                                     std::abs(x1 * sin[j]));
+        ASSERT_NEAR(h.floats()[j], lo, tol) << j;
+        ASSERT_NEAR(h.floats()[j + half], hi, tol) << j;
+      }
+    });
+  }
+}
+
+// Relative accuracy required of the exp-based kernels (Highway's Exp is within 1 ulp).
+constexpr double kExpRelTol = 2e-6;
+
+TEST(SoftmaxTest, MatchesDoubleReference) {
+  for (size_t n : kLengths) {
+    std::mt19937 rng(n + 2);
+    const std::vector<float> x = random_floats(rng, n, -30, 30);
+    double max = -HUGE_VAL, sum = 0;
+    for (float v : x) max = std::max(max, double(v));
+    for (float v : x) sum += std::exp(v - max);
+    for_each_target([&] {
+      OddBuffer y(x);
+      softmax(y.floats(), n);
+      for (size_t i = 0; i < n; ++i) {
+        const double expected = std::exp(x[i] - max) / sum;
+        // x - max is rounded in f32 (error up to u*|x - max|, which exp turns into a relative error),
+        // then exp (kExpRelTol), then a sum of n terms and one division.
+        const double rel = kExpRelTol + (std::abs(x[i] - max) + n + 2) * kU;
+        ASSERT_NEAR(y.floats()[i], expected, rel * expected + 1e-38) << "n " << n << " i " << i;
+      }
+    });
+  }
+}
+
+TEST(SiluMulTest, MatchesDoubleReferenceIncludingLargeMagnitudes) {
+  for (size_t n : kLengths) {
+    std::mt19937 rng(n + 3);
+    std::vector<float> gate = random_floats(rng, n, -20, 20);
+    gate[0] = n > 1 ? -150.0f : 95.0f;  // exp(-g) would overflow f32 for g = -150
+    const std::vector<float> up = random_floats(rng, n, -2, 2);
+    OddBuffer g(gate), u(up);
+    for_each_target([&] {
+      std::vector<float> out(n);
+      silu_mul(g.floats(), u.floats(), n, out.data());
+      for (size_t i = 0; i < n; ++i) {
+        const double gi = gate[i];
+        const double expected = gi / (1.0 + std::exp(-gi)) * up[i];
+        ASSERT_NEAR(out[i], expected, kExpRelTol * std::abs(expected) + 1e-37) << "g " << gi;
+      }
+    });
+  }
+}
+
+TEST(AttendHeadTest, MatchesDoubleReference) {
+  const size_t head_dim = 64, kv_stride = 72;  // stride > head_dim: interleaved heads in the cache
+  for (size_t n_ctx : {1, 5, 40}) {
+    std::mt19937 rng(n_ctx);
+    const std::vector<float> q = random_floats(rng, head_dim, -1, 1);
+    const std::vector<float> k = random_floats(rng, n_ctx * kv_stride, -1, 1);
+    const std::vector<float> v = random_floats(rng, n_ctx * kv_stride, -1, 1);
+    const float scale = 0.125f;
+    std::vector<double> p(n_ctx);
+    double max = -HUGE_VAL, sum = 0;
+    for (size_t t = 0; t < n_ctx; ++t) {
+      for (size_t d = 0; d < head_dim; ++d) p[t] += double(q[d]) * k[t * kv_stride + d];
+      p[t] *= scale;
+      max = std::max(max, p[t]);
+    }
+    for (double& s : p) sum += (s = std::exp(s - max));
+    for_each_target([&] {
+      std::vector<float> scratch(n_ctx), out(head_dim);
+      attend_head(q.data(), k.data(), v.data(), n_ctx, head_dim, kv_stride, scale, scratch.data(), out.data());
+      for (size_t d = 0; d < head_dim; ++d) {
+        double expected = 0, mag = 0;
+        for (size_t t = 0; t < n_ctx; ++t) {
+          expected += p[t] / sum * v[t * kv_stride + d];
+          mag += p[t] / sum * std::abs(v[t * kv_stride + d]);
+        }
+        // Scores carry dot-product rounding (head_dim terms) into exp; then n_ctx weighted terms.
+        ASSERT_NEAR(out[d], expected, (kExpRelTol + (head_dim + n_ctx + 8) * kU) * mag * 4) << d;
+      }
+    });
+  }
+}
+
+}  // namespace
+}  // namespace quantlab::kernels

@@ -1,0 +1,132 @@
+// matmul against the double reference on every compiled target: all bit widths x group sizes x scale
+// dtypes, n = 1, 3, 17 (partial activation blocks), row counts that leave partial weight blocks and
+// tiles, float weight formats with ragged K, and thread-count independence.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <random>
+#include <tuple>
+#include <vector>
+
+#include "kernels/kernels.h"
+#include "kernels/kernels_test_util.h"
+
+namespace quantlab::kernels {
+namespace {
+
+using testing::AffineMatrix;
+using testing::for_each_target;
+
+constexpr DType kScaleTypes[] = {DType::kF16, DType::kBF16, DType::kF32};
+constexpr size_t kBatchSizes[] = {1, 3, 17};
+
+class AffineMatmulTest : public ::testing::TestWithParam<std::tuple<int, int>> {};
+
+TEST_P(AffineMatmulTest, MatchesDoubleReferenceWithinBound) {
+  const auto [bits, group] = GetParam();
+  ThreadPool pool(2);
+  for (DType scale_type : kScaleTypes) {
+    SCOPED_TRACE(dtype_name(scale_type));
+    std::mt19937 rng(bits * 31 + group);
+    const size_t rows = 70, cols = group == 128 ? 384 : 320;  // 70: partial 4-row block and tile
+    const AffineMatrix m = testing::quantized_random(rng, rows, cols, bits, group, scale_type);
+    const std::vector<float> x = testing::random_floats(rng, 17 * cols, -2.0f, 2.0f);
+    std::vector<testing::ReferenceProduct> ref;
+    for (size_t i = 0; i < 17; ++i) ref.push_back(testing::reference_affine_matvec(m, x.data() + i * cols));
+    for_each_target([&] {
+      for (size_t n : kBatchSizes) {
+        std::vector<float> y(n * rows);
+        matmul(m.view(), x.data(), n, y.data(), pool);
+        for (size_t i = 0; i < n; ++i) {
+          for (size_t r = 0; r < rows; ++r) {
+            ASSERT_NEAR(y[i * rows + r], ref[i].value[r], testing::sum_error_bound(cols, ref[i].magnitude[r]))
+                << "n " << n << " activation " << i << " row " << r;
+          }
+        }
+      }
+    });
+  }
+}
+
+TEST_P(AffineMatmulTest, ExactOnExactlyRepresentableData) {
+  const auto [bits, group] = GetParam();
+  ThreadPool pool(1);
+  std::mt19937 rng(bits * 5 + group);
+  const size_t rows = 13, cols = 2 * 128, n = 5;
+  const AffineMatrix m = testing::exact_random(rng, rows, cols, bits, group, DType::kBF16);
+  const std::vector<float> x = testing::small_integers(rng, n * cols);
+  for_each_target([&] {
+    std::vector<float> y(n * rows);
+    matmul(m.view(), x.data(), n, y.data(), pool);
+    for (size_t i = 0; i < n; ++i) {
+      const auto ref = testing::reference_affine_matvec(m, x.data() + i * cols);
+      for (size_t r = 0; r < rows; ++r) ASSERT_EQ(y[i * rows + r], ref.value[r]) << i << "," << r;
+    }
+  });
+}
+
+INSTANTIATE_TEST_SUITE_P(AllWidthsAndGroups, AffineMatmulTest,
+                         ::testing::Combine(::testing::Values(2, 3, 4, 5, 6, 7, 8),
+                                            ::testing::Values(32, 64, 128)));
+
+TEST(MatmulTest, FloatWeightsMatchDoubleReference) {
+  ThreadPool pool(2);
+  for (DType dtype : kScaleTypes) {
+    for (size_t cols : {5, 64, 200}) {
+      SCOPED_TRACE(testing::to_string(dtype, cols));
+      std::mt19937 rng(cols + 1);
+      const size_t rows = 23, n = 6;
+      std::vector<float> w = testing::random_floats(rng, rows * cols, -1.0f, 1.0f);
+      for (float& f : w) f = testing::round_to(dtype, f);
+      const std::vector<float> x = testing::random_floats(rng, n * cols, -1.0f, 1.0f);
+      testing::OddBuffer stored(testing::to_storage(dtype, w)), xo(x);
+      MatrixView v;
+      v.type = dtype == DType::kF32 ? WeightType::kF32 : dtype == DType::kF16 ? WeightType::kF16 : WeightType::kBF16;
+      v.rows = rows;
+      v.cols = cols;
+      v.data = stored.get();
+      for_each_target([&] {
+        std::vector<float> y(n * rows);
+        matmul(v, xo.floats(), n, y.data(), pool);
+        for (size_t i = 0; i < n; ++i) {
+          for (size_t r = 0; r < rows; ++r) {
+            double ref = 0, mag = 0;
+            for (size_t c = 0; c < cols; ++c) {
+              ref += double(w[r * cols + c]) * x[i * cols + c];
+              mag += std::abs(double(w[r * cols + c]) * x[i * cols + c]);
+            }
+            ASSERT_NEAR(y[i * rows + r], ref, testing::sum_error_bound(cols, mag)) << i << "," << r;
+          }
+        }
+      });
+    }
+  }
+}
+
+TEST(MatmulTest, IndependentOfThreadCountAndAlignment) {
+  std::mt19937 rng(11);
+  const size_t rows = 301, cols = 256, n = 9;
+  for (int bits : {2, 5, 8}) {
+    const AffineMatrix m = testing::quantized_random(rng, rows, cols, bits, 32, DType::kF16);
+    const std::vector<float> x = testing::random_floats(rng, n * cols, -1.0f, 1.0f);
+    for_each_target([&] {
+      std::vector<float> y1(n * rows), y2(n * rows), y3(n * rows), y_odd(n * rows);
+      ThreadPool p1(1), p2(2), p3(3);
+      matmul(m.view(), x.data(), n, y1.data(), p1);
+      matmul(m.view(), x.data(), n, y2.data(), p2);
+      matmul(m.view(), x.data(), n, y3.data(), p3);
+      testing::OddBuffer packed(m.packed), scales(m.scale_bytes), biases(m.bias_bytes), xo(x);
+      MatrixView v = m.view();
+      v.data = packed.get();
+      v.scales = scales.get();
+      v.biases = biases.get();
+      matmul(v, xo.floats(), n, y_odd.data(), p3);
+      EXPECT_EQ(0, std::memcmp(y1.data(), y2.data(), y1.size() * 4));
+      EXPECT_EQ(0, std::memcmp(y1.data(), y3.data(), y1.size() * 4));
+      EXPECT_EQ(0, std::memcmp(y1.data(), y_odd.data(), y1.size() * 4));
+    });
+  }
+}
+
+}  // namespace
+}  // namespace quantlab::kernels

@@ -1,0 +1,209 @@
+#include "model/blocks.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/error.h"
+#include "kernels/kernels.h"
+
+namespace quantlab::model {
+
+namespace {
+
+template <typename T>
+void grow(std::vector<T>& v, size_t n) {
+  if (v.size() < n) v.resize(n);
+}
+
+template <typename T>
+size_t byte_size(const std::vector<T>& v) {
+  return v.capacity() * sizeof(T);
+}
+
+void apply_matrix(const kernels::MatrixView& w, const float* x, size_t n, float* y, ThreadPool& pool) {
+  if (n == 1) kernels::matvec(w, x, y, pool);
+  else kernels::matmul(w, x, n, y, pool);
+}
+
+// Per-head RMSNorm (Qwen3's q_norm / k_norm, before RoPE) and rotate-half RoPE, for `heads` heads of
+// each of the n rows of `x`, whose rows are `stride` floats apart.
+void norm_and_rotate(float* x, size_t n, size_t stride, size_t heads, const std::vector<float>& norm,
+                     const ModelDims& dims, const Scratch& s) {
+  const size_t d = dims.head_dim, half = d / 2;
+  for (size_t i = 0; i < n; ++i) {
+    for (size_t h = 0; h < heads; ++h) {
+      float* head = x + i * stride + h * d;
+      if (!norm.empty()) kernels::rms_norm(head, norm.data(), d, dims.rms_eps, head);
+      kernels::rope_neox(head, d, s.cos.data() + i * half, s.sin.data() + i * half);
+    }
+  }
+}
+
+}  // namespace
+
+void Scratch::ensure(const ModelDims& dims, size_t n, size_t ctx, size_t nworkers) {
+  tokens = std::max(tokens, n);
+  context = std::max(context, ctx);
+  workers = std::max(workers, nworkers);
+  const size_t H = dims.hidden, k = dims.experts_per_token;
+  grow(x, tokens * H);
+  grow(normed, tokens * H);
+  grow(q, tokens * dims.q_dim());
+  grow(attn, tokens * dims.q_dim());
+  grow(proj, tokens * H);
+  grow(cos, tokens * dims.head_dim / 2);
+  grow(sin, tokens * dims.head_dim / 2);
+  grow(scores, workers * context);
+  grow(gate, tokens * std::max(dims.intermediate, dims.moe_intermediate));
+  grow(up, tokens * std::max(dims.intermediate, dims.moe_intermediate));
+  if (dims.experts == 0) return;
+  grow(router, tokens * dims.experts);
+  grow(route_expert, tokens * k);
+  grow(route_weight, tokens * k);
+  grow(gathered, tokens * H);
+  grow(expert_out, tokens * k * H);
+}
+
+size_t Scratch::bytes() const {
+  return byte_size(x) + byte_size(normed) + byte_size(q) + byte_size(attn) + byte_size(proj) +
+         byte_size(cos) + byte_size(sin) + byte_size(scores) + byte_size(gate) + byte_size(up) +
+         byte_size(router) + byte_size(route_expert) + byte_size(route_weight) + byte_size(gathered) +
+         byte_size(expert_out);
+}
+
+void apply_linear(const Linear& l, const float* x, size_t n, float* y, ThreadPool& pool) {
+  apply_matrix(l.weight, x, n, y, pool);
+  if (l.bias.empty()) return;
+  for (size_t i = 0; i < n; ++i) kernels::axpy(1.0f, l.bias.data(), y + i * l.bias.size(), l.bias.size());
+}
+
+void rms_norm_rows(const float* in, const std::vector<float>& weight, size_t n, float eps, float* out) {
+  const size_t width = weight.size();
+  for (size_t i = 0; i < n; ++i) kernels::rms_norm(in + i * width, weight.data(), width, eps, out + i * width);
+}
+
+void attention_block(const Layer& layer, size_t layer_index, const ModelDims& dims, const Batch& b,
+                     KvCache& cache, Scratch& s, ThreadPool& pool, Timings& t) {
+  const size_t n = b.n, H = dims.hidden, d = dims.head_dim, q_dim = dims.q_dim(), kv_dim = dims.kv_dim();
+  const Attention& w = layer.attention;
+  {
+    ScopedPhase phase(t, Phase::kNorms);
+    rms_norm_rows(s.x.data(), layer.input_norm, n, dims.rms_eps, s.normed.data());
+  }
+  // Keys and values go straight into their cache rows.
+  float* keys = cache.keys(layer_index) + b.first_position * kv_dim;
+  float* values = cache.values(layer_index) + b.first_position * kv_dim;
+  {
+    ScopedPhase phase(t, Phase::kAttentionProj);
+    apply_linear(w.q, s.normed.data(), n, s.q.data(), pool);
+    apply_linear(w.k, s.normed.data(), n, keys, pool);
+    apply_linear(w.v, s.normed.data(), n, values, pool);
+  }
+  {
+    ScopedPhase phase(t, Phase::kQkNormRope);
+    norm_and_rotate(s.q.data(), n, q_dim, dims.heads, w.q_norm, dims, s);
+    norm_and_rotate(keys, n, kv_dim, dims.kv_heads, w.k_norm, dims, s);
+  }
+  {
+    ScopedPhase phase(t, Phase::kAttention);
+    const size_t group = dims.heads / dims.kv_heads;
+    const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+    const float* all_keys = cache.keys(layer_index);
+    const float* all_values = cache.values(layer_index);
+    pool.parallel_for(n * dims.heads, 1, [&](size_t begin, size_t end, size_t worker) {
+      float* scores = s.scores.data() + worker * s.context;
+      for (size_t task = begin; task < end; ++task) {
+        const size_t i = task / dims.heads, h = task % dims.heads, g = h / group;
+        // Causal: the query at batch row i sees positions 0 .. first_position + i.
+        kernels::attend_head(s.q.data() + i * q_dim + h * d, all_keys + g * d, all_values + g * d,
+                             b.first_position + i + 1, d, kv_dim, scale, scores, s.attn.data() + i * q_dim + h * d);
+      }
+    });
+  }
+  {
+    ScopedPhase phase(t, Phase::kAttentionProj);
+    apply_linear(w.o, s.attn.data(), n, s.proj.data(), pool);
+  }
+  kernels::axpy(1.0f, s.proj.data(), s.x.data(), n * H);
+}
+
+void route_token(float* logits, const ModelDims& dims, int32_t* experts, float* weights) {
+  const size_t E = dims.experts, k = dims.experts_per_token;
+  kernels::softmax(logits, E);
+  float total = 0;
+  for (size_t slot = 0; slot < k; ++slot) {
+    size_t best = E;
+    for (size_t e = 0; e < E; ++e) {
+      if (std::find(experts, experts + slot, static_cast<int32_t>(e)) != experts + slot) continue;
+      if (best == E || logits[e] > logits[best]) best = e;
+    }
+    experts[slot] = static_cast<int32_t>(best);
+    weights[slot] = logits[best];
+    total += logits[best];
+  }
+  if (dims.norm_topk_prob)
+    for (size_t slot = 0; slot < k; ++slot) weights[slot] /= total;
+}
+
+namespace {
+
+void dense_mlp(const DenseMlp& m, const ModelDims& dims, size_t n, Scratch& s, ThreadPool& pool) {
+  const size_t I = dims.intermediate;
+  apply_linear(m.gate, s.normed.data(), n, s.gate.data(), pool);
+  apply_linear(m.up, s.normed.data(), n, s.up.data(), pool);
+  kernels::silu_mul(s.gate.data(), s.up.data(), n * I, s.gate.data());
+  apply_linear(m.down, s.gate.data(), n, s.proj.data(), pool);
+}
+
+// Runs every expert on the tokens routed to it (gathered into one batch, so prefill reuses each
+// decoded weight tile across tokens), then mixes each token's k outputs in slot order.
+void moe_mlp(const MoeMlp& m, const ModelDims& dims, size_t n, Scratch& s, ThreadPool& pool, Timings& t) {
+  const size_t H = dims.hidden, E = dims.experts, k = dims.experts_per_token, Im = dims.moe_intermediate;
+  {
+    ScopedPhase phase(t, Phase::kRouter);
+    apply_linear(m.router, s.normed.data(), n, s.router.data(), pool);
+    for (size_t i = 0; i < n; ++i)
+      route_token(s.router.data() + i * E, dims, s.route_expert.data() + i * k, s.route_weight.data() + i * k);
+  }
+  ScopedPhase phase(t, Phase::kExperts);
+  std::vector<size_t> slots;  // (token * k + slot) entries routed to the current expert
+  for (size_t e = 0; e < E; ++e) {
+    slots.clear();
+    for (size_t j = 0; j < n * k; ++j)
+      if (s.route_expert[j] == static_cast<int32_t>(e)) slots.push_back(j);
+    if (slots.empty()) continue;
+    const size_t m_rows = slots.size();
+    for (size_t r = 0; r < m_rows; ++r)
+      std::copy_n(s.normed.data() + (slots[r] / k) * H, H, s.gathered.data() + r * H);
+    apply_matrix(m.gate[e], s.gathered.data(), m_rows, s.gate.data(), pool);
+    apply_matrix(m.up[e], s.gathered.data(), m_rows, s.up.data(), pool);
+    kernels::silu_mul(s.gate.data(), s.up.data(), m_rows * Im, s.gate.data());
+    // The down projection's rows land in the slots' rows of expert_out, reusing `gathered` as staging.
+    apply_matrix(m.down[e], s.gate.data(), m_rows, s.gathered.data(), pool);
+    for (size_t r = 0; r < m_rows; ++r)
+      std::copy_n(s.gathered.data() + r * H, H, s.expert_out.data() + slots[r] * H);
+  }
+  std::fill_n(s.proj.data(), n * H, 0.0f);
+  for (size_t i = 0; i < n; ++i)
+    for (size_t slot = 0; slot < k; ++slot)
+      kernels::axpy(s.route_weight[i * k + slot], s.expert_out.data() + (i * k + slot) * H, s.proj.data() + i * H, H);
+}
+
+}  // namespace
+
+void mlp_block(const Layer& layer, const ModelDims& dims, const Batch& b, Scratch& s, ThreadPool& pool,
+               Timings& t) {
+  {
+    ScopedPhase phase(t, Phase::kNorms);
+    rms_norm_rows(s.x.data(), layer.post_attention_norm, b.n, dims.rms_eps, s.normed.data());
+  }
+  if (layer.is_moe) {
+    moe_mlp(layer.moe, dims, b.n, s, pool, t);
+  } else {
+    ScopedPhase phase(t, Phase::kMlp);
+    dense_mlp(layer.mlp, dims, b.n, s, pool);
+  }
+  kernels::axpy(1.0f, s.proj.data(), s.x.data(), b.n * dims.hidden);
+}
+
+}  // namespace quantlab::model

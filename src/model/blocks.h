@@ -1,0 +1,66 @@
+// The pieces of one decoder layer (model-spec.md §2.2-§2.6), each applied to a batch of n consecutive
+// tokens at positions [first_position, first_position + n). Activations are row-major [n, width] f32.
+// Batches of one token go through kernels::matvec, larger ones through kernels::matmul. Results do
+// not depend on the thread count: work is split by output rows or by (token, head), and every sum is
+// taken in a fixed order.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "core/thread_pool.h"
+#include "model/kv_cache.h"
+#include "model/model.h"
+#include "model/timings.h"
+
+namespace quantlab::model {
+
+// Working memory for batches of up to `tokens` tokens and a context of up to `context` positions.
+struct Scratch {
+  size_t tokens = 0, context = 0, workers = 0;
+  std::vector<float> x;         // [n, H] residual stream
+  std::vector<float> normed;    // [n, H]
+  std::vector<float> q;         // [n, n_h * d]
+  std::vector<float> attn;      // [n, n_h * d] attention output, heads concatenated
+  std::vector<float> proj;      // [n, H] block output before the residual add
+  std::vector<float> cos, sin;  // [n, d/2] RoPE tables of the batch's positions
+  std::vector<float> scores;    // [workers, context] attention probabilities
+  std::vector<float> gate, up;  // [n, max(I, Im)]
+  std::vector<float> router;    // [n, E]
+  std::vector<int32_t> route_expert;  // [n, k] chosen experts per token
+  std::vector<float> route_weight;    // [n, k] their mixing weights
+  std::vector<float> gathered;        // [n, H] the tokens routed to one expert
+  std::vector<float> expert_out;      // [n, k, H] each chosen expert's output per token
+
+  // Grows the buffers (never shrinks) to hold the given sizes.
+  void ensure(const ModelDims& dims, size_t tokens, size_t context, size_t workers);
+  size_t bytes() const;
+};
+
+struct Batch {
+  size_t n = 0;               // tokens in the batch
+  size_t first_position = 0;  // absolute position of the first token
+};
+
+// y[i] = W x[i] (+ bias) for i < n; y is [n, W.rows].
+void apply_linear(const Linear& l, const float* x, size_t n, float* y, ThreadPool& pool);
+
+// RMSNorm of each of the n rows of `in` (width = weight.size()) into `out`.
+void rms_norm_rows(const float* in, const std::vector<float>& weight, size_t n, float eps, float* out);
+
+// s.x += SelfAttention(RMSNorm(s.x)), appending the batch's keys and values to the cache (whose
+// capacity must already cover the batch). s.cos/s.sin must hold the batch's RoPE tables.
+void attention_block(const Layer& layer, size_t layer_index, const ModelDims& dims, const Batch& b,
+                     KvCache& cache, Scratch& s, ThreadPool& pool, Timings& t);
+
+// s.x += MLP(RMSNorm(s.x)): dense SwiGLU or the MoE block, as the layer says.
+void mlp_block(const Layer& layer, const ModelDims& dims, const Batch& b, Scratch& s, ThreadPool& pool,
+               Timings& t);
+
+// Picks the top-k of softmax(router_logits) for one token (k = dims.experts_per_token), renormalised
+// iff dims.norm_topk_prob; the softmax is taken in place over all E logits, in f32. Ties go to the
+// lower expert index. Writes k expert indices and k mixing weights, highest probability first.
+void route_token(float* router_logits, const ModelDims& dims, int32_t* experts, float* weights);
+
+}  // namespace quantlab::model

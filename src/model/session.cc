@@ -1,0 +1,124 @@
+#include "model/session.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "core/error.h"
+#include "kernels/kernels.h"
+
+namespace quantlab::model {
+
+std::string_view phase_name(Phase p) {
+  switch (p) {
+    case Phase::kEmbed: return "embed";
+    case Phase::kNorms: return "norms";
+    case Phase::kAttentionProj: return "attention_proj";
+    case Phase::kQkNormRope: return "qk_norm_rope";
+    case Phase::kAttention: return "attention";
+    case Phase::kMlp: return "mlp";
+    case Phase::kRouter: return "router";
+    case Phase::kExperts: return "experts";
+    case Phase::kHead: return "head";
+    case Phase::kSample: return "sample";
+    case Phase::kCount: break;
+  }
+  return "?";
+}
+
+namespace {
+
+size_t context_limit(const Model& model, const SessionOptions& options) {
+  const size_t model_max = std::max<size_t>(model.dims().max_positions, 1);
+  return options.max_context ? std::min(options.max_context, model_max) : model_max;
+}
+
+}  // namespace
+
+Session::Session(const Model& model, ThreadPool& pool, SessionOptions options)
+    : model_(model), pool_(pool), options_(options),
+      cache_(model.dims().layers, model.dims().kv_dim(), context_limit(model, options)) {
+  if (options_.prefill_chunk == 0) options_.prefill_chunk = 1;
+}
+
+std::vector<float> Session::forward(std::span<const int32_t> tokens, bool all_logits) {
+  if (tokens.empty()) fail(ErrorKind::kUsage, "no tokens to run");
+  const size_t V = model_.dims().vocab;
+  for (int32_t id : tokens)
+    if (id < 0 || static_cast<size_t>(id) >= V)
+      fail(ErrorKind::kUsage, "token id {} is outside the vocabulary [0, {})", id, V);
+  if (position() + tokens.size() > max_context())
+    fail(ErrorKind::kUsage, "{} tokens after {} cached ones exceed the context limit of {}", tokens.size(),
+         position(), max_context());
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<float> logits((all_logits ? tokens.size() : 1) * V);
+  for (size_t first = 0; first < tokens.size(); first += options_.prefill_chunk) {
+    const size_t n = std::min(options_.prefill_chunk, tokens.size() - first);
+    const bool last_chunk = first + n == tokens.size();
+    // Rows of this chunk whose logits are wanted: all of them, or only the final token's.
+    const size_t first_row = all_logits ? 0 : (last_chunk ? n - 1 : n);
+    float* out = logits.data() + (all_logits ? first * V : 0);
+    forward_chunk(tokens.subspan(first, n), first_row, out);
+  }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (tokens.size() == 1) {
+    timings_.decode_seconds += seconds;
+    timings_.decode_tokens += 1;
+  } else {
+    timings_.prefill_seconds += seconds;
+    timings_.prefill_tokens += tokens.size();
+  }
+  return logits;
+}
+
+void Session::embed(std::span<const int32_t> tokens) {
+  ScopedPhase phase(timings_, Phase::kEmbed);
+  const size_t H = model_.dims().hidden;
+  for (size_t i = 0; i < tokens.size(); ++i)
+    kernels::dequantize_row(model_.embedding(), static_cast<size_t>(tokens[i]), scratch_.x.data() + i * H);
+}
+
+void Session::prepare_rope(size_t first_position, size_t n) {
+  const size_t half = model_.dims().head_dim / 2;
+  for (size_t i = 0; i < n; ++i)
+    model_.rope().at(first_position + i, scratch_.cos.data() + i * half, scratch_.sin.data() + i * half);
+}
+
+void Session::forward_chunk(std::span<const int32_t> tokens, size_t first_row, float* logits) {
+  const ModelDims& dims = model_.dims();
+  const Batch batch{tokens.size(), position()};
+  const size_t end = batch.first_position + batch.n;
+  cache_.reserve(end);
+  scratch_.ensure(dims, batch.n, end, pool_.size());
+  embed(tokens);
+  {
+    ScopedPhase phase(timings_, Phase::kQkNormRope);
+    prepare_rope(batch.first_position, batch.n);
+  }
+  for (size_t l = 0; l < dims.layers; ++l) {
+    const Layer& layer = model_.layers()[l];
+    attention_block(layer, l, dims, batch, cache_, scratch_, pool_, timings_);
+    mlp_block(layer, dims, batch, scratch_, pool_, timings_);
+  }
+  cache_.set_size(end);
+  if (first_row >= batch.n) return;
+  const size_t rows = batch.n - first_row, H = dims.hidden;
+  {
+    ScopedPhase phase(timings_, Phase::kNorms);
+    rms_norm_rows(scratch_.x.data() + first_row * H, model_.final_norm(), rows, dims.rms_eps,
+                  scratch_.normed.data());
+  }
+  ScopedPhase phase(timings_, Phase::kHead);
+  apply_linear(model_.output(), scratch_.normed.data(), rows, logits, pool_);
+}
+
+MemoryReport Session::memory() const {
+  MemoryReport r;
+  r.weights_mapped = model_.mapped_weight_bytes();
+  r.weights_resident = model_.resident_weight_bytes();
+  r.weights_copied = model_.copied_weight_bytes();
+  r.kv_cache = cache_.bytes();
+  r.scratch = scratch_.bytes();
+  return r;
+}
+
+}  // namespace quantlab::model

@@ -1,0 +1,70 @@
+// One conversation with a loaded model: the KV cache, working memory and timings. Tokens are fed in
+// order; a call with several tokens is a batched prefill (chunks through kernels::matmul), a call
+// with one token a decode step (kernels::matvec). The thread pool is passed in, never global.
+//
+// Thread-safety: a Session is used by one thread at a time; the Model it reads may be shared.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "core/thread_pool.h"
+#include "model/blocks.h"
+#include "model/kv_cache.h"
+#include "model/model.h"
+#include "model/timings.h"
+
+namespace quantlab::model {
+
+struct SessionOptions {
+  size_t max_context = 0;      // positions the cache may hold; 0 = max_position_embeddings
+  size_t prefill_chunk = 512;  // largest batch of tokens pushed through the layers at once
+};
+
+struct MemoryReport {
+  uint64_t weights_mapped = 0;    // stored weight bytes read in place from the mapped files
+  uint64_t weights_resident = 0;  // of the mapped files, bytes resident in RAM now (mincore)
+  uint64_t weights_copied = 0;    // f32 copies of small tensors (norms, biases)
+  uint64_t kv_cache = 0;          // bytes allocated for keys and values
+  uint64_t scratch = 0;           // activations, logits and other working buffers
+};
+
+class Session {
+ public:
+  Session(const Model& model, ThreadPool& pool, SessionOptions options = {});
+
+  // Runs `tokens` at the next positions, appending to the cache. Returns the logits of the last token
+  // ([vocab]) or, with all_logits, of every token ([tokens.size(), vocab], row-major). Token ids are
+  // checked against the vocabulary (Error kUsage).
+  std::vector<float> forward(std::span<const int32_t> tokens, bool all_logits = false);
+
+  // Forgets every position (the cache memory is kept).
+  void reset() { cache_.clear(); }
+  size_t position() const { return cache_.size(); }
+  size_t max_context() const { return cache_.max_positions(); }
+
+  const Model& model() const { return model_; }
+  ThreadPool& pool() { return pool_; }
+  Timings& timings() { return timings_; }
+  const Timings& timings() const { return timings_; }
+  void reset_timings() { timings_ = Timings{}; }
+  MemoryReport memory() const;
+
+ private:
+  // One chunk of at most options_.prefill_chunk tokens; writes logits of rows [first_row, n) of the
+  // chunk into `logits`.
+  void forward_chunk(std::span<const int32_t> tokens, size_t first_logit_row, float* logits);
+  void embed(std::span<const int32_t> tokens);
+  void prepare_rope(size_t first_position, size_t n);
+
+  const Model& model_;
+  ThreadPool& pool_;
+  SessionOptions options_;
+  KvCache cache_;
+  Scratch scratch_;
+  Timings timings_;
+};
+
+}  // namespace quantlab::model
