@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <map>
-#include <regex>
 #include <set>
 
 #include "core/error.h"
@@ -40,15 +39,31 @@ struct ExpertGroup {
   std::map<int64_t, const SourceTensor*> experts;
 };
 
+// Splits "<prefix>.mlp.experts.<E>.<proj>.weight" (proj = gate_proj|up_proj|down_proj). Plain string
+// parsing: this runs for every tensor of 235B-parameter MoE models, where std::regex was the cost.
+bool parse_expert_name(const std::string& name, std::string* prefix, int64_t* expert, std::string* proj) {
+  static const std::string kMarker = ".mlp.experts.", kSuffix = ".weight";
+  const size_t at = name.find(kMarker);
+  if (at == std::string::npos || !name.ends_with(kSuffix)) return false;
+  size_t i = at + kMarker.size(), digits = i;
+  while (digits < name.size() && std::isdigit(static_cast<unsigned char>(name[digits]))) ++digits;
+  if (digits == i || digits >= name.size() || name[digits] != '.') return false;
+  *proj = name.substr(digits + 1, name.size() - kSuffix.size() - digits - 1);
+  if (*proj != "gate_proj" && *proj != "up_proj" && *proj != "down_proj") return false;
+  *prefix = name.substr(0, at + 4);  // through ".mlp"
+  *expert = std::stoll(name.substr(i, digits - i));
+  return true;
+}
+
 std::vector<OutputTensor> stack_experts(const io::ModelConfig& config,
                                         const std::vector<SourceTensor>& sources,
                                         std::set<std::string>* consumed) {
-  static const std::regex kExpert(R"((.*\.mlp)\.experts\.(\d+)\.(gate_proj|up_proj|down_proj)\.weight)");
   std::map<std::string, ExpertGroup> groups;  // key: "<prefix>.switch_mlp.<proj>"
   for (const auto& s : sources) {
-    std::smatch m;
-    if (!std::regex_match(s.name, m, kExpert)) continue;
-    groups[m[1].str() + ".switch_mlp." + m[3].str()].experts[std::stoll(m[2].str())] = &s;
+    std::string prefix, proj;
+    int64_t expert = 0;
+    if (!parse_expert_name(s.name, &prefix, &expert, &proj)) continue;
+    groups[prefix + ".switch_mlp." + proj].experts[expert] = &s;
   }
   std::vector<OutputTensor> out;
   for (const auto& [module, group] : groups) {
