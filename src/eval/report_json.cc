@@ -251,7 +251,8 @@ Enum enum_named(const JsonReader& r, std::string_view key, const std::string& va
 constexpr Level kLevels[] = {Level::kOptimal, Level::kMinimumViable};
 constexpr Verdict kVerdicts[] = {Verdict::kOptimal, Verdict::kMinimumViable, Verdict::kFailure};
 constexpr NextStep kSteps[] = {NextStep::kSwitch, NextStep::kKeepBaseline, NextStep::kTry7Bit,
-                               NextStep::kTrySmallerBase, NextStep::kPruneExperts};
+                               NextStep::kTrySmallerBase, NextStep::kPruneExperts,
+                               NextStep::kTryLargerGroupOrFewerBits};
 
 ojson comparison_json(const Comparison& c) {
   ojson checks = ojson::array(), steps = ojson::array();

@@ -69,6 +69,7 @@ ModelFigures figures_of(const ModelResult& r) {
   f.decode_tps_rel_spread = f.decode_tps > 0 ? robust_spread(decode) / f.decode_tps : 0.0;
   f.runs = static_cast<int>(r.speed.runs.size());
   f.bits = r.info.bits;
+  f.group_size = r.info.group_size;
   f.moe = r.info.experts > 0;
   return f;
 }

@@ -77,6 +77,16 @@ void advise_after_failure(Comparison& c, const ModelFigures& baseline, const Mod
   } else if (accuracy && candidate.bits > 0 && candidate.bits < 7 && baseline_wider) {
     c.next_steps.push_back(NextStep::kTry7Bit);
     why = fmt::format("{}-bit loses accuracy; 7-bit (128 levels) keeps more of the fine-tune", candidate.bits);
+  } else if (!accuracy && savings && candidate.bits > 2 && candidate.group_size > 0) {
+    // It kept the fine-tune: the size rules fail on bits per weight, which a larger group or one bit
+    // fewer lowers (6-bit g64 stores 6.5 bits/weight; g128 6.25; 5-bit g64 5.5).
+    c.next_steps.push_back(NextStep::kTryLargerGroupOrFewerBits);
+    c.next_steps.push_back(NextStep::kTrySmallerBase);
+    if (candidate.moe) c.next_steps.push_back(NextStep::kPruneExperts);
+    why = fmt::format("{}-bit kept the fine-tune but saves too little: try {}{}-bit g{} (`quantlab plan` predicts which "
+                      "settings can pass the size rules; `quantlab sweep` tests them)",
+                      candidate.bits, candidate.group_size < 128 ? fmt::format("group 128 or ") : std::string(),
+                      candidate.bits - 1, candidate.group_size);
   } else if (accuracy || savings) {
     c.next_steps.push_back(NextStep::kTrySmallerBase);
     if (candidate.moe) c.next_steps.push_back(NextStep::kPruneExperts);
@@ -193,6 +203,8 @@ std::string_view next_step_name(NextStep s) {
       return "try_smaller_base";
     case NextStep::kPruneExperts:
       return "prune_unused_experts";
+    case NextStep::kTryLargerGroupOrFewerBits:
+      return "try_larger_group_or_fewer_bits";
   }
   return "?";
 }

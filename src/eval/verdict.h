@@ -24,6 +24,7 @@ struct ModelFigures {
   double decode_tps_rel_spread = 0;  // robust spread over runs (scaled MAD) / median; 0 with one run
   int runs = 1;
   int bits = 0;  // quantization bits (0: float or mixed/unknown)
+  int group_size = 0;  // quantization group size (0: float or unknown)
   bool moe = false;
 };
 
@@ -55,7 +56,9 @@ struct CriterionCheck {
 enum class Verdict { kOptimal, kMinimumViable, kFailure };
 std::string_view verdict_name(Verdict v);  // "optimal", "minimum viable", "failure"
 
-enum class NextStep { kSwitch, kKeepBaseline, kTry7Bit, kTrySmallerBase, kPruneExperts };
+// kTryLargerGroupOrFewerBits: the candidate kept the fine-tune but saves too little; a larger group
+// (fewer scales and biases) or one bit fewer can pass the size rules (`quantlab plan` shows which).
+enum class NextStep { kSwitch, kKeepBaseline, kTry7Bit, kTrySmallerBase, kPruneExperts, kTryLargerGroupOrFewerBits };
 std::string_view next_step_name(NextStep s);  // "switch", "keep_baseline", "try_7bit", ...
 
 struct Comparison {

@@ -171,7 +171,13 @@ TEST(NextStep, AccurateButTooLittleSavings) {
   Comparison c = compare_models(default_criteria(), baseline_figures(), cand, all_right(40));
   EXPECT_EQ(c.verdict, Verdict::kFailure);
   EXPECT_EQ(c.failing.size(), 2u);  // disk and memory
+  // Without a known group size there is no cheaper setting to name.
   EXPECT_EQ(c.next_steps, (std::vector<NextStep>{NextStep::kKeepBaseline, NextStep::kTrySmallerBase}));
+  cand.group_size = 64;
+  c = compare_models(default_criteria(), baseline_figures(), cand, all_right(40));
+  EXPECT_EQ(c.next_steps, (std::vector<NextStep>{NextStep::kKeepBaseline, NextStep::kTryLargerGroupOrFewerBits,
+                                                 NextStep::kTrySmallerBase}));
+  EXPECT_NE(c.advice.find("group 128 or 6-bit g64"), std::string::npos) << c.advice;
   cand.moe = true;
   c = compare_models(default_criteria(), baseline_figures(), cand, all_right(40));
   EXPECT_EQ(c.next_steps.back(), NextStep::kPruneExperts);
