@@ -19,6 +19,14 @@ function(quantlab_layer name)
     add_library(ql_${name} STATIC ${lib_sources})
     target_include_directories(ql_${name} PUBLIC ${CMAKE_SOURCE_DIR}/src)
     target_link_libraries(ql_${name} PUBLIC ${L_DEPS})
+    # nlohmann/json, fmt and CLI11 are header-heavy: precompiling them once per target cuts the build
+    # roughly in half on CI's 2 cores. Kernels and core do not use them.
+    if(NOT name STREQUAL "kernels" AND NOT name STREQUAL "core")
+      target_precompile_headers(ql_${name} PRIVATE <nlohmann/json.hpp> <fmt/format.h> <string> <vector> <map>)
+    endif()
+    if(name STREQUAL "cli")
+      target_precompile_headers(ql_${name} PRIVATE <CLI/CLI.hpp>)
+    endif()
   else()
     add_library(ql_${name} INTERFACE)
     target_include_directories(ql_${name} INTERFACE ${CMAKE_SOURCE_DIR}/src)
@@ -41,6 +49,7 @@ function(quantlab_layer_tests)
     # builds and tests on its own. The cli tests drive the real binary.
     target_link_libraries(test_${name} PRIVATE ql_${name} ${test_deps} GTest::gtest GTest::gmock GTest::gtest_main)
     target_include_directories(test_${name} PRIVATE ${CMAKE_SOURCE_DIR}/tests)
+    target_precompile_headers(test_${name} PRIVATE <gtest/gtest.h> <nlohmann/json.hpp> <fmt/format.h> <string> <vector>)
     target_compile_definitions(test_${name} PRIVATE
       QUANTLAB_TEST_DATA="${CMAKE_SOURCE_DIR}/tests/data"
       QUANTLAB_BINARY="${CMAKE_BINARY_DIR}/bin/quantlab")
