@@ -91,13 +91,13 @@ TEST_F(DenseRetention, EightBitKeepsTheFineTuneAndTwoBitLosesMostOfIt) {
 }
 
 TEST_F(DenseRetention, WeightsAndOutputsRankTheWidthsAlike) {
-  std::vector<double> kept, retained;
+  std::vector<double> cosine, retained;
   for (size_t w = 0; w < weights_->bits.size(); ++w) {
     ASSERT_EQ(outputs_->quantized[w].bits, weights_->bits[w]);
-    kept.push_back(weights_->overall[w].cosine());
+    cosine.push_back(weights_->overall[w].cosine());
     retained.push_back(outputs_->quantized[w].retention_reply);
   }
-  const double rho = eval::spearman(kept, retained);
+  const double rho = eval::spearman(cosine, retained);
   EXPECT_GE(rho, 0.9);
   EXPECT_DOUBLE_EQ(weight_output_agreement(*weights_, *outputs_), rho);
 }

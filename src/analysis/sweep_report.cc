@@ -4,7 +4,6 @@
 
 #include <cmath>
 #include <limits>
-#include <set>
 
 namespace quantlab::analysis {
 
@@ -60,25 +59,24 @@ void table_markdown(const SweepResult& r, std::string& md) {
                                              : "error: " + w.result.error;
     md += fmt::format("| {} | {} | {:.2f} | {} | {:.1f} | {} | {} | {} | {} | {} |\n", w.bits,
                       megabytes(w.result.info.disk_bytes), w.result.info.bits_per_weight, accuracy,
-                      eval::figures_of(w.result).decode_tps, megabytes(w.result.memory.model_bytes()), pct(retention_pct(w)),
+                      eval::figures_of(w.result).decode_tps, megabytes(w.result.memory.model_bytes()), w.retention ? fmt::format("{:.3f}", w.retention->cosine()) : "–",
                       w.retention ? pct(100 * w.retention->erased_share()) : "–", verdict_text(w, r.baseline),
                       w.comparison ? fmt::format("{}", fmt::join(w.comparison->failing, "; ")) : "");
   }
 }
 
 void notes_markdown(const SweepResult& r, std::string& md) {
-  std::set<std::string> warnings;
-  for (const auto& w : r.widths)
+  std::vector<std::string> notes, reused;
+  for (const auto& w : r.widths) {
     if (w.comparison)
-      for (const auto& text : w.comparison->warnings) warnings.insert(text);
-  std::vector<std::string> reused;
-  for (const auto& w : r.widths)
+      for (const auto& text : w.comparison->warnings) notes.push_back(w.name + ": " + text);
     if (!w.benched_now) reused.push_back(w.name);
-  if (warnings.empty() && reused.empty()) return;
-  md += "\n## Notes\n\n";
-  for (const auto& text : warnings) md += "- " + text + "\n";
+  }
   if (!reused.empty())
-    md += fmt::format("- Reused from an earlier run of this sweep (same settings): {}.\n", fmt::join(reused, ", "));
+    notes.push_back(fmt::format("reused from an earlier run of this sweep (same settings): {}", fmt::join(reused, ", ")));
+  if (notes.empty()) return;
+  md += "\n## Notes\n\n";
+  for (const auto& text : notes) md += "- " + text + "\n";
 }
 
 ChartSeries series(const SweepResult& r, const std::string& name, const std::string& color, bool dashed, bool by_disk,

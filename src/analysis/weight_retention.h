@@ -3,8 +3,11 @@
 // For every tensor the quantizer would quantize (quant::make_quant_plan, so the analysis follows
 // `quantize`'s rules: which tensors, bits and group size per tensor, routers at 8 bits, dtype casts)
 // and every bit width, with ΔW = W_fused − W_base:
-//   kept      = <deq(Q(W_fused)) − W_base, ΔW> / ‖ΔW‖²   the share of ΔW that survives quantization
-//   cosine    = cos(deq(Q(W_fused)) − W_base, ΔW)          the direction it survives in
+//   kept      = <deq(Q(W_fused)) − W_base, ΔW> / ‖ΔW‖²   the share of ΔW that survives on average
+//   cosine    = cos(deq(Q(W_fused)) − W_base, ΔW)          the retention measure: cos² is the share of
+//                                                          the change that is fine-tune, not rounding
+//                                                          noise (docs/retention.md explains why the
+//                                                          projection alone stays near 1)
 //   erased    = share of weights with ΔW ≠ 0 whose code in Q(W_fused) equals their code in Q(W_base)
 //   steps     = RMS(ΔW) / mean |scale|                      the delta in quantization steps
 // Sums are kept per tensor and added up per layer and overall, so aggregates weight each tensor by

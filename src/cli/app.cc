@@ -22,6 +22,8 @@ int run(int argc, char** argv) {
   register_inspect(app);
   register_machine(app);
   register_fuse(app);
+  register_tokenize(app);
+  register_chat_template(app);
   register_generate(app);
   register_logits(app);
   register_synth(app);

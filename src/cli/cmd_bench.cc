@@ -51,22 +51,7 @@ bench::ModelEntry parse_model(const std::string& text) {
   return {text.substr(0, eq), text.substr(eq + 1)};
 }
 
-// tools.json beside the suite, or one folder up (tests/data/tool-calling/{queries/,tools.json}).
-std::string default_tools(const std::string& suite) {
-  const fs::path dir = fs::path(suite).parent_path();
-  for (const fs::path& candidate : {dir / "tools.json", dir.parent_path() / "tools.json"})
-    if (fs::exists(candidate)) return candidate.string();
-  fail(ErrorKind::kUsage, "no tools.json beside {} or one folder up: pass --tools", suite);
-}
 
-std::string utc_now() {
-  const std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
 
 // Writes next to the destination first and renames, so a failed write leaves no partial file.
 void write_atomically(const std::string& path, const std::string& text) {
@@ -92,7 +77,7 @@ eval::BenchResults prepare(const BenchArgs& a, bench::BenchPlan& plan) {
   }
   eval::BenchSettings& s = results.settings;
   s.suite = a.suite;
-  s.tools = a.tools.empty() ? default_tools(a.suite) : a.tools;
+  s.tools = a.tools.empty() ? eval::default_tools_path(a.suite) : a.tools;
   const eval::ToolSet tools = eval::load_tools(s.tools);
   s.suite_queries = eval::load_suite(s.suite, &tools).queries.size();
   s.criteria = a.criteria.empty() ? eval::default_criteria() : eval::load_criteria(a.criteria);
@@ -106,7 +91,7 @@ eval::BenchResults prepare(const BenchArgs& a, bench::BenchPlan& plan) {
   plan.common = {"", "", s.suite, s.tools, a.max_tokens, a.runs, a.threads, a.thinking};
   plan.cold = s.cold;
   results.quantlab_version = "0.1.0";
-  results.created_utc = utc_now();
+  results.created_utc = utc_now_iso8601();
   results.machine = {bench::cpu_model_name(), std::string(kernels::active_target()),
                      a.threads ? a.threads : std::max(1u, std::thread::hardware_concurrency())};
   return results;

@@ -35,13 +35,13 @@ struct SweepArgs {
 };
 
 void print_summary(const analysis::SweepResult& r, const std::string& out) {
-  fmt::print("{:>5}  {:>10}  {:>9}  {:>8}  {}\n", "bits", "disk", "accuracy", "kept", "verdict");
+  fmt::print("{:>5}  {:>10}  {:>9}  {:>9}  {}\n", "bits", "disk", "accuracy", "retention", "verdict");
   for (const auto& w : r.widths) {
-    const std::string kept = w.retention ? fmt::format("{:.1f}%", 100 * w.retention->kept()) : "-";
+    const std::string kept = w.retention ? fmt::format("{:.3f}", w.retention->cosine()) : "-";
     const std::string verdict = !w.result.ok ? "error: " + w.result.error
                                 : w.name == r.baseline ? "baseline"
                                 : w.comparison ? std::string(eval::verdict_name(w.comparison->verdict)) : "-";
-    fmt::print("{:>5}  {:>10}  {:>8.1f}%  {:>8}  {}{}\n", w.bits, human_bytes(w.result.info.disk_bytes),
+    fmt::print("{:>5}  {:>10}  {:>8.1f}%  {:>9}  {}{}\n", w.bits, human_bytes(w.result.info.disk_bytes),
                w.result.accuracy.overall.pct(), kept, verdict, w.benched_now ? "" : " (reused)");
   }
   fmt::print("lowest minimum viable: {}; lowest optimal: {}\n",
@@ -50,19 +50,11 @@ void print_summary(const analysis::SweepResult& r, const std::string& out) {
   fmt::print("report: {0}/report.md, {0}/results.json, {0}/chart.svg\n", out);
 }
 
-// tools.json beside the suite or one folder up, as `bench` looks for it.
-std::string default_tools(const std::string& suite) {
-  namespace fs = std::filesystem;
-  const fs::path dir = fs::path(suite).parent_path();
-  for (const fs::path& candidate : {dir / "tools.json", dir.parent_path() / "tools.json"})
-    if (fs::exists(candidate)) return candidate.string();
-  fail(ErrorKind::kUsage, "no tools.json beside {} or one folder up: pass --tools", suite);
-}
 
 eval::BenchSettings bench_settings(const SweepArgs& a) {
   eval::BenchSettings s;
   s.suite = a.suite;
-  s.tools = a.tools.empty() ? default_tools(a.suite) : a.tools;
+  s.tools = a.tools.empty() ? eval::default_tools_path(a.suite) : a.tools;
   const eval::ToolSet tools = eval::load_tools(s.tools);
   s.suite_queries = eval::load_suite(s.suite, &tools).queries.size();  // a bad suite fails before any work
   s.max_tokens = a.max_tokens;
@@ -74,14 +66,6 @@ eval::BenchSettings bench_settings(const SweepArgs& a) {
   return s;
 }
 
-std::string utc_now() {
-  const std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
 
 void run_sweep_command(const SweepArgs& a) {
   analysis::SweepOptions o;
@@ -95,7 +79,7 @@ void run_sweep_command(const SweepArgs& a) {
   o.bench = bench_settings(a);
   o.machine = {bench::cpu_model_name(), std::string(kernels::active_target()),
                a.threads ? a.threads : std::max(1u, std::thread::hardware_concurrency())};
-  o.created_utc = utc_now();
+  o.created_utc = utc_now_iso8601();
   // One bench worker process per width, as `quantlab bench` runs them.
   const analysis::ModelBencher measure = [&](const std::string& name, const std::string& dir) {
     bench::BenchPlan plan;

@@ -13,6 +13,8 @@ void register_dequantize(CLI::App& app);
 void register_inspect(CLI::App& app);
 void register_machine(CLI::App& app);
 void register_fuse(CLI::App& app);
+void register_tokenize(CLI::App& app);
+void register_chat_template(CLI::App& app);
 void register_generate(CLI::App& app);
 void register_logits(CLI::App& app);
 void register_synth(CLI::App& app);

@@ -245,7 +245,8 @@ TEST(CliContract, OverwriteReplacesOutput) {
 }
 
 TEST(CliContract, EverySubcommandHasHelp) {
-  for (const char* cmd : {"quantize", "dequantize", "inspect"}) {
+  for (const char* cmd : {"quantize", "dequantize", "inspect", "machine", "fuse", "tokenize", "chat-template", "generate",
+                          "logits", "synth", "plan", "bench", "retention", "sweep"}) {
     const auto r = run_quantlab(std::string(cmd) + " --help");
     EXPECT_EQ(r.exit_code, 0) << cmd;
     EXPECT_NE(r.out.find("Usage"), std::string::npos) << cmd << ": " << r.out;

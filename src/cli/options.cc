@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <ctime>
+
 #include "core/error.h"
 
 namespace quantlab::cli {
@@ -50,6 +52,15 @@ std::string human_bytes(uint64_t bytes) {
   if (b >= 1e6) return fmt::format("{:.2f} MB", b / 1e6);
   if (b >= 1e3) return fmt::format("{:.1f} KB", b / 1e3);
   return fmt::format("{} B", bytes);
+}
+
+std::string utc_now_iso8601() {
+  const std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
 }
 
 }  // namespace quantlab::cli

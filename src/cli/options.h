@@ -18,5 +18,7 @@ std::optional<DType> parse_dtype_flag(const std::string& value);
 // Parses "--max-shard-size" values: bytes, or with a suffix KB/MB/GB (10^n) or KiB/MiB/GiB (2^n).
 uint64_t parse_size(const std::string& text, const std::string& flag);
 std::string human_bytes(uint64_t bytes);
+// "2026-11-27T12:00:00Z", for result files.
+std::string utc_now_iso8601();
 
 }  // namespace quantlab::cli

@@ -1,5 +1,6 @@
 #include "eval/suite.h"
 
+#include <filesystem>
 #include <fstream>
 #include <set>
 
@@ -14,6 +15,14 @@ bool ToolSet::contains(const std::string& name) const {
   for (const auto& n : names)
     if (n == name) return true;
   return false;
+}
+
+std::string default_tools_path(const std::string& suite_path) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::path(suite_path).parent_path();
+  for (const fs::path& candidate : {dir / "tools.json", dir.parent_path() / "tools.json"})
+    if (fs::exists(candidate)) return candidate.string();
+  fail(ErrorKind::kUsage, "no tools.json beside {} or one folder up: pass --tools", suite_path);
 }
 
 ToolSet load_tools(const std::string& path) {

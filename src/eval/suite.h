@@ -35,6 +35,10 @@ struct ToolSet {
 // Loads the tools file (a JSON list of {"type":"function","function":{"name",...}} or bare functions).
 ToolSet load_tools(const std::string& path);
 
+// tools.json beside the suite or one folder up (tests/data/tool-calling/{queries/,tools.json});
+// Error(kUsage) when there is none.
+std::string default_tools_path(const std::string& suite_path);
+
 // Loads a suite; when `tools` is given, every expected tool must be one of them.
 Suite load_suite(const std::string& path, const ToolSet* tools = nullptr);
 

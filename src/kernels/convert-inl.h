@@ -10,6 +10,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 #include "core/dtype.h"
 #include "hwy/highway.h"
@@ -61,14 +62,22 @@ HWY_INLINE hn::Vec<DF> LoadAsF32(DF df, const T* HWY_RESTRICT p) {
   }
 }
 
+// One element as a single-lane f32 vector (vector tails). Copied out first: Highway's single-lane
+// loads dereference a T*, and tensors in an mmapped file may sit at any byte offset.
+template <typename T>
+HWY_INLINE hn::Vec<hn::CappedTag<float, 1>> LoadOneAsF32(const T* p) {
+  T value;
+  std::memcpy(&value, p, sizeof(T));
+  return LoadAsF32(hn::CappedTag<float, 1>(), &value);
+}
+
 template <typename T>
 HWY_INLINE void ConvertTyped(const T* HWY_RESTRICT src, size_t n, float* HWY_RESTRICT out) {
   const hn::ScalableTag<float> df;
   const size_t N = hn::Lanes(df);
   size_t i = 0;
   for (; i + N <= n; i += N) hn::StoreU(LoadAsF32(df, src + i), df, out + i);
-  const hn::CappedTag<float, 1> d1;  // tail, one element at a time with the same conversion
-  for (; i < n; ++i) hn::StoreU(LoadAsF32(d1, src + i), d1, out + i);
+  for (; i < n; ++i) out[i] = hn::GetLane(LoadOneAsF32(src + i));  // tail: the same conversion
 }
 
 // out[0, n) = f32(src[0, n)); src is F32, F16 or BF16 (checked by the public entry point).
@@ -104,9 +113,8 @@ HWY_INLINE float DotF32(const float* HWY_RESTRICT a, const T* HWY_RESTRICT w, si
   }
   for (; i + N <= n; i += N) s0 = hn::MulAdd(hn::LoadU(df, a + i), LoadAsF32(df, w + i), s0);
   float sum = SumLanes(df, hn::Add(hn::Add(s0, s1), hn::Add(s2, s3)));
-  const hn::CappedTag<float, 1> d1;
-  auto tail = hn::Zero(d1);
-  for (; i < n; ++i) tail = hn::MulAdd(hn::LoadU(d1, a + i), LoadAsF32(d1, w + i), tail);
+  auto tail = hn::Zero(hn::CappedTag<float, 1>());
+  for (; i < n; ++i) tail = hn::MulAdd(LoadOneAsF32(a + i), LoadOneAsF32(w + i), tail);
   return sum + hn::GetLane(tail);
 }
 

@@ -1,5 +1,6 @@
 // Element-wise kernels against straightforward double-precision references on every compiled target,
-// with lengths that leave vector tails and inputs at odd addresses.
+// with lengths that leave vector tails; stored tensors at odd byte addresses, activations at
+// float-aligned but not vector-aligned addresses.
 #include <gtest/gtest.h>
 
 #include <cfloat>
@@ -61,10 +62,10 @@ TEST(DotAxpyTest, MatchDoubleReference) {
     const std::vector<float> a = random_floats(rng, n, -1, 1), b = random_floats(rng, n, -1, 1);
     double ref = 0, mag = 0;
     for (size_t i = 0; i < n; ++i) ref += double(a[i]) * b[i], mag += std::abs(double(a[i]) * b[i]);
-    OddBuffer ao(a), bo(b);
+    OddBuffer ao(a, 4), bo(b, 4);
     for_each_target([&] {
       EXPECT_NEAR(dot(ao.floats(), bo.floats(), n), ref, testing::sum_error_bound(n, mag)) << n;
-      OddBuffer y(b);
+      OddBuffer y(b, 4);
       axpy(0.75f, ao.floats(), y.floats(), n);
       for (size_t i = 0; i < n; ++i) {
         const double expected = 0.75 * a[i] + b[i];
@@ -81,7 +82,7 @@ TEST(RmsNormTest, MatchesDoubleReference) {
     double ms = 0;
     for (float v : x) ms += double(v) * v;
     const double inv = 1.0 / std::sqrt(ms / n + 1e-6);
-    OddBuffer xo(x), wo(w);
+    OddBuffer xo(x, 4), wo(w, 4);
     for_each_target([&] {
       std::vector<float> out(n);
       rms_norm(xo.floats(), wo.floats(), n, 1e-6f, out.data());
@@ -89,7 +90,7 @@ TEST(RmsNormTest, MatchesDoubleReference) {
         const double expected = w[i] * x[i] * inv;
         ASSERT_NEAR(out[i], expected, (n + 8) * kU * std::abs(expected) + 1e-30) << "n " << n << " i " << i;
       }
-      OddBuffer in_place(x);  // out may alias x
+      OddBuffer in_place(x, 4);  // out may alias x
       rms_norm(in_place.floats(), wo.floats(), n, 1e-6f, in_place.floats());
       ASSERT_EQ(0, std::memcmp(in_place.floats(), out.data(), n * 4));
     });
@@ -107,7 +108,7 @@ TEST(RopeTest, RotatesPairsHalfApart) {
       sin[j] = static_cast<float>(std::sin(angle));
     }
     for_each_target([&] {
-      OddBuffer h(head);
+      OddBuffer h(head, 4);
       rope_neox(h.floats(), head_dim, cos.data(), sin.data());
       const size_t half = head_dim / 2;
       for (size_t j = 0; j < half; ++j) {
@@ -133,7 +134,7 @@ TEST(SoftmaxTest, MatchesDoubleReference) {
     for (float v : x) max = std::max(max, double(v));
     for (float v : x) sum += std::exp(v - max);
     for_each_target([&] {
-      OddBuffer y(x);
+      OddBuffer y(x, 4);
       softmax(y.floats(), n);
       for (size_t i = 0; i < n; ++i) {
         const double expected = std::exp(x[i] - max) / sum;
@@ -152,7 +153,7 @@ TEST(SiluMulTest, MatchesDoubleReferenceIncludingLargeMagnitudes) {
     std::vector<float> gate = random_floats(rng, n, -20, 20);
     gate[0] = n > 1 ? -150.0f : 95.0f;  // exp(-g) would overflow f32 for g = -150
     const std::vector<float> up = random_floats(rng, n, -2, 2);
-    OddBuffer g(gate), u(up);
+    OddBuffer g(gate, 4), u(up, 4);
     for_each_target([&] {
       std::vector<float> out(n);
       silu_mul(g.floats(), u.floats(), n, out.data());

@@ -64,16 +64,19 @@ inline std::vector<uint8_t> to_storage(DType dtype, const std::vector<float>& va
   return bytes;
 }
 
-// A copy of `bytes` starting at an odd address (1 byte past a 64-byte boundary).
+// A copy of `bytes` starting `misalign` bytes past a 64-byte boundary: 1 (default) for tensors in an
+// mmapped file, which may start at any byte; sizeof(float) for activations, which are float-aligned
+// but not vector-aligned.
 class OddBuffer {
  public:
-  explicit OddBuffer(const void* data, size_t size) : storage_(size + 128) {
+  explicit OddBuffer(const void* data, size_t size, size_t misalign = 1) : storage_(size + 128) {
     const uintptr_t base = reinterpret_cast<uintptr_t>(storage_.data());
-    offset_ = (64 - base % 64) % 64 + 1;
+    offset_ = (64 - base % 64) % 64 + misalign;
     std::memcpy(storage_.data() + offset_, data, size);
   }
   template <class T>
-  explicit OddBuffer(const std::vector<T>& v) : OddBuffer(v.data(), v.size() * sizeof(T)) {}
+  explicit OddBuffer(const std::vector<T>& v, size_t misalign = 1)
+      : OddBuffer(v.data(), v.size() * sizeof(T), misalign) {}
   void* get() { return storage_.data() + offset_; }
   float* floats() { return static_cast<float*>(get()); }
 

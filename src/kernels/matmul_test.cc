@@ -79,7 +79,7 @@ TEST(MatmulTest, FloatWeightsMatchDoubleReference) {
       std::vector<float> w = testing::random_floats(rng, rows * cols, -1.0f, 1.0f);
       for (float& f : w) f = testing::round_to(dtype, f);
       const std::vector<float> x = testing::random_floats(rng, n * cols, -1.0f, 1.0f);
-      testing::OddBuffer stored(testing::to_storage(dtype, w)), xo(x);
+      testing::OddBuffer stored(testing::to_storage(dtype, w)), xo(x, 4);
       MatrixView v;
       v.type = dtype == DType::kF32 ? WeightType::kF32 : dtype == DType::kF16 ? WeightType::kF16 : WeightType::kBF16;
       v.rows = rows;
@@ -115,7 +115,7 @@ TEST(MatmulTest, IndependentOfThreadCountAndAlignment) {
       matmul(m.view(), x.data(), n, y1.data(), p1);
       matmul(m.view(), x.data(), n, y2.data(), p2);
       matmul(m.view(), x.data(), n, y3.data(), p3);
-      testing::OddBuffer packed(m.packed), scales(m.scale_bytes), biases(m.bias_bytes), xo(x);
+      testing::OddBuffer packed(m.packed), scales(m.scale_bytes), biases(m.bias_bytes), xo(x, 4);
       MatrixView v = m.view();
       v.data = packed.get();
       v.scales = scales.get();

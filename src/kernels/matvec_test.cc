@@ -92,7 +92,7 @@ TEST(MatvecTest, IndependentOfThreadCountAndAlignment) {
       matvec(m.view(), x.data(), y1.data(), p1);
       matvec(m.view(), x.data(), y2.data(), p2);
       matvec(m.view(), x.data(), y3.data(), p3);
-      testing::OddBuffer packed(m.packed), scales(m.scale_bytes), biases(m.bias_bytes), xo(x);
+      testing::OddBuffer packed(m.packed), scales(m.scale_bytes), biases(m.bias_bytes), xo(x, 4);
       MatrixView v = m.view();
       v.data = packed.get();
       v.scales = scales.get();
@@ -127,7 +127,7 @@ TEST(MatvecTest, FloatWeightsMatchDoubleReference) {
       std::vector<float> w = testing::random_floats(rng, rows * cols, -1.0f, 1.0f);
       for (float& f : w) f = testing::round_to(dtype, f);
       const std::vector<float> x = testing::random_floats(rng, cols, -1.0f, 1.0f);
-      testing::OddBuffer stored(testing::to_storage(dtype, w)), xo(x);
+      testing::OddBuffer stored(testing::to_storage(dtype, w)), xo(x, 4);
       MatrixView v;
       v.type = dtype == DType::kF32 ? WeightType::kF32 : dtype == DType::kF16 ? WeightType::kF16 : WeightType::kBF16;
       v.rows = rows;
