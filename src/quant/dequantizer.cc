@@ -69,27 +69,13 @@ std::vector<Piece> make_pieces(const QuantizedLayout& layout, const io::ModelWei
   return pieces;
 }
 
-kernels::MatrixView module_view(const io::ModelWeights& w, const QuantizedModule& m) {
-  kernels::MatrixView v;
-  v.type = kernels::WeightType::kAffine;
-  v.cols = static_cast<size_t>(m.logical_shape.back());
-  v.rows = static_cast<size_t>(w.at(m.module + ".weight").info->numel() * 32 / m.quant.bits / v.cols);
-  v.data = w.bytes(m.module + ".weight").data();
-  v.scales = w.bytes(m.module + ".scales").data();
-  v.biases = w.bytes(m.module + ".biases").data();
-  v.bits = m.quant.bits;
-  v.group_size = m.quant.group_size;
-  v.scale_type = m.scale_dtype;
-  return v;
-}
-
 void run_piece_rows(const io::ModelWeights& w, const Piece& p, RowRange r, io::SafetensorsWriter& writer,
                     std::vector<float>& values, std::vector<uint8_t>& bytes) {
   const size_t n = static_cast<size_t>((r.end - r.begin) * p.cols);
   const size_t elem = dtype_size(p.dtype);
   values.resize(n);
   if (p.module) {
-    const kernels::MatrixView v = module_view(w, *p.module);
+    const kernels::MatrixView v = quantized_matrix_view(w, *p.module);
     for (int64_t row = r.begin; row < r.end; ++row)
       kernels::dequantize_row(v, static_cast<size_t>(p.first_row + row), values.data() + (row - r.begin) * p.cols);
   } else {

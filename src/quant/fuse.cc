@@ -109,7 +109,7 @@ class Fuser {
   // Rows [r0, r1) of a targeted tensor; stats per edit report (indexed by report_index).
   void fuse_rows(const Target& t, int64_t r0, int64_t r1, std::vector<RowStats>& stats) const {
     std::vector<float> row(t.cols), delta(t.cols), fused((r1 - r0) * t.cols);
-    const kernels::MatrixView view = t.qmodule ? quantized_view(*t.qmodule) : kernels::MatrixView{};
+    const kernels::MatrixView view = t.qmodule ? quantized_matrix_view(w_, *t.qmodule) : kernels::MatrixView{};
     const DType wdtype = t.qmodule ? t.qmodule->scale_dtype : out_dtype(t.name);
     for (int64_t r = r0; r < r1; ++r) {
       float* out = fused.data() + (r - r0) * t.cols;
@@ -154,20 +154,6 @@ class Fuser {
       if (r >= e.row_offset && r < e.row_offset + rows) return &e;
     }
     return nullptr;
-  }
-
-  kernels::MatrixView quantized_view(const QuantizedModule& m) const {
-    kernels::MatrixView v;
-    v.type = kernels::WeightType::kAffine;
-    v.cols = static_cast<size_t>(m.logical_shape.back());
-    v.rows = static_cast<size_t>(w_.at(m.module + ".weight").info->numel() * 32 / m.quant.bits / v.cols);
-    v.data = w_.bytes(m.module + ".weight").data();
-    v.scales = w_.bytes(m.module + ".scales").data();
-    v.biases = w_.bytes(m.module + ".biases").data();
-    v.bits = m.quant.bits;
-    v.group_size = m.quant.group_size;
-    v.scale_type = m.scale_dtype;
-    return v;
   }
 
   void read_float_row(const std::string& name, int64_t r, int64_t cols, float* out) const {

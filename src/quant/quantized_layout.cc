@@ -49,6 +49,20 @@ QuantizedModule check_module(const io::ModelWeights& w, const std::string& modul
 
 }  // namespace
 
+kernels::MatrixView quantized_matrix_view(const io::ModelWeights& w, const QuantizedModule& m) {
+  kernels::MatrixView v;
+  v.type = kernels::WeightType::kAffine;
+  v.cols = static_cast<size_t>(m.logical_shape.back());
+  v.rows = static_cast<size_t>(w.at(m.module + ".weight").info->numel() * 32 / m.quant.bits / v.cols);
+  v.data = w.bytes(m.module + ".weight").data();
+  v.scales = w.bytes(m.module + ".scales").data();
+  v.biases = w.bytes(m.module + ".biases").data();
+  v.bits = m.quant.bits;
+  v.group_size = m.quant.group_size;
+  v.scale_type = m.scale_dtype;
+  return v;
+}
+
 QuantizedLayout describe_quantized(const io::ModelConfig& config, const io::ModelWeights& weights) {
   QuantizedLayout layout;
   std::set<std::string> used;

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "io/model_config.h"
+#include "kernels/kernels.h"
 #include "io/safetensors.h"
 
 namespace quantlab::quant {
@@ -23,6 +24,9 @@ struct QuantizedLayout {
   std::vector<QuantizedModule> modules;  // natural order
   std::vector<std::string> float_tensors;  // every other tensor
 };
+
+// The kernel view of a quantized module's stored bytes (all rows; stacked experts are consecutive rows).
+kernels::MatrixView quantized_matrix_view(const io::ModelWeights& weights, const QuantizedModule& module);
 
 // Throws Error naming the tensor when shapes, dtypes or the config disagree.
 QuantizedLayout describe_quantized(const io::ModelConfig& config, const io::ModelWeights& weights);
