@@ -22,7 +22,7 @@ for layers in 4 8; do
   kernels="simd"
   [ "$layers" = 4 ] && kernels="simd scalar"
   for kernel in $kernels; do
-    cat "$src"/*.safetensors >/dev/null  # warm page cache
+    sync; cat "$src"/*.safetensors >/dev/null  # flush earlier output (no writeback during the run), warm the input
     out="$WORK/a3b-$layers-q6"
     /usr/bin/time -f "%M" -o "$WORK/rss" "$QL" quantize "$src" "$out" --bits 6 --group-size 64 --overwrite \
       --threads "$THREADS" --kernel "$kernel" --json --quiet > "$WORK/q.json"

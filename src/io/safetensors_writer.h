@@ -60,7 +60,8 @@ class SafetensorsWriter {
   std::vector<int> fds_;
   std::map<std::string, Placement, std::less<>> placements_;
   uint64_t total_tensor_bytes_ = 0;
-  std::mutex mutex_;
+  std::mutex mutex_;     // guards placements_
+  std::mutex io_mutex_;  // serializes pwrite calls
   bool finished_ = false;
 };
 
