@@ -1,10 +1,16 @@
 #include "core/thread_pool.h"
 
 #include <algorithm>
-#include <atomic>
 #include <exception>
 
 namespace quantlab {
+
+namespace {
+// Decode issues a few hundred parallel sections per token, each a few tens of microseconds long; a
+// futex sleep and wake costs about as much as the section. So both sides first poll for a short
+// while (bounded: a pool larger than the machine must not burn cores for long), then sleep.
+constexpr int kSpinIterations = 20000;
+}  // namespace
 
 size_t hardware_threads() { return std::max(1u, std::thread::hardware_concurrency()); }
 
@@ -16,7 +22,7 @@ ThreadPool::ThreadPool(size_t num_threads)
 ThreadPool::~ThreadPool() {
   {
     std::lock_guard lock(mutex_);
-    stop_ = true;
+    stop_.store(true, std::memory_order_release);
   }
   wake_.notify_all();
   for (auto& t : workers_) t.join();
@@ -25,18 +31,21 @@ ThreadPool::~ThreadPool() {
 void ThreadPool::worker_loop(size_t worker) {
   size_t seen = 0;
   for (;;) {
-    const std::function<void(size_t)>* job;
-    {
+    bool ready = false;
+    for (int i = 0; i < kSpinIterations && !ready; ++i)
+      ready = generation_.load(std::memory_order_acquire) != seen || stop_.load(std::memory_order_acquire);
+    if (!ready) {
       std::unique_lock lock(mutex_);
-      wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
-      if (stop_) return;
-      seen = generation_;
-      job = job_;
+      wake_.wait(lock, [&] {
+        return stop_.load(std::memory_order_acquire) || generation_.load(std::memory_order_acquire) != seen;
+      });
     }
-    (*job)(worker);
-    {
-      std::lock_guard lock(mutex_);
-      if (--pending_ == 0) done_.notify_one();
+    if (stop_.load(std::memory_order_acquire)) return;
+    seen = generation_.load(std::memory_order_acquire);
+    (*job_.load(std::memory_order_acquire))(worker);
+    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      std::lock_guard lock(mutex_);  // pairs with the caller's predicate check: no lost wake-up
+      done_.notify_one();
     }
   }
 }
@@ -58,16 +67,17 @@ void ThreadPool::run_on_all(const std::function<void(size_t)>& fn) {
   };
   {
     std::lock_guard lock(mutex_);
-    job_ = &guarded;
-    pending_ = workers_.size();
-    ++generation_;
+    job_.store(&guarded, std::memory_order_release);
+    pending_.store(workers_.size(), std::memory_order_release);
+    generation_.fetch_add(1, std::memory_order_acq_rel);
   }
   wake_.notify_all();
   guarded(0);
-  {
+  bool done = false;
+  for (int i = 0; i < kSpinIterations && !done; ++i) done = pending_.load(std::memory_order_acquire) == 0;
+  if (!done) {
     std::unique_lock lock(mutex_);
-    done_.wait(lock, [&] { return pending_ == 0; });
-    job_ = nullptr;
+    done_.wait(lock, [&] { return pending_.load(std::memory_order_acquire) == 0; });
   }
   if (error) std::rethrow_exception(error);
 }

@@ -4,6 +4,7 @@
 // and reduce in index order afterwards).
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstddef>
 #include <functional>
@@ -40,10 +41,10 @@ class ThreadPool {
   std::mutex mutex_;
   std::condition_variable wake_;
   std::condition_variable done_;
-  const std::function<void(size_t)>* job_ = nullptr;
-  size_t generation_ = 0;
-  size_t pending_ = 0;
-  bool stop_ = false;
+  std::atomic<const std::function<void(size_t)>*> job_{nullptr};
+  std::atomic<size_t> generation_{0};
+  std::atomic<size_t> pending_{0};
+  std::atomic<bool> stop_{false};
 };
 
 size_t hardware_threads();
