@@ -13,20 +13,15 @@
 #include "io/safetensors.h"
 #include "quant/convert.h"
 #include "quant/quantizer.h"
+#include "quant/testing.h"
 #include "test_support.h"
 
 namespace quantlab::quant {
 namespace {
 
-using testing::data_path;
-using testing::TempDir;
-
-std::vector<float> load_f32(const io::ModelWeights& w, const std::string& name) {
-  const auto& e = w.at(name);
-  std::vector<float> out(static_cast<size_t>(e.info->numel()));
-  load_as_f32_scalar(e.info->dtype, w.bytes(e).data(), out.size(), out.data());
-  return out;
-}
+using quantlab::testing::data_path;
+using quantlab::testing::TempDir;
+using test_helpers::load_f32;
 
 FuseReport fuse(const std::string& base, const std::string& adapter, const std::string& out,
                 std::optional<DType> dtype = std::nullopt) {
@@ -133,7 +128,7 @@ TEST(Fuse, QuantizedBaseIsRequantizedAndReportsSurvival) {
   EXPECT_LT(*r2.retained, *r8.retained);
   const io::ModelWeights f8 = io::ModelWeights::open(tmp / "f8");
   EXPECT_EQ(f8.at("model.layers.0.self_attn.q_proj.weight").info->dtype, DType::kU32);
-  EXPECT_TRUE(nlohmann::json::parse(testing::slurp_file(tmp / "f8/config.json")).contains("quantization"));
+  EXPECT_TRUE(nlohmann::json::parse(quantlab::testing::slurp_file(tmp / "f8/config.json")).contains("quantization"));
 }
 
 TEST(Fuse, MismatchedAdaptersNameTheModule) {
@@ -154,7 +149,7 @@ TEST(Fuse, MissingModuleAndWrongRankAreReported) {
   const std::string adapter = tmp / "adapter";
   std::filesystem::copy(data_path("reference-models/qwen3-tiny-lora/peft-adapter"), adapter);
   // Rank in the config disagrees with the tensors.
-  auto cfg = nlohmann::json::parse(testing::slurp_file(adapter + "/adapter_config.json"));
+  auto cfg = nlohmann::json::parse(quantlab::testing::slurp_file(adapter + "/adapter_config.json"));
   cfg["r"] = 4;
   std::ofstream(adapter + "/adapter_config.json") << cfg.dump();
   try {

@@ -19,20 +19,15 @@
 #include "quant/convert.h"
 #include "quant/dequantizer.h"
 #include "quant/quantized_layout.h"
+#include "quant/testing.h"
 #include "test_support.h"
 
 namespace quantlab::quant {
 namespace {
 
-using testing::data_path;
-using testing::TempDir;
-
-std::vector<float> load_f32(const io::ModelWeights& w, const std::string& name) {
-  const auto& e = w.at(name);
-  std::vector<float> out(static_cast<size_t>(e.info->numel()));
-  load_as_f32_scalar(e.info->dtype, w.bytes(e).data(), out.size(), out.data());
-  return out;
-}
+using quantlab::testing::data_path;
+using quantlab::testing::TempDir;
+using test_helpers::load_f32;
 
 std::string read_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

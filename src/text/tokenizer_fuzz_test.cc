@@ -7,22 +7,17 @@
 #include <string>
 #include <vector>
 
+#include "text/testing.h"
 #include "text/tokenizer.h"
 #include "text/utf8.h"
 
 namespace quantlab::text {
 namespace {
 
-const std::string kData = QUANTLAB_TEST_DATA;
+using test_fixtures::qwen3;
+using test_fixtures::tool_calling;
 
-const Tokenizer& qwen3() {
-  static const Tokenizer tokenizer = Tokenizer::from_file(kData + "/tokenizers/qwen3/tokenizer.json");
-  return tokenizer;
-}
-const Tokenizer& tool_calling() {
-  static const Tokenizer tokenizer = Tokenizer::from_file(kData + "/tool-calling/tokenizer.json");
-  return tokenizer;
-}
+const std::string kData = QUANTLAB_TEST_DATA;
 
 std::string bytes_of(const Tokenizer& tokenizer, const std::vector<int32_t>& ids) {
   std::string bytes;

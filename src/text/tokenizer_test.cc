@@ -1,5 +1,6 @@
 // Tokenizer against Hugging Face `tokenizers` goldens (tests/data/tokenizers/golden, produced by
 // tokenizers 0.23 with add_special_tokens=False) and the model-spec §4.6 vectors.
+#include "text/testing.h"
 #include "text/tokenizer.h"
 
 #include <gtest/gtest.h>
@@ -14,17 +15,10 @@
 namespace quantlab::text {
 namespace {
 
+using test_fixtures::qwen3;
+using test_fixtures::tool_calling;
+
 const std::string kData = QUANTLAB_TEST_DATA;
-
-const Tokenizer& qwen3() {
-  static const Tokenizer tokenizer = Tokenizer::from_file(kData + "/tokenizers/qwen3/tokenizer.json");
-  return tokenizer;
-}
-
-const Tokenizer& tool_calling() {
-  static const Tokenizer tokenizer = Tokenizer::from_file(kData + "/tool-calling/tokenizer.json");
-  return tokenizer;
-}
 
 struct GoldenCase {
   std::string text;
