@@ -25,6 +25,22 @@ std::string verdict_text(const SweepWidth& w, const std::string& baseline) {
   return w.comparison ? std::string(eval::verdict_name(w.comparison->verdict)) : "–";
 }
 
+// The plan's prediction for this width next to its measurement (null when there is none).
+ordered_json width_plan_json(const SweepWidth& w) {
+  if (!w.result.ok || !w.result.plan) return nullptr;
+  const eval::PlanPrediction& p = *w.result.plan;
+  const eval::PlanVsMeasured v = eval::plan_vs_measured(w.result);
+  return {{"disk_bytes", p.disk_bytes()},
+          {"disk_measured_over_predicted", v.disk_ratio},
+          {"memory_bytes", p.memory_bytes()},
+          {"memory_measured_over_predicted", v.memory_ratio},
+          {"context", p.context},
+          {"bytes_per_token", p.bytes_per_token},
+          {"bandwidth_gb_per_s", p.bandwidth_gb_per_s},
+          {"decode_tps_bound", p.decode_tps_bound()},
+          {"decode_fraction_of_bound", v.decode_fraction_of_bound}};
+}
+
 ordered_json width_json(const SweepWidth& w, const std::string& baseline) {
   const auto& a = w.result.accuracy.overall;
   ordered_json j = {{"bits", w.bits},
@@ -40,6 +56,9 @@ ordered_json width_json(const SweepWidth& w, const std::string& baseline) {
                     {"memory_bytes", w.result.memory.model_bytes()},
                     {"verdict", verdict_text(w, baseline)}};
   if (!w.result.ok) j["error"] = w.result.error;
+  j["plan"] = width_plan_json(w);
+  if (w.result.ok && !w.result.plan)
+    j["plan_warning"] = w.result.plan_warning.empty() ? "not recorded with this result" : w.result.plan_warning;
   if (w.retention)
     j["retention"] = {{"cosine", w.retention->cosine()},
                       {"kept", w.retention->kept()},
@@ -63,6 +82,35 @@ void table_markdown(const SweepResult& r, std::string& md) {
                       w.retention ? pct(100 * w.retention->erased_share()) : "–", verdict_text(w, r.baseline),
                       w.comparison ? fmt::format("{}", fmt::join(w.comparison->failing, "; ")) : "");
   }
+}
+
+std::string plan_row(const SweepWidth& w) {
+  if (!w.result.ok) return fmt::format("| {} | not measured | | | | | | | | |\n", w.bits);
+  if (!w.result.plan)
+    return fmt::format("| {} | no plan: {} | | | | | | | | |\n", w.bits,
+                       w.result.plan_warning.empty() ? "not recorded with this result" : w.result.plan_warning);
+  const eval::PlanPrediction& p = *w.result.plan;
+  const eval::PlanVsMeasured v = eval::plan_vs_measured(w.result);
+  const double bound = p.decode_tps_bound();
+  return fmt::format("| {} | {} | {} | {:.3f} | {} | {} | {:.3f} | {} | {:.1f} | {} |\n", w.bits,
+                     megabytes(p.disk_bytes()), megabytes(w.result.info.disk_bytes), v.disk_ratio,
+                     megabytes(p.memory_bytes()), megabytes(w.result.memory.model_bytes()), v.memory_ratio,
+                     bound > 0 ? fmt::format("{:.1f}", bound) : "n/a", eval::figures_of(w.result).decode_tps,
+                     bound > 0 ? pct(100 * v.decode_fraction_of_bound) : "n/a");
+}
+
+void plan_markdown(const SweepResult& r, std::string& md) {
+  const auto& m = r.bench.machine;
+  md += "\n## Plan vs measured\n\n";
+  md += fmt::format(
+      "`quantlab plan`'s prediction for each width's directory, at the bench session's context; decode bound = "
+      "{} / weight bytes read per token.\n\n",
+      m.bandwidth_gb_per_s > 0 ? fmt::format("{:.1f} GB/s ({})", m.bandwidth_gb_per_s, m.bandwidth_source)
+                               : "the bandwidth (not measured)");
+  md += "| bits | disk plan | disk measured | measured/plan | memory plan | memory measured | measured/plan | "
+        "decode bound tok/s | decode measured tok/s | % of plan bound |\n"
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+  for (const auto& w : r.widths) md += plan_row(w);
 }
 
 void notes_markdown(const SweepResult& r, std::string& md) {
@@ -149,6 +197,7 @@ std::string sweep_markdown(const SweepResult& r, const SweepOptions& o) {
                     width_or_none(r.lowest_minimum_viable), width_or_none(r.lowest_optimal));
   md += "![accuracy and retention against bits and disk size](chart.svg)\n\n";
   table_markdown(r, md);
+  plan_markdown(r, md);
   notes_markdown(r, md);
   return md;
 }

@@ -1,6 +1,6 @@
-// The sweep's outputs: results.json (schema "quantlab.sweep/1": one summary row per width, the answer,
-// and the full bench results), report.md, and chart.svg (accuracy and retention against bits and
-// against disk size).
+// The sweep's outputs: results.json (schema "quantlab.sweep/1": one summary row per width, with the
+// plan's prediction next to its measurement, the answer, and the full bench results), report.md, and
+// chart.svg (accuracy and retention against bits and against disk size).
 #pragma once
 
 #include <nlohmann/json.hpp>

@@ -3,6 +3,7 @@
 // src/cli/sweep_test.cc.
 #include "analysis/sweep.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -30,6 +31,7 @@ struct FakeBench {
   std::map<int, size_t> right;
   int calls = 0;
   int fail_at_bits = 0;  // throw when asked to measure this width (an interrupted sweep)
+  bool with_plan = false;  // attach a plan prediction (all widths but 6: a warning instead)
 
   eval::ModelResult operator()(const std::string& name, const std::string& dir) {
     const int bits = std::stoi(name);
@@ -54,6 +56,18 @@ struct FakeBench {
       r.queries.push_back(q);
     }
     r.accuracy.overall = eval::make_tally(right_here, 5);
+    if (with_plan && bits == 6) r.plan_warning = "the plan cannot describe this model: test";
+    if (with_plan && bits != 6) {
+      eval::PlanPrediction p;
+      p.bits = bits;
+      p.group_size = 64;
+      p.tensor_bytes = r.info.disk_bytes - 1000;
+      p.header_bytes = 500;
+      p.kv_cache_bytes = 4000;
+      p.bytes_per_token = r.info.disk_bytes / 2;
+      p.bandwidth_gb_per_s = 10;
+      r.plan = p;
+    }
     return r;
   }
 };
@@ -144,6 +158,45 @@ TEST(Sweep, ResumesFromWhatIsDone) {
   FakeBench fourth{{{8, 5}, {6, 5}, {4, 3}}};
   sweep(changed, fourth);
   EXPECT_EQ(fourth.calls, 3);
+}
+
+// Each width's plan prediction stands next to its measurement in results.json and report.md, and a
+// reused width keeps the plan it was measured with.
+TEST(Sweep, ShowsThePlanNextToEachWidth) {
+  TempDir out;
+  FakeBench bench{{{8, 5}, {6, 5}}};
+  bench.with_plan = true;
+  SweepOptions o = options(out.path(), {8, 6});
+  o.machine.bandwidth_gb_per_s = 10;
+  o.machine.bandwidth_source = "given (--bandwidth)";
+  sweep(o, bench);
+  auto j = nlohmann::ordered_json::parse(read_text_file(out / "results.json"));
+  const auto& w8 = j["widths"][0];
+  ASSERT_TRUE(w8["plan"].is_object()) << w8.dump(2);
+  const double disk = w8["disk_bytes"].get<double>();
+  EXPECT_EQ(w8["plan"]["disk_bytes"].get<double>(), disk - 500);
+  EXPECT_DOUBLE_EQ(w8["plan"]["disk_measured_over_predicted"].get<double>(), disk / (disk - 500));
+  EXPECT_DOUBLE_EQ(w8["plan"]["memory_measured_over_predicted"].get<double>(), disk / (disk - 1000 + 4000));
+  // Bound: 10 GB/s over half the disk bytes per token; the stand-in decodes 100 tokens in disk / 1e7 s.
+  const double bound = 10e9 / double(uint64_t(disk) / 2);
+  EXPECT_DOUBLE_EQ(w8["plan"]["decode_tps_bound"].get<double>(), bound);
+  EXPECT_NEAR(w8["plan"]["decode_fraction_of_bound"].get<double>(), 100 / (disk / 1e7) / bound, 1e-12);
+  EXPECT_TRUE(j["widths"][1]["plan"].is_null());
+  EXPECT_EQ(j["widths"][1]["plan_warning"], "the plan cannot describe this model: test");
+  const std::string md = read_text_file(out / "report.md");
+  EXPECT_NE(md.find("## Plan vs measured"), std::string::npos);
+  EXPECT_NE(md.find("decode bound = 10.0 GB/s (given (--bandwidth))"), std::string::npos) << md;
+  EXPECT_NE(md.find(fmt::format("| 8 | {:.2f} MB | {:.2f} MB | {:.3f} |", (disk - 500) / 1e6, disk / 1e6,
+                                disk / (disk - 500))),
+            std::string::npos)
+      << md;
+  EXPECT_NE(md.find("| 6 | no plan: the plan cannot describe this model: test |"), std::string::npos) << md;
+
+  FakeBench again{{{8, 5}, {6, 5}}};  // no plans now: the reused results keep theirs
+  sweep(o, again);
+  EXPECT_EQ(again.calls, 0);
+  j = nlohmann::ordered_json::parse(read_text_file(out / "results.json"));
+  EXPECT_DOUBLE_EQ(j["widths"][0]["plan"]["decode_tps_bound"].get<double>(), bound);
 }
 
 TEST(Sweep, ReportsACorruptStoredResult) {

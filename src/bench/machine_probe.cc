@@ -1,11 +1,17 @@
 #include "bench/machine_probe.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <fstream>
 #include <memory>
+#include <thread>
 #include <vector>
+
+#include <fmt/format.h>
+
+#include "kernels/kernels.h"
 
 namespace quantlab::bench {
 
@@ -53,6 +59,23 @@ std::string cpu_model_name() {
     }
   }
   return "unknown";
+}
+
+eval::MachineInfo describe_machine(size_t threads, double given_gb_per_s) {
+  eval::MachineInfo m;
+  m.cpu = cpu_model_name();
+  m.simd_target = std::string(kernels::active_target());
+  m.threads = threads ? threads : std::max(1u, std::thread::hardware_concurrency());
+  if (given_gb_per_s > 0) {
+    m.bandwidth_gb_per_s = given_gb_per_s;
+    m.bandwidth_source = "given (--bandwidth)";
+    return m;
+  }
+  ThreadPool pool(m.threads);
+  const BandwidthResult r = measure_read_bandwidth(pool, size_t{256} << 20, 3);
+  m.bandwidth_gb_per_s = r.read_gb_per_s;
+  m.bandwidth_source = fmt::format("measured, {} MiB, {} threads", r.bytes >> 20, r.threads);
+  return m;
 }
 
 }  // namespace quantlab::bench

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "core/thread_pool.h"
+#include "eval/report_schema.h"
 
 namespace quantlab::bench {
 
@@ -21,5 +22,11 @@ BandwidthResult measure_read_bandwidth(ThreadPool& pool, size_t bytes = size_t{1
 
 // CPU model name from /proc/cpuinfo (or "unknown").
 std::string cpu_model_name();
+
+// The machine a bench run reports: CPU, SIMD target, threads (0: one per hardware thread) and the
+// memory read bandwidth the plan's decode bound divides by. given_gb_per_s > 0 is recorded as given;
+// otherwise a quick probe (256 MiB, best of 3 passes, about half a second) measures it with `threads`
+// workers, the count the bench workers decode with.
+eval::MachineInfo describe_machine(size_t threads, double given_gb_per_s);
 
 }  // namespace quantlab::bench

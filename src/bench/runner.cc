@@ -114,6 +114,7 @@ MeasuredModels measure_models(const BenchPlan& plan, const std::function<void(si
     WorkerRun run = spawn_worker(spec, result_path);
     out.workers_seconds += run.seconds;
     run.result.load.cold = cold;
+    if (run.result.plan) run.result.plan->bandwidth_gb_per_s = plan.bandwidth_gb_per_s;
     out.models.push_back(std::move(run.result));
   }
   return out;

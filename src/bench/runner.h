@@ -25,6 +25,7 @@ struct BenchPlan {
   std::vector<ModelEntry> models;
   WorkerSpec common;  // suite, tools, max_tokens, runs, threads, thinking (name and dir are per model)
   bool cold = true;   // try a cold-cache load per model
+  double bandwidth_gb_per_s = 0;  // the run's measured bandwidth, stamped on each model's plan (its bound)
 };
 
 struct MeasuredModels {

@@ -98,6 +98,7 @@ SuiteOutcome SuiteRunner::run(const eval::Suite& suite, const eval::ToolSet& too
     prompts.push_back(render_prompt(q, tools));
     longest = std::max(longest, prompts.back().size());
   }
+  longest_prompt_ = longest;
   // The cache holds one query at a time: sized for the longest prompt and its reply, not the model's
   // whole context, so KV memory reflects what the suite needs.
   session_.emplace(model_.model, pool_, model::SessionOptions{.max_context = longest + options_.max_tokens + 1});

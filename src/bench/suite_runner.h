@@ -54,6 +54,8 @@ class SuiteRunner {
   SuiteOutcome run(const eval::Suite& suite, const eval::ToolSet& tools, const std::string& label);
   // The session of the last run (for its memory report). Valid after run().
   const model::Session& session() const { return *session_; }
+  // Tokens of the longest rendered prompt of the last run: the largest prefill batch it pushed.
+  size_t longest_prompt() const { return longest_prompt_; }
 
   // The prompt token ids of a query: chat template with tools and the generation prompt.
   std::vector<int32_t> render_prompt(const eval::Query& query, const eval::ToolSet& tools) const;
@@ -68,6 +70,7 @@ class SuiteRunner {
   SuiteOptions options_;
   std::optional<model::Session> session_;
   std::optional<int32_t> tool_call_id_;
+  size_t longest_prompt_ = 0;
 };
 
 }  // namespace quantlab::bench

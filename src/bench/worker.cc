@@ -6,6 +6,7 @@
 
 #include "bench/memory_probe.h"
 #include "bench/page_cache.h"
+#include "bench/plan_prediction.h"
 #include "bench/process.h"
 #include "bench/suite_runner.h"
 #include "core/error.h"
@@ -118,6 +119,17 @@ eval::MemoryResult memory_of(const model::Session& session) {
           m.weights_resident, m.weights_copied, m.kv_cache, m.scratch};
 }
 
+// The runtime the plan models, set to what this worker's suite session had: its context limit, its
+// largest prefill batch and its thread count.
+quant::RuntimeAssumptions runtime_of(const SuiteRunner& runner, const ThreadPool& pool) {
+  quant::RuntimeAssumptions r;
+  r.context = static_cast<int64_t>(runner.session().max_context());
+  r.prefill_chunk = static_cast<int64_t>(
+      std::clamp<size_t>(runner.longest_prompt(), 1, model::SessionOptions{}.prefill_chunk));
+  r.threads = pool.size();
+  return r;
+}
+
 }  // namespace
 
 eval::ModelResult run_worker(const WorkerSpec& spec) {
@@ -141,6 +153,9 @@ eval::ModelResult run_worker(const WorkerSpec& spec) {
   r.accuracy = eval::summarize_scores(suite.queries, scores);
   r.memory = memory_of(runner.session());
   r.info = model_info(spec, loaded->model);
+  PlanOutcome plan = predict_as_benched(spec.model_dir, runtime_of(runner, *loaded->pool));
+  r.plan = std::move(plan.plan);
+  r.plan_warning = std::move(plan.warning);
   return r;
 }
 

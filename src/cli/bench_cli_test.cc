@@ -7,6 +7,8 @@
 #include <nlohmann/json.hpp>
 
 #include "cli_support.h"
+#include "io/safetensors.h"
+#include "io/safetensors_writer.h"
 
 namespace quantlab::testing {
 namespace {
@@ -28,7 +30,7 @@ class BenchCli : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     models_ = new TempDir;
-    for (const char* bits : {"8", "6"}) {
+    for (const char* bits : {"8", "6", "4"}) {
       const auto r =
           run_quantlab("quantize " + shell_quote(kFused) + " " + shell_quote(q(bits)) + " --bits " + bits + " --quiet");
       ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -129,7 +131,11 @@ TEST_F(BenchCli, Seed5ResultsHoldEveryField) {
                        out_flags());
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const ojson j = ojson::parse(slurp(tmp_ / "RESULTS.json"));
-  EXPECT_EQ(j["schema"], "quantlab.bench/1");
+  EXPECT_EQ(j["schema"], "quantlab.bench/2");
+  // No --bandwidth: the run measured it, and every plan's bound divides by that figure.
+  EXPECT_GT(j["machine"]["bandwidth_gb_per_s"].get<double>(), 0);
+  EXPECT_EQ(j["machine"]["bandwidth_source"].get<std::string>().rfind("measured, 256 MiB, 2 threads", 0), 0u)
+      << j["machine"].dump();
   for (const ojson& m : j["models"]) {
     SCOPED_TRACE(m["name"].get<std::string>());
     EXPECT_GT(m["load"]["seconds"].get<double>(), 0);
@@ -148,6 +154,9 @@ TEST_F(BenchCli, Seed5ResultsHoldEveryField) {
     EXPECT_TRUE(m["speed"]["replies_identical_across_runs"].get<bool>());
     EXPECT_EQ(m["accuracy"]["overall"]["total"], 5);
     EXPECT_EQ(m["queries"].size(), 5u);
+    ASSERT_TRUE(m["plan"].is_object()) << m["plan_warning"];
+    EXPECT_EQ(m["plan"]["bandwidth_gb_per_s"], j["machine"]["bandwidth_gb_per_s"]);
+    EXPECT_EQ(m["plan"]["threads"], 2);
     for (const ojson& q : m["queries"]) {
       EXPECT_TRUE(q["first_token_margin"].is_number());
       // The margin's sign is the greedy decision: positive exactly when the reply starts with <tool_call>.
@@ -169,6 +178,107 @@ TEST_F(BenchCli, Seed5ResultsHoldEveryField) {
   const std::string md = slurp(report);
   EXPECT_NE(md.find("### q6 vs q8: **"), std::string::npos);
   EXPECT_NE(md.find("| seed5-4 | direct |"), std::string::npos);
+}
+
+// Bytes of the model*.safetensors files and of their headers (8-byte prefix + JSON), read directly.
+struct WeightFiles {
+  uint64_t bytes = 0, header_bytes = 0;
+};
+WeightFiles weight_files(const std::string& dir) {
+  WeightFiles f;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    if (e.path().filename().string().rfind("model", 0) != 0 || e.path().extension() != ".safetensors") continue;
+    f.bytes += fs::file_size(e.path());
+    std::ifstream in(e.path(), std::ios::binary);
+    uint64_t n = 0;
+    in.read(reinterpret_cast<char*>(&n), 8);
+    f.header_bytes += 8 + n;
+  }
+  return f;
+}
+
+// A mixed-width directory as mlx-lm's mixed recipes write them: the 8-bit model, but `module` taken
+// from the 4-bit one, and config.json saying so.
+void make_mixed(const std::string& q8, const std::string& q4, const std::string& module, const std::string& out) {
+  fs::create_directories(out);
+  for (const auto& e : fs::directory_iterator(q8))
+    if (e.path().filename().string().rfind("model", 0) != 0) fs::copy(e.path(), out + "/" + e.path().filename().string());
+  const auto a = io::ModelWeights::open(q8), b = io::ModelWeights::open(q4);
+  const auto from = [&](const std::string& name) -> const io::ModelWeights& {
+    return name.rfind(module + ".", 0) == 0 ? b : a;
+  };
+  std::vector<io::TensorSpec> specs;
+  for (const std::string& name : a.names())
+    specs.push_back({name, from(name).at(name).info->dtype, from(name).at(name).info->shape});
+  io::SafetensorsWriter writer(out, specs, io::kDefaultMaxShardBytes);
+  for (const std::string& name : a.names()) writer.write(name, from(name).bytes(name));
+  writer.finish(0);
+  ojson config = ojson::parse(slurp(out + "/config.json"));
+  for (const char* key : {"quantization", "quantization_config"})
+    if (config.contains(key)) config[key][module] = {{"group_size", 64}, {"bits", 4}};
+  write(out + "/config.json", config.dump(2));
+}
+
+// Issue 7: every model's plan prediction next to its measurement, for a float, two quantized and a
+// mixed directory (which the plan cannot describe: a warning, and the bench still succeeds).
+TEST_F(BenchCli, PlanPredictionStandsNextToEachMeasurement) {
+  const std::string mixed = tmp_ / "mixed";
+  make_mixed(q("8"), q("4"), "model.layers.1.mlp.up_proj", mixed);
+  const std::string report = tmp_ / "REPORT.md";
+  const auto r = bench("--model f16=" + shell_quote(kFused) + " --model q8=" + shell_quote(q("8")) + " --model q6=" +
+                       shell_quote(q("6")) + " --model mixed=" + shell_quote(mixed) + " --suite " + shell_quote(kSeed5) +
+                       " --max-tokens 6 --no-cold --threads 2 --bandwidth 12.5 --report " + shell_quote(report) +
+                       out_flags());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("warning: mixed: no plan prediction: "), std::string::npos) << r.err;
+  const ojson j = ojson::parse(slurp(tmp_ / "RESULTS.json"));
+  EXPECT_EQ(j["machine"]["bandwidth_gb_per_s"], 12.5);
+  const std::string dirs[] = {kFused, q("8"), q("6")};
+  const int bits[] = {0, 8, 6};
+  for (size_t i = 0; i < 3; ++i) {
+    const ojson& m = j["models"][i];
+    SCOPED_TRACE(m["name"].get<std::string>());
+    ASSERT_TRUE(m["plan"].is_object()) << m["plan_warning"];
+    const ojson& p = m["plan"];
+    EXPECT_EQ(p["bits"], bits[i]);
+    // Disk: the predicted tensor bytes are the weight files less their headers, exactly; the predicted
+    // total (headers estimated) is within those headers of the measured one.
+    const WeightFiles f = weight_files(dirs[i]);
+    EXPECT_EQ(m["model"]["disk_bytes"], f.bytes);
+    EXPECT_EQ(p["tensor_bytes"].get<uint64_t>(), f.bytes - f.header_bytes);
+    EXPECT_NEAR(p["disk_bytes"].get<double>(), double(f.bytes), double(f.header_bytes));
+    EXPECT_DOUBLE_EQ(p["measured_over_predicted"]["disk"].get<double>(), double(f.bytes) / p["disk_bytes"].get<double>());
+    // Memory: at the session's context, which holds the longest prompt and the reply.
+    uint64_t longest = 0;
+    for (const ojson& q : m["queries"]) longest = std::max(longest, q["prompt_tokens"].get<uint64_t>());
+    EXPECT_EQ(p["context"], longest + 6 + 1);
+    EXPECT_EQ(p["prefill_batch"], std::min<uint64_t>(longest, 512));
+    // The engine maps these weights, except the float16 norms, which it holds as f32 copies instead.
+    EXPECT_EQ(p["tensor_bytes"].get<uint64_t>(),
+              m["memory"]["weights_mapped_bytes"].get<uint64_t>() + m["memory"]["weights_copied_bytes"].get<uint64_t>() / 2);
+    EXPECT_LE(m["memory"]["kv_cache_bytes"].get<uint64_t>(), p["kv_cache_bytes"].get<uint64_t>());
+    EXPECT_DOUBLE_EQ(p["measured_over_predicted"]["memory"].get<double>(),
+                     m["memory"]["model_bytes"].get<double>() / p["memory_bytes"].get<double>());
+    // Decode: the bound is the given bandwidth over the bytes read per token.
+    const double bound = 12.5e9 / p["bytes_per_token"].get<double>();
+    EXPECT_DOUBLE_EQ(p["decode_tokens_per_second_bound"].get<double>(), bound);
+    EXPECT_DOUBLE_EQ(p["measured_over_predicted"]["decode_fraction_of_bound"].get<double>(),
+                     m["speed"]["decode_tokens_per_second"]["median"].get<double>() / bound);
+  }
+  // Fewer bits, fewer bytes read per token.
+  EXPECT_GT(j["models"][0]["plan"]["bytes_per_token"], j["models"][1]["plan"]["bytes_per_token"]);
+  EXPECT_GT(j["models"][1]["plan"]["bytes_per_token"], j["models"][2]["plan"]["bytes_per_token"]);
+  const ojson& m = j["models"][3];
+  EXPECT_EQ(m["status"], "ok");
+  EXPECT_TRUE(m["plan"].is_null());
+  EXPECT_NE(m["plan_warning"].get<std::string>().find("model.layers.1.mlp.up_proj"), std::string::npos);
+  EXPECT_NE(r.out.find("plan vs measured (decode bound = 12.5 GB/s (given (--bandwidth))"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("mixed          no plan: "), std::string::npos) << r.out;
+  const std::string md = slurp(report);
+  EXPECT_NE(md.find("## Plan vs measured"), std::string::npos);
+  EXPECT_NE(md.find("| f16 | float as stored |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| q6 | 6-bit g64 |"), std::string::npos) << md;
+  EXPECT_NE(md.find("> No plan for mixed: "), std::string::npos) << md;
 }
 
 // The issue's acceptance test: quantized to 8 and 6 bits, the fused model keeps the float16 model's

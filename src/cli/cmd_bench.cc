@@ -1,10 +1,10 @@
 // quantlab bench --model NAME=DIR ... --suite QUERIES.jsonl [--tools TOOLS.json] [--baseline NAME]
 //                [--criteria FILE.toml] [--max-tokens N] [--runs R] [--threads N] [--thinking] [--no-cold]
-//                [--out RESULTS.json] [--report REPORT.md] [--json]
+//                [--bandwidth GB/s] [--out RESULTS.json] [--report REPORT.md] [--json]
 // Measures each model in a worker process of its own (accuracy on the suite, disk, memory, speed,
-// load time), compares every model with the baseline, applies the decision rules and prints a table
-// (or, with --json, RESULTS.json) on stdout. Exit code 3 when a model could not be measured; the
-// others are still measured and reported.
+// load time, and `plan`'s prediction of each next to it), compares every model with the baseline,
+// applies the decision rules and prints a table (or, with --json, RESULTS.json) on stdout. Exit code 3
+// when a model could not be measured; the others are still measured and reported.
 #include <fmt/format.h>
 
 #include <CLI/CLI.hpp>
@@ -13,7 +13,6 @@
 #include <filesystem>
 #include <fstream>
 #include <set>
-#include <thread>
 
 #include "bench/machine_probe.h"
 #include "bench/process.h"
@@ -26,7 +25,6 @@
 #include "eval/report_schema.h"
 #include "eval/report_text.h"
 #include "eval/suite.h"
-#include "kernels/kernels.h"
 
 namespace quantlab::cli {
 
@@ -40,6 +38,7 @@ struct BenchArgs {
   std::vector<std::string> models;
   std::string suite, tools, baseline, criteria, out, report;
   size_t max_tokens = 64, runs = 1, threads = 0;
+  double bandwidth = 0;  // GB/s; 0: measured at the start of the run
   bool thinking = false, no_cold = false, json = false;
 };
 
@@ -92,8 +91,9 @@ eval::BenchResults prepare(const BenchArgs& a, bench::BenchPlan& plan) {
   plan.cold = s.cold;
   results.quantlab_version = "0.1.0";
   results.created_utc = utc_now_iso8601();
-  results.machine = {bench::cpu_model_name(), std::string(kernels::active_target()),
-                     a.threads ? a.threads : std::max(1u, std::thread::hardware_concurrency())};
+  // Last, once every input checked out: the bandwidth probe takes about half a second.
+  results.machine = bench::describe_machine(a.threads, a.bandwidth);
+  plan.bandwidth_gb_per_s = results.machine.bandwidth_gb_per_s;
   return results;
 }
 
@@ -108,6 +108,8 @@ void run_bench(const BenchArgs& a) {
   bench::MeasuredModels measured = bench::measure_models(plan, on_model);
   results.models = std::move(measured.models);
   results.workers_seconds = measured.workers_seconds;
+  for (const eval::ModelResult& m : results.models)
+    if (m.ok && !m.plan) fmt::print(stderr, "warning: {}: no plan prediction: {}\n", m.name, m.plan_warning);
   eval::add_comparisons(results);
   results.total_seconds = bench::seconds_between(start, bench::monotonic_ns());
   const auto json_text = eval::to_json(results).dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
@@ -140,6 +142,9 @@ void register_bench(CLI::App& app) {
   add_threads_option(cmd, &a->threads);
   cmd->add_flag("--thinking", a->thinking, "Render prompts with enable_thinking=true (default off)");
   cmd->add_flag("--no-cold", a->no_cold, "Skip the cold-cache load measurement");
+  cmd->add_option("--bandwidth", a->bandwidth,
+                  "Memory bandwidth in GB/s for the plan's decode bound (default: measured at the start, ~0.5 s)")
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--out", a->out, "Write RESULTS.json here (docs/bench-schema.md)");
   cmd->add_option("--report", a->report, "Write a Markdown report here");
   cmd->add_flag("--json", a->json, "Print RESULTS.json on stdout instead of the table");

@@ -1,5 +1,6 @@
 // quantlab sweep FUSED --suite Q [--tools T] [--bits 8,7,6,5,4,3] [--group-size G] [--criteria C]
-//                [--baseline-bits 8] [--base BASE] [--max-tokens N] [--runs R] [--no-cold] --out DIR
+//                [--baseline-bits 8] [--base BASE] [--max-tokens N] [--runs R] [--no-cold] [--bandwidth GB/s]
+//                --out DIR
 // Quantizes each width into DIR/models, benchmarks each with the bench machinery (one child process
 // per model), and writes DIR/report.md, DIR/results.json and DIR/chart.svg. Rerunning the same command
 // resumes: widths already quantized and measured with the same settings are reused.
@@ -8,7 +9,6 @@
 
 #include <ctime>
 #include <filesystem>
-#include <thread>
 
 #include "analysis/sweep.h"
 #include "bench/machine_probe.h"
@@ -21,7 +21,6 @@
 #include "core/thread_pool.h"
 #include "eval/criteria.h"
 #include "eval/suite.h"
-#include "kernels/kernels.h"
 
 namespace quantlab::cli {
 
@@ -31,18 +30,23 @@ struct SweepArgs {
   std::string fused, base, bits = "8,7,6,5,4,3", suite, tools, criteria, out;
   int group_size = 64, baseline_bits = 8;
   size_t max_tokens = 64, runs = 1, threads = 0;
+  double bandwidth = 0;  // GB/s; 0: measured once at the start
   bool thinking = false, no_cold = false, quiet = false;
 };
 
 void print_summary(const analysis::SweepResult& r, const std::string& out) {
-  fmt::print("{:>5}  {:>10}  {:>9}  {:>9}  {}\n", "bits", "disk", "accuracy", "retention", "verdict");
+  fmt::print("{:>5}  {:>10}  {:>9}  {:>9}  {:>8}  {}\n", "bits", "disk", "accuracy", "retention", "of bound",
+             "verdict");
   for (const auto& w : r.widths) {
     const std::string kept = w.retention ? fmt::format("{:.3f}", w.retention->cosine()) : "-";
     const std::string verdict = !w.result.ok ? "error: " + w.result.error
                                 : w.name == r.baseline ? "baseline"
                                 : w.comparison ? std::string(eval::verdict_name(w.comparison->verdict)) : "-";
-    fmt::print("{:>5}  {:>10}  {:>8.1f}%  {:>9}  {}{}\n", w.bits, human_bytes(w.result.info.disk_bytes),
-               w.result.accuracy.overall.pct(), kept, verdict, w.benched_now ? "" : " (reused)");
+    // Measured decode speed as a share of the plan's bound (bandwidth / bytes read per token).
+    const double of_bound = w.result.ok && w.result.plan ? eval::plan_vs_measured(w.result).decode_fraction_of_bound : 0;
+    const std::string bound = of_bound > 0 ? fmt::format("{:.0f} %", 100 * of_bound) : "-";
+    fmt::print("{:>5}  {:>10}  {:>8.1f}%  {:>9}  {:>8}  {}{}\n", w.bits, human_bytes(w.result.info.disk_bytes),
+               w.result.accuracy.overall.pct(), kept, bound, verdict, w.benched_now ? "" : " (reused)");
   }
   fmt::print("lowest minimum viable: {}; lowest optimal: {}\n",
              r.lowest_minimum_viable ? fmt::format("{}-bit", *r.lowest_minimum_viable) : "none",
@@ -77,8 +81,7 @@ void run_sweep_command(const SweepArgs& a) {
   o.out_dir = a.out;
   o.show_progress = !a.quiet && Progress::stderr_is_terminal();
   o.bench = bench_settings(a);
-  o.machine = {bench::cpu_model_name(), std::string(kernels::active_target()),
-               a.threads ? a.threads : std::max(1u, std::thread::hardware_concurrency())};
+  o.machine = bench::describe_machine(a.threads, a.bandwidth);
   o.created_utc = utc_now_iso8601();
   // One bench worker process per width, as `quantlab bench` runs them.
   const analysis::ModelBencher measure = [&](const std::string& name, const std::string& dir) {
@@ -87,6 +90,7 @@ void run_sweep_command(const SweepArgs& a) {
     plan.common = {"", "", o.bench.suite, o.bench.tools, o.bench.max_tokens, o.bench.runs, o.bench.threads,
                    o.bench.thinking};
     plan.cold = o.bench.cold;
+    plan.bandwidth_gb_per_s = o.machine.bandwidth_gb_per_s;
     const auto on_model = [&](size_t, std::string_view phase) {
       if (!a.quiet) fmt::print(stderr, "{}: {}\n", name, phase);
     };
@@ -117,6 +121,9 @@ void register_sweep(CLI::App& app) {
   add_threads_option(cmd, &a->threads);
   cmd->add_flag("--thinking", a->thinking, "Render prompts with thinking on");
   cmd->add_flag("--no-cold", a->no_cold, "Skip the cold-cache load measurement of each width");
+  cmd->add_option("--bandwidth", a->bandwidth,
+                  "Memory bandwidth in GB/s for the plan's decode bound (default: measured at the start, ~0.5 s)")
+      ->check(CLI::PositiveNumber);
   cmd->add_flag("--quiet", a->quiet, "No progress output");
   cmd->callback([a] { run_sweep_command(*a); });
 }

@@ -82,11 +82,26 @@ TEST(SweepCli, EndToEndThenResumes) {
   ASSERT_EQ(j["widths"].size(), 3u);
   EXPECT_EQ(j["widths"][0]["bits"], 8);
   EXPECT_EQ(j["widths"][0]["verdict"], "baseline");
-  for (const auto& w : j["widths"]) {
+  const double bandwidth = j["bench"]["machine"]["bandwidth_gb_per_s"].get<double>();
+  EXPECT_GT(bandwidth, 0);  // measured once for the sweep
+  for (size_t i = 0; i < j["widths"].size(); ++i) {
+    const ojson& w = j["widths"][i];
     EXPECT_TRUE(w["ok"].get<bool>()) << w.dump();
     EXPECT_GT(w["disk_bytes"].get<double>(), 0);
     EXPECT_TRUE(w.contains("retention"));
+    // The plan next to the measurement: the predicted disk within the files' headers (a few kB) of the
+    // measured one, and the decode bound at the sweep's bandwidth.
+    ASSERT_TRUE(w["plan"].is_object()) << w.dump();
+    const ojson& p = j["bench"]["models"][i]["plan"];
+    EXPECT_EQ(p["bits"], w["bits"]);
+    EXPECT_NEAR(w["plan"]["disk_bytes"].get<double>(), w["disk_bytes"].get<double>(), 8192);
+    EXPECT_EQ(w["plan"]["disk_bytes"], p["disk_bytes"]);
+    EXPECT_EQ(w["plan"]["bandwidth_gb_per_s"], bandwidth);
+    EXPECT_DOUBLE_EQ(w["plan"]["decode_tps_bound"].get<double>(), bandwidth * 1e9 / p["bytes_per_token"].get<double>());
+    EXPECT_DOUBLE_EQ(w["plan"]["decode_fraction_of_bound"].get<double>(),
+                     w["decode_tps"].get<double>() / w["plan"]["decode_tps_bound"].get<double>());
   }
+  EXPECT_NE(slurp(tmp / "sweep/report.md").find("## Plan vs measured"), std::string::npos);
   // The 8-bit model behaves like the fused float model on seed5: 4 tool-or-direct decisions right (see
   // output_retention_test), but its two tool calls name search_web where get_time and get_weather are
   // expected, so only the 2 direct queries are fully right.

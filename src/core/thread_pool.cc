@@ -82,16 +82,16 @@ void ThreadPool::run_on_all(const std::function<void(size_t)>& fn) {
   if (error) std::rethrow_exception(error);
 }
 
-void ThreadPool::parallel_for(size_t n, size_t min_chunk,
-                              const std::function<void(size_t, size_t, size_t)>& fn) {
+void ThreadPool::parallel_for(size_t n, size_t min_chunk, const std::function<void(size_t, size_t, size_t)>& fn,
+                              size_t chunks_per_thread) {
   if (n == 0) return;
   min_chunk = std::max<size_t>(min_chunk, 1);
   if (num_threads_ == 1 || n <= min_chunk) {
     fn(0, n, 0);
     return;
   }
-  // About 4 chunks per thread balances uneven work without much counter traffic.
-  const size_t chunk = std::max(min_chunk, (n + 4 * num_threads_ - 1) / (4 * num_threads_));
+  const size_t chunks = std::max<size_t>(1, chunks_per_thread) * num_threads_;
+  const size_t chunk = std::max(min_chunk, (n + chunks - 1) / chunks);
   std::atomic<size_t> next{0};
   run_on_all([&](size_t worker) {
     for (;;) {

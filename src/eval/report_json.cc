@@ -210,6 +210,49 @@ HarnessResult read_harness(const JsonReader& r) {
   return {r.num("suite_seconds"), r.num("model_seconds"), r.num("harness_seconds")};
 }
 
+// --- the plan's prediction next to the measurement -----------------------------------------------
+
+// The predicted totals, the bound and the ratios are derived, written for readers and not read back.
+ojson plan_json(const ModelResult& m) {
+  if (!m.plan) return nullptr;
+  const PlanPrediction& p = *m.plan;
+  const PlanVsMeasured v = plan_vs_measured(m);
+  return {{"origin", p.origin},
+          {"bits", p.bits},
+          {"group_size", p.group_size},
+          {"context", p.context},
+          {"prefill_batch", p.prefill_batch},
+          {"threads", p.threads},
+          {"tensor_bytes", p.tensor_bytes},
+          {"header_bytes", p.header_bytes},
+          {"disk_bytes", p.disk_bytes()},
+          {"kv_cache_bytes", p.kv_cache_bytes},
+          {"scratch_bytes", p.scratch_bytes},
+          {"memory_bytes", p.memory_bytes()},
+          {"bytes_per_token", p.bytes_per_token},
+          {"bandwidth_gb_per_s", p.bandwidth_gb_per_s},
+          {"decode_tokens_per_second_bound", p.decode_tps_bound()},
+          {"measured_over_predicted",
+           {{"disk", v.disk_ratio}, {"memory", v.memory_ratio}, {"decode_fraction_of_bound", v.decode_fraction_of_bound}}}};
+}
+
+PlanPrediction read_plan(const JsonReader& r) {
+  PlanPrediction p;
+  p.origin = r.str("origin");
+  p.bits = static_cast<int>(r.count("bits"));
+  p.group_size = static_cast<int>(r.count("group_size"));
+  p.context = r.count("context");
+  p.prefill_batch = r.count("prefill_batch");
+  p.threads = r.count("threads");
+  p.tensor_bytes = r.count("tensor_bytes");
+  p.header_bytes = r.count("header_bytes");
+  p.kv_cache_bytes = r.count("kv_cache_bytes");
+  p.scratch_bytes = r.count("scratch_bytes");
+  p.bytes_per_token = r.count("bytes_per_token");
+  p.bandwidth_gb_per_s = r.num("bandwidth_gb_per_s");
+  return p;
+}
+
 // --- comparisons and settings -----------------------------------------------------------------------
 
 ojson criteria_level_json(const CriteriaLevel& l) {
@@ -348,6 +391,9 @@ ModelResult read_model(const JsonReader& r) {
   m.accuracy = read_accuracy(r.object("accuracy"));
   for (const JsonReader& q : r.array("queries")) m.queries.push_back(read_query(q));
   m.harness = read_harness(r.object("harness"));
+  // Absent in files written before schema 2 (and in their reused sweep results): no plan, no warning.
+  if (r.has("plan")) m.plan = read_plan(r.object("plan"));
+  if (r.has("plan_warning")) m.plan_warning = r.str("plan_warning");
   return m;
 }
 
@@ -368,6 +414,8 @@ ojson to_json(const ModelResult& r) {
   for (const QueryResult& q : r.queries) queries.push_back(query_json(q));
   j["queries"] = std::move(queries);
   j["harness"] = harness_json(r.harness);
+  j["plan"] = plan_json(r);
+  j["plan_warning"] = r.plan_warning;
   return j;
 }
 
@@ -378,7 +426,12 @@ ojson to_json(const BenchResults& r) {
   return {{"schema", r.schema},
           {"quantlab_version", r.quantlab_version},
           {"created_utc", r.created_utc},
-          {"machine", {{"cpu", r.machine.cpu}, {"simd_target", r.machine.simd_target}, {"threads", r.machine.threads}}},
+          {"machine",
+           {{"cpu", r.machine.cpu},
+            {"simd_target", r.machine.simd_target},
+            {"threads", r.machine.threads},
+            {"bandwidth_gb_per_s", r.machine.bandwidth_gb_per_s},
+            {"bandwidth_source", r.machine.bandwidth_source}}},
           {"settings", settings_json(r.settings)},
           {"models", models},
           {"comparisons", comparisons},
@@ -393,11 +446,15 @@ BenchResults bench_results_from_json(const ojson& j, const std::string& source) 
   const JsonReader r(j, source);
   BenchResults b;
   b.schema = r.str("schema");
-  if (b.schema != kBenchSchemaId) r.fail("schema", fmt::format("expected '{}', got '{}'", kBenchSchemaId, b.schema));
+  const bool v1 = b.schema == kBenchSchemaIdV1;
+  if (b.schema != kBenchSchemaId && !v1)
+    r.fail("schema", fmt::format("expected '{}' (or '{}'), got '{}'", kBenchSchemaId, kBenchSchemaIdV1, b.schema));
   b.quantlab_version = r.str("quantlab_version");
   b.created_utc = r.str("created_utc");
   const JsonReader m = r.object("machine");
   b.machine = {m.str("cpu"), m.str("simd_target"), m.count("threads")};
+  if (!v1) b.machine.bandwidth_gb_per_s = m.num("bandwidth_gb_per_s"), b.machine.bandwidth_source = m.str("bandwidth_source");
+  b.schema = std::string(kBenchSchemaId);  // read into the current structs: written back as the current schema
   b.settings = read_settings(r.object("settings"));
   for (const JsonReader& model : r.array("models")) b.models.push_back(read_model(model));
   for (const JsonReader& c : r.array("comparisons")) b.comparisons.push_back(read_comparison(c));

@@ -74,6 +74,15 @@ ModelFigures figures_of(const ModelResult& r) {
   return f;
 }
 
+PlanVsMeasured plan_vs_measured(const ModelResult& r) {
+  QL_CHECK(r.plan.has_value(), "model '{}' has no plan", r.name);
+  const PlanPrediction& p = *r.plan;
+  const auto ratio = [](double measured, double predicted) { return predicted > 0 ? measured / predicted : 0.0; };
+  return {ratio(static_cast<double>(r.info.disk_bytes), static_cast<double>(p.disk_bytes())),
+          ratio(static_cast<double>(r.memory.model_bytes()), static_cast<double>(p.memory_bytes())),
+          ratio(figures_of(r).decode_tps, p.decode_tps_bound())};
+}
+
 namespace {
 
 // Candidate outcomes in the baseline's query order, matched by id (both ran the same suite).

@@ -18,7 +18,10 @@
 
 namespace quantlab::eval {
 
-inline constexpr std::string_view kBenchSchemaId = "quantlab.bench/1";
+// Version 2 added machine.bandwidth_* and models[].plan / plan_warning. The reader still accepts
+// version 1 files (they read as having no plan and no measured bandwidth).
+inline constexpr std::string_view kBenchSchemaId = "quantlab.bench/2";
+inline constexpr std::string_view kBenchSchemaIdV1 = "quantlab.bench/1";
 
 struct QueryResult {
   std::string id;
@@ -105,6 +108,28 @@ struct HarnessResult {
   double overhead_pct() const { return suite_seconds > 0 ? 100.0 * harness_seconds / suite_seconds : 0.0; }
 };
 
+// What `quantlab plan` predicts for the directory as benched (quant::estimate_as_stored), at the
+// runtime the bench session had, so that each prediction stands next to its measurement.
+struct PlanPrediction {
+  std::string origin;            // what the plan read (quant::plan_origin_name)
+  int bits = 0, group_size = 0;  // the stored setting predicted; 0: a float model as stored
+  uint64_t context = 0;          // KV-cache positions assumed: the bench session's limit
+  uint64_t prefill_batch = 0;    // tokens per prefill batch assumed for the scratch buffers
+  size_t threads = 0;            // attention-score rows assumed (one per worker)
+  uint64_t tensor_bytes = 0;     // weight tensor data
+  uint64_t header_bytes = 0;     // safetensors headers (estimated as quantlab writes them)
+  uint64_t kv_cache_bytes = 0, scratch_bytes = 0;
+  uint64_t bytes_per_token = 0;  // weight bytes one decode step reads
+  double bandwidth_gb_per_s = 0; // measured by the same bench run (0: unknown, no bound)
+
+  uint64_t disk_bytes() const { return tensor_bytes + header_bytes; }
+  uint64_t memory_bytes() const { return tensor_bytes + kv_cache_bytes + scratch_bytes; }
+  // The decode roofline: bandwidth / bytes read per token. 0 without a bandwidth.
+  double decode_tps_bound() const {
+    return bandwidth_gb_per_s > 0 && bytes_per_token ? bandwidth_gb_per_s * 1e9 / bytes_per_token : 0.0;
+  }
+};
+
 struct ModelResult {
   std::string name, dir;
   bool ok = false;
@@ -116,6 +141,8 @@ struct ModelResult {
   AccuracySummary accuracy;
   std::vector<QueryResult> queries;
   HarnessResult harness;
+  std::optional<PlanPrediction> plan;  // none when the plan could not be computed (see plan_warning)
+  std::string plan_warning;            // why there is no plan; empty when there is one
 
   std::vector<bool> correct_by_query() const;
 };
@@ -135,6 +162,8 @@ struct BenchSettings {
 struct MachineInfo {
   std::string cpu, simd_target;
   size_t threads = 0;
+  double bandwidth_gb_per_s = 0;  // memory read bandwidth, measured in the same run (0: not measured)
+  std::string bandwidth_source;   // "measured, 256 MiB, 2 threads" or "given (--bandwidth)"
 };
 
 struct BenchResults {
@@ -157,6 +186,15 @@ nlohmann::ordered_json to_json(const BenchResults& r);
 // is missing or has the wrong type.
 ModelResult model_result_from_json(const nlohmann::ordered_json& j, const std::string& source);
 BenchResults bench_results_from_json(const nlohmann::ordered_json& j, const std::string& source);
+
+// A measurement over the plan's prediction for one model (ratios; 0 where a side is missing).
+struct PlanVsMeasured {
+  double disk_ratio = 0;                // disk bytes measured / predicted
+  double memory_ratio = 0;              // model memory measured / predicted
+  double decode_fraction_of_bound = 0;  // median decode tokens/s / the plan's bound
+};
+// Requires r.plan.
+PlanVsMeasured plan_vs_measured(const ModelResult& r);
 
 // The figures the decision rules read from a measured model.
 ModelFigures figures_of(const ModelResult& r);

@@ -61,11 +61,30 @@ ModelResult model(const std::string& name, int bits, uint64_t disk, double decod
   return m;
 }
 
+// q8's prediction: disk 998,000 (measured 1,000,000), memory 1,175,536 (measured 1,200,704), 800 kB read per
+// token at 20 GB/s: a bound of 25,000 tok/s.
+PlanPrediction sample_plan() {
+  PlanPrediction p;
+  p.origin = "config.json + MLX-quantized headers";
+  p.bits = 8;
+  p.group_size = 64;
+  p.context = 400;
+  p.prefill_batch = 380;
+  p.threads = 2;
+  p.tensor_bytes = 990000;
+  p.header_bytes = 8000;
+  p.kv_cache_bytes = 65536;
+  p.scratch_bytes = 120000;
+  p.bytes_per_token = 800000;
+  p.bandwidth_gb_per_s = 20;
+  return p;
+}
+
 BenchResults sample_results() {
   BenchResults r;
   r.quantlab_version = "0.1.0";
   r.created_utc = "2025-01-01T00:00:00Z";
-  r.machine = {"Test CPU", "AVX2", 2};
+  r.machine = {"Test CPU", "AVX2", 2, 20.0, "given (--bandwidth)"};
   r.settings.suite = "tests/data/tool-calling/queries/seed5.jsonl";
   r.settings.tools = "tests/data/tool-calling/tools.json";
   r.settings.suite_queries = 5;
@@ -76,6 +95,8 @@ BenchResults sample_results() {
   r.settings.criteria.minimum_viable.speed_ratio.reset();  // a level without a rule must survive too
   r.models.push_back(model("q8", 8, 1000000, 100, {true, true, true, true, true}));
   r.models.push_back(model("q6", 6, 760000, 105, {true, false, true, true, false}));
+  r.models[0].plan = sample_plan();
+  r.models[1].plan_warning = "the plan cannot describe this model: mixed";
   ModelResult broken;
   broken.name = "broken";
   broken.dir = "/nowhere";
@@ -134,7 +155,14 @@ TEST(Report, JsonRoundTripKeepsEveryField) {
   // Writing what was read gives the same document: no field is lost or changed on the way.
   EXPECT_EQ(to_json(after).dump(), j.dump());
   // And the fields themselves, spot-checked through the structs.
-  EXPECT_EQ(after.schema, "quantlab.bench/1");
+  EXPECT_EQ(after.schema, "quantlab.bench/2");
+  EXPECT_EQ(after.machine.bandwidth_gb_per_s, 20.0);
+  EXPECT_EQ(after.machine.bandwidth_source, "given (--bandwidth)");
+  ASSERT_TRUE(after.models[0].plan.has_value());
+  EXPECT_EQ(after.models[0].plan->scratch_bytes, 120000u);
+  EXPECT_EQ(after.models[0].plan->prefill_batch, 380u);
+  EXPECT_FALSE(after.models[1].plan.has_value());
+  EXPECT_EQ(after.models[1].plan_warning, "the plan cannot describe this model: mixed");
   EXPECT_EQ(after.machine.cpu, "Test CPU");
   EXPECT_FALSE(after.settings.criteria.minimum_viable.speed_ratio.has_value());
   EXPECT_EQ(after.settings.criteria.optimal.speed_ratio, 1.1);
@@ -195,10 +223,55 @@ TEST(Report, ReaderNamesTheBadField) {
   expect_error(j, "comparisons[0].verdict: unknown value 'splendid'");
   j = good;
   j["schema"] = "quantlab.bench/0";
-  expect_error(j, "schema: expected 'quantlab.bench/1'");
+  expect_error(j, "schema: expected 'quantlab.bench/2' (or 'quantlab.bench/1')");
+  j = good;
+  j["models"][0]["plan"].erase("bytes_per_token");
+  expect_error(j, "models[0].plan.bytes_per_token: missing");
+  j = good;
+  j["machine"].erase("bandwidth_gb_per_s");
+  expect_error(j, "machine.bandwidth_gb_per_s: missing");
   j = good;
   j["models"][0]["accuracy"]["overall"]["correct"] = -1;
   expect_error(j, "models[0].accuracy.overall.correct: expected a non-negative integer");
+}
+
+// The JSON states each prediction, the bound bandwidth / bytes per token, and measured / predicted.
+TEST(Report, PlanStandsNextToTheMeasurement) {
+  const ojson j = to_json(sample_results());
+  const ojson& p = j["models"][0]["plan"];
+  EXPECT_EQ(p["disk_bytes"], 998000);
+  EXPECT_EQ(p["memory_bytes"], 990000 + 65536 + 120000);
+  EXPECT_DOUBLE_EQ(p["decode_tokens_per_second_bound"].get<double>(), 20e9 / 800000);
+  EXPECT_DOUBLE_EQ(p["measured_over_predicted"]["disk"].get<double>(), 1000000.0 / 998000);
+  EXPECT_DOUBLE_EQ(p["measured_over_predicted"]["memory"].get<double>(), 1200704.0 / 1175536);
+  // Decode: 100 and 112.5 tok/s over the two runs, median 106.25.
+  EXPECT_DOUBLE_EQ(p["measured_over_predicted"]["decode_fraction_of_bound"].get<double>(), 106.25 / 25000);
+  EXPECT_EQ(j["models"][0]["plan_warning"], "");
+  EXPECT_TRUE(j["models"][1]["plan"].is_null());
+  EXPECT_EQ(j["models"][1]["plan_warning"], "the plan cannot describe this model: mixed");
+  EXPECT_EQ(j["machine"]["bandwidth_gb_per_s"], 20.0);
+  // Without a bandwidth there is no bound, and no fraction of it.
+  BenchResults r = sample_results();
+  r.models[0].plan->bandwidth_gb_per_s = 0;
+  const ojson k = to_json(r)["models"][0]["plan"];
+  EXPECT_EQ(k["decode_tokens_per_second_bound"], 0.0);
+  EXPECT_EQ(k["measured_over_predicted"]["decode_fraction_of_bound"], 0.0);
+}
+
+// Files written before the plan existed (schema 1) still read: no plan, no bandwidth.
+TEST(Report, ReadsSchemaOneWithoutPlans) {
+  ojson j = to_json(sample_results());
+  j["schema"] = "quantlab.bench/1";
+  j["machine"].erase("bandwidth_gb_per_s");
+  j["machine"].erase("bandwidth_source");
+  for (ojson& m : j["models"]) m.erase("plan"), m.erase("plan_warning");
+  const BenchResults b = bench_results_from_json(j, "old.json");
+  EXPECT_EQ(b.schema, "quantlab.bench/2");  // upgraded on reading: written back, it has every field of 2
+  EXPECT_EQ(b.machine.bandwidth_gb_per_s, 0.0);
+  ASSERT_EQ(b.models.size(), 3u);
+  EXPECT_FALSE(b.models[0].plan.has_value());
+  EXPECT_EQ(b.models[0].plan_warning, "");
+  EXPECT_NE(render_markdown(b).find("> No plan for q8: not recorded with this result."), std::string::npos);
 }
 
 TEST(Report, MarkdownShowsVerdictsQueriesAndFailures) {
@@ -212,6 +285,13 @@ TEST(Report, MarkdownShowsVerdictsQueriesAndFailures) {
   EXPECT_NE(md.find("| q1 | direct |"), std::string::npos);
   EXPECT_NE(md.find("✗ tool get_time (+0.50)"), std::string::npos);  // q1 under q6: wrong, margin 1.5 - 1
   EXPECT_NE(md.find("| q8 | 2.000 | 1.900 | 0.1000 | 5.00 % |"), std::string::npos);
+  EXPECT_NE(md.find("## Plan vs measured"), std::string::npos);
+  EXPECT_NE(md.find("decode bound = 20.0 GB/s (given (--bandwidth))"), std::string::npos);
+  EXPECT_NE(md.find("| q8 | 8-bit g64 | 998.0 kB | 1.00 MB | 1.002 | 1.18 MB | 1.20 MB | 1.021 | 800.0 kB | 25000.0 | "
+                    "106.2 | 0 % |"),
+            std::string::npos)
+      << md;
+  EXPECT_NE(md.find("> No plan for q6: the plan cannot describe this model: mixed."), std::string::npos);
   // Reply text cannot close the report's code fence.
   EXPECT_EQ(md.find("Hello ```code```"), std::string::npos);
 }
@@ -223,6 +303,11 @@ TEST(Report, TableListsEveryModel) {
   EXPECT_NE(t.find("broken         FAILED: /nowhere/config.json: cannot open"), std::string::npos);
   EXPECT_NE(t.find("q6 vs q8: failure"), std::string::npos);
   EXPECT_NE(t.find("next step: keep q8"), std::string::npos);
+  EXPECT_NE(t.find("plan vs measured (decode bound = 20.0 GB/s"), std::string::npos) << t;
+  EXPECT_NE(t.find("q6             no plan: the plan cannot describe this model: mixed"), std::string::npos) << t;
+  const size_t row = t.find("\nq8                   8-bit g64");
+  ASSERT_NE(row, std::string::npos) << t;
+  EXPECT_NE(t.substr(row, t.find('\n', row + 1) - row).find("25000.0"), std::string::npos) << t;
 }
 
 TEST(Report, FormatBytes) {

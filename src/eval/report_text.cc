@@ -66,6 +66,57 @@ void md_models(std::string& out, const BenchResults& r) {
       "copied weights + KV cache + scratch; the memory rules compare it.\n\n";
 }
 
+// --- plan vs measured -------------------------------------------------------------------------------
+
+std::string plan_setting(const PlanPrediction& p) {
+  return p.bits ? fmt::format("{}-bit g{}", p.bits, p.group_size) : "float as stored";
+}
+
+std::string no_plan_reason(const ModelResult& m) {
+  return m.plan_warning.empty() ? "not recorded with this result" : m.plan_warning;
+}
+
+std::string bound_label(const PlanPrediction& p) {
+  return p.decode_tps_bound() > 0 ? fmt::format("{:.1f}", p.decode_tps_bound()) : "n/a";
+}
+
+std::string fraction_label(double f) { return f > 0 ? fmt::format("{:.0f} %", 100 * f) : "n/a"; }
+
+std::string bandwidth_line(const MachineInfo& m) {
+  if (m.bandwidth_gb_per_s <= 0) return "no memory bandwidth was measured, so there is no decode bound";
+  return fmt::format("decode bound = {:.1f} GB/s ({}) / weight bytes read per token", m.bandwidth_gb_per_s,
+                     m.bandwidth_source);
+}
+
+void md_plan(std::string& out, const BenchResults& r) {
+  out += fmt::format(
+      "## Plan vs measured\n\n`quantlab plan`'s prediction for each directory as stored, at the bench session's "
+      "context and prefill batch; {}.\n\n"
+      "| model | predicted as | disk plan | disk measured | measured/plan | memory plan | memory measured | "
+      "measured/plan | read/token | decode bound tok/s | decode measured tok/s | % of plan bound |\n"
+      "|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+      bandwidth_line(r.machine));
+  std::string notes;
+  for (const ModelResult& m : r.models) {
+    if (!m.ok) continue;
+    if (!m.plan) {
+      notes += fmt::format("\n> No plan for {}: {}.\n", m.name, no_plan_reason(m));
+      continue;
+    }
+    const PlanPrediction& p = *m.plan;
+    const PlanVsMeasured v = plan_vs_measured(m);
+    out += fmt::format("| {} | {} | {} | {} | {:.3f} | {} | {} | {:.3f} | {} | {} | {:.1f} | {} |\n", m.name,
+                       plan_setting(p), format_bytes(p.disk_bytes()), format_bytes(m.info.disk_bytes), v.disk_ratio,
+                       format_bytes(p.memory_bytes()), format_bytes(m.memory.model_bytes()), v.memory_ratio,
+                       format_bytes(p.bytes_per_token), bound_label(p), figures_of(m).decode_tps,
+                       fraction_label(v.decode_fraction_of_bound));
+  }
+  out += notes;
+  out +=
+      "\nMemory plan = weights + f32 KV cache at the session's context + scratch; measured = model memory above "
+      "(it also counts the f32 copies of the norms). Decode measured is the median over runs.\n\n";
+}
+
 void md_accuracy_breakdown(std::string& out, const BenchResults& r) {
   out +=
       "### Accuracy by part\n\n| model | decision | tool queries | direct queries | tool name | arguments |\n"
@@ -151,6 +202,26 @@ void md_overhead(std::string& out, const BenchResults& r) {
                      r.workers_seconds);
 }
 
+void table_plan(std::string& out, const BenchResults& r) {
+  out += fmt::format("\nplan vs measured ({})\n", bandwidth_line(r.machine));
+  out += fmt::format("{:<14} {:>15} {:>10} {:>10} {:>7} {:>10} {:>10} {:>7} {:>10} {:>10} {:>8}\n", "model",
+                     "predicted as", "disk plan", "measured", "ratio", "mem plan", "measured", "ratio", "bound t/s",
+                     "decode t/s", "of bound");
+  for (const ModelResult& m : r.models) {
+    if (!m.ok) continue;
+    if (!m.plan) {
+      out += fmt::format("{:<14} no plan: {}\n", m.name, no_plan_reason(m));
+      continue;
+    }
+    const PlanPrediction& p = *m.plan;
+    const PlanVsMeasured v = plan_vs_measured(m);
+    out += fmt::format("{:<14} {:>15} {:>10} {:>10} {:>7.3f} {:>10} {:>10} {:>7.3f} {:>10} {:>10.1f} {:>8}\n", m.name,
+                       plan_setting(p), format_bytes(p.disk_bytes()), format_bytes(m.info.disk_bytes), v.disk_ratio,
+                       format_bytes(p.memory_bytes()), format_bytes(m.memory.model_bytes()), v.memory_ratio,
+                       bound_label(p), figures_of(m).decode_tps, fraction_label(v.decode_fraction_of_bound));
+  }
+}
+
 }  // namespace
 
 std::string format_bytes(uint64_t bytes) {
@@ -167,6 +238,7 @@ std::string render_markdown(const BenchResults& r) {
                      r.settings.criteria.source, r.settings.baseline, r.machine.cpu, r.machine.simd_target);
   md_models(out, r);
   md_accuracy_breakdown(out, r);
+  md_plan(out, r);
   if (!r.comparisons.empty()) out += "## Verdicts\n\n";
   for (const Comparison& c : r.comparisons) md_comparison(out, c);
   md_queries(out, r);
@@ -191,6 +263,7 @@ std::string render_table(const BenchResults& r) {
                        m.speed.decode_tps().median, m.speed.mean_query_seconds().median,
                        accuracy_label(m.accuracy.overall));
   }
+  table_plan(out, r);
   for (const Comparison& c : r.comparisons) {
     out += fmt::format(
         "\n{} vs {}: {}  (disk {}, memory {}, speed {:.2f}x, accuracy {:+.1f} points, McNemar p = {:.3g})\n",

@@ -168,6 +168,7 @@ struct AffineLayout {
   size_t groups_per_row = 0;
   size_t padded_groups = 0;  // scale/bias buffer length: every lane's group index is below it
   int group_shift = 0;       // log2(group_size)
+  bool vector_in_one_group = false;  // every code vector lies within one group
   size_t row_bytes = 0;
   // lane i of a vector belongs to group (v*cpv >> group_shift) + lane_group[i].
   HWY_ALIGN int32_t lane_group[kMaxLanes32] = {};
@@ -184,6 +185,7 @@ inline AffineLayout MakeAffineLayout(const MatrixView& w) {
   while ((size_t{1} << L.group_shift) < static_cast<size_t>(w.group_size)) ++L.group_shift;
   L.padded_groups = (L.padded_cols >> L.group_shift) + L.lanes + 1;
   L.row_bytes = w.packed_words_per_row() * 4;
+  L.vector_in_one_group = L.codes_per_vector <= (size_t{1} << L.group_shift);
   for (size_t i = 0; i < L.lanes; ++i) {
     L.lane_group[i] = static_cast<int32_t>((i * L.codes_per_lane) >> L.group_shift);
   }

@@ -46,6 +46,18 @@ const char* active_target();
 // y[r] = sum_c W[r,c] x[c], r in [0, w.rows). Decode path.
 void matvec(const MatrixView& w, const float* x, float* y, ThreadPool& pool);
 
+// One matrix-vector product of a batch.
+struct MatvecJob {
+  MatrixView w;
+  const float* x = nullptr;
+  float* y = nullptr;
+};
+
+// y = W x for every job, in one parallel section: decode issues a few hundred small products per
+// token, so q/k/v, gate/up and the active experts run as one batch each. Affine jobs that read the
+// same x with the same layout share its preparation. Results are bit-identical to one matvec per job.
+void matvec_batch(const MatvecJob* jobs, size_t count, ThreadPool& pool);
+
 // Y[i, r] = sum_c W[r,c] X[i,c] for i < n; X is [n, w.cols], Y is [n, w.rows], both row-major.
 // Prefill path: weights are decoded once per tile and reused across the n activations.
 void matmul(const MatrixView& w, const float* x, size_t n, float* y, ThreadPool& pool);

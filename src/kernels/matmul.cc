@@ -4,7 +4,8 @@
 // order, see affine_unpack-inl.h, with the activations permuted to match; f16/bf16 widened), then runs a
 // 4x4 register-blocked micro-kernel (4 activation rows x 4 weight rows, 16 vector accumulators) over all
 // n rows, so each decoded weight is reused n times from cache. Every output element is one fixed
-// sequence of FMAs over K followed by one horizontal sum, whatever the tiling and thread count.
+// sequence of FMAs over K followed by one fixed reduction tree (SumOfFour), whatever the tiling and
+// thread count.
 #include "kernels/highway_config.h"  // must precede the hwy includes
 
 #undef HWY_TARGET_INCLUDE
@@ -51,11 +52,7 @@ inline RowBlock MakeBlock(const float* base, size_t stride, size_t first, size_t
     acc##i##2 = hn::MulAdd(a, w2, acc##i##2);              \
     acc##i##3 = hn::MulAdd(a, w3, acc##i##3);              \
   }
-#define QL_STORE_ROW(i)                                                        \
-  out[i * kBlock + 0] = SumLanes(df, acc##i##0);                               \
-  out[i * kBlock + 1] = SumLanes(df, acc##i##1);                               \
-  out[i * kBlock + 2] = SumLanes(df, acc##i##2);                               \
-  out[i * kBlock + 3] = SumLanes(df, acc##i##3)
+#define QL_STORE_ROW(i) SumOfFour(df, acc##i##0, acc##i##1, acc##i##2, acc##i##3, out + i * kBlock)
 
 // out[i*4 + j] = dot(xs.row[i], ws.row[j]) over K (a multiple of the lane count). Hand-unrolled 4x4:
 // SVE vectors cannot live in arrays, so the 16 accumulators are named variables.
@@ -166,7 +163,10 @@ void AffineMatmul(const MatrixView& w, const float* x, size_t n, float* y, Threa
   X.storage = hwy::AllocateAligned<float>(n * K);
   X.data = X.storage.get();
   X.stride = K;
-  for (size_t i = 0; i < n; ++i) PermuteActivations(L, x + i * w.cols, w.cols, X.storage.get() + i * K);
+  // Permuting n rows is O(n * cols) of scalar work: split it too, or one core idles meanwhile.
+  pool.parallel_for(n, 16, [&](size_t begin, size_t end, size_t) {
+    for (size_t i = begin; i < end; ++i) PermuteActivations(L, x + i * w.cols, w.cols, X.storage.get() + i * K);
+  });
   ForEachTile(w.rows, K, pool, [&](size_t first, size_t rows, float* buffer) {
     AffineRowBuffers& buffers = ThreadRowBuffers();
     buffers.Prepare(L);

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "hwy/aligned_allocator.h"
+#include "hwy/cache_control.h"
 #include "hwy/highway.h"
 #include "kernels/affine_unpack-inl.h"
 #include "kernels/convert-inl.h"
@@ -28,7 +29,7 @@ namespace hn = hwy::HWY_NAMESPACE;
 
 using DF = hn::ScalableTag<float>;
 
-// Rows per parallel_for chunk: enough work (~64K weights) to amortise the chunk hand-out.
+// Rows per parallel_for chunk: enough work (~64K weights, about a microsecond) to amortise the hand-out.
 inline size_t MinRowsPerChunk(size_t cols) { return std::max<size_t>(1, 65536 / std::max<size_t>(cols, 1)); }
 
 // Row-independent inputs of an affine matvec: the activations in decode order, pre-scaled for
@@ -55,105 +56,229 @@ AffineActivations PrepareActivations(const AffineLayout& L, const float* x, size
   return a;
 }
 
-// sum_k q_k * x_k over the codes of vector v, per lane. Four (c >= 8) or two partial sums shorten the
-// FMA dependency chains.
-template <int kBits, class DF>
-HWY_INLINE hn::Vec<DF> CodeVectorDot(DF df, const AffineUnpacker<kBits>& unpacker, const uint8_t* row,
-                                     size_t v, const float* xp) {
-  constexpr size_t kC = AffineUnpacker<kBits>::kCodesPerLane;
-  constexpr size_t kChains = kC >= 8 ? 4 : 2;
-  // Lanes(df) is a compile-time constant on fixed-width targets: the activation loads then use
-  // immediate offsets from one pointer instead of one register per code (GPR pressure).
-  const size_t N = hn::Lanes(df);
-  const auto lanes = unpacker.Load(row, v);
-  const float* xv = xp + v * (N * kC);
-  auto t0 = hn::Zero(df), t1 = hn::Zero(df), t2 = hn::Zero(df), t3 = hn::Zero(df);
-  Unroll<0, kC>([&](auto k) {
-    constexpr size_t K = decltype(k)::value;
-    const auto q = unpacker.template CodeInPlace<K>(df, lanes);
-    auto& t = (K % kChains == 0) ? t0 : (K % kChains == 1) ? t1 : (K % kChains == 2) ? t2 : t3;
-    t = hn::MulAdd(q, hn::LoadU(df, xv + K * N), t);
-  });
-  return kChains == 4 ? hn::Add(hn::Add(t0, t1), hn::Add(t2, t3)) : hn::Add(t0, t1);
+// The scale (or bias) of every lane of vector v: one broadcast when the vector lies in one group.
+template <class DF>
+HWY_INLINE hn::Vec<DF> VectorGroupValues(DF df, const AffineLayout& L, const float* per_group, size_t v) {
+  if (L.vector_in_one_group) return hn::Set(df, per_group[(v * L.codes_per_vector) >> L.group_shift]);
+  return LaneGroupValues(df, L, per_group, v);
 }
 
-// One output: sum_g scale_g * dot(q_g, x_g) + bias_g * sum(x_g). When a group spans whole code vectors
-// its scale is one broadcast; when a vector spans several groups each lane gets its group's scale.
+// The bias term sum_g bias_g * sum(x_g), added lane-wise to a row's accumulator. Lanes past the last
+// group meet zero group sums.
+template <class DF>
+HWY_INLINE hn::Vec<DF> AddBiasTerm(DF df, const AffineLayout& L, hn::Vec<DF> acc, const float* biases,
+                                   const float* sums) {
+  const size_t N = hn::Lanes(df);
+  for (size_t g = 0; g < L.groups_per_row; g += N) acc = hn::MulAdd(hn::LoadU(df, biases + g), hn::LoadU(df, sums + g), acc);
+  return acc;
+}
+
+// Four consecutive outputs at once: y = sum_v scale_v * dot(q_v, x_v) + bias term, per row. Each
+// activation vector is loaded once for the four rows (f32 activations cost 8x the bytes of 4-bit
+// codes, so one row at a time is bound by loads, not by memory or FMAs), the AND masks stay in
+// registers, and the four horizontal sums share one reduction. Every row runs the same operations (two
+// FMA chains, even and odd codes, one FMA with the scales per vector, one reduction tree) in every
+// block, so a row's result depends on nothing but its own data: not on the chunking, nor on the thread
+// count. SVE vectors cannot live in arrays, hence the named variables.
+#define QL_ROW_LOAD(r) \
+  hwy::Prefetch(rows[r] + ahead + v * vector_bytes); \
+  const auto lanes##r = unpacker.Load(rows[r], v); \
+  auto even##r = hn::Zero(df), odd##r = hn::Zero(df);
+#define QL_ROW_FMA(r)                                                        \
+  {                                                                          \
+    const auto q = unpacker.template CodeInPlace<K>(df, lanes##r);           \
+    if constexpr (K % 2 == 0) even##r = hn::MulAdd(q, xk, even##r);          \
+    else odd##r = hn::MulAdd(q, xk, odd##r);                                 \
+  }
+#define QL_ROW_SCALE(r) \
+  acc##r = hn::MulAdd(hn::Add(even##r, odd##r), VectorGroupValues(df, L, scales[r], v), acc##r);
+#define QL_FOUR_ROWS(M) M(0) M(1) M(2) M(3)
+
+constexpr size_t kPrefetchBytes = 8192;
+
 template <int kBits>
-HWY_INLINE float AffineRowDot(const AffineUnpacker<kBits>& unpacker, const AffineLayout& L,
-                              const uint8_t* row, const AffineActivations& x, const float* scales,
-                              const float* biases) {
+HWY_NOINLINE void AffineRowsDot4(const AffineUnpacker<kBits>& unpacker, const AffineLayout& L,
+                                 const uint8_t* const* rows, const AffineActivations& x,
+                                 const float* const* scales, const float* const* biases, float* out) {
+  constexpr size_t kC = AffineUnpacker<kBits>::kCodesPerLane;
   const DF df;
   const size_t N = hn::Lanes(df);
-  const float* xp = x.permuted.get();
-  auto acc = hn::Zero(df);
-  const size_t vectors_per_group = (size_t{1} << L.group_shift) / L.codes_per_vector;
-  if (vectors_per_group >= 1) {
-    for (size_t g = 0, v = 0; g < L.groups_per_row; ++g) {
-      auto t = CodeVectorDot(df, unpacker, row, v++, xp);
-      for (size_t i = 1; i < vectors_per_group; ++i) t = hn::Add(t, CodeVectorDot(df, unpacker, row, v++, xp));
-      acc = hn::MulAdd(t, hn::Set(df, scales[g]), acc);
-    }
-  } else {
-    for (size_t v = 0; v < L.vectors_per_row; ++v) {
-      acc = hn::MulAdd(CodeVectorDot(df, unpacker, row, v, xp), LaneGroupValues(df, L, scales, v), acc);
-    }
+  auto acc0 = hn::Zero(df), acc1 = hn::Zero(df), acc2 = hn::Zero(df), acc3 = hn::Zero(df);
+  // Four interleaved row streams defeat the hardware prefetchers (8-bit decode from DRAM ran at half
+  // speed), so each stream prefetches the same bytes of a row about 8 KiB further on (~250 ns of
+  // streaming at 30 GB/s, over twice the DRAM latency; measured best of 4/8/16 rows in kernels_bench).
+  // Prefetches past the matrix end are harmless hints.
+  const size_t ahead = std::max<size_t>(4, (kPrefetchBytes + L.row_bytes - 1) / L.row_bytes) * L.row_bytes;
+  const size_t vector_bytes = unpacker.codes_per_vector() * kBits / 8;
+  for (size_t v = 0; v < L.vectors_per_row; ++v) {
+    const float* xv = x.permuted.get() + v * (N * kC);
+    QL_FOUR_ROWS(QL_ROW_LOAD)
+    Unroll<0, kC>([&](auto k) {
+      constexpr size_t K = decltype(k)::value;
+      const auto xk = hn::LoadU(df, xv + K * N);
+      QL_FOUR_ROWS(QL_ROW_FMA)
+    });
+    QL_FOUR_ROWS(QL_ROW_SCALE)
   }
-  // Biases: a dot over the row's groups; lanes past the last group meet zero group sums.
   const float* sums = x.group_sums.get();
-  for (size_t g = 0; g < L.groups_per_row; g += N) {
-    acc = hn::MulAdd(hn::LoadU(df, biases + g), hn::LoadU(df, sums + g), acc);
-  }
-  return SumLanes(df, acc);
+  SumOfFour(df, AddBiasTerm(df, L, acc0, biases[0], sums), AddBiasTerm(df, L, acc1, biases[1], sums),
+            AddBiasTerm(df, L, acc2, biases[2], sums), AddBiasTerm(df, L, acc3, biases[3], sums), out);
 }
 
+#undef QL_FOUR_ROWS
+#undef QL_ROW_LOAD
+#undef QL_ROW_FMA
+#undef QL_ROW_SCALE
+
+constexpr size_t kQuad = 4;
+
+// Rows [first, first + count) of one block loaded into `buffers`, four at a time (first is a multiple
+// of four). A partial quad at the end of the matrix repeats its last row and drops those results.
 template <int kBits>
-void AffineMatvec(const MatrixView& w, const float* x, float* y, ThreadPool& pool) {
-  const AffineUnpacker<kBits> unpacker;
-  const AffineLayout L = MakeAffineLayout(w);
-  const AffineActivations xa = PrepareActivations<kBits>(L, x, w.cols, static_cast<size_t>(w.group_size));
-  pool.parallel_for(w.rows, MinRowsPerChunk(w.cols), [&](size_t begin, size_t end, size_t) {
-    AffineRowBuffers& buffers = ThreadRowBuffers();
-    buffers.Prepare(L);
-    for (size_t first = begin; first < end; first += AffineRowBuffers::kRowBlock) {
-      const size_t count = std::min(AffineRowBuffers::kRowBlock, end - first);
-      buffers.LoadBlock(w, L, first, count);
-      for (size_t i = 0; i < count; ++i) {
-        y[first + i] = AffineRowDot(unpacker, L, buffers.Row(w, L, first + i), xa, buffers.scales(L, i),
-                                    buffers.biases(L, i));
-      }
+HWY_INLINE void AffineBlock(const AffineUnpacker<kBits>& unpacker, const MatrixView& w, const AffineLayout& L,
+                            AffineRowBuffers& buffers, const AffineActivations& x, size_t first, size_t count,
+                            float* y) {
+  for (size_t i = 0; i < count; i += kQuad) {
+    const uint8_t* rows[kQuad];
+    const float* scales[kQuad];
+    const float* biases[kQuad];
+    for (size_t j = 0; j < kQuad; ++j) {
+      const size_t row = std::min(i + j, count - 1);
+      rows[j] = buffers.Row(w, L, first + row);
+      scales[j] = buffers.scales(L, row);
+      biases[j] = buffers.biases(L, row);
     }
-  });
+    float out[kQuad];
+    AffineRowsDot4(unpacker, L, rows, x, scales, biases, out);
+    std::copy_n(out, std::min(kQuad, count - i), y + first + i);
+  }
+}
+
+// One job of a batch, ready to run: its work is counted in quads of rows (the unit handed out to
+// threads), and `run` computes the quads [begin, end) of it.
+struct PreparedJob {
+  const MatvecJob* job = nullptr;
+  size_t quads = 0;
+  const AffineLayout* layout = nullptr;     // affine only
+  const AffineActivations* x = nullptr;    // affine only
+  void (*run)(const PreparedJob&, size_t begin, size_t end) = nullptr;
+};
+
+template <int kBits>
+void RunAffineQuads(const PreparedJob& p, size_t begin, size_t end) {
+  static const AffineUnpacker<kBits> unpacker;  // shuffle tables depend only on the target
+  const MatrixView& w = p.job->w;
+  const AffineLayout& L = *p.layout;
+  AffineRowBuffers& buffers = ThreadRowBuffers();
+  buffers.Prepare(L);
+  const size_t last = std::min(w.rows, end * kQuad);
+  for (size_t first = begin * kQuad; first < last; first += AffineRowBuffers::kRowBlock) {
+    const size_t count = std::min(AffineRowBuffers::kRowBlock, last - first);
+    buffers.LoadBlock(w, L, first, count);
+    AffineBlock(unpacker, w, L, buffers, *p.x, first, count, p.job->y);
+  }
 }
 
 template <typename T>
-void FloatMatvec(const MatrixView& w, const float* x, float* y, ThreadPool& pool) {
+void RunFloatQuads(const PreparedJob& p, size_t begin, size_t end) {
+  const MatrixView& w = p.job->w;
   const T* data = static_cast<const T*>(w.data);
-  pool.parallel_for(w.rows, MinRowsPerChunk(w.cols), [&](size_t begin, size_t end, size_t) {
-    for (size_t r = begin; r < end; ++r) y[r] = DotF32(x, data + r * w.cols, w.cols);
-  });
+  const size_t last = std::min(w.rows, end * kQuad);
+  for (size_t r = begin * kQuad; r < last; ++r) p.job->y[r] = DotF32(p.job->x, data + r * w.cols, w.cols);
 }
 
-void MatvecImpl(const MatrixView& w, const float* x, float* y, ThreadPool& pool) {
-  switch (w.type) {
-    case WeightType::kF32:
-      return FloatMatvec<float>(w, x, y, pool);
-    case WeightType::kF16:
-      return FloatMatvec<hwy::float16_t>(w, x, y, pool);
-    case WeightType::kBF16:
-      return FloatMatvec<hwy::bfloat16_t>(w, x, y, pool);
-    case WeightType::kAffine:
-      break;
+using QuadRunner = void (*)(const PreparedJob&, size_t, size_t);
+
+QuadRunner AffineRunner(int bits) {
+  switch (bits) {
+    case 2: return RunAffineQuads<2>;
+    case 3: return RunAffineQuads<3>;
+    case 4: return RunAffineQuads<4>;
+    case 5: return RunAffineQuads<5>;
+    case 6: return RunAffineQuads<6>;
+    case 7: return RunAffineQuads<7>;
+    default: return RunAffineQuads<8>;
   }
-  switch (w.bits) {
-    case 2: return AffineMatvec<2>(w, x, y, pool);
-    case 3: return AffineMatvec<3>(w, x, y, pool);
-    case 4: return AffineMatvec<4>(w, x, y, pool);
-    case 5: return AffineMatvec<5>(w, x, y, pool);
-    case 6: return AffineMatvec<6>(w, x, y, pool);
-    case 7: return AffineMatvec<7>(w, x, y, pool);
-    default: return AffineMatvec<8>(w, x, y, pool);
+}
+
+AffineActivations PrepareFor(int bits, const AffineLayout& L, const float* x, size_t cols, size_t group) {
+  switch (bits) {
+    case 2: return PrepareActivations<2>(L, x, cols, group);
+    case 3: return PrepareActivations<3>(L, x, cols, group);
+    case 4: return PrepareActivations<4>(L, x, cols, group);
+    case 5: return PrepareActivations<5>(L, x, cols, group);
+    case 6: return PrepareActivations<6>(L, x, cols, group);
+    case 7: return PrepareActivations<7>(L, x, cols, group);
+    default: return PrepareActivations<8>(L, x, cols, group);
   }
+}
+
+// Layouts and prepared activations of a batch; affine jobs with the same input vector and the same
+// bits, group size and width (q/k/v, gate/up, the active experts' gate/up) share one preparation.
+struct BatchInputs {
+  std::vector<AffineLayout> layouts;
+  std::vector<AffineActivations> activations;
+  std::vector<size_t> owner;  // per activation: the job index that prepared it
+
+  size_t Find(const MatvecJob* jobs, const MatvecJob& job) const {
+    for (size_t i = 0; i < owner.size(); ++i) {
+      const MatvecJob& o = jobs[owner[i]];
+      if (o.x == job.x && o.w.bits == job.w.bits && o.w.group_size == job.w.group_size && o.w.cols == job.w.cols)
+        return i;
+    }
+    return owner.size();
+  }
+};
+
+std::vector<PreparedJob> PrepareJobs(const MatvecJob* jobs, size_t count, BatchInputs& inputs) {
+  inputs.layouts.reserve(count);  // PreparedJob keeps pointers into these vectors
+  inputs.activations.reserve(count);
+  std::vector<PreparedJob> prepared(count);
+  for (size_t j = 0; j < count; ++j) {
+    const MatvecJob& job = jobs[j];
+    PreparedJob& p = prepared[j];
+    p.job = &job;
+    p.quads = (job.w.rows + kQuad - 1) / kQuad;
+    switch (job.w.type) {
+      case WeightType::kF32: p.run = RunFloatQuads<float>; continue;
+      case WeightType::kF16: p.run = RunFloatQuads<hwy::float16_t>; continue;
+      case WeightType::kBF16: p.run = RunFloatQuads<hwy::bfloat16_t>; continue;
+      case WeightType::kAffine: break;
+    }
+    size_t a = inputs.Find(jobs, job);
+    if (a == inputs.owner.size()) {
+      inputs.layouts.push_back(MakeAffineLayout(job.w));
+      inputs.activations.push_back(PrepareFor(job.w.bits, inputs.layouts.back(), job.x, job.w.cols,
+                                              static_cast<size_t>(job.w.group_size)));
+      inputs.owner.push_back(j);
+    }
+    p.layout = &inputs.layouts[a];
+    p.x = &inputs.activations[a];
+    p.run = AffineRunner(job.w.bits);
+  }
+  return prepared;
+}
+
+// All jobs' quads form one index space handed out in chunks; a chunk may span jobs. Every quad is
+// computed the same way wherever it lands, so results equal those of one matvec per job.
+void MatvecBatchImpl(const MatvecJob* jobs, size_t count, ThreadPool& pool) {
+  BatchInputs inputs;
+  const std::vector<PreparedJob> prepared = PrepareJobs(jobs, count, inputs);
+  std::vector<size_t> starts(count + 1, 0);
+  size_t widest = 1;
+  for (size_t j = 0; j < count; ++j) {
+    starts[j + 1] = starts[j] + prepared[j].quads;
+    widest = std::max(widest, jobs[j].w.cols);
+  }
+  const auto run_chunk = [&](size_t begin, size_t end, size_t) {
+    size_t j = static_cast<size_t>(std::upper_bound(starts.begin(), starts.end(), begin) - starts.begin()) - 1;
+    for (; j < count && starts[j] < end; ++j) {
+      const size_t lo = std::max(begin, starts[j]) - starts[j], hi = std::min(end, starts[j + 1]) - starts[j];
+      if (lo < hi) prepared[j].run(prepared[j], lo, hi);
+    }
+  };
+  // Fine chunks: a thread left idle at the end of a ~50 us section costs more than 16 atomic adds.
+  pool.parallel_for(starts[count], MinRowsPerChunk(widest) / kQuad, run_chunk, 16);
 }
 
 }  // namespace quantlab::kernels::HWY_NAMESPACE
@@ -162,11 +287,16 @@ HWY_AFTER_NAMESPACE();
 #if HWY_ONCE
 namespace quantlab::kernels {
 
-HWY_EXPORT(MatvecImpl);
+HWY_EXPORT(MatvecBatchImpl);
+
+void matvec_batch(const MatvecJob* jobs, size_t count, ThreadPool& pool) {
+  for (size_t j = 0; j < count; ++j) check_matrix_view(jobs[j].w, "matvec");
+  HWY_DYNAMIC_DISPATCH(MatvecBatchImpl)(jobs, count, pool);
+}
 
 void matvec(const MatrixView& w, const float* x, float* y, ThreadPool& pool) {
-  check_matrix_view(w, "matvec");
-  HWY_DYNAMIC_DISPATCH(MatvecImpl)(w, x, y, pool);
+  const MatvecJob job{w, x, y};
+  matvec_batch(&job, 1, pool);
 }
 
 }  // namespace quantlab::kernels

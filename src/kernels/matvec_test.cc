@@ -151,6 +151,49 @@ TEST(MatvecTest, FloatWeightsMatchDoubleReference) {
   }
 }
 
+// A batch mixing shared and distinct inputs, widths, float and affine weights gives, for every job,
+// the bytes that one matvec per job gives, whatever the thread count (chunks span job boundaries).
+TEST(MatvecTest, BatchEqualsOneMatvecPerJob) {
+  std::mt19937 rng(11);
+  const size_t cols = 256;
+  const AffineMatrix q = testing::quantized_random(rng, 301, cols, 4, 64, DType::kF16);  // > 64 quads: split
+  const AffineMatrix k = testing::quantized_random(rng, 157, cols, 4, 64, DType::kF16);
+  const AffineMatrix six = testing::quantized_random(rng, 9, cols, 6, 32, DType::kBF16);
+  const AffineMatrix other = testing::quantized_random(rng, 5, cols, 4, 64, DType::kF16);
+  std::vector<float> wf = testing::random_floats(rng, 7 * cols, -1.0f, 1.0f);
+  const std::vector<uint8_t> bf16 = testing::to_storage(DType::kBF16, wf);
+  MatrixView fv;
+  fv.type = WeightType::kBF16;
+  fv.rows = 7;
+  fv.cols = cols;
+  fv.data = bf16.data();
+  const std::vector<float> x1 = testing::random_floats(rng, cols, -1.0f, 1.0f);
+  const std::vector<float> x2 = testing::random_floats(rng, cols, -1.0f, 1.0f);
+  const std::vector<std::pair<MatrixView, const float*>> parts = {
+      {q.view(), x1.data()}, {k.view(), x1.data()}, {six.view(), x1.data()}, {other.view(), x2.data()},
+      {fv, x2.data()}};
+  for_each_target([&] {
+    ThreadPool one(1);
+    std::vector<std::vector<float>> expected;
+    for (const auto& [w, x] : parts) {
+      expected.emplace_back(w.rows);
+      matvec(w, x, expected.back().data(), one);
+    }
+    for (size_t threads : {1, 2, 3}) {
+      ThreadPool pool(threads);
+      std::vector<std::vector<float>> got;
+      std::vector<MatvecJob> jobs;
+      for (const auto& [w, x] : parts) got.emplace_back(w.rows, -1.0f);
+      for (size_t j = 0; j < parts.size(); ++j) jobs.push_back({parts[j].first, parts[j].second, got[j].data()});
+      matvec_batch(jobs.data(), jobs.size(), pool);
+      for (size_t j = 0; j < parts.size(); ++j) {
+        EXPECT_EQ(0, std::memcmp(expected[j].data(), got[j].data(), got[j].size() * 4))
+            << "job " << j << ", " << threads << " threads";
+      }
+    }
+  });
+}
+
 TEST(MatvecTest, RejectsInvalidViews) {
   std::mt19937 rng(1);
   const AffineMatrix m = testing::quantized_random(rng, 2, 64, 4, 32, DType::kF16);

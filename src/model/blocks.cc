@@ -10,9 +10,12 @@ namespace quantlab::model {
 
 namespace {
 
+// Exactly n elements of capacity: resize alone may double it, and memory reports count capacity.
 template <typename T>
 void grow(std::vector<T>& v, size_t n) {
-  if (v.size() < n) v.resize(n);
+  if (v.size() >= n) return;
+  v.reserve(n);
+  v.resize(n);
 }
 
 template <typename T>
@@ -54,8 +57,10 @@ void Scratch::ensure(const ModelDims& dims, size_t n, size_t ctx, size_t nworker
   grow(cos, tokens * dims.head_dim / 2);
   grow(sin, tokens * dims.head_dim / 2);
   grow(scores, workers * context);
-  grow(gate, tokens * std::max(dims.intermediate, dims.moe_intermediate));
-  grow(up, tokens * std::max(dims.intermediate, dims.moe_intermediate));
+  // MoE decode runs the k active experts side by side: k * moe_intermediate for one token.
+  const size_t mlp_width = std::max({tokens * dims.intermediate, tokens * dims.moe_intermediate, k * dims.moe_intermediate});
+  grow(gate, mlp_width);
+  grow(up, mlp_width);
   if (dims.experts == 0) return;
   grow(router, tokens * dims.experts);
   grow(route_expert, tokens * k);
@@ -71,10 +76,26 @@ size_t Scratch::bytes() const {
          byte_size(expert_out);
 }
 
-void apply_linear(const Linear& l, const float* x, size_t n, float* y, ThreadPool& pool) {
-  apply_matrix(l.weight, x, n, y, pool);
+void add_bias(const Linear& l, size_t n, float* y) {
   if (l.bias.empty()) return;
   for (size_t i = 0; i < n; ++i) kernels::axpy(1.0f, l.bias.data(), y + i * l.bias.size(), l.bias.size());
+}
+
+void apply_linear(const Linear& l, const float* x, size_t n, float* y, ThreadPool& pool) {
+  apply_matrix(l.weight, x, n, y, pool);
+  add_bias(l, n, y);
+}
+
+void apply_linears(std::initializer_list<LinearOutput> outputs, const float* x, size_t n, ThreadPool& pool) {
+  if (n != 1) {
+    for (const LinearOutput& o : outputs) apply_linear(*o.linear, x, n, o.y, pool);
+    return;
+  }
+  std::vector<kernels::MatvecJob> jobs;
+  jobs.reserve(outputs.size());
+  for (const LinearOutput& o : outputs) jobs.push_back({o.linear->weight, x, o.y});
+  kernels::matvec_batch(jobs.data(), jobs.size(), pool);
+  for (const LinearOutput& o : outputs) add_bias(*o.linear, 1, o.y);
 }
 
 void rms_norm_rows(const float* in, const std::vector<float>& weight, size_t n, float eps, float* out) {
@@ -95,9 +116,7 @@ void attention_block(const Layer& layer, size_t layer_index, const ModelDims& di
   float* values = cache.values(layer_index) + b.first_position * kv_dim;
   {
     ScopedPhase phase(t, Phase::kAttentionProj);
-    apply_linear(w.q, s.normed.data(), n, s.q.data(), pool);
-    apply_linear(w.k, s.normed.data(), n, keys, pool);
-    apply_linear(w.v, s.normed.data(), n, values, pool);
+    apply_linears({{&w.q, s.q.data()}, {&w.k, keys}, {&w.v, values}}, s.normed.data(), n, pool);
   }
   {
     ScopedPhase phase(t, Phase::kQkNormRope);
@@ -149,23 +168,15 @@ namespace {
 
 void dense_mlp(const DenseMlp& m, const ModelDims& dims, size_t n, Scratch& s, ThreadPool& pool) {
   const size_t I = dims.intermediate;
-  apply_linear(m.gate, s.normed.data(), n, s.gate.data(), pool);
-  apply_linear(m.up, s.normed.data(), n, s.up.data(), pool);
+  apply_linears({{&m.gate, s.gate.data()}, {&m.up, s.up.data()}}, s.normed.data(), n, pool);
   kernels::silu_mul(s.gate.data(), s.up.data(), n * I, s.gate.data());
   apply_linear(m.down, s.gate.data(), n, s.proj.data(), pool);
 }
 
 // Runs every expert on the tokens routed to it (gathered into one batch, so prefill reuses each
-// decoded weight tile across tokens), then mixes each token's k outputs in slot order.
-void moe_mlp(const MoeMlp& m, const ModelDims& dims, size_t n, Scratch& s, ThreadPool& pool, Timings& t) {
+// decoded weight tile across tokens); row (token * k + slot) of expert_out receives each result.
+void experts_by_batch(const MoeMlp& m, const ModelDims& dims, size_t n, Scratch& s, ThreadPool& pool) {
   const size_t H = dims.hidden, E = dims.experts, k = dims.experts_per_token, Im = dims.moe_intermediate;
-  {
-    ScopedPhase phase(t, Phase::kRouter);
-    apply_linear(m.router, s.normed.data(), n, s.router.data(), pool);
-    for (size_t i = 0; i < n; ++i)
-      route_token(s.router.data() + i * E, dims, s.route_expert.data() + i * k, s.route_weight.data() + i * k);
-  }
-  ScopedPhase phase(t, Phase::kExperts);
   std::vector<size_t> slots;  // (token * k + slot) entries routed to the current expert
   for (size_t e = 0; e < E; ++e) {
     slots.clear();
@@ -182,6 +193,45 @@ void moe_mlp(const MoeMlp& m, const ModelDims& dims, size_t n, Scratch& s, Threa
     apply_matrix(m.down[e], s.gate.data(), m_rows, s.gathered.data(), pool);
     for (size_t r = 0; r < m_rows; ++r)
       std::copy_n(s.gathered.data() + r * H, H, s.expert_out.data() + slots[r] * H);
+  }
+}
+
+// One token (decode): the k active experts' gate and up projections run as one batched parallel
+// section, then their down projections as another, instead of 3k small sections. Each product is
+// bit-identical to experts_by_batch's.
+void active_experts_one_token(const MoeMlp& m, const ModelDims& dims, Scratch& s, ThreadPool& pool) {
+  const size_t H = dims.hidden, k = dims.experts_per_token, Im = dims.moe_intermediate;
+  std::vector<kernels::MatvecJob> jobs;
+  jobs.reserve(2 * k);
+  for (size_t slot = 0; slot < k; ++slot) {
+    const auto e = static_cast<size_t>(s.route_expert[slot]);
+    jobs.push_back({m.gate[e], s.normed.data(), s.gate.data() + slot * Im});
+    jobs.push_back({m.up[e], s.normed.data(), s.up.data() + slot * Im});
+  }
+  kernels::matvec_batch(jobs.data(), jobs.size(), pool);
+  kernels::silu_mul(s.gate.data(), s.up.data(), k * Im, s.gate.data());
+  jobs.clear();
+  for (size_t slot = 0; slot < k; ++slot) {
+    const auto e = static_cast<size_t>(s.route_expert[slot]);
+    jobs.push_back({m.down[e], s.gate.data() + slot * Im, s.expert_out.data() + slot * H});
+  }
+  kernels::matvec_batch(jobs.data(), jobs.size(), pool);
+}
+
+// Routes each token to its k experts, runs them, then mixes each token's k outputs in slot order.
+void moe_mlp(const MoeMlp& m, const ModelDims& dims, size_t n, Scratch& s, ThreadPool& pool, Timings& t) {
+  const size_t H = dims.hidden, E = dims.experts, k = dims.experts_per_token;
+  {
+    ScopedPhase phase(t, Phase::kRouter);
+    apply_linear(m.router, s.normed.data(), n, s.router.data(), pool);
+    for (size_t i = 0; i < n; ++i)
+      route_token(s.router.data() + i * E, dims, s.route_expert.data() + i * k, s.route_weight.data() + i * k);
+  }
+  ScopedPhase phase(t, Phase::kExperts);
+  if (n == 1) {
+    active_experts_one_token(m, dims, s, pool);
+  } else {
+    experts_by_batch(m, dims, n, s, pool);
   }
   std::fill_n(s.proj.data(), n * H, 0.0f);
   for (size_t i = 0; i < n; ++i)

@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <vector>
 
 #include "core/thread_pool.h"
@@ -45,6 +46,13 @@ struct Batch {
 
 // y[i] = W x[i] (+ bias) for i < n; y is [n, W.rows].
 void apply_linear(const Linear& l, const float* x, size_t n, float* y, ThreadPool& pool);
+
+// Several linears of the same input (q/k/v, gate/up): for one token, one batched parallel section.
+struct LinearOutput {
+  const Linear* linear;
+  float* y;
+};
+void apply_linears(std::initializer_list<LinearOutput> outputs, const float* x, size_t n, ThreadPool& pool);
 
 // RMSNorm of each of the n rows of `in` (width = weight.size()) into `out`.
 void rms_norm_rows(const float* in, const std::vector<float>& weight, size_t n, float eps, float* out);

@@ -183,6 +183,24 @@ SizeEstimate estimate_size(const PlanSource& source, int bits, int group_size, c
   return e;
 }
 
+SizeEstimate estimate_as_stored(const PlanSource& source, const RuntimeAssumptions& runtime) {
+  if (source.stored_quant)
+    return estimate_size(source, source.stored_quant->bits, source.stored_quant->group_size, runtime);
+  QuantPlan plan = make_quant_plan(source.config, source.tensors, PlanOptions{});
+  for (auto& t : plan.tensors) {  // nothing quantized, nothing cast: the float files as they are
+    t.quant.reset();
+    t.float_dtype = t.source_dtype;
+  }
+  SizeEstimate e;
+  e.parameters = plan.total_parameters();
+  e.tensor_bytes = plan.output_bytes();
+  e.header_bytes = estimate_header_bytes(plan.output_specs());
+  e.kv_cache_bytes = kv_cache_bytes(source.config, runtime.context);
+  e.scratch_bytes = scratch_bytes(source.config, runtime);
+  e.bytes_per_token = decode_bytes_per_token(source.config, plan);
+  return e;
+}
+
 uint64_t float16_bytes(const PlanSource& source) {
   const QuantPlan plan = make_quant_plan(source.config, source.tensors, PlanOptions{});
   uint64_t n = 0;

@@ -58,6 +58,11 @@ struct SizeEstimate {
 // Throws Error(kUsage) for unsupported bits / group sizes (as quantize does).
 SizeEstimate estimate_size(const PlanSource& source, int bits, int group_size, const RuntimeAssumptions& runtime);
 
+// The directory's own storage as the engine maps it, for comparing a plan with a measurement
+// (`bench`): an MLX-quantized source at its stored bits and group size (estimate_size), a float
+// source with every tensor kept in its stored dtype (bits and group_size then 0).
+SizeEstimate estimate_as_stored(const PlanSource& source, const RuntimeAssumptions& runtime);
+
 // Tensor bytes of the same model stored in float16 (tied lm_head dropped, as quantize drops it).
 uint64_t float16_bytes(const PlanSource& source);
 
