@@ -12,6 +12,9 @@
 
 #include "core/mapped_file.h"
 #include "io/safetensors.h"
+#include "model/model.h"
+#include "model/session.h"
+#include "quant/size_plan.h"
 #include "quant/quantizer.h"
 #include "test_support.h"
 
@@ -106,6 +109,24 @@ TEST(PlanPrediction, QuantizedDirectoryAtItsOwnSetting) {
     EXPECT_EQ(p.kv_cache_bytes, 2ull * uint64_t(c["num_hidden_layers"]) * uint64_t(c["num_key_value_heads"]) *
                                     head_dim * sizeof(float) * 300);
     EXPECT_EQ(p.bandwidth_gb_per_s, 0);  // the parent stamps the run's bandwidth
+  }
+}
+
+// The plan's scratch mirrors model::Scratch: after a prompt of P tokens and D decode steps at T threads,
+// the engine holds exactly the scratch the plan predicts for context P + D, batch P, T threads (dense, and
+// MoE whose decode runs the k experts side by side).
+TEST(PlanPrediction, ScratchEqualsTheEnginesAfterPrefillAndDecode) {
+  for (const std::string& dir : {kDense, kMoe}) {
+    SCOPED_TRACE(dir);
+    const model::Model m = model::Model::load(dir);
+    ThreadPool pool(2);
+    model::Session session(m, pool);
+    std::vector<int32_t> prompt(37);
+    for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = static_cast<int32_t>(i % 50 + 1);
+    session.forward(prompt);
+    for (int32_t t = 0; t < 5; ++t) session.forward(std::vector<int32_t>{t + 3});
+    const quant::SizeEstimate e = quant::estimate_as_stored(quant::load_plan_source(dir), runtime(42, 37, 2));
+    EXPECT_EQ(session.memory().scratch, e.scratch_bytes);
   }
 }
 

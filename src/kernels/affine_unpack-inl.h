@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "core/dtype.h"
+#include "hwy/cache_control.h"
 #include "hwy/highway.h"
 #include "kernels/convert-inl.h"
 #include "kernels/kernels.h"
@@ -236,6 +237,20 @@ class AffineRowBuffers {
     ConvertToF32Row(w.scale_type, static_cast<const uint8_t*>(w.biases) + offset, n, biases_.data());
     std::fill(scales_.begin() + n, scales_.begin() + n + L.padded_groups, 0.0f);
     std::fill(biases_.begin() + n, biases_.begin() + n + L.padded_groups, 0.0f);
+  }
+
+  // Hints the scales and biases of rows [first, first + count) (clamped to the matrix) into the cache.
+  // They are two streams of their own, 1/8 to 1/16 the bytes of the codes, converted in bursts of a
+  // block: without prefetching, their misses took 13 % of 4-bit decode.
+  static void PrefetchParams(const MatrixView& w, const AffineLayout& L, size_t first, size_t count) {
+    if (first >= w.rows) return;
+    count = std::min(count, w.rows - first);
+    const size_t stride = L.groups_per_row * dtype_size(w.scale_type);
+    const size_t begin = first * stride, end = (first + count) * stride;
+    for (size_t b = begin; b < end; b += 64) {
+      hwy::Prefetch(static_cast<const uint8_t*>(w.scales) + b);
+      hwy::Prefetch(static_cast<const uint8_t*>(w.biases) + b);
+    }
   }
 
   // Row r's packed bytes (r in the matrix), readable past the row end by one vector load.

@@ -90,6 +90,13 @@ void axpy(float a, const float* x, float* y, size_t n);
 void attend_head(const float* q, const float* k, const float* v, size_t n_ctx, size_t head_dim,
                  size_t kv_stride, float scale, float* scratch, float* out);
 
+// Causal attention of `count` (1..4) consecutive queries of one head: query i (q + i * q_stride) sees
+// cache positions [0, n_ctx + i); out + i * out_stride receives its head_dim outputs. Each query's result
+// is bit-identical to attend_head's for it alone (prefill and decode agree). scratch holds
+// count * (n_ctx + count) floats.
+void attend_queries(const float* q, size_t q_stride, size_t count, const float* k, const float* v, size_t n_ctx,
+                    size_t head_dim, size_t kv_stride, float scale, float* scratch, float* out, size_t out_stride);
+
 // MLX affine quantization of rows (the CPU kernel's rule, bit-exact with quant/affine_reference.h):
 // w is [rows, cols] f32, cols % group_size == 0. Writes packed codes [rows, cols*bits/32] and the f32
 // (unrounded) scales/biases [rows, cols/group_size]; the caller rounds them to the storage dtype.

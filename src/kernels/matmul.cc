@@ -21,67 +21,13 @@
 #include "kernels/convert-inl.h"
 #include "kernels/kernels.h"
 #include "kernels/matrix_checks.h"
+#include "kernels/microkernel-inl.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace quantlab::kernels::HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
 using DF = hn::ScalableTag<float>;
-constexpr size_t kBlock = 4;  // activation rows and weight rows per micro-kernel call
-
-// Four row pointers; missing rows of a partial block repeat a valid row and their results are dropped.
-struct RowBlock {
-  const float* row[kBlock];
-  size_t count;
-};
-
-inline RowBlock MakeBlock(const float* base, size_t stride, size_t first, size_t count) {
-  RowBlock b;
-  b.count = std::min(kBlock, count - first);
-  for (size_t j = 0; j < kBlock; ++j) b.row[j] = base + (first + std::min(j, b.count - 1)) * stride;
-  return b;
-}
-
-#define QL_ACC_ROW(i) \
-  auto acc##i##0 = hn::Zero(df), acc##i##1 = hn::Zero(df), acc##i##2 = hn::Zero(df), acc##i##3 = hn::Zero(df)
-#define QL_FMA_ROW(i)                                      \
-  {                                                        \
-    const auto a = hn::LoadU(df, xs.row[i] + k);           \
-    acc##i##0 = hn::MulAdd(a, w0, acc##i##0);              \
-    acc##i##1 = hn::MulAdd(a, w1, acc##i##1);              \
-    acc##i##2 = hn::MulAdd(a, w2, acc##i##2);              \
-    acc##i##3 = hn::MulAdd(a, w3, acc##i##3);              \
-  }
-#define QL_STORE_ROW(i) SumOfFour(df, acc##i##0, acc##i##1, acc##i##2, acc##i##3, out + i * kBlock)
-
-// out[i*4 + j] = dot(xs.row[i], ws.row[j]) over K (a multiple of the lane count). Hand-unrolled 4x4:
-// SVE vectors cannot live in arrays, so the 16 accumulators are named variables.
-HWY_NOINLINE void MicroKernel4x4(const RowBlock& xs, const RowBlock& ws, size_t K, float* out) {
-  const DF df;
-  const size_t N = hn::Lanes(df);
-  QL_ACC_ROW(0);
-  QL_ACC_ROW(1);
-  QL_ACC_ROW(2);
-  QL_ACC_ROW(3);
-  for (size_t k = 0; k < K; k += N) {
-    const auto w0 = hn::LoadU(df, ws.row[0] + k);
-    const auto w1 = hn::LoadU(df, ws.row[1] + k);
-    const auto w2 = hn::LoadU(df, ws.row[2] + k);
-    const auto w3 = hn::LoadU(df, ws.row[3] + k);
-    QL_FMA_ROW(0)
-    QL_FMA_ROW(1)
-    QL_FMA_ROW(2)
-    QL_FMA_ROW(3)
-  }
-  QL_STORE_ROW(0);
-  QL_STORE_ROW(1);
-  QL_STORE_ROW(2);
-  QL_STORE_ROW(3);
-}
-
-#undef QL_ACC_ROW
-#undef QL_FMA_ROW
-#undef QL_STORE_ROW
 
 // Activations as the micro-kernel reads them: rows of K floats (K a multiple of the lane count), in
 // decode order for affine weights, zero-padded past cols.

@@ -172,8 +172,12 @@ void RunAffineQuads(const PreparedJob& p, size_t begin, size_t end) {
   AffineRowBuffers& buffers = ThreadRowBuffers();
   buffers.Prepare(L);
   const size_t last = std::min(w.rows, end * kQuad);
-  for (size_t first = begin * kQuad; first < last; first += AffineRowBuffers::kRowBlock) {
-    const size_t count = std::min(AffineRowBuffers::kRowBlock, last - first);
+  constexpr size_t kBlock = AffineRowBuffers::kRowBlock;
+  // The chunk's scales and biases (a few cache lines per block) are requested up front, so that only
+  // the first block waits for them.
+  AffineRowBuffers::PrefetchParams(w, L, begin * kQuad, last - begin * kQuad);
+  for (size_t first = begin * kQuad; first < last; first += kBlock) {
+    const size_t count = std::min(kBlock, last - first);
     buffers.LoadBlock(w, L, first, count);
     AffineBlock(unpacker, w, L, buffers, *p.x, first, count, p.job->y);
   }

@@ -56,7 +56,7 @@ void Scratch::ensure(const ModelDims& dims, size_t n, size_t ctx, size_t nworker
   grow(proj, tokens * H);
   grow(cos, tokens * dims.head_dim / 2);
   grow(sin, tokens * dims.head_dim / 2);
-  grow(scores, workers * context);
+  grow(scores, workers * scores_per_worker());
   // MoE decode runs the k active experts side by side: k * moe_intermediate for one token.
   const size_t mlp_width = std::max({tokens * dims.intermediate, tokens * dims.moe_intermediate, k * dims.moe_intermediate});
   grow(gate, mlp_width);
@@ -129,15 +129,20 @@ void attention_block(const Layer& layer, size_t layer_index, const ModelDims& di
     const float scale = 1.0f / std::sqrt(static_cast<float>(d));
     const float* all_keys = cache.keys(layer_index);
     const float* all_values = cache.values(layer_index);
-    pool.parallel_for(n * dims.heads, 1, [&](size_t begin, size_t end, size_t worker) {
-      float* scores = s.scores.data() + worker * s.context;
+    // Tasks are (block of up to 4 consecutive queries, head), later blocks (longer contexts) last; the
+    // kernel gives each query what it gets alone, so neither blocks nor threads change a result.
+    const size_t blocks = (n + kQueriesPerTask - 1) / kQueriesPerTask;
+    pool.parallel_for(blocks * dims.heads, 1, [&](size_t begin, size_t end, size_t worker) {
+      float* scores = s.scores.data() + worker * s.scores_per_worker();
       for (size_t task = begin; task < end; ++task) {
-        const size_t i = task / dims.heads, h = task % dims.heads, g = h / group;
+        const size_t i = task / dims.heads * kQueriesPerTask, h = task % dims.heads, g = h / group;
+        const size_t count = std::min(kQueriesPerTask, n - i);
         // Causal: the query at batch row i sees positions 0 .. first_position + i.
-        kernels::attend_head(s.q.data() + i * q_dim + h * d, all_keys + g * d, all_values + g * d,
-                             b.first_position + i + 1, d, kv_dim, scale, scores, s.attn.data() + i * q_dim + h * d);
+        kernels::attend_queries(s.q.data() + i * q_dim + h * d, q_dim, count, all_keys + g * d, all_values + g * d,
+                                b.first_position + i + 1, d, kv_dim, scale, scores, s.attn.data() + i * q_dim + h * d,
+                                q_dim);
       }
-    });
+    }, 16);
   }
   {
     ScopedPhase phase(t, Phase::kAttentionProj);

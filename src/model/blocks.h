@@ -18,6 +18,9 @@
 namespace quantlab::model {
 
 // Working memory for batches of up to `tokens` tokens and a context of up to `context` positions.
+// Consecutive queries of one head that an attention task handles together (kernels::attend_queries).
+constexpr size_t kQueriesPerTask = 4;
+
 struct Scratch {
   size_t tokens = 0, context = 0, workers = 0;
   std::vector<float> x;         // [n, H] residual stream
@@ -26,7 +29,7 @@ struct Scratch {
   std::vector<float> attn;      // [n, n_h * d] attention output, heads concatenated
   std::vector<float> proj;      // [n, H] block output before the residual add
   std::vector<float> cos, sin;  // [n, d/2] RoPE tables of the batch's positions
-  std::vector<float> scores;    // [workers, context] attention probabilities
+  std::vector<float> scores;    // [workers, scores_per_worker()] attention probabilities
   std::vector<float> gate, up;  // [n, max(I, Im)]
   std::vector<float> router;    // [n, E]
   std::vector<int32_t> route_expert;  // [n, k] chosen experts per token
@@ -36,6 +39,8 @@ struct Scratch {
 
   // Grows the buffers (never shrinks) to hold the given sizes.
   void ensure(const ModelDims& dims, size_t tokens, size_t context, size_t workers);
+  // One attention task's probabilities: kQueriesPerTask queries over up to context + 4 positions.
+  size_t scores_per_worker() const { return kQueriesPerTask * (context + kQueriesPerTask); }
   size_t bytes() const;
 };
 

@@ -1,0 +1,81 @@
+// The 4x4 register-blocked dot-product micro-kernel shared by matmul (activation rows x decoded weight
+// rows) and attention (query rows x key rows): 16 dot products over K with 16 vector accumulators, each
+// one fixed FMA sequence followed by one fixed reduction tree (SumOfFour), so an output does not depend
+// on which other rows share its block.
+#if defined(QUANTLAB_KERNELS_MICROKERNEL_INL_H_) == defined(HWY_TARGET_TOGGLE)
+#ifdef QUANTLAB_KERNELS_MICROKERNEL_INL_H_
+#undef QUANTLAB_KERNELS_MICROKERNEL_INL_H_
+#else
+#define QUANTLAB_KERNELS_MICROKERNEL_INL_H_
+#endif
+
+#include <algorithm>
+#include <cstddef>
+
+#include "hwy/highway.h"
+#include "kernels/convert-inl.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace quantlab::kernels::HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+constexpr size_t kBlock = 4;  // activation rows and weight rows per micro-kernel call
+
+// Four row pointers; missing rows of a partial block repeat a valid row and their results are dropped.
+struct RowBlock {
+  const float* row[kBlock];
+  size_t count;
+};
+
+inline RowBlock MakeBlock(const float* base, size_t stride, size_t first, size_t count) {
+  RowBlock b;
+  b.count = std::min(kBlock, count - first);
+  for (size_t j = 0; j < kBlock; ++j) b.row[j] = base + (first + std::min(j, b.count - 1)) * stride;
+  return b;
+}
+
+#define QL_ACC_ROW(i) \
+  auto acc##i##0 = hn::Zero(df), acc##i##1 = hn::Zero(df), acc##i##2 = hn::Zero(df), acc##i##3 = hn::Zero(df)
+#define QL_FMA_ROW(i)                                      \
+  {                                                        \
+    const auto a = hn::LoadU(df, xs.row[i] + k);           \
+    acc##i##0 = hn::MulAdd(a, w0, acc##i##0);              \
+    acc##i##1 = hn::MulAdd(a, w1, acc##i##1);              \
+    acc##i##2 = hn::MulAdd(a, w2, acc##i##2);              \
+    acc##i##3 = hn::MulAdd(a, w3, acc##i##3);              \
+  }
+#define QL_STORE_ROW(i) SumOfFour(df, acc##i##0, acc##i##1, acc##i##2, acc##i##3, out + i * kBlock)
+
+// out[i*4 + j] = dot(xs.row[i], ws.row[j]) over K (a multiple of the lane count). Hand-unrolled 4x4:
+// SVE vectors cannot live in arrays, so the 16 accumulators are named variables.
+inline HWY_NOINLINE void MicroKernel4x4(const RowBlock& xs, const RowBlock& ws, size_t K, float* out) {
+  const hn::ScalableTag<float> df;
+  const size_t N = hn::Lanes(df);
+  QL_ACC_ROW(0);
+  QL_ACC_ROW(1);
+  QL_ACC_ROW(2);
+  QL_ACC_ROW(3);
+  for (size_t k = 0; k < K; k += N) {
+    const auto w0 = hn::LoadU(df, ws.row[0] + k);
+    const auto w1 = hn::LoadU(df, ws.row[1] + k);
+    const auto w2 = hn::LoadU(df, ws.row[2] + k);
+    const auto w3 = hn::LoadU(df, ws.row[3] + k);
+    QL_FMA_ROW(0)
+    QL_FMA_ROW(1)
+    QL_FMA_ROW(2)
+    QL_FMA_ROW(3)
+  }
+  QL_STORE_ROW(0);
+  QL_STORE_ROW(1);
+  QL_STORE_ROW(2);
+  QL_STORE_ROW(3);
+}
+
+#undef QL_ACC_ROW
+#undef QL_FMA_ROW
+#undef QL_STORE_ROW
+
+}  // namespace quantlab::kernels::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#endif  // QUANTLAB_KERNELS_MICROKERNEL_INL_H_
