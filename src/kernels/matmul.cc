@@ -67,18 +67,46 @@ inline size_t RoundUp(size_t n, size_t multiple) { return (n + multiple - 1) / m
 // Rows per tile: a tile of decoded weights stays around 256 KiB (in L2) and a multiple of kBlock.
 inline size_t TileRows(size_t K) { return std::clamp<size_t>(65536 / K / kBlock * kBlock, kBlock, 64); }
 
+// Floats of K per pass: a 4-row block of activations and one of weights (16 KiB each) then stay in L1
+// while the weight blocks of the tile stream past; a longer K (2048 and up: the MoE shapes' gate/up and
+// every o/down projection) otherwise evicts the activation block on every call.
+constexpr size_t kChunkK = 1024;
+
+void WriteBlock(const float* block, const RowBlock& xs, const RowBlock& ws, size_t i, size_t r, size_t first_row,
+                size_t y_stride, float* y) {
+  for (size_t a = 0; a < xs.count; ++a) {
+    for (size_t b = 0; b < ws.count; ++b) y[(i + a) * y_stride + first_row + r + b] = block[a * kBlock + b];
+  }
+}
+
 // Multiplies every kBlock x kBlock block of X rows [0, n) by the tile's rows [0, rows), writing
-// Y[i, first_row + r].
+// Y[i, first_row + r]. Above kChunkK, K is walked in chunks with the 16 accumulators of each weight block
+// parked in `acc` between chunks (identical results, see MicroKernel4x4Chunk).
 void MultiplyTile(const Activations& X, size_t n, const Tile& tile, size_t rows, size_t K,
                   size_t first_row, size_t y_stride, float* y) {
   float block[kBlock * kBlock];
+  if (K <= kChunkK) {
+    for (size_t i = 0; i < n; i += kBlock) {
+      const RowBlock xs = MakeBlock(X.data, X.stride, i, n);
+      for (size_t r = 0; r < rows; r += kBlock) {
+        const RowBlock ws = MakeBlock(tile.data, tile.stride, r, rows);
+        MicroKernel4x4(xs, ws, K, block);
+        WriteBlock(block, xs, ws, i, r, first_row, y_stride, y);
+      }
+    }
+    return;
+  }
+  const size_t N = hn::Lanes(DF()), per_block = kBlock * kBlock * N;
+  thread_local std::vector<float> acc;
+  acc.resize((rows + kBlock - 1) / kBlock * per_block);
   for (size_t i = 0; i < n; i += kBlock) {
     const RowBlock xs = MakeBlock(X.data, X.stride, i, n);
-    for (size_t r = 0; r < rows; r += kBlock) {
-      const RowBlock ws = MakeBlock(tile.data, tile.stride, r, rows);
-      MicroKernel4x4(xs, ws, K, block);
-      for (size_t a = 0; a < xs.count; ++a) {
-        for (size_t b = 0; b < ws.count; ++b) y[(i + a) * y_stride + first_row + r + b] = block[a * kBlock + b];
+    for (size_t k0 = 0; k0 < K; k0 += kChunkK) {
+      const size_t k1 = std::min(K, k0 + kChunkK);
+      for (size_t r = 0; r < rows; r += kBlock) {
+        const RowBlock ws = MakeBlock(tile.data, tile.stride, r, rows);
+        MicroKernel4x4Chunk(xs, ws, k0, k1, k0 == 0, k1 == K, acc.data() + r / kBlock * per_block, block);
+        if (k1 == K) WriteBlock(block, xs, ws, i, r, first_row, y_stride, y);
       }
     }
   }

@@ -48,6 +48,34 @@ TEST_P(AffineMatmulTest, MatchesDoubleReferenceWithinBound) {
   }
 }
 
+// Rows longer than one K chunk (MultiplyTile walks K in chunks of 1024 with parked accumulators): the
+// products still match the reference, exactly on exactly representable data.
+TEST(MatmulTest, LongRowsWalkedInChunksOfK) {
+  ThreadPool pool(2);
+  for (int bits : {3, 4, 8}) {
+    SCOPED_TRACE(bits);
+    std::mt19937 rng(bits);
+    const size_t rows = 21, cols = 2560, n = 6;  // K chunks 1024 + 1024 + 512
+    const AffineMatrix m = testing::quantized_random(rng, rows, cols, bits, 64, DType::kBF16);
+    const std::vector<float> x = testing::random_floats(rng, n * cols, -2.0f, 2.0f);
+    const AffineMatrix exact = testing::exact_random(rng, rows, cols, bits, 64, DType::kBF16);
+    const std::vector<float> xi = testing::small_integers(rng, n * cols);
+    for_each_target([&] {
+      std::vector<float> y(n * rows), ye(n * rows);
+      matmul(m.view(), x.data(), n, y.data(), pool);
+      matmul(exact.view(), xi.data(), n, ye.data(), pool);
+      for (size_t i = 0; i < n; ++i) {
+        const auto ref = testing::reference_affine_matvec(m, x.data() + i * cols);
+        const auto ref_exact = testing::reference_affine_matvec(exact, xi.data() + i * cols);
+        for (size_t r = 0; r < rows; ++r) {
+          ASSERT_NEAR(y[i * rows + r], ref.value[r], testing::sum_error_bound(cols, ref.magnitude[r])) << i << "," << r;
+          ASSERT_EQ(ye[i * rows + r], ref_exact.value[r]) << i << "," << r;
+        }
+      }
+    });
+  }
+}
+
 TEST_P(AffineMatmulTest, ExactOnExactlyRepresentableData) {
   const auto [bits, group] = GetParam();
   ThreadPool pool(1);

@@ -71,9 +71,57 @@ inline HWY_NOINLINE void MicroKernel4x4(const RowBlock& xs, const RowBlock& ws, 
   QL_STORE_ROW(3);
 }
 
+// The same 16 dot products over [k_begin, k_end) only, for K split into chunks that keep a 4-row block
+// of both operands in L1: the accumulators start at zero (first chunk) or from `acc` (16 vectors), and
+// are saved back to `acc` or, after the last chunk, reduced into out. Each lane runs the FMA sequence
+// MicroKernel4x4 runs, so the results are identical whatever the chunking.
+#define QL_RESUME_ROW(i)                                                             \
+  auto acc##i##0 = first ? hn::Zero(df) : hn::LoadU(df, acc + (i * 4 + 0) * N);      \
+  auto acc##i##1 = first ? hn::Zero(df) : hn::LoadU(df, acc + (i * 4 + 1) * N);      \
+  auto acc##i##2 = first ? hn::Zero(df) : hn::LoadU(df, acc + (i * 4 + 2) * N);      \
+  auto acc##i##3 = first ? hn::Zero(df) : hn::LoadU(df, acc + (i * 4 + 3) * N)
+#define QL_SAVE_ROW(i)                                  \
+  hn::StoreU(acc##i##0, df, acc + (i * 4 + 0) * N);     \
+  hn::StoreU(acc##i##1, df, acc + (i * 4 + 1) * N);     \
+  hn::StoreU(acc##i##2, df, acc + (i * 4 + 2) * N);     \
+  hn::StoreU(acc##i##3, df, acc + (i * 4 + 3) * N)
+
+inline HWY_NOINLINE void MicroKernel4x4Chunk(const RowBlock& xs, const RowBlock& ws, size_t k_begin, size_t k_end,
+                                             bool first, bool last, float* acc, float* out) {
+  const hn::ScalableTag<float> df;
+  const size_t N = hn::Lanes(df);
+  QL_RESUME_ROW(0);
+  QL_RESUME_ROW(1);
+  QL_RESUME_ROW(2);
+  QL_RESUME_ROW(3);
+  for (size_t k = k_begin; k < k_end; k += N) {
+    const auto w0 = hn::LoadU(df, ws.row[0] + k);
+    const auto w1 = hn::LoadU(df, ws.row[1] + k);
+    const auto w2 = hn::LoadU(df, ws.row[2] + k);
+    const auto w3 = hn::LoadU(df, ws.row[3] + k);
+    QL_FMA_ROW(0)
+    QL_FMA_ROW(1)
+    QL_FMA_ROW(2)
+    QL_FMA_ROW(3)
+  }
+  if (!last) {
+    QL_SAVE_ROW(0);
+    QL_SAVE_ROW(1);
+    QL_SAVE_ROW(2);
+    QL_SAVE_ROW(3);
+    return;
+  }
+  QL_STORE_ROW(0);
+  QL_STORE_ROW(1);
+  QL_STORE_ROW(2);
+  QL_STORE_ROW(3);
+}
+
 #undef QL_ACC_ROW
 #undef QL_FMA_ROW
 #undef QL_STORE_ROW
+#undef QL_RESUME_ROW
+#undef QL_SAVE_ROW
 
 }  // namespace quantlab::kernels::HWY_NAMESPACE
 HWY_AFTER_NAMESPACE();
