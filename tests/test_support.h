@@ -2,6 +2,7 @@
 // themselves.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -41,5 +42,23 @@ namespace quantlab::testing {
 inline std::string slurp_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   return {std::istreambuf_iterator<char>(in), {}};
+}
+
+// Bytes of a model directory's model*.safetensors files and of their headers (8-byte length prefix +
+// JSON), read directly from the files, to check size predictions against.
+struct WeightFiles {
+  uint64_t bytes = 0, header_bytes = 0;
+};
+inline WeightFiles weight_files(const std::string& dir) {
+  WeightFiles f;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    if (e.path().filename().string().rfind("model", 0) != 0 || e.path().extension() != ".safetensors") continue;
+    f.bytes += std::filesystem::file_size(e.path());
+    std::ifstream in(e.path(), std::ios::binary);
+    uint64_t n = 0;
+    in.read(reinterpret_cast<char*>(&n), 8);
+    f.header_bytes += 8 + n;
+  }
+  return f;
 }
 }  // namespace quantlab::testing

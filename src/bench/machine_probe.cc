@@ -44,7 +44,7 @@ BandwidthResult measure_read_bandwidth(ThreadPool& pool, size_t bytes, int passe
   uint64_t total = 0;
   for (uint64_t s : sums) total += s;
   // Keep the sum observable so the reads cannot be optimized away.
-  static volatile uint64_t sink;
+  [[maybe_unused]] static volatile uint64_t sink;
   sink = total;
   return {static_cast<double>(words * sizeof(uint64_t)) / 1e9 / best, words * sizeof(uint64_t), pool.size()};
 }

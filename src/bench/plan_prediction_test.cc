@@ -28,23 +28,8 @@ using testing::TempDir;
 const std::string kDense = data_path("tool-calling/dense-fused-strong-f16");
 const std::string kMoe = data_path("reference-models/qwen3moe-tiny");
 
-// Bytes of the model*.safetensors files and of their headers (8-byte prefix + JSON), read directly.
-struct Files {
-  uint64_t bytes = 0, header_bytes = 0;
-};
-Files weight_files(const std::string& dir) {
-  Files f;
-  for (const auto& e : fs::directory_iterator(dir)) {
-    const std::string name = e.path().filename().string();
-    if (name.rfind("model", 0) != 0 || e.path().extension() != ".safetensors") continue;
-    f.bytes += fs::file_size(e.path());
-    std::ifstream in(e.path(), std::ios::binary);
-    uint64_t n = 0;
-    in.read(reinterpret_cast<char*>(&n), 8);
-    f.header_bytes += 8 + n;
-  }
-  return f;
-}
+using testing::weight_files;
+using testing::WeightFiles;
 
 nlohmann::json config_of(const std::string& dir) { return nlohmann::json::parse(read_text_file(dir + "/config.json")); }
 
@@ -97,7 +82,7 @@ TEST(PlanPrediction, QuantizedDirectoryAtItsOwnSetting) {
     const eval::PlanPrediction& p = *out.plan;
     EXPECT_EQ(p.bits, 6);
     EXPECT_EQ(p.group_size, 64);
-    const Files f = weight_files(dir);
+    const WeightFiles f = weight_files(dir);
     EXPECT_EQ(p.tensor_bytes, f.bytes - f.header_bytes);  // exact
     EXPECT_NEAR(double(p.disk_bytes()), double(f.bytes), double(f.header_bytes));
     EXPECT_EQ(p.bytes_per_token, bytes_read_per_token(dir));
@@ -137,7 +122,7 @@ TEST(PlanPrediction, FloatDirectoryAsStored) {
     const PlanOutcome out = predict_as_benched(dir, runtime(64, 64, 1));
     ASSERT_TRUE(out.plan.has_value()) << out.warning;
     EXPECT_EQ(out.plan->bits, 0);
-    const Files f = weight_files(dir);
+    const WeightFiles f = weight_files(dir);
     EXPECT_EQ(out.plan->tensor_bytes, f.bytes - f.header_bytes);
     EXPECT_EQ(out.plan->bytes_per_token, bytes_read_per_token(dir));
   }

@@ -180,22 +180,6 @@ TEST_F(BenchCli, Seed5ResultsHoldEveryField) {
   EXPECT_NE(md.find("| seed5-4 | direct |"), std::string::npos);
 }
 
-// Bytes of the model*.safetensors files and of their headers (8-byte prefix + JSON), read directly.
-struct WeightFiles {
-  uint64_t bytes = 0, header_bytes = 0;
-};
-WeightFiles weight_files(const std::string& dir) {
-  WeightFiles f;
-  for (const auto& e : fs::directory_iterator(dir)) {
-    if (e.path().filename().string().rfind("model", 0) != 0 || e.path().extension() != ".safetensors") continue;
-    f.bytes += fs::file_size(e.path());
-    std::ifstream in(e.path(), std::ios::binary);
-    uint64_t n = 0;
-    in.read(reinterpret_cast<char*>(&n), 8);
-    f.header_bytes += 8 + n;
-  }
-  return f;
-}
 
 // A mixed-width directory as mlx-lm's mixed recipes write them: the 8-bit model, but `module` taken
 // from the 4-bit one, and config.json saying so.

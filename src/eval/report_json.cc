@@ -452,8 +452,13 @@ BenchResults bench_results_from_json(const ojson& j, const std::string& source) 
   b.quantlab_version = r.str("quantlab_version");
   b.created_utc = r.str("created_utc");
   const JsonReader m = r.object("machine");
-  b.machine = {m.str("cpu"), m.str("simd_target"), m.count("threads")};
-  if (!v1) b.machine.bandwidth_gb_per_s = m.num("bandwidth_gb_per_s"), b.machine.bandwidth_source = m.str("bandwidth_source");
+  b.machine.cpu = m.str("cpu");
+  b.machine.simd_target = m.str("simd_target");
+  b.machine.threads = m.count("threads");
+  if (!v1) {
+    b.machine.bandwidth_gb_per_s = m.num("bandwidth_gb_per_s");
+    b.machine.bandwidth_source = m.str("bandwidth_source");
+  }
   b.schema = std::string(kBenchSchemaId);  // read into the current structs: written back as the current schema
   b.settings = read_settings(r.object("settings"));
   for (const JsonReader& model : r.array("models")) b.models.push_back(read_model(model));

@@ -34,8 +34,6 @@ inline RowBlock MakeBlock(const float* base, size_t stride, size_t first, size_t
   return b;
 }
 
-#define QL_ACC_ROW(i) \
-  auto acc##i##0 = hn::Zero(df), acc##i##1 = hn::Zero(df), acc##i##2 = hn::Zero(df), acc##i##3 = hn::Zero(df)
 #define QL_FMA_ROW(i)                                      \
   {                                                        \
     const auto a = hn::LoadU(df, xs.row[i] + k);           \
@@ -46,35 +44,11 @@ inline RowBlock MakeBlock(const float* base, size_t stride, size_t first, size_t
   }
 #define QL_STORE_ROW(i) SumOfFour(df, acc##i##0, acc##i##1, acc##i##2, acc##i##3, out + i * kBlock)
 
-// out[i*4 + j] = dot(xs.row[i], ws.row[j]) over K (a multiple of the lane count). Hand-unrolled 4x4:
-// SVE vectors cannot live in arrays, so the 16 accumulators are named variables.
-inline HWY_NOINLINE void MicroKernel4x4(const RowBlock& xs, const RowBlock& ws, size_t K, float* out) {
-  const hn::ScalableTag<float> df;
-  const size_t N = hn::Lanes(df);
-  QL_ACC_ROW(0);
-  QL_ACC_ROW(1);
-  QL_ACC_ROW(2);
-  QL_ACC_ROW(3);
-  for (size_t k = 0; k < K; k += N) {
-    const auto w0 = hn::LoadU(df, ws.row[0] + k);
-    const auto w1 = hn::LoadU(df, ws.row[1] + k);
-    const auto w2 = hn::LoadU(df, ws.row[2] + k);
-    const auto w3 = hn::LoadU(df, ws.row[3] + k);
-    QL_FMA_ROW(0)
-    QL_FMA_ROW(1)
-    QL_FMA_ROW(2)
-    QL_FMA_ROW(3)
-  }
-  QL_STORE_ROW(0);
-  QL_STORE_ROW(1);
-  QL_STORE_ROW(2);
-  QL_STORE_ROW(3);
-}
-
-// The same 16 dot products over [k_begin, k_end) only, for K split into chunks that keep a 4-row block
-// of both operands in L1: the accumulators start at zero (first chunk) or from `acc` (16 vectors), and
-// are saved back to `acc` or, after the last chunk, reduced into out. Each lane runs the FMA sequence
-// MicroKernel4x4 runs, so the results are identical whatever the chunking.
+// The 16 dot products dot(xs.row[i], ws.row[j]) over [k_begin, k_end), for K split into chunks that
+// keep a 4-row block of both operands in L1: the accumulators start at zero (first chunk) or from `acc`
+// (16 vectors), and are saved back to `acc` or, after the last chunk, reduced into out[i*4 + j]. Each
+// lane runs the same FMA sequence whatever the chunking, so the results do not depend on it. Hand-
+// unrolled 4x4: SVE vectors cannot live in arrays, so the accumulators are named variables.
 #define QL_RESUME_ROW(i)                                                             \
   auto acc##i##0 = first ? hn::Zero(df) : hn::LoadU(df, acc + (i * 4 + 0) * N);      \
   auto acc##i##1 = first ? hn::Zero(df) : hn::LoadU(df, acc + (i * 4 + 1) * N);      \
@@ -117,7 +91,11 @@ inline HWY_NOINLINE void MicroKernel4x4Chunk(const RowBlock& xs, const RowBlock&
   QL_STORE_ROW(3);
 }
 
-#undef QL_ACC_ROW
+// out[i*4 + j] = dot(xs.row[i], ws.row[j]) over K (a multiple of the lane count), in one pass.
+HWY_INLINE void MicroKernel4x4(const RowBlock& xs, const RowBlock& ws, size_t K, float* out) {
+  MicroKernel4x4Chunk(xs, ws, 0, K, /*first=*/true, /*last=*/true, nullptr, out);
+}
+
 #undef QL_FMA_ROW
 #undef QL_STORE_ROW
 #undef QL_RESUME_ROW

@@ -62,8 +62,9 @@ TEST_P(QuantizedLogits, EqualDequantizedFloat32Model) {
   ASSERT_EQ(quantized.layers()[0].attention.q.weight.type, kernels::WeightType::kAffine);
   ASSERT_EQ(quantized.layers()[0].attention.q.weight.bits, c.bits);
   ASSERT_EQ(quantized.embedding().type, kernels::WeightType::kAffine);
-  if (quantized.dims().moe_intermediate % c.group_size != 0)
+  if (quantized.dims().moe_intermediate % c.group_size != 0) {
     ASSERT_NE(quantized.layers()[0].moe.down[0].type, kernels::WeightType::kAffine);
+  }
 
   const io::SafetensorsFile ref(src + "/reference.safetensors");
   const auto ids = read_tensor<int32_t>(ref, "input_ids");
@@ -73,7 +74,9 @@ TEST_P(QuantizedLogits, EqualDequantizedFloat32Model) {
   const float scale = std::max(1.0f, max_abs(from_float));
   EXPECT_LE(max_abs_diff(from_packed, from_float), 1e-4f * scale) << "max |logit| " << scale;
   // Low bit widths must visibly change the function (the comparison above is not vacuous).
-  if (c.bits <= 3) EXPECT_GT(max_abs_diff(from_float, read_tensor<float>(ref, "logits")), 1e-3f);
+  if (c.bits <= 3) {
+    EXPECT_GT(max_abs_diff(from_float, read_tensor<float>(ref, "logits")), 1e-3f);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(

@@ -172,20 +172,28 @@ uint64_t decode_bytes_per_token(const io::ModelConfig& config, const QuantPlan& 
   return total;
 }
 
-SizeEstimate estimate_size(const PlanSource& source, int bits, int group_size, const RuntimeAssumptions& runtime) {
-  PlanOptions options;
-  options.bits = bits;
-  options.group_size = group_size;
-  const QuantPlan plan = make_quant_plan(source.config, source.tensors, options);
+namespace {
+
+SizeEstimate estimate_from_plan(const PlanSource& source, const QuantPlan& plan, const RuntimeAssumptions& runtime) {
   SizeEstimate e;
-  e.bits = bits;
-  e.group_size = group_size;
   e.parameters = plan.total_parameters();
   e.tensor_bytes = plan.output_bytes();
   e.header_bytes = estimate_header_bytes(plan.output_specs());
   e.kv_cache_bytes = kv_cache_bytes(source.config, runtime.context);
   e.scratch_bytes = scratch_bytes(source.config, runtime);
   e.bytes_per_token = decode_bytes_per_token(source.config, plan);
+  return e;
+}
+
+}  // namespace
+
+SizeEstimate estimate_size(const PlanSource& source, int bits, int group_size, const RuntimeAssumptions& runtime) {
+  PlanOptions options;
+  options.bits = bits;
+  options.group_size = group_size;
+  SizeEstimate e = estimate_from_plan(source, make_quant_plan(source.config, source.tensors, options), runtime);
+  e.bits = bits;
+  e.group_size = group_size;
   return e;
 }
 
@@ -197,14 +205,7 @@ SizeEstimate estimate_as_stored(const PlanSource& source, const RuntimeAssumptio
     t.quant.reset();
     t.float_dtype = t.source_dtype;
   }
-  SizeEstimate e;
-  e.parameters = plan.total_parameters();
-  e.tensor_bytes = plan.output_bytes();
-  e.header_bytes = estimate_header_bytes(plan.output_specs());
-  e.kv_cache_bytes = kv_cache_bytes(source.config, runtime.context);
-  e.scratch_bytes = scratch_bytes(source.config, runtime);
-  e.bytes_per_token = decode_bytes_per_token(source.config, plan);
-  return e;
+  return estimate_from_plan(source, plan, runtime);
 }
 
 uint64_t float16_bytes(const PlanSource& source) {
