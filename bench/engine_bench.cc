@@ -19,6 +19,7 @@
 #include <fstream>
 #include <vector>
 
+#include "bench/machine_probe.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "kernels/kernels.h"
@@ -36,23 +37,6 @@ using namespace quantlab;
 using Clock = std::chrono::steady_clock;
 
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-
-// Best of 3 passes over 1 GiB, every thread of the pool reading its own slice.
-double measure_bandwidth_gbs(ThreadPool& pool) {
-  const size_t n = size_t{1} << 28;
-  std::vector<float> data(n, 1.0f);
-  double best = 0;
-  for (int pass = 0; pass < 3; ++pass) {
-    std::vector<float> sums(pool.size());
-    const auto start = Clock::now();
-    pool.run_on_all([&](size_t w) {
-      const size_t begin = n / pool.size() * w, end = w + 1 == pool.size() ? n : n / pool.size() * (w + 1);
-      sums[w] = kernels::stream_sum(data.data() + begin, end - begin);
-    });
-    best = std::max(best, n * 4.0 / 1e9 / since(start));
-  }
-  return best;
-}
 
 double measure_fma_gflops(ThreadPool& pool) {
   const size_t iterations = 1 << 24;
@@ -116,7 +100,8 @@ std::string ensure_model(const Options& o, int bits, ThreadPool& pool) {
   return q;
 }
 
-nlohmann::ordered_json run_one(const std::string& dir, const Options& o, ThreadPool& pool, double fma_peak) {
+nlohmann::ordered_json run_one(const std::string& dir, const Options& o, ThreadPool& pool,
+                               const bench::BandwidthProbe& probe, double fma_peak) {
   // Load to first token, page cache warmed by one untimed load first.
   { const auto warm = model::Model::load(dir); model::Session s(warm, pool); s.forward(prompt_ids(1, warm.dims().vocab)); }
   const auto t0 = Clock::now();
@@ -131,12 +116,12 @@ nlohmann::ordered_json run_one(const std::string& dir, const Options& o, ThreadP
   model::Timings dt;
   double decode_tps = 0, bandwidth = 0;
   for (int rep = 0; rep < o.repeats; ++rep) {
-    const double before = measure_bandwidth_gbs(pool);
+    const double before = probe.measure(3).read_gb_per_s;
     model::Session decode(m, pool);
     model::GenerationOptions g;
     g.max_tokens = o.decode + 1;
     model::generate(decode, prompt_ids(16, m.dims().vocab), g);
-    const double after = measure_bandwidth_gbs(pool);
+    const double after = probe.measure(3).read_gb_per_s;
     const model::Timings t = decode.timings();
     if (t.decode_tokens / t.decode_seconds > decode_tps) {
       decode_tps = t.decode_tokens / t.decode_seconds;
@@ -176,6 +161,7 @@ nlohmann::ordered_json run_one(const std::string& dir, const Options& o, ThreadP
 int run(const Options& o) {
   ThreadPool pool(o.threads);
   const double fma_peak = measure_fma_gflops(pool);
+  const bench::BandwidthProbe probe(pool);  // 1 GiB, placed once, read before and after each decode run
   fmt::print("{} threads, target {}: f32 FMA peak {:.1f} GFLOP/s; decode best of {}\n", pool.size(),
              kernels::active_target(), fma_peak, o.repeats);
   fmt::print("| model | load->1st tok (s) | decode tok/s | GB/s probe | roofline tok/s | % roofline | prefill tok/s | "
@@ -184,7 +170,7 @@ int run(const Options& o) {
                                 {"fma_peak_gflops", fma_peak}, {"runs", nlohmann::json::array()}};
   for (const std::string& b : CLI::detail::split(o.bits, ',')) {
     const std::string dir = ensure_model(o, std::stoi(b), pool);
-    const auto r = run_one(dir, o, pool, fma_peak);
+    const auto r = run_one(dir, o, pool, probe, fma_peak);
     fmt::print("| {} | {:.3f} | {:.2f} | {:.1f} | {:.2f} | {:.0f}% | {:.1f} | {:.1f} | {:.0f}% | {:.1f} | {:.1f} | {:.1f} |\n",
                fs::path(dir).filename().string(), r["load_to_first_token_s"].get<double>(), r["decode_tok_s"].get<double>(),
                r["bandwidth_gbs"].get<double>(), r["roofline_tok_s"].get<double>(), 100 * r["decode_roofline_fraction"].get<double>(),

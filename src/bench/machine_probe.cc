@@ -12,41 +12,35 @@
 #include <fmt/format.h>
 
 #include "kernels/kernels.h"
+#include "kernels/probes.h"
 
 namespace quantlab::bench {
 
-BandwidthResult measure_read_bandwidth(ThreadPool& pool, size_t bytes, int passes) {
-  const size_t words = bytes / sizeof(uint64_t);
-  std::unique_ptr<uint64_t[]> buffer(new uint64_t[words]);
+BandwidthProbe::BandwidthProbe(ThreadPool& pool, size_t bytes) : pool_(pool), words_(bytes / sizeof(float)) {
+  buffer_.reset(new float[words_]);
   // Touch every page from the threads that will read it later (first-touch placement).
-  pool.parallel_for(words, 1 << 16, [&](size_t b, size_t e, size_t) {
-    for (size_t i = b; i < e; ++i) buffer[i] = i;
-  });
-  std::vector<uint64_t> sums(pool.size() * 8, 0);  // padded per worker: no false sharing
+  pool_.parallel_for(words_, 1 << 16, [&](size_t b, size_t e, size_t) { std::fill(&buffer_[b], &buffer_[e], 1.0f); });
+}
+
+BandwidthResult BandwidthProbe::measure(int passes) const {
+  std::vector<float> sums(pool_.size() * 16, 0.0f);  // padded per worker: no false sharing
   double best = 1e30;
   for (int pass = 0; pass <= passes; ++pass) {
     const auto t0 = std::chrono::steady_clock::now();
-    pool.parallel_for(words, 1 << 16, [&](size_t b, size_t e, size_t w) {
-      uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-      size_t i = b;
-      for (; i + 4 <= e; i += 4) {
-        s0 += buffer[i];
-        s1 += buffer[i + 1];
-        s2 += buffer[i + 2];
-        s3 += buffer[i + 3];
-      }
-      for (; i < e; ++i) s0 += buffer[i];
-      sums[w * 8] += s0 + s1 + s2 + s3;
+    pool_.parallel_for(words_, 1 << 16, [&](size_t b, size_t e, size_t w) {
+      sums[w * 16] += kernels::stream_sum(&buffer_[b], e - b);  // the Highway read loop
     });
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (pass > 0) best = std::min(best, secs);  // pass 0 is the warm-up
   }
-  uint64_t total = 0;
-  for (uint64_t s : sums) total += s;
-  // Keep the sum observable so the reads cannot be optimized away.
-  [[maybe_unused]] static volatile uint64_t sink;
-  sink = total;
-  return {static_cast<double>(words * sizeof(uint64_t)) / 1e9 / best, words * sizeof(uint64_t), pool.size()};
+  // Keep the sums observable so the reads cannot be optimized away.
+  [[maybe_unused]] static volatile float sink;
+  for (float s : sums) sink = s;
+  return {static_cast<double>(words_ * sizeof(float)) / 1e9 / best, words_ * sizeof(float), pool_.size()};
+}
+
+BandwidthResult measure_read_bandwidth(ThreadPool& pool, size_t bytes, int passes) {
+  return BandwidthProbe(pool, bytes).measure(passes);
 }
 
 std::string cpu_model_name() {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <memory>
 #include <string>
 
 #include "core/thread_pool.h"
@@ -16,8 +17,22 @@ struct BandwidthResult {
   size_t threads = 0;
 };
 
-// Streams a buffer of `bytes` (default 1 GiB, far beyond the caches) with all pool threads, summing
-// 64-bit words; reports the best of `passes` timed passes after one warm-up.
+// A buffer of `bytes` (1 GiB by default, far beyond the caches), placed by the pool's threads, that
+// can be streamed again and again (engine_bench probes before and after every decode run) with the
+// kernels' read loop (kernels::stream_sum, one slice per chunk of the pool).
+class BandwidthProbe {
+ public:
+  explicit BandwidthProbe(ThreadPool& pool, size_t bytes = size_t{1} << 30);
+  // The best of `passes` timed passes after one warm-up.
+  BandwidthResult measure(int passes) const;
+
+ private:
+  ThreadPool& pool_;
+  size_t words_;
+  std::unique_ptr<float[]> buffer_;
+};
+
+// One probe, measured once.
 BandwidthResult measure_read_bandwidth(ThreadPool& pool, size_t bytes = size_t{1} << 30, int passes = 5);
 
 // CPU model name from /proc/cpuinfo (or "unknown").

@@ -191,29 +191,21 @@ void RunFloatQuads(const PreparedJob& p, size_t begin, size_t end) {
   for (size_t r = begin * kQuad; r < last; ++r) p.job->y[r] = DotF32(p.job->x, data + r * w.cols, w.cols);
 }
 
-using QuadRunner = void (*)(const PreparedJob&, size_t, size_t);
+// The per-width pieces of an affine job: its activation preparation and its quad kernel.
+struct AffineKernels {
+  AffineActivations (*prepare)(const AffineLayout&, const float* x, size_t cols, size_t group);
+  void (*run)(const PreparedJob&, size_t begin, size_t end);
+};
 
-QuadRunner AffineRunner(int bits) {
+AffineKernels AffineKernelsFor(int bits) {
   switch (bits) {
-    case 2: return RunAffineQuads<2>;
-    case 3: return RunAffineQuads<3>;
-    case 4: return RunAffineQuads<4>;
-    case 5: return RunAffineQuads<5>;
-    case 6: return RunAffineQuads<6>;
-    case 7: return RunAffineQuads<7>;
-    default: return RunAffineQuads<8>;
-  }
-}
-
-AffineActivations PrepareFor(int bits, const AffineLayout& L, const float* x, size_t cols, size_t group) {
-  switch (bits) {
-    case 2: return PrepareActivations<2>(L, x, cols, group);
-    case 3: return PrepareActivations<3>(L, x, cols, group);
-    case 4: return PrepareActivations<4>(L, x, cols, group);
-    case 5: return PrepareActivations<5>(L, x, cols, group);
-    case 6: return PrepareActivations<6>(L, x, cols, group);
-    case 7: return PrepareActivations<7>(L, x, cols, group);
-    default: return PrepareActivations<8>(L, x, cols, group);
+    case 2: return {PrepareActivations<2>, RunAffineQuads<2>};
+    case 3: return {PrepareActivations<3>, RunAffineQuads<3>};
+    case 4: return {PrepareActivations<4>, RunAffineQuads<4>};
+    case 5: return {PrepareActivations<5>, RunAffineQuads<5>};
+    case 6: return {PrepareActivations<6>, RunAffineQuads<6>};
+    case 7: return {PrepareActivations<7>, RunAffineQuads<7>};
+    default: return {PrepareActivations<8>, RunAffineQuads<8>};
   }
 }
 
@@ -249,16 +241,17 @@ std::vector<PreparedJob> PrepareJobs(const MatvecJob* jobs, size_t count, BatchI
       case WeightType::kBF16: p.run = RunFloatQuads<hwy::bfloat16_t>; continue;
       case WeightType::kAffine: break;
     }
+    const AffineKernels kernels = AffineKernelsFor(job.w.bits);
     size_t a = inputs.Find(jobs, job);
     if (a == inputs.owner.size()) {
       inputs.layouts.push_back(MakeAffineLayout(job.w));
-      inputs.activations.push_back(PrepareFor(job.w.bits, inputs.layouts.back(), job.x, job.w.cols,
-                                              static_cast<size_t>(job.w.group_size)));
+      inputs.activations.push_back(
+          kernels.prepare(inputs.layouts.back(), job.x, job.w.cols, static_cast<size_t>(job.w.group_size)));
       inputs.owner.push_back(j);
     }
     p.layout = &inputs.layouts[a];
     p.x = &inputs.activations[a];
-    p.run = AffineRunner(job.w.bits);
+    p.run = kernels.run;
   }
   return prepared;
 }
