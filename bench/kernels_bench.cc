@@ -166,6 +166,40 @@ void BM_MatvecFloat(benchmark::State& state) {
   run_matvec(state, v);
 }
 
+// The decode of a Qwen3-0.6B-shaped layer stack without the rest of the engine: per layer, q/k/v as one
+// batch, o, gate/up as one batch, down; 28 layers, so the weights (~90-300 MB) stream from DRAM as in
+// the engine. Separates what the matvec and the pool lose on 1-4 MB matrices from the engine's own work.
+// Args: bits.
+void BM_MatvecLayerStack(benchmark::State& state) {
+  const int bits = static_cast<int>(state.range(0));
+  constexpr size_t kLayers = 28, H = 1024, Q = 2048, KV = 1024, I = 3072;
+  struct Shape { size_t rows, cols; };
+  const Shape shapes[] = {{Q, H}, {KV, H}, {KV, H}, {H, Q}, {I, H}, {I, H}, {H, I}};
+  std::vector<Stored> stored(kLayers * 7);
+  std::vector<MatrixView> views;
+  double bytes = 0;
+  for (size_t i = 0; i < stored.size(); ++i) {
+    const Shape sh = shapes[i % 7];
+    views.push_back(affine_view(stored[i], sh.rows, sh.cols, bits, 64, DType::kF16));
+    bytes += static_cast<double>(weight_bytes(views.back()));
+  }
+  std::vector<float> x(I, 0.5f), q(Q), k(KV), v(KV), o(H), gate(I), up(I), down(H);
+  for (auto _ : state) {
+    for (size_t l = 0; l < kLayers; ++l) {
+      const MatrixView* w = views.data() + l * 7;
+      const quantlab::kernels::MatvecJob qkv[] = {{w[0], x.data(), q.data()}, {w[1], x.data(), k.data()},
+                                                  {w[2], x.data(), v.data()}};
+      quantlab::kernels::matvec_batch(qkv, 3, pool());
+      quantlab::kernels::matvec(w[3], x.data(), o.data(), pool());
+      const quantlab::kernels::MatvecJob mlp[] = {{w[4], x.data(), gate.data()}, {w[5], x.data(), up.data()}};
+      quantlab::kernels::matvec_batch(mlp, 2, pool());
+      quantlab::kernels::matvec(w[6], x.data(), down.data(), pool());
+    }
+    benchmark::DoNotOptimize(down.data());
+  }
+  report_bandwidth(state, bytes);
+}
+
 // Args: bits (0 = bf16 weights), n; W is 3072 x 1024 (an MLP projection of a small model).
 void BM_Matmul(benchmark::State& state) {
   const int bits = static_cast<int>(state.range(0));
@@ -225,6 +259,7 @@ BENCHMARK(BM_MatvecAffine)
     ->ArgsProduct({{4}, {3072}, {64}, {1, 2}})
     ->Unit(benchmark::kMicrosecond)
     ->UseRealTime();
+BENCHMARK(BM_MatvecLayerStack)->ArgName("bits")->Arg(8)->Arg(6)->Arg(4)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_MatvecFloat)
     ->ArgNames({"type", "rows"})
     ->ArgsProduct({{0, 1, 2}, {3072, 151936}})

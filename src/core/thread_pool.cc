@@ -102,4 +102,26 @@ void ThreadPool::parallel_for(size_t n, size_t min_chunk, const std::function<vo
   });
 }
 
+void ThreadPool::parallel_for_guided(size_t n, size_t min_chunk,
+                                     const std::function<void(size_t, size_t, size_t)>& fn) {
+  if (n == 0) return;
+  min_chunk = std::max<size_t>(min_chunk, 1);
+  if (num_threads_ == 1 || n <= min_chunk) {
+    fn(0, n, 0);
+    return;
+  }
+  const size_t divisor = num_threads_;
+  std::atomic<size_t> next{0};
+  run_on_all([&](size_t worker) {
+    size_t begin = next.load(std::memory_order_relaxed);
+    for (;;) {
+      if (begin >= n) return;
+      const size_t size = std::min(n - begin, std::max(min_chunk, (n - begin) / divisor));
+      if (!next.compare_exchange_weak(begin, begin + size, std::memory_order_relaxed)) continue;
+      fn(begin, begin + size, worker);
+      begin = next.load(std::memory_order_relaxed);
+    }
+  });
+}
+
 }  // namespace quantlab

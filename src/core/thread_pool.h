@@ -34,6 +34,13 @@ class ThreadPool {
                     const std::function<void(size_t begin, size_t end, size_t worker)>& fn,
                     size_t chunks_per_thread = 4);
 
+  // As parallel_for, with guided chunk sizes: each chunk is 1 / size() of what is left, at least
+  // min_chunk, so a section starts with one long chunk per thread and ends with short ones that even
+  // out the finish. For short sections that stream from memory, where each chunk's start costs a
+  // prefetch ramp (decode's matvecs).
+  void parallel_for_guided(size_t n, size_t min_chunk,
+                           const std::function<void(size_t begin, size_t end, size_t worker)>& fn);
+
   // Runs fn(worker_index) once on every thread of the pool.
   void run_on_all(const std::function<void(size_t worker)>& fn);
 
