@@ -200,10 +200,11 @@ void BM_MatvecLayerStack(benchmark::State& state) {
   report_bandwidth(state, bytes);
 }
 
-// Args: bits (0 = bf16 weights), n; W is 3072 x 1024 (an MLP projection of a small model).
+// Args: bits (0 = bf16 weights), n, rows and cols of W.
 void BM_Matmul(benchmark::State& state) {
   const int bits = static_cast<int>(state.range(0));
-  const size_t n = state.range(1), rows = 3072, cols = 1024;
+  const size_t n = state.range(1);
+  const size_t rows = state.range(2), cols = state.range(3);
   Stored s;
   MatrixView v;
   std::vector<uint16_t> bf16;
@@ -266,8 +267,14 @@ BENCHMARK(BM_MatvecFloat)
     ->Unit(benchmark::kMicrosecond)
     ->UseRealTime();
 BENCHMARK(BM_Matmul)
-    ->ArgNames({"bits", "n"})
-    ->ArgsProduct({{0, 4, 6, 8}, {17, 128, 512}})
+    ->ArgNames({"bits", "n", "rows", "cols"})
+    ->ArgsProduct({{0, 4, 6, 8}, {17, 128, 512}, {3072}, {1024}})  // gate/up of the Qwen3-0.6B shape
+    // The other projections of the Qwen3-0.6B shape at prefill: k/v, q, o, down.
+    ->ArgsProduct({{4}, {512}, {1024, 2048}, {1024}})
+    ->ArgsProduct({{4}, {512}, {1024}, {2048, 3072}})
+    // One expert of the Qwen3-30B-A3B shape at a 512-token prefill (~32 tokens each): gate/up, down.
+    ->ArgsProduct({{0, 4}, {32}, {768}, {2048}})
+    ->ArgsProduct({{0, 4}, {32}, {2048}, {768}})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 BENCHMARK(BM_QuantizeF16)->ArgName("bits")->DenseRange(2, 8)->Unit(benchmark::kMillisecond)->UseRealTime();

@@ -62,6 +62,20 @@ void matvec_batch(const MatvecJob* jobs, size_t count, ThreadPool& pool);
 // Prefill path: weights are decoded once per tile and reused across the n activations.
 void matmul(const MatrixView& w, const float* x, size_t n, float* y, ThreadPool& pool);
 
+// One matrix-matrix product of a batch: Y [n, w.rows] = X [n, w.cols] W^T.
+struct MatmulJob {
+  MatrixView w;
+  const float* x = nullptr;
+  size_t n = 0;
+  float* y = nullptr;
+};
+
+// Every job's product in two parallel sections (activation layout, then all jobs' weight tiles as one
+// pool of work): prefill's q/k/v and gate/up, and a MoE layer's experts, each with the tokens routed
+// to it. Jobs that read the same X the same way share its preparation. Results are bit-identical to
+// one matmul per job.
+void matmul_batch(const MatmulJob* jobs, size_t count, ThreadPool& pool);
+
 // out[c] = W[row, c] as f32 (embedding lookup, dequantization, analysis).
 void dequantize_row(const MatrixView& w, size_t row, float* out);
 

@@ -12,7 +12,10 @@
 #define HWY_TARGET_INCLUDE "kernels/matmul.cc"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <utility>
 #include <vector>
 
 #include "hwy/aligned_allocator.h"
@@ -64,8 +67,25 @@ void DecodeAffineRow(const AffineUnpacker<kBits>& unpacker, const AffineLayout& 
 
 inline size_t RoundUp(size_t n, size_t multiple) { return (n + multiple - 1) / multiple * multiple; }
 
-// Rows per tile: a tile of decoded weights stays around 256 KiB (in L2) and a multiple of kBlock.
-inline size_t TileRows(size_t K) { return std::clamp<size_t>(65536 / K / kBlock * kBlock, kBlock, 64); }
+// Bytes of decoded weights per tile: half the L2 cache, so that the tile stays there while the
+// activations stream past (256 KiB where the OS does not say). Tiling never changes a result.
+inline size_t TileBytes() {
+  static const size_t bytes = [] {
+    long l2 = 0;
+#ifdef _SC_LEVEL2_CACHE_SIZE
+    l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+#endif
+    return l2 > 0 ? static_cast<size_t>(l2) / 2 : size_t{256} << 10;
+  }();
+  return bytes;
+}
+
+// Rows per tile: TileBytes() of f32 rows, a multiple of kBlock, at most 64. With a 1 MiB L2, K = 2048
+// and 3072 (o and down projections) get 64 and 40 rows instead of 32 and 20 at a fixed 256 KiB: each
+// activation block loaded from L3 then feeds more weight rows (down: 58 -> 63 % of the FMA peak).
+inline size_t TileRows(size_t K) {
+  return std::clamp<size_t>(TileBytes() / sizeof(float) / K / kBlock * kBlock, kBlock, 64);
+}
 
 // Floats of K per pass: a 4-row block of activations and one of weights (16 KiB each) then stay in L1
 // while the weight blocks of the tile stream past; a longer K (2048 and up: the MoE shapes' gate/up and
@@ -112,103 +132,151 @@ void MultiplyTile(const Activations& X, size_t n, const Tile& tile, size_t rows,
   }
 }
 
-// Runs fn(first_row, rows, tile_buffer) for each tile of weight rows, in parallel; tile_buffer is the
-// worker's scratch of TileRows(K) * K floats.
-template <class DecodeFn>
-void ForEachTile(size_t total_rows, size_t K, ThreadPool& pool, const DecodeFn& fn) {
-  const size_t tile_rows = TileRows(K);
-  const size_t tiles = (total_rows + tile_rows - 1) / tile_rows;
-  pool.parallel_for(tiles, 1, [&](size_t begin, size_t end, size_t) {
-    thread_local std::vector<float> buffer;
-    buffer.resize(tile_rows * K);
-    for (size_t t = begin; t < end; ++t) {
-      const size_t first = t * tile_rows;
-      fn(first, std::min(tile_rows, total_rows - first), buffer.data());
-    }
-  });
-}
+// One product of a batch, ready to run: its activations in the micro-kernel's layout (shared with
+// an earlier job of the batch that reads the same rows the same way), its tiling, and the function
+// that decodes one tile of its weight rows and multiplies it.
+struct PreparedMatmul {
+  const MatmulJob* job = nullptr;
+  Activations X;
+  AffineLayout L;  // affine only
+  size_t K = 0, tile_rows = 0, tiles = 0;
+  void (*tile)(const PreparedMatmul&, size_t first, size_t rows, float* buffer) = nullptr;
+};
 
 template <int kBits>
-void AffineMatmul(const MatrixView& w, const float* x, size_t n, float* y, ThreadPool& pool) {
-  const AffineUnpacker<kBits> unpacker;
-  const AffineLayout L = MakeAffineLayout(w);
-  const size_t K = L.padded_cols;
-  Activations X;
-  X.storage = hwy::AllocateAligned<float>(n * K);
-  X.data = X.storage.get();
-  X.stride = K;
-  // Permuting n rows is O(n * cols) of scalar work: split it too, or one core idles meanwhile.
-  pool.parallel_for(n, 16, [&](size_t begin, size_t end, size_t) {
-    for (size_t i = begin; i < end; ++i) PermuteActivations(L, x + i * w.cols, w.cols, X.storage.get() + i * K);
-  });
-  ForEachTile(w.rows, K, pool, [&](size_t first, size_t rows, float* buffer) {
-    AffineRowBuffers& buffers = ThreadRowBuffers();
-    buffers.Prepare(L);
-    for (size_t r0 = 0; r0 < rows; r0 += AffineRowBuffers::kRowBlock) {
-      const size_t count = std::min(AffineRowBuffers::kRowBlock, rows - r0);
-      buffers.LoadBlock(w, L, first + r0, count);
-      for (size_t i = 0; i < count; ++i) {
-        DecodeAffineRow(unpacker, L, buffers.Row(w, L, first + r0 + i), buffers.scales(L, i),
-                        buffers.biases(L, i), buffer + (r0 + i) * K);
-      }
+void AffineTile(const PreparedMatmul& p, size_t first, size_t rows, float* buffer) {
+  static const AffineUnpacker<kBits> unpacker;  // shuffle tables depend only on the target
+  const MatrixView& w = p.job->w;
+  AffineRowBuffers& buffers = ThreadRowBuffers();
+  buffers.Prepare(p.L);
+  for (size_t r0 = 0; r0 < rows; r0 += AffineRowBuffers::kRowBlock) {
+    const size_t count = std::min(AffineRowBuffers::kRowBlock, rows - r0);
+    buffers.LoadBlock(w, p.L, first + r0, count);
+    for (size_t i = 0; i < count; ++i) {
+      DecodeAffineRow(unpacker, p.L, buffers.Row(w, p.L, first + r0 + i), buffers.scales(p.L, i),
+                      buffers.biases(p.L, i), buffer + (r0 + i) * p.K);
     }
-    MultiplyTile(X, n, Tile{buffer, K}, rows, K, first, w.rows, y);
-  });
-}
-
-// f32/f16/bf16 weights. When K is a multiple of the lane count, f32 weights and the activations are
-// read in place; otherwise both are copied with zero padding (rare: model widths are multiples of 64).
-template <typename T>
-void FloatMatmul(const MatrixView& w, const float* x, size_t n, float* y, ThreadPool& pool) {
-  const size_t N = hn::Lanes(DF());
-  const size_t K = RoundUp(w.cols, N);
-  const T* data = static_cast<const T*>(w.data);
-  Activations X;
-  X.data = x;
-  X.stride = w.cols;
-  if (K != w.cols) {
-    X.storage = hwy::AllocateAligned<float>(n * K);
-    std::fill(X.storage.get(), X.storage.get() + n * K, 0.0f);
-    for (size_t i = 0; i < n; ++i) std::copy(x + i * w.cols, x + (i + 1) * w.cols, X.storage.get() + i * K);
-    X.data = X.storage.get();
-    X.stride = K;
   }
-  ForEachTile(w.rows, K, pool, [&](size_t first, size_t rows, float* buffer) {
-    if constexpr (sizeof(T) == 4) {
-      if (K == w.cols) {
-        return MultiplyTile(X, n, Tile{reinterpret_cast<const float*>(data) + first * K, K}, rows, K,
-                            first, w.rows, y);
-      }
-    }
-    for (size_t r = 0; r < rows; ++r) {
-      float* dst = buffer + r * K;
-      ConvertTyped(data + (first + r) * w.cols, w.cols, dst);
-      std::fill(dst + w.cols, dst + K, 0.0f);
-    }
-    MultiplyTile(X, n, Tile{buffer, K}, rows, K, first, w.rows, y);
-  });
+  MultiplyTile(p.X, p.job->n, Tile{buffer, p.K}, rows, p.K, first, w.rows, p.job->y);
 }
 
-void MatmulImpl(const MatrixView& w, const float* x, size_t n, float* y, ThreadPool& pool) {
+// f32/f16/bf16 weights: f32 rows are read in place when K needs no padding, others are widened.
+template <typename T>
+void FloatTile(const PreparedMatmul& p, size_t first, size_t rows, float* buffer) {
+  const MatrixView& w = p.job->w;
+  const T* data = static_cast<const T*>(w.data);
+  if constexpr (sizeof(T) == 4) {
+    if (p.K == w.cols) {
+      return MultiplyTile(p.X, p.job->n, Tile{reinterpret_cast<const float*>(data) + first * p.K, p.K}, rows, p.K,
+                          first, w.rows, p.job->y);
+    }
+  }
+  for (size_t r = 0; r < rows; ++r) {
+    float* dst = buffer + r * p.K;
+    ConvertTyped(data + (first + r) * w.cols, w.cols, dst);
+    std::fill(dst + w.cols, dst + p.K, 0.0f);
+  }
+  MultiplyTile(p.X, p.job->n, Tile{buffer, p.K}, rows, p.K, first, w.rows, p.job->y);
+}
+
+using TileFn = void (*)(const PreparedMatmul&, size_t, size_t, float*);
+
+TileFn TileFunction(const MatrixView& w) {
   switch (w.type) {
-    case WeightType::kF32:
-      return FloatMatmul<float>(w, x, n, y, pool);
-    case WeightType::kF16:
-      return FloatMatmul<hwy::float16_t>(w, x, n, y, pool);
-    case WeightType::kBF16:
-      return FloatMatmul<hwy::bfloat16_t>(w, x, n, y, pool);
-    case WeightType::kAffine:
-      break;
+    case WeightType::kF32: return FloatTile<float>;
+    case WeightType::kF16: return FloatTile<hwy::float16_t>;
+    case WeightType::kBF16: return FloatTile<hwy::bfloat16_t>;
+    case WeightType::kAffine: break;
   }
   switch (w.bits) {
-    case 2: return AffineMatmul<2>(w, x, n, y, pool);
-    case 3: return AffineMatmul<3>(w, x, n, y, pool);
-    case 4: return AffineMatmul<4>(w, x, n, y, pool);
-    case 5: return AffineMatmul<5>(w, x, n, y, pool);
-    case 6: return AffineMatmul<6>(w, x, n, y, pool);
-    case 7: return AffineMatmul<7>(w, x, n, y, pool);
-    default: return AffineMatmul<8>(w, x, n, y, pool);
+    case 2: return AffineTile<2>;
+    case 3: return AffineTile<3>;
+    case 4: return AffineTile<4>;
+    case 5: return AffineTile<5>;
+    case 6: return AffineTile<6>;
+    case 7: return AffineTile<7>;
+    default: return AffineTile<8>;
   }
+}
+
+// Jobs whose activations are laid out identically: the same rows, and for affine weights the same
+// decode order (bits, group size and width).
+bool SameActivations(const MatmulJob& a, const MatmulJob& b) {
+  if (a.x != b.x || a.n != b.n || a.w.cols != b.w.cols || (a.w.type == WeightType::kAffine) != (b.w.type == WeightType::kAffine))
+    return false;
+  return a.w.type != WeightType::kAffine || (a.w.bits == b.w.bits && a.w.group_size == b.w.group_size);
+}
+
+// Tiling and activation storage of every job; returns the (job, row) pairs whose activations still
+// need to be written (permuted into decode order, or copied with zero padding).
+std::vector<std::pair<size_t, size_t>> PrepareMatmuls(const MatmulJob* jobs, size_t count,
+                                                      std::vector<PreparedMatmul>& prepared) {
+  const size_t N = hn::Lanes(DF());
+  std::vector<std::pair<size_t, size_t>> rows_to_write;
+  for (size_t j = 0; j < count; ++j) {
+    const MatmulJob& job = jobs[j];
+    PreparedMatmul& p = prepared[j];
+    p.job = &job;
+    p.tile = TileFunction(job.w);
+    const bool affine = job.w.type == WeightType::kAffine;
+    if (affine) p.L = MakeAffineLayout(job.w);
+    p.K = affine ? p.L.padded_cols : RoundUp(job.w.cols, N);
+    p.tile_rows = TileRows(p.K);
+    p.tiles = (job.w.rows + p.tile_rows - 1) / p.tile_rows;
+    const size_t twin = static_cast<size_t>(
+        std::find_if(jobs, jobs + j, [&](const MatmulJob& o) { return SameActivations(o, job); }) - jobs);
+    if (twin < j) {
+      p.X.data = prepared[twin].X.data;
+      p.X.stride = prepared[twin].X.stride;
+    } else if (!affine && p.K == job.w.cols) {
+      p.X.data = job.x;  // read in place
+      p.X.stride = job.w.cols;
+    } else {
+      p.X.storage = hwy::AllocateAligned<float>(job.n * p.K);
+      p.X.data = p.X.storage.get();
+      p.X.stride = p.K;
+      for (size_t i = 0; i < job.n; ++i) rows_to_write.emplace_back(j, i);
+    }
+  }
+  return rows_to_write;
+}
+
+// Row i of job j's activations in the layout its tiles read.
+void WriteActivationRow(const PreparedMatmul& p, size_t i) {
+  const MatmulJob& job = *p.job;
+  float* dst = p.X.storage.get() + i * p.K;
+  const float* src = job.x + i * job.w.cols;
+  if (job.w.type == WeightType::kAffine) return PermuteActivations(p.L, src, job.w.cols, dst);
+  std::copy(src, src + job.w.cols, dst);
+  std::fill(dst + job.w.cols, dst + p.K, 0.0f);
+}
+
+// All jobs' tiles form one index space, handed out one tile at a time (a tile is 10-100 us of FMAs):
+// two parallel sections per batch whatever its size (activations, then tiles), so a MoE layer's
+// experts cost two sections, not three per expert. Each output depends only on its own row and tile.
+void MatmulBatchImpl(const MatmulJob* jobs, size_t count, ThreadPool& pool) {
+  std::vector<PreparedMatmul> prepared(count);
+  const std::vector<std::pair<size_t, size_t>> rows = PrepareMatmuls(jobs, count, prepared);
+  // Permuting n rows is O(n * cols) of scalar work: split it too, or one core idles meanwhile.
+  pool.parallel_for(rows.size(), 16, [&](size_t begin, size_t end, size_t) {
+    for (size_t r = begin; r < end; ++r) WriteActivationRow(prepared[rows[r].first], rows[r].second);
+  });
+  std::vector<size_t> starts(count + 1, 0);
+  size_t buffer_floats = 0;
+  for (size_t j = 0; j < count; ++j) {
+    starts[j + 1] = starts[j] + prepared[j].tiles;
+    buffer_floats = std::max(buffer_floats, prepared[j].tile_rows * prepared[j].K);
+  }
+  pool.parallel_for(starts[count], 1, [&](size_t begin, size_t end, size_t) {
+    thread_local std::vector<float> buffer;
+    buffer.resize(std::max(buffer.size(), buffer_floats));
+    for (size_t t = begin; t < end; ++t) {
+      const size_t j = static_cast<size_t>(std::upper_bound(starts.begin(), starts.end(), t) - starts.begin()) - 1;
+      const PreparedMatmul& p = prepared[j];
+      const size_t first = (t - starts[j]) * p.tile_rows;
+      p.tile(p, first, std::min(p.tile_rows, p.job->w.rows - first), buffer.data());
+    }
+  }, starts[count]);
 }
 
 }  // namespace quantlab::kernels::HWY_NAMESPACE
@@ -217,17 +285,33 @@ HWY_AFTER_NAMESPACE();
 #if HWY_ONCE
 namespace quantlab::kernels {
 
-HWY_EXPORT(MatmulImpl);
+HWY_EXPORT(MatmulBatchImpl);
+
+void matmul_batch(const MatmulJob* jobs, size_t count, ThreadPool& pool) {
+  std::vector<MatmulJob> work;
+  work.reserve(count);
+  for (size_t j = 0; j < count; ++j) {
+    const MatmulJob& job = jobs[j];
+    check_matrix_view(job.w, "matmul");
+    if (job.n == 0 || job.w.rows == 0) continue;
+    if (job.w.cols == 0) {
+      std::fill(job.y, job.y + job.n * job.w.rows, 0.0f);
+      continue;
+    }
+    work.push_back(job);
+  }
+  // One activation row reuses no decoded tile: such products go to the matvec kernel.
+  std::vector<MatvecJob> single;
+  for (const MatmulJob& job : work)
+    if (job.n == 1) single.push_back({job.w, job.x, job.y});
+  if (!single.empty()) matvec_batch(single.data(), single.size(), pool);
+  std::erase_if(work, [](const MatmulJob& job) { return job.n == 1; });
+  if (!work.empty()) HWY_DYNAMIC_DISPATCH(MatmulBatchImpl)(work.data(), work.size(), pool);
+}
 
 void matmul(const MatrixView& w, const float* x, size_t n, float* y, ThreadPool& pool) {
-  check_matrix_view(w, "matmul");
-  if (n == 0 || w.rows == 0) return;
-  if (n == 1) return matvec(w, x, y, pool);  // nothing to reuse a decoded tile for
-  if (w.cols == 0) {
-    std::fill(y, y + n * w.rows, 0.0f);
-    return;
-  }
-  HWY_DYNAMIC_DISPATCH(MatmulImpl)(w, x, n, y, pool);
+  const MatmulJob job{w, x, n, y};
+  matmul_batch(&job, 1, pool);
 }
 
 }  // namespace quantlab::kernels

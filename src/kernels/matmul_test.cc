@@ -156,5 +156,47 @@ TEST(MatmulTest, IndependentOfThreadCountAndAlignment) {
   }
 }
 
+TEST(MatmulTest, BatchEqualsOneMatmulPerJob) {
+  std::mt19937 rng(12);
+  const size_t cols = 256;
+  // Two 4-bit jobs on the same X share its preparation; a 6-bit job on that X does not; an f32 job
+  // reads X in place; one job has a single row (matvec); one has no rows; another X has 5 rows.
+  const AffineMatrix a = testing::quantized_random(rng, 70, cols, 4, 64, DType::kBF16);
+  const AffineMatrix b = testing::quantized_random(rng, 33, cols, 4, 64, DType::kBF16);
+  const AffineMatrix c = testing::quantized_random(rng, 41, cols, 6, 32, DType::kF16);
+  const std::vector<float> f = testing::random_floats(rng, 19 * cols, -1.0f, 1.0f);
+  MatrixView fv;
+  fv.type = WeightType::kF32;
+  fv.rows = 19;
+  fv.cols = cols;
+  fv.data = f.data();
+  MatrixView empty = b.view();
+  empty.rows = 0;
+  const std::vector<float> x = testing::random_floats(rng, 17 * cols, -1.0f, 1.0f);
+  const std::vector<float> x5 = testing::random_floats(rng, 5 * cols, -1.0f, 1.0f);
+  struct Case { MatrixView w; const float* x; size_t n; };
+  const Case cases[] = {{a.view(), x.data(), 17}, {b.view(), x.data(), 17}, {c.view(), x.data(), 17},
+                        {fv, x.data(), 17},       {b.view(), x5.data(), 1}, {empty, x.data(), 17},
+                        {a.view(), x5.data(), 5}};
+  for_each_target([&] {
+    ThreadPool pool(2);
+    std::vector<std::vector<float>> batched, alone;
+    std::vector<MatmulJob> jobs;
+    for (const Case& k : cases) {
+      batched.emplace_back(k.n * k.w.rows + 1, -7.0f);  // +1: nothing is written past Y
+      alone.emplace_back(k.n * k.w.rows + 1, -7.0f);
+    }
+    for (size_t j = 0; j < std::size(cases); ++j) {
+      jobs.push_back({cases[j].w, cases[j].x, cases[j].n, batched[j].data()});
+      matmul(cases[j].w, cases[j].x, cases[j].n, alone[j].data(), pool);
+    }
+    matmul_batch(jobs.data(), jobs.size(), pool);
+    for (size_t j = 0; j < std::size(cases); ++j) {
+      EXPECT_EQ(0, std::memcmp(batched[j].data(), alone[j].data(), batched[j].size() * 4)) << "job " << j;
+      EXPECT_EQ(batched[j].back(), -7.0f) << "job " << j;
+    }
+  });
+}
+
 }  // namespace
 }  // namespace quantlab::kernels

@@ -57,15 +57,15 @@ void Scratch::ensure(const ModelDims& dims, size_t n, size_t ctx, size_t nworker
   grow(cos, tokens * dims.head_dim / 2);
   grow(sin, tokens * dims.head_dim / 2);
   grow(scores, workers * scores_per_worker());
-  // MoE decode runs the k active experts side by side: k * moe_intermediate for one token.
-  const size_t mlp_width = std::max({tokens * dims.intermediate, tokens * dims.moe_intermediate, k * dims.moe_intermediate});
+  // MoE runs all (token, slot) rows of a batch side by side: k * moe_intermediate per token.
+  const size_t mlp_width = std::max(tokens * dims.intermediate, tokens * k * dims.moe_intermediate);
   grow(gate, mlp_width);
   grow(up, mlp_width);
   if (dims.experts == 0) return;
   grow(router, tokens * dims.experts);
   grow(route_expert, tokens * k);
   grow(route_weight, tokens * k);
-  grow(gathered, tokens * H);
+  grow(gathered, tokens * k * H);
   grow(expert_out, tokens * k * H);
 }
 
@@ -87,15 +87,11 @@ void apply_linear(const Linear& l, const float* x, size_t n, float* y, ThreadPoo
 }
 
 void apply_linears(std::initializer_list<LinearOutput> outputs, const float* x, size_t n, ThreadPool& pool) {
-  if (n != 1) {
-    for (const LinearOutput& o : outputs) apply_linear(*o.linear, x, n, o.y, pool);
-    return;
-  }
-  std::vector<kernels::MatvecJob> jobs;
+  std::vector<kernels::MatmulJob> jobs;
   jobs.reserve(outputs.size());
-  for (const LinearOutput& o : outputs) jobs.push_back({o.linear->weight, x, o.y});
-  kernels::matvec_batch(jobs.data(), jobs.size(), pool);
-  for (const LinearOutput& o : outputs) add_bias(*o.linear, 1, o.y);
+  for (const LinearOutput& o : outputs) jobs.push_back({o.linear->weight, x, n, o.y});
+  kernels::matmul_batch(jobs.data(), jobs.size(), pool);
+  for (const LinearOutput& o : outputs) add_bias(*o.linear, n, o.y);
 }
 
 void rms_norm_rows(const float* in, const std::vector<float>& weight, size_t n, float eps, float* out) {
@@ -178,27 +174,40 @@ void dense_mlp(const DenseMlp& m, const ModelDims& dims, size_t n, Scratch& s, T
   apply_linear(m.down, s.gate.data(), n, s.proj.data(), pool);
 }
 
-// Runs every expert on the tokens routed to it (gathered into one batch, so prefill reuses each
-// decoded weight tile across tokens); row (token * k + slot) of expert_out receives each result.
+// Runs every expert on the tokens routed to it: the (token, slot) rows are grouped by expert in
+// `gathered` (token order within an expert), so each expert multiplies one contiguous batch and every
+// decoded weight tile is reused across its tokens; all experts' gate/up products form one batch, their
+// down products another. Row (token * k + slot) of expert_out receives each result.
 void experts_by_batch(const MoeMlp& m, const ModelDims& dims, size_t n, Scratch& s, ThreadPool& pool) {
   const size_t H = dims.hidden, E = dims.experts, k = dims.experts_per_token, Im = dims.moe_intermediate;
-  std::vector<size_t> slots;  // (token * k + slot) entries routed to the current expert
+  const size_t rows = n * k;
+  std::vector<size_t> first(E + 1, 0);  // expert e's rows are [first[e], first[e + 1])
+  for (size_t j = 0; j < rows; ++j) first[static_cast<size_t>(s.route_expert[j]) + 1]++;
+  for (size_t e = 0; e < E; ++e) first[e + 1] += first[e];
+  std::vector<size_t> slot_of_row(rows);  // the (token * k + slot) entry at each grouped row
+  std::vector<size_t> next(first.begin(), first.end() - 1);
+  for (size_t j = 0; j < rows; ++j) slot_of_row[next[static_cast<size_t>(s.route_expert[j])]++] = j;
+  for (size_t r = 0; r < rows; ++r) std::copy_n(s.normed.data() + (slot_of_row[r] / k) * H, H, s.gathered.data() + r * H);
+  std::vector<kernels::MatmulJob> jobs;
   for (size_t e = 0; e < E; ++e) {
-    slots.clear();
-    for (size_t j = 0; j < n * k; ++j)
-      if (s.route_expert[j] == static_cast<int32_t>(e)) slots.push_back(j);
-    if (slots.empty()) continue;
-    const size_t m_rows = slots.size();
-    for (size_t r = 0; r < m_rows; ++r)
-      std::copy_n(s.normed.data() + (slots[r] / k) * H, H, s.gathered.data() + r * H);
-    apply_matrix(m.gate[e], s.gathered.data(), m_rows, s.gate.data(), pool);
-    apply_matrix(m.up[e], s.gathered.data(), m_rows, s.up.data(), pool);
-    kernels::silu_mul(s.gate.data(), s.up.data(), m_rows * Im, s.gate.data());
-    // The down projection's rows land in the slots' rows of expert_out, reusing `gathered` as staging.
-    apply_matrix(m.down[e], s.gate.data(), m_rows, s.gathered.data(), pool);
-    for (size_t r = 0; r < m_rows; ++r)
-      std::copy_n(s.gathered.data() + r * H, H, s.expert_out.data() + slots[r] * H);
+    const size_t count = first[e + 1] - first[e];
+    if (count == 0) continue;
+    const float* x = s.gathered.data() + first[e] * H;
+    jobs.push_back({m.gate[e], x, count, s.gate.data() + first[e] * Im});
+    jobs.push_back({m.up[e], x, count, s.up.data() + first[e] * Im});
   }
+  kernels::matmul_batch(jobs.data(), jobs.size(), pool);
+  kernels::silu_mul(s.gate.data(), s.up.data(), rows * Im, s.gate.data());
+  // The down products land in `gathered` (its inputs are consumed), then go to their slots' rows.
+  jobs.clear();
+  for (size_t e = 0; e < E; ++e) {
+    const size_t count = first[e + 1] - first[e];
+    if (count == 0) continue;
+    jobs.push_back({m.down[e], s.gate.data() + first[e] * Im, count, s.gathered.data() + first[e] * H});
+  }
+  kernels::matmul_batch(jobs.data(), jobs.size(), pool);
+  for (size_t r = 0; r < rows; ++r)
+    std::copy_n(s.gathered.data() + r * H, H, s.expert_out.data() + slot_of_row[r] * H);
 }
 
 // One token (decode): the k active experts' gate and up projections run as one batched parallel

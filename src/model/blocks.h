@@ -30,11 +30,11 @@ struct Scratch {
   std::vector<float> proj;      // [n, H] block output before the residual add
   std::vector<float> cos, sin;  // [n, d/2] RoPE tables of the batch's positions
   std::vector<float> scores;    // [workers, scores_per_worker()] attention probabilities
-  std::vector<float> gate, up;  // [n, max(I, Im)]
+  std::vector<float> gate, up;  // [n, max(I, k * Im)]
   std::vector<float> router;    // [n, E]
   std::vector<int32_t> route_expert;  // [n, k] chosen experts per token
   std::vector<float> route_weight;    // [n, k] their mixing weights
-  std::vector<float> gathered;        // [n, H] the tokens routed to one expert
+  std::vector<float> gathered;        // [n * k, H] the (token, slot) rows, grouped by expert
   std::vector<float> expert_out;      // [n, k, H] each chosen expert's output per token
 
   // Grows the buffers (never shrinks) to hold the given sizes.

@@ -91,18 +91,18 @@ uint64_t kv_cache_bytes(const io::ModelConfig& c, int64_t context) {
 }
 
 // Mirrors model::Scratch (model/blocks.h), which the engine reports as its scratch: per batched token
-// x, normed, proj [H]; q, attn [n_h*d]; cos, sin [d/2]; gate, up [max(I, Im)], at least k*Im each
-// (MoE decode runs the k experts side by side); for MoE also router [E], gathered [H], expert_out [k*H]
+// x, normed, proj [H]; q, attn [n_h*d]; cos, sin [d/2]; gate, up [max(I, k*Im)] (MoE runs every
+// (token, slot) row of a batch side by side); for MoE also router [E], gathered and expert_out [k*H]
 // and the chosen experts and their weights [2k]; plus per worker the probabilities of one attention
 // task (4 queries x (context + 4)). All 4-byte values. (The logits belong to the caller.)
 uint64_t scratch_bytes(const io::ModelConfig& c, const RuntimeAssumptions& r) {
   const uint64_t H = c.hidden_size, q_dim = c.num_attention_heads * c.head_dim, k = c.num_experts_per_tok;
-  const uint64_t ffn = std::max(c.intermediate_size, c.moe_intermediate_size);
   const bool moe = c.num_experts > 0;
   const uint64_t per_token =
-      3 * H + 2 * q_dim + c.head_dim + (moe ? c.num_experts + H + k * H + 2 * k : 0);
+      3 * H + 2 * q_dim + c.head_dim + (moe ? c.num_experts + 2 * k * H + 2 * k : 0);
   const uint64_t batch = static_cast<uint64_t>(std::min(r.prefill_chunk, r.context));
-  const uint64_t gate_up = 2 * std::max<uint64_t>(batch * ffn, moe ? k * c.moe_intermediate_size : 0);
+  const uint64_t ffn = std::max<uint64_t>(c.intermediate_size, moe ? k * c.moe_intermediate_size : 0);
+  const uint64_t gate_up = 2 * batch * ffn;
   const uint64_t scores = r.threads * 4 * (static_cast<uint64_t>(r.context) + 4);
   return sizeof(float) * (batch * per_token + gate_up + scores);
 }
