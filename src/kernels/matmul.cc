@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <utility>
 #include <vector>
 
@@ -67,6 +68,23 @@ void DecodeAffineRow(const AffineUnpacker<kBits>& unpacker, const AffineLayout& 
 
 inline size_t RoundUp(size_t n, size_t multiple) { return (n + multiple - 1) / multiple * multiple; }
 
+// A thread's scratch of floats, aligned for whole-vector loads. std::vector's 16-byte alignment would
+// split every 64-byte load of the micro-kernel across two cache lines.
+class AlignedScratch {
+ public:
+  float* get(size_t n) {
+    if (n > capacity_) {
+      data_ = hwy::AllocateAligned<float>(n);
+      capacity_ = n;
+    }
+    return data_.get();
+  }
+
+ private:
+  hwy::AlignedFreeUniquePtr<float[]> data_;
+  size_t capacity_ = 0;
+};
+
 // Bytes of decoded weights per tile: half the L2 cache, so that the tile stays there while the
 // activations stream past (256 KiB where the OS does not say). Tiling never changes a result.
 inline size_t TileBytes() {
@@ -117,15 +135,15 @@ void MultiplyTile(const Activations& X, size_t n, const Tile& tile, size_t rows,
     return;
   }
   const size_t N = hn::Lanes(DF()), per_block = kBlock * kBlock * N;
-  thread_local std::vector<float> acc;
-  acc.resize((rows + kBlock - 1) / kBlock * per_block);
+  thread_local AlignedScratch parked;
+  float* acc = parked.get((rows + kBlock - 1) / kBlock * per_block);
   for (size_t i = 0; i < n; i += kBlock) {
     const RowBlock xs = MakeBlock(X.data, X.stride, i, n);
     for (size_t k0 = 0; k0 < K; k0 += kChunkK) {
       const size_t k1 = std::min(K, k0 + kChunkK);
       for (size_t r = 0; r < rows; r += kBlock) {
         const RowBlock ws = MakeBlock(tile.data, tile.stride, r, rows);
-        MicroKernel4x4Chunk(xs, ws, k0, k1, k0 == 0, k1 == K, acc.data() + r / kBlock * per_block, block);
+        MicroKernel4x4Chunk(xs, ws, k0, k1, k0 == 0, k1 == K, acc + r / kBlock * per_block, block);
         if (k1 == K) WriteBlock(block, xs, ws, i, r, first_row, y_stride, y);
       }
     }
@@ -160,17 +178,12 @@ void AffineTile(const PreparedMatmul& p, size_t first, size_t rows, float* buffe
   MultiplyTile(p.X, p.job->n, Tile{buffer, p.K}, rows, p.K, first, w.rows, p.job->y);
 }
 
-// f32/f16/bf16 weights: f32 rows are read in place when K needs no padding, others are widened.
+// f32/f16/bf16 weights, widened (or copied: f32 tensors in a file are not 64-byte aligned) into the
+// aligned tile buffer.
 template <typename T>
 void FloatTile(const PreparedMatmul& p, size_t first, size_t rows, float* buffer) {
   const MatrixView& w = p.job->w;
   const T* data = static_cast<const T*>(w.data);
-  if constexpr (sizeof(T) == 4) {
-    if (p.K == w.cols) {
-      return MultiplyTile(p.X, p.job->n, Tile{reinterpret_cast<const float*>(data) + first * p.K, p.K}, rows, p.K,
-                          first, w.rows, p.job->y);
-    }
-  }
   for (size_t r = 0; r < rows; ++r) {
     float* dst = buffer + r * p.K;
     ConvertTyped(data + (first + r) * w.cols, w.cols, dst);
@@ -197,6 +210,11 @@ TileFn TileFunction(const MatrixView& w) {
     case 7: return AffineTile<7>;
     default: return AffineTile<8>;
   }
+}
+
+// Whether rows of `cols` floats from x all start on a vector boundary (else they are copied).
+inline bool IsVectorAligned(const float* x, size_t cols) {
+  return reinterpret_cast<uintptr_t>(x) % HWY_ALIGNMENT == 0 && cols * sizeof(float) % HWY_ALIGNMENT == 0;
 }
 
 // Jobs whose activations are laid out identically: the same rows, and for affine weights the same
@@ -228,7 +246,7 @@ std::vector<std::pair<size_t, size_t>> PrepareMatmuls(const MatmulJob* jobs, siz
     if (twin < j) {
       p.X.data = prepared[twin].X.data;
       p.X.stride = prepared[twin].X.stride;
-    } else if (!affine && p.K == job.w.cols) {
+    } else if (!affine && p.K == job.w.cols && IsVectorAligned(job.x, job.w.cols)) {
       p.X.data = job.x;  // read in place
       p.X.stride = job.w.cols;
     } else {
@@ -268,13 +286,13 @@ void MatmulBatchImpl(const MatmulJob* jobs, size_t count, ThreadPool& pool) {
     buffer_floats = std::max(buffer_floats, prepared[j].tile_rows * prepared[j].K);
   }
   pool.parallel_for(starts[count], 1, [&](size_t begin, size_t end, size_t) {
-    thread_local std::vector<float> buffer;
-    buffer.resize(std::max(buffer.size(), buffer_floats));
+    thread_local AlignedScratch tile_buffer;
+    float* buffer = tile_buffer.get(buffer_floats);
     for (size_t t = begin; t < end; ++t) {
       const size_t j = static_cast<size_t>(std::upper_bound(starts.begin(), starts.end(), t) - starts.begin()) - 1;
       const PreparedMatmul& p = prepared[j];
       const size_t first = (t - starts[j]) * p.tile_rows;
-      p.tile(p, first, std::min(p.tile_rows, p.job->w.rows - first), buffer.data());
+      p.tile(p, first, std::min(p.tile_rows, p.job->w.rows - first), buffer);
     }
   }, starts[count]);
 }
