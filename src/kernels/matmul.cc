@@ -220,9 +220,9 @@ inline bool IsVectorAligned(const float* x, size_t cols) {
 // Jobs whose activations are laid out identically: the same rows, and for affine weights the same
 // decode order (bits, group size and width).
 bool SameActivations(const MatmulJob& a, const MatmulJob& b) {
-  if (a.x != b.x || a.n != b.n || a.w.cols != b.w.cols || (a.w.type == WeightType::kAffine) != (b.w.type == WeightType::kAffine))
-    return false;
-  return a.w.type != WeightType::kAffine || (a.w.bits == b.w.bits && a.w.group_size == b.w.group_size);
+  const bool affine = a.w.type == WeightType::kAffine;
+  if (a.x != b.x || a.n != b.n || a.w.cols != b.w.cols || affine != (b.w.type == WeightType::kAffine)) return false;
+  return !affine || (a.w.bits == b.w.bits && a.w.group_size == b.w.group_size);
 }
 
 // Tiling and activation storage of every job; returns the (job, row) pairs whose activations still

@@ -174,20 +174,35 @@ void dense_mlp(const DenseMlp& m, const ModelDims& dims, size_t n, Scratch& s, T
   apply_linear(m.down, s.gate.data(), n, s.proj.data(), pool);
 }
 
+// A batch's (token * k + slot) entries grouped by expert, in token order within an expert (a counting
+// sort): expert e's rows are [first[e], first[e + 1]), and grouped row r holds entry slot_of_row[r].
+struct ExpertGroups {
+  std::vector<size_t> first;
+  std::vector<size_t> slot_of_row;
+};
+
+ExpertGroups group_by_expert(const int32_t* route_expert, size_t entries, size_t experts) {
+  ExpertGroups g;
+  g.first.assign(experts + 1, 0);
+  for (size_t j = 0; j < entries; ++j) g.first[static_cast<size_t>(route_expert[j]) + 1]++;
+  for (size_t e = 0; e < experts; ++e) g.first[e + 1] += g.first[e];
+  g.slot_of_row.resize(entries);
+  std::vector<size_t> next(g.first.begin(), g.first.end() - 1);
+  for (size_t j = 0; j < entries; ++j) g.slot_of_row[next[static_cast<size_t>(route_expert[j])]++] = j;
+  return g;
+}
+
 // Runs every expert on the tokens routed to it: the (token, slot) rows are grouped by expert in
-// `gathered` (token order within an expert), so each expert multiplies one contiguous batch and every
-// decoded weight tile is reused across its tokens; all experts' gate/up products form one batch, their
-// down products another. Row (token * k + slot) of expert_out receives each result.
+// `gathered`, so each expert multiplies one contiguous batch and every decoded weight tile is reused
+// across its tokens; all experts' gate/up products form one batch, their down products another. Row
+// (token * k + slot) of expert_out receives each result.
 void experts_by_batch(const MoeMlp& m, const ModelDims& dims, size_t n, Scratch& s, ThreadPool& pool) {
   const size_t H = dims.hidden, E = dims.experts, k = dims.experts_per_token, Im = dims.moe_intermediate;
   const size_t rows = n * k;
-  std::vector<size_t> first(E + 1, 0);  // expert e's rows are [first[e], first[e + 1])
-  for (size_t j = 0; j < rows; ++j) first[static_cast<size_t>(s.route_expert[j]) + 1]++;
-  for (size_t e = 0; e < E; ++e) first[e + 1] += first[e];
-  std::vector<size_t> slot_of_row(rows);  // the (token * k + slot) entry at each grouped row
-  std::vector<size_t> next(first.begin(), first.end() - 1);
-  for (size_t j = 0; j < rows; ++j) slot_of_row[next[static_cast<size_t>(s.route_expert[j])]++] = j;
-  for (size_t r = 0; r < rows; ++r) std::copy_n(s.normed.data() + (slot_of_row[r] / k) * H, H, s.gathered.data() + r * H);
+  const ExpertGroups groups = group_by_expert(s.route_expert.data(), rows, E);
+  const std::vector<size_t>& first = groups.first;
+  for (size_t r = 0; r < rows; ++r)
+    std::copy_n(s.normed.data() + (groups.slot_of_row[r] / k) * H, H, s.gathered.data() + r * H);
   std::vector<kernels::MatmulJob> jobs;
   for (size_t e = 0; e < E; ++e) {
     const size_t count = first[e + 1] - first[e];
@@ -207,7 +222,7 @@ void experts_by_batch(const MoeMlp& m, const ModelDims& dims, size_t n, Scratch&
   }
   kernels::matmul_batch(jobs.data(), jobs.size(), pool);
   for (size_t r = 0; r < rows; ++r)
-    std::copy_n(s.gathered.data() + r * H, H, s.expert_out.data() + slot_of_row[r] * H);
+    std::copy_n(s.gathered.data() + r * H, H, s.expert_out.data() + groups.slot_of_row[r] * H);
 }
 
 // One token (decode): the k active experts' gate and up projections run as one batched parallel
