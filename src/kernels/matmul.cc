@@ -306,11 +306,15 @@ namespace quantlab::kernels {
 HWY_EXPORT(MatmulBatchImpl);
 
 void matmul_batch(const MatmulJob* jobs, size_t count, ThreadPool& pool) {
+  std::vector<MatvecJob> single;  // one activation row reuses no decoded tile: the matvec kernel's
   std::vector<MatmulJob> work;
-  work.reserve(count);
   for (size_t j = 0; j < count; ++j) {
     const MatmulJob& job = jobs[j];
     check_matrix_view(job.w, "matmul");
+    if (job.n == 1) {
+      single.push_back({job.w, job.x, job.y});
+      continue;
+    }
     if (job.n == 0 || job.w.rows == 0) continue;
     if (job.w.cols == 0) {
       std::fill(job.y, job.y + job.n * job.w.rows, 0.0f);
@@ -318,12 +322,7 @@ void matmul_batch(const MatmulJob* jobs, size_t count, ThreadPool& pool) {
     }
     work.push_back(job);
   }
-  // One activation row reuses no decoded tile: such products go to the matvec kernel.
-  std::vector<MatvecJob> single;
-  for (const MatmulJob& job : work)
-    if (job.n == 1) single.push_back({job.w, job.x, job.y});
   if (!single.empty()) matvec_batch(single.data(), single.size(), pool);
-  std::erase_if(work, [](const MatmulJob& job) { return job.n == 1; });
   if (!work.empty()) HWY_DYNAMIC_DISPATCH(MatmulBatchImpl)(work.data(), work.size(), pool);
 }
 
