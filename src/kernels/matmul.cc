@@ -1,11 +1,11 @@
 // Y = X W^T for a batch of n activation rows (the prefill path). Compiled once per Highway target.
 //
 // Work is split into tiles of weight rows. A worker decodes its tile to f32 once (affine codes in decode
-// order, see affine_unpack-inl.h, with the activations permuted to match; f16/bf16 widened), then runs a
-// 4x4 register-blocked micro-kernel (4 activation rows x 4 weight rows, 16 vector accumulators) over all
-// n rows, so each decoded weight is reused n times from cache. Every output element is one fixed
-// sequence of FMAs over K followed by one fixed reduction tree (SumOfFour), whatever the tiling and
-// thread count.
+// order, see affine_unpack-inl.h, with the activations permuted to match; f16/bf16 widened), then runs
+// the panel micro-kernel (panel_kernel-inl.h: a few weight rows broadcast against the activations,
+// stored transposed in panels of up to kPanelVecs vectors of tokens) over all n rows, so each decoded
+// weight is reused n times from cache. Every output element is one FMA chain over K in order, whatever
+// the tiling, the K chunking and the thread count.
 #include "kernels/highway_config.h"  // must precede the hwy includes
 
 #undef HWY_TARGET_INCLUDE
@@ -25,7 +25,7 @@
 #include "kernels/convert-inl.h"
 #include "kernels/kernels.h"
 #include "kernels/matrix_checks.h"
-#include "kernels/microkernel-inl.h"
+#include "kernels/panel_kernel-inl.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace quantlab::kernels::HWY_NAMESPACE {
@@ -33,12 +33,25 @@ namespace hn = hwy::HWY_NAMESPACE;
 
 using DF = hn::ScalableTag<float>;
 
-// Activations as the micro-kernel reads them: rows of K floats (K a multiple of the lane count), in
-// decode order for affine weights, zero-padded past cols.
+// Activations as the micro-kernel reads them: the n tokens' vectors (N tokens each, zero past n) split
+// evenly into panels of at most kPanelVecs vectors (65 tokens with 16 lanes: 3 + 2 vectors, not 4 + 1,
+// since a one-vector panel needs a broadcast load per FMA). Panel b is K steps (in decode order for
+// affine weights) of its vectors side by side, stored densely after the panels before it.
 struct Activations {
-  const float* data = nullptr;
-  size_t stride = 0;
-  hwy::AlignedFreeUniquePtr<float[]> storage;
+  float* data = nullptr;  // in the calling thread's arena; written by the job that owns it
+  size_t n = 0, K = 0, vectors = 0, panels = 0;
+
+  void Plan(size_t tokens, size_t k) {
+    const size_t N = hn::Lanes(DF());
+    n = tokens;
+    K = k;
+    vectors = (n + N - 1) / N;
+    panels = (vectors + kPanelVecs - 1) / kPanelVecs;
+  }
+  size_t FirstVector(size_t b) const { return b * (vectors / panels) + std::min(b, vectors % panels); }
+  size_t Vectors(size_t b) const { return vectors / panels + (b < vectors % panels ? 1 : 0); }
+  size_t Floats() const { return K * vectors * hn::Lanes(DF()); }
+  float* Panel(size_t b) const { return data + K * FirstVector(b) * hn::Lanes(DF()); }
 };
 
 // The weight rows [first, first + count) of one tile as f32 rows of K floats.
@@ -98,55 +111,69 @@ inline size_t TileBytes() {
   return bytes;
 }
 
-// Rows per tile: TileBytes() of f32 rows, a multiple of kBlock, at most 64. With a 1 MiB L2, K = 2048
-// and 3072 (o and down projections) get 64 and 40 rows instead of 32 and 20 at a fixed 256 KiB: each
-// activation block loaded from L3 then feeds more weight rows (down: 58 -> 63 % of the FMA peak).
+// Rows per tile: TileBytes() of f32 rows, a multiple of kPanelRows, at most 64. With a 1 MiB L2, K = 2048
+// and 3072 (o and down projections) get 60 and 36 rows instead of 30 and 18 at a fixed 256 KiB: each
+// activation panel loaded from L3 then feeds more weight rows.
 inline size_t TileRows(size_t K) {
-  return std::clamp<size_t>(TileBytes() / sizeof(float) / K / kBlock * kBlock, kBlock, 64);
+  constexpr size_t kMost = 64 / kPanelRows * kPanelRows;
+  return std::clamp<size_t>(TileBytes() / sizeof(float) / K / kPanelRows * kPanelRows, kPanelRows, kMost);
 }
 
-// Floats of K per pass: a 4-row block of activations and one of weights (16 KiB each) then stay in L1
-// while the weight blocks of the tile stream past; a longer K (2048 and up: the MoE shapes' gate/up and
-// every o/down projection) otherwise evicts the activation block on every call.
+// Floats of K per pass: a panel chunk of kPanelVecs vectors (up to 256 KiB with AVX-512) stays in L2
+// beside the tile, and the kPanelRows weight rows' chunks (24 KiB) in L1.
 constexpr size_t kChunkK = 1024;
 
-void WriteBlock(const float* block, const RowBlock& xs, const RowBlock& ws, size_t i, size_t r, size_t first_row,
-                size_t y_stride, float* y) {
-  for (size_t a = 0; a < xs.count; ++a) {
-    for (size_t b = 0; b < ws.count; ++b) y[(i + a) * y_stride + first_row + r + b] = block[a * kBlock + b];
+// out[t * out_stride + r0 + r] for the block's valid rows r and the panel's tokens t < tokens (the
+// accumulators hold tokens side by side). The panel's results are gathered in L1 first: stores straight
+// into Y would each touch another cache line, one Y row apart (with 3072 rows, 12 KiB: the same L1 set
+// for every token), which took as long as the FMAs.
+template <size_t V>
+void TransposeBlock(const float* acc, size_t rows, size_t tokens, size_t r0, size_t out_stride, float* out) {
+  const size_t N = hn::Lanes(DF());
+  for (size_t r = 0; r < rows; ++r) {
+    for (size_t v = 0; v < V; ++v) {
+      const float* lanes = acc + (r * kPanelVecs + v) * N;
+      for (size_t l = 0; l < N && v * N + l < tokens; ++l) out[(v * N + l) * out_stride + r0 + r] = lanes[l];
+    }
   }
 }
 
-// Multiplies every kBlock x kBlock block of X rows [0, n) by the tile's rows [0, rows), writing
-// Y[i, first_row + r]. Above kChunkK, K is walked in chunks with the 16 accumulators of each weight block
-// parked in `acc` between chunks (identical results, see MicroKernel4x4Chunk).
-void MultiplyTile(const Activations& X, size_t n, const Tile& tile, size_t rows, size_t K,
-                  size_t first_row, size_t y_stride, float* y) {
-  float block[kBlock * kBlock];
-  if (K <= kChunkK) {
-    for (size_t i = 0; i < n; i += kBlock) {
-      const RowBlock xs = MakeBlock(X.data, X.stride, i, n);
-      for (size_t r = 0; r < rows; r += kBlock) {
-        const RowBlock ws = MakeBlock(tile.data, tile.stride, r, rows);
-        MicroKernel4x4(xs, ws, K, block);
-        WriteBlock(block, xs, ws, i, r, first_row, y_stride, y);
-      }
+// One panel of `tokens` tokens (at most V * N) against the tile's rows [0, rows), into out [tokens, rows];
+// K is walked in chunks of kChunkK with each weight block's accumulators parked in `parked` between
+// chunks.
+template <size_t V>
+void MultiplyPanel(const float* panel, size_t panel_stride, size_t tokens, const Tile& tile, size_t rows,
+                   size_t K, float* parked, float* out) {
+  const size_t per_block = kPanelRows * kPanelVecs * hn::Lanes(DF());
+  for (size_t k0 = 0; k0 < K; k0 += kChunkK) {
+    const size_t k1 = std::min(K, k0 + kChunkK);
+    for (size_t r = 0; r < rows; r += kPanelRows) {
+      const WeightRows ws = MakeWeightRows(tile.data, tile.stride, r, rows);
+      float* acc = parked + r / kPanelRows * per_block;
+      PanelKernel<V>(ws, panel, panel_stride, k0, k1, k0 == 0, acc);
+      if (k1 == K) TransposeBlock<V>(acc, ws.count, tokens, r, rows, out);
     }
-    return;
   }
-  const size_t N = hn::Lanes(DF()), per_block = kBlock * kBlock * N;
-  thread_local AlignedScratch parked;
-  float* acc = parked.get((rows + kBlock - 1) / kBlock * per_block);
-  for (size_t i = 0; i < n; i += kBlock) {
-    const RowBlock xs = MakeBlock(X.data, X.stride, i, n);
-    for (size_t k0 = 0; k0 < K; k0 += kChunkK) {
-      const size_t k1 = std::min(K, k0 + kChunkK);
-      for (size_t r = 0; r < rows; r += kBlock) {
-        const RowBlock ws = MakeBlock(tile.data, tile.stride, r, rows);
-        MicroKernel4x4Chunk(xs, ws, k0, k1, k0 == 0, k1 == K, acc + r / kBlock * per_block, block);
-        if (k1 == K) WriteBlock(block, xs, ws, i, r, first_row, y_stride, y);
-      }
-    }
+}
+
+// Multiplies every panel of X's n tokens by the tile's rows [0, rows), writing Y[t, first_row + r].
+void MultiplyTile(const Activations& X, const Tile& tile, size_t rows, size_t K, size_t first_row,
+                  size_t y_stride, float* y) {
+  const size_t N = hn::Lanes(DF()), per_panel = kPanelVecs * N;
+  thread_local AlignedScratch parked_storage, out_storage;
+  float* parked = parked_storage.get((rows + kPanelRows - 1) / kPanelRows * kPanelRows * per_panel);
+  float* out = out_storage.get(per_panel * rows);
+  for (size_t b = 0; b < X.panels; ++b) {
+    const size_t first = X.FirstVector(b) * N, vectors = X.Vectors(b);
+    const size_t tokens = std::min(vectors * N, X.n - first);
+    const auto run = [&](auto v) {
+      MultiplyPanel<decltype(v)::value>(X.Panel(b), vectors * N, tokens, tile, rows, K, parked, out);
+    };
+    if (vectors == 1) run(std::integral_constant<size_t, 1>());
+    else if (vectors == 2) run(std::integral_constant<size_t, std::min<size_t>(2, kPanelVecs)>());
+    else if (vectors == 3) run(std::integral_constant<size_t, std::min<size_t>(3, kPanelVecs)>());
+    else run(std::integral_constant<size_t, kPanelVecs>());
+    for (size_t i = 0; i < tokens; ++i) std::copy_n(out + i * rows, rows, y + (first + i) * y_stride + first_row);
   }
 }
 
@@ -156,6 +183,7 @@ void MultiplyTile(const Activations& X, size_t n, const Tile& tile, size_t rows,
 struct PreparedMatmul {
   const MatmulJob* job = nullptr;
   Activations X;
+  size_t twin = 0;  // the first job of the batch whose activations these are (itself if none before)
   AffineLayout L;  // affine only
   size_t K = 0, tile_rows = 0, tiles = 0;
   void (*tile)(const PreparedMatmul&, size_t first, size_t rows, float* buffer) = nullptr;
@@ -175,7 +203,7 @@ void AffineTile(const PreparedMatmul& p, size_t first, size_t rows, float* buffe
                       buffers.biases(p.L, i), buffer + (r0 + i) * p.K);
     }
   }
-  MultiplyTile(p.X, p.job->n, Tile{buffer, p.K}, rows, p.K, first, w.rows, p.job->y);
+  MultiplyTile(p.X, Tile{buffer, p.K}, rows, p.K, first, w.rows, p.job->y);
 }
 
 // f32/f16/bf16 weights, widened (or copied: f32 tensors in a file are not 64-byte aligned) into the
@@ -189,7 +217,7 @@ void FloatTile(const PreparedMatmul& p, size_t first, size_t rows, float* buffer
     ConvertTyped(data + (first + r) * w.cols, w.cols, dst);
     std::fill(dst + w.cols, dst + p.K, 0.0f);
   }
-  MultiplyTile(p.X, p.job->n, Tile{buffer, p.K}, rows, p.K, first, w.rows, p.job->y);
+  MultiplyTile(p.X, Tile{buffer, p.K}, rows, p.K, first, w.rows, p.job->y);
 }
 
 using TileFn = void (*)(const PreparedMatmul&, size_t, size_t, float*);
@@ -212,11 +240,6 @@ TileFn TileFunction(const MatrixView& w) {
   }
 }
 
-// Whether rows of `cols` floats from x all start on a vector boundary (else they are copied).
-inline bool IsVectorAligned(const float* x, size_t cols) {
-  return reinterpret_cast<uintptr_t>(x) % HWY_ALIGNMENT == 0 && cols * sizeof(float) % HWY_ALIGNMENT == 0;
-}
-
 // Jobs whose activations are laid out identically: the same rows, and for affine weights the same
 // decode order (bits, group size and width).
 bool SameActivations(const MatmulJob& a, const MatmulJob& b) {
@@ -225,12 +248,21 @@ bool SameActivations(const MatmulJob& a, const MatmulJob& b) {
   return !affine || (a.w.bits == b.w.bits && a.w.group_size == b.w.group_size);
 }
 
-// Tiling and activation storage of every job; returns the (job, row) pairs whose activations still
-// need to be written (permuted into decode order, or copied with zero padding).
+// The calling thread's storage for a batch's activation panels, kept between calls: allocating them
+// afresh (up to n x K floats per distinct input) cost page faults and zeroing, ~9 % of a MoE prefill.
+float* PanelArena(size_t floats) {
+  thread_local AlignedScratch arena;
+  return arena.get(floats);
+}
+
+// Tiling and activation layout of every job; returns the (job, panel) pairs whose panels still need to
+// be written.
 std::vector<std::pair<size_t, size_t>> PrepareMatmuls(const MatmulJob* jobs, size_t count,
                                                       std::vector<PreparedMatmul>& prepared) {
   const size_t N = hn::Lanes(DF());
-  std::vector<std::pair<size_t, size_t>> rows_to_write;
+  std::vector<std::pair<size_t, size_t>> panels_to_write;
+  std::vector<size_t> offsets(count, 0);
+  size_t total = 0;
   for (size_t j = 0; j < count; ++j) {
     const MatmulJob& job = jobs[j];
     PreparedMatmul& p = prepared[j];
@@ -241,32 +273,49 @@ std::vector<std::pair<size_t, size_t>> PrepareMatmuls(const MatmulJob* jobs, siz
     p.K = affine ? p.L.padded_cols : RoundUp(job.w.cols, N);
     p.tile_rows = TileRows(p.K);
     p.tiles = (job.w.rows + p.tile_rows - 1) / p.tile_rows;
+    p.X.Plan(job.n, p.K);
     const size_t twin = static_cast<size_t>(
         std::find_if(jobs, jobs + j, [&](const MatmulJob& o) { return SameActivations(o, job); }) - jobs);
-    if (twin < j) {
-      p.X.data = prepared[twin].X.data;
-      p.X.stride = prepared[twin].X.stride;
-    } else if (!affine && p.K == job.w.cols && IsVectorAligned(job.x, job.w.cols)) {
-      p.X.data = job.x;  // read in place
-      p.X.stride = job.w.cols;
-    } else {
-      p.X.storage = hwy::AllocateAligned<float>(job.n * p.K);
-      p.X.data = p.X.storage.get();
-      p.X.stride = p.K;
-      for (size_t i = 0; i < job.n; ++i) rows_to_write.emplace_back(j, i);
-    }
+    p.twin = twin;
+    if (twin < j) continue;
+    offsets[j] = total;
+    total += p.X.Floats();
+    for (size_t b = 0; b < p.X.panels; ++b) panels_to_write.emplace_back(j, b);
   }
-  return rows_to_write;
+  float* arena = PanelArena(total);
+  for (size_t j = 0; j < count; ++j) prepared[j].X.data = arena + offsets[prepared[j].twin];
+  return panels_to_write;
 }
 
-// Row i of job j's activations in the layout its tiles read.
-void WriteActivationRow(const PreparedMatmul& p, size_t i) {
+// Panel b of job j's activations: its token rows in decode order (affine) or zero-padded to K, then
+// transposed so that each k holds the panel's tokens side by side (zero past n). The rows are staged one
+// vector apart beyond K (a stride of K floats would put all of them in one L1 set for K = 1024) and
+// transposed in blocks of 16 k, whose panel lines stay in L1.
+void WriteActivationPanel(const PreparedMatmul& p, size_t b) {
+  constexpr size_t kBlockK = 16;
   const MatmulJob& job = *p.job;
-  float* dst = p.X.storage.get() + i * p.K;
-  const float* src = job.x + i * job.w.cols;
-  if (job.w.type == WeightType::kAffine) return PermuteActivations(p.L, src, job.w.cols, dst);
-  std::copy(src, src + job.w.cols, dst);
-  std::fill(dst + job.w.cols, dst + p.K, 0.0f);
+  const size_t N = hn::Lanes(DF()), width = p.X.Vectors(b) * N, first = p.X.FirstVector(b) * N;
+  const size_t tokens = std::min(width, job.n - first), stride = p.K + N;
+  thread_local AlignedScratch rows_storage;
+  float* rows = rows_storage.get(tokens * stride);
+  for (size_t t = 0; t < tokens; ++t) {
+    const float* src = job.x + (first + t) * job.w.cols;
+    float* dst = rows + t * stride;
+    if (job.w.type == WeightType::kAffine) {
+      PermuteActivations(p.L, src, job.w.cols, dst);
+    } else {
+      std::copy(src, src + job.w.cols, dst);
+      std::fill(dst + job.w.cols, dst + p.K, 0.0f);
+    }
+  }
+  float* panel = p.X.Panel(b);
+  for (size_t k0 = 0; k0 < p.K; k0 += kBlockK) {
+    const size_t k1 = std::min(p.K, k0 + kBlockK);
+    for (size_t t = 0; t < tokens; ++t) {
+      for (size_t k = k0; k < k1; ++k) panel[k * width + t] = rows[t * stride + k];
+    }
+    for (size_t k = k0; k < k1; ++k) std::fill(panel + k * width + tokens, panel + (k + 1) * width, 0.0f);
+  }
 }
 
 // All jobs' tiles form one index space, handed out one tile at a time (a tile is 10-100 us of FMAs):
@@ -274,10 +323,11 @@ void WriteActivationRow(const PreparedMatmul& p, size_t i) {
 // experts cost two sections, not three per expert. Each output depends only on its own row and tile.
 void MatmulBatchImpl(const MatmulJob* jobs, size_t count, ThreadPool& pool) {
   std::vector<PreparedMatmul> prepared(count);
-  const std::vector<std::pair<size_t, size_t>> rows = PrepareMatmuls(jobs, count, prepared);
-  // Permuting n rows is O(n * cols) of scalar work: split it too, or one core idles meanwhile.
-  pool.parallel_for(rows.size(), 16, [&](size_t begin, size_t end, size_t) {
-    for (size_t r = begin; r < end; ++r) WriteActivationRow(prepared[rows[r].first], rows[r].second);
+  const std::vector<std::pair<size_t, size_t>> panels = PrepareMatmuls(jobs, count, prepared);
+  // Writing the panels is O(n * cols) of scalar work: split it too, or one core idles meanwhile. One
+  // panel per task: two threads writing one panel would share its cache lines.
+  pool.parallel_for(panels.size(), 1, [&](size_t begin, size_t end, size_t) {
+    for (size_t i = begin; i < end; ++i) WriteActivationPanel(prepared[panels[i].first], panels[i].second);
   });
   std::vector<size_t> starts(count + 1, 0);
   size_t buffer_floats = 0;

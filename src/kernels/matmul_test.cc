@@ -1,6 +1,7 @@
 // matmul against the double reference on every compiled target: all bit widths x group sizes x scale
-// dtypes, n = 1, 3, 17 (partial activation blocks), row counts that leave partial weight blocks and
-// tiles, float weight formats with ragged K, and thread-count independence.
+// dtypes, n = 1, 3, 17, 65, 130 (partial token vectors, one panel, and several panels split evenly:
+// 65 tokens are 3 + 2 vectors with 16 lanes, 130 are 3 + 3 + 3), row counts that leave partial weight
+// blocks and tiles, float weight formats with ragged K, and thread-count independence.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -18,7 +19,8 @@ using testing::AffineMatrix;
 using testing::for_each_target;
 
 constexpr DType kScaleTypes[] = {DType::kF16, DType::kBF16, DType::kF32};
-constexpr size_t kBatchSizes[] = {1, 3, 17};
+constexpr size_t kBatchSizes[] = {1, 3, 17, 65, 130};
+constexpr size_t kMostTokens = 130;
 
 class AffineMatmulTest : public ::testing::TestWithParam<std::tuple<int, int>> {};
 
@@ -28,11 +30,11 @@ TEST_P(AffineMatmulTest, MatchesDoubleReferenceWithinBound) {
   for (DType scale_type : kScaleTypes) {
     SCOPED_TRACE(dtype_name(scale_type));
     std::mt19937 rng(bits * 31 + group);
-    const size_t rows = 70, cols = group == 128 ? 384 : 320;  // 70: partial 4-row block and tile
+    const size_t rows = 70, cols = group == 128 ? 384 : 320;  // 70: partial weight-row block and tile
     const AffineMatrix m = testing::quantized_random(rng, rows, cols, bits, group, scale_type);
-    const std::vector<float> x = testing::random_floats(rng, 17 * cols, -2.0f, 2.0f);
+    const std::vector<float> x = testing::random_floats(rng, kMostTokens * cols, -2.0f, 2.0f);
     std::vector<testing::ReferenceProduct> ref;
-    for (size_t i = 0; i < 17; ++i) ref.push_back(testing::reference_affine_matvec(m, x.data() + i * cols));
+    for (size_t i = 0; i < kMostTokens; ++i) ref.push_back(testing::reference_affine_matvec(m, x.data() + i * cols));
     for_each_target([&] {
       for (size_t n : kBatchSizes) {
         std::vector<float> y(n * rows);

@@ -1,5 +1,5 @@
-// The 4x4 register-blocked dot-product micro-kernel shared by matmul (activation rows x decoded weight
-// rows) and attention (query rows x key rows): 16 dot products over K with 16 vector accumulators, each
+// The 4x4 register-blocked dot-product micro-kernel of prefill attention (query rows x key rows; matmul
+// has its own, panel_kernel-inl.h): 16 dot products over K with 16 vector accumulators, each
 // one fixed FMA sequence followed by one fixed reduction tree (SumOfFour), so an output does not depend
 // on which other rows share its block.
 #if defined(QUANTLAB_KERNELS_MICROKERNEL_INL_H_) == defined(HWY_TARGET_TOGGLE)
