@@ -4,7 +4,8 @@
 //   - decode tokens/s beside the memory-bandwidth roofline (weight bytes read per token / bandwidth),
 //   - prefill tokens/s of a long prompt beside the measured f32 FMA peak (best of --repeats on a session
 //     whose buffers one earlier prompt has touched; that first prompt's rate is reported too),
-//   - runtime memory (weights mapped and resident, KV cache, scratch) and a per-phase time split.
+//   - runtime memory (weights mapped and resident, KV cache, scratch, the matmul kernels' workspace) and a
+//     per-phase time split.
 // Bandwidth and FMA peak are measured in the same run on the same thread pool; bandwidth right before
 // and after each decode run.
 //
@@ -172,7 +173,8 @@ nlohmann::ordered_json run_one(const std::string& dir, const Options& o, ThreadP
           {"prefill_gflops", gflops},
           {"prefill_peak_fraction", gflops / fma_peak},
           {"memory", {{"weights_mapped", mem.weights_mapped}, {"weights_resident", mem.weights_resident},
-                      {"weights_copied", mem.weights_copied}, {"kv_cache", mem.kv_cache}, {"scratch", mem.scratch}}},
+                      {"weights_copied", mem.weights_copied}, {"kv_cache", mem.kv_cache}, {"scratch", mem.scratch},
+                      {"kernel_workspace", kernels::matmul_workspace_bytes()}}},
           {"phases", phases}};
 }
 
@@ -183,19 +185,20 @@ int run(const Options& o) {
   fmt::print("{} threads, target {}: f32 FMA peak {:.1f} GFLOP/s; decode best of {}\n", pool.size(),
              kernels::active_target(), fma_peak, o.repeats);
   fmt::print("| model | load->1st tok (s) | decode tok/s | GB/s probe | roofline tok/s | % roofline | prefill tok/s | "
-             "first prefill tok/s | GFLOP/s | % FMA peak | weights MB | KV MB | scratch MB |\n"
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+             "first prefill tok/s | GFLOP/s | % FMA peak | weights MB | KV MB | scratch MB | kernel workspace MB |\n"
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   nlohmann::ordered_json all = {{"threads", pool.size()}, {"target", kernels::active_target()},
                                 {"fma_peak_gflops", fma_peak}, {"runs", nlohmann::json::array()}};
   for (const std::string& b : CLI::detail::split(o.bits, ',')) {
     const std::string dir = ensure_model(o, std::stoi(b), pool);
     const auto r = run_one(dir, o, pool, probe, fma_peak);
-    fmt::print("| {} | {:.3f} | {:.2f} | {:.1f} | {:.2f} | {:.0f}% | {:.1f} | {:.1f} | {:.1f} | {:.0f}% | {:.1f} | {:.1f} | {:.1f} |\n",
+    fmt::print("| {} | {:.3f} | {:.2f} | {:.1f} | {:.2f} | {:.0f}% | {:.1f} | {:.1f} | {:.1f} | {:.0f}% | {:.1f} | {:.1f} | {:.1f} | {:.1f} |\n",
                fs::path(dir).filename().string(), r["load_to_first_token_s"].get<double>(), r["decode_tok_s"].get<double>(),
                r["bandwidth_gbs"].get<double>(), r["roofline_tok_s"].get<double>(), 100 * r["decode_roofline_fraction"].get<double>(),
                r["prefill_tok_s"].get<double>(), r["first_prefill_tok_s"].get<double>(), r["prefill_gflops"].get<double>(),
                100 * r["prefill_peak_fraction"].get<double>(), r["memory"]["weights_mapped"].get<double>() / 1e6,
-               r["memory"]["kv_cache"].get<double>() / 1e6, r["memory"]["scratch"].get<double>() / 1e6);
+               r["memory"]["kv_cache"].get<double>() / 1e6, r["memory"]["scratch"].get<double>() / 1e6,
+               r["memory"]["kernel_workspace"].get<double>() / 1e6);
     all["runs"].push_back(r);
   }
   if (!o.json_out.empty()) std::ofstream(o.json_out) << all.dump(2) << "\n";

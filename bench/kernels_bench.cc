@@ -3,11 +3,13 @@
 // FMA peak) and the quantizer's hot loop (GB/s of f16 input). Probes run first (registration order),
 // so the ratio counters of later benchmarks use numbers measured in the same run.
 //
-//   build-*/bin/kernels_bench [--benchmark_filter=Matvec]     (threads: QL_BENCH_THREADS, default 2)
+//   build-*/bin/kernels_bench [--benchmark_filter=Matvec]     (threads: QL_BENCH_THREADS, default 2;
+//                                                              Highway target: QL_BENCH_TARGET=AVX2 etc.)
 #include <benchmark/benchmark.h>
 
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -16,6 +18,7 @@
 #include "core/half.h"
 #include "core/thread_pool.h"
 #include "kernels/kernels.h"
+#include "kernels/targets.h"
 #include "kernels/probes.h"
 
 namespace {
@@ -279,4 +282,26 @@ BENCHMARK(BM_Matmul)
     ->UseRealTime();
 BENCHMARK(BM_QuantizeF16)->ArgName("bits")->DenseRange(2, 8)->Unit(benchmark::kMillisecond)->UseRealTime();
 
-BENCHMARK_MAIN();
+// QL_BENCH_TARGET names one compiled target (as kernels::target_name spells it) to run every kernel on,
+// e.g. AVX2 on an AVX-512 machine, to compare code paths in one run of the same binary.
+bool apply_target_choice() {
+  const char* wanted = std::getenv("QL_BENCH_TARGET");
+  if (!wanted || !*wanted) return true;
+  for (int64_t t : quantlab::kernels::compiled_targets()) {
+    if (std::strcmp(quantlab::kernels::target_name(t), wanted) == 0) {
+      quantlab::kernels::force_target(t);
+      return true;
+    }
+  }
+  std::fprintf(stderr, "kernels_bench: QL_BENCH_TARGET=%s is not a compiled target this CPU supports\n", wanted);
+  return false;
+}
+
+int main(int argc, char** argv) {
+  if (!apply_target_choice()) return 2;
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -76,6 +76,12 @@ struct MatmulJob {
 // one matmul per job.
 void matmul_batch(const MatmulJob* jobs, size_t count, ThreadPool& pool);
 
+// Bytes the matmul kernels hold between calls, over all threads: each worker's decoded tile (half its
+// L2) and panel staging, and each calling thread's activation panels (the largest batch's tokens x K
+// floats: a 512-token MoE prefill's experts, 4096 rows x 2048, hold 32 MiB). Reused, never shrunk;
+// reported beside the model's scratch, which does not include them.
+size_t matmul_workspace_bytes();
+
 // out[c] = W[row, c] as f32 (embedding lookup, dequantization, analysis).
 void dequantize_row(const MatrixView& w, size_t row, float* out);
 

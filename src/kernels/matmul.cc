@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <utility>
 #include <vector>
@@ -26,6 +27,13 @@
 #include "kernels/kernels.h"
 #include "kernels/matrix_checks.h"
 #include "kernels/panel_kernel-inl.h"
+
+#ifndef QUANTLAB_KERNELS_MATMUL_WORKSPACE_COUNTER_
+#define QUANTLAB_KERNELS_MATMUL_WORKSPACE_COUNTER_
+namespace quantlab::kernels::detail {
+std::atomic<size_t>& matmul_workspace_bytes_counter();  // one for every target's buffers
+}  // namespace quantlab::kernels::detail
+#endif
 
 HWY_BEFORE_NAMESPACE();
 namespace quantlab::kernels::HWY_NAMESPACE {
@@ -81,13 +89,20 @@ void DecodeAffineRow(const AffineUnpacker<kBits>& unpacker, const AffineLayout& 
 
 inline size_t RoundUp(size_t n, size_t multiple) { return (n + multiple - 1) / multiple * multiple; }
 
-// A thread's scratch of floats, aligned for whole-vector loads. std::vector's 16-byte alignment would
-// split every 64-byte load of the micro-kernel across two cache lines.
+// A thread's scratch of floats, aligned for whole-vector loads (std::vector's 16-byte alignment would
+// split every 64-byte load of the micro-kernel across two cache lines), kept for the thread's life and
+// counted in matmul_workspace_bytes().
 class AlignedScratch {
  public:
+  AlignedScratch() = default;
+  AlignedScratch(const AlignedScratch&) = delete;
+  AlignedScratch& operator=(const AlignedScratch&) = delete;
+  ~AlignedScratch() { detail::matmul_workspace_bytes_counter().fetch_sub(capacity_ * sizeof(float)); }
+
   float* get(size_t n) {
     if (n > capacity_) {
       data_ = hwy::AllocateAligned<float>(n);
+      detail::matmul_workspace_bytes_counter().fetch_add((n - capacity_) * sizeof(float));
       capacity_ = n;
     }
     return data_.get();
@@ -354,6 +369,13 @@ HWY_AFTER_NAMESPACE();
 namespace quantlab::kernels {
 
 HWY_EXPORT(MatmulBatchImpl);
+
+std::atomic<size_t>& detail::matmul_workspace_bytes_counter() {
+  static std::atomic<size_t> bytes{0};
+  return bytes;
+}
+
+size_t matmul_workspace_bytes() { return detail::matmul_workspace_bytes_counter().load(); }
 
 void matmul_batch(const MatmulJob* jobs, size_t count, ThreadPool& pool) {
   std::vector<MatvecJob> single;  // one activation row reuses no decoded tile: the matvec kernel's

@@ -6,6 +6,7 @@
 
 #include <cstring>
 #include <random>
+#include <thread>
 #include <tuple>
 #include <vector>
 
@@ -162,7 +163,7 @@ TEST(MatmulTest, BatchEqualsOneMatmulPerJob) {
   std::mt19937 rng(12);
   const size_t cols = 256;
   // Two 4-bit jobs on the same X share its preparation; a 6-bit job on that X does not; an f32 job
-  // reads X in place; one job has a single row (matvec); one has no rows; another X has 5 rows.
+  // lays X out its own way; one job has a single row (matvec); one has no rows; another X has 5 rows.
   const AffineMatrix a = testing::quantized_random(rng, 70, cols, 4, 64, DType::kBF16);
   const AffineMatrix b = testing::quantized_random(rng, 33, cols, 4, 64, DType::kBF16);
   const AffineMatrix c = testing::quantized_random(rng, 41, cols, 6, 32, DType::kF16);
@@ -198,6 +199,25 @@ TEST(MatmulTest, BatchEqualsOneMatmulPerJob) {
       EXPECT_EQ(batched[j].back(), -7.0f) << "job " << j;
     }
   });
+}
+
+// The workspace the kernels keep between calls is counted while a thread holds it (at least the
+// activation panels: n x K floats) and given back when the thread ends.
+TEST(MatmulTest, WorkspaceIsCountedWhileHeldAndReleasedWithItsThread) {
+  std::mt19937 rng(13);
+  const size_t rows = 40, cols = 384, n = 130;
+  const AffineMatrix m = testing::quantized_random(rng, rows, cols, 4, 64, DType::kBF16);
+  const std::vector<float> x = testing::random_floats(rng, n * cols, -1.0f, 1.0f);
+  std::vector<float> y(n * rows);
+  const size_t before = matmul_workspace_bytes();
+  size_t during = 0;
+  std::thread([&] {
+    ThreadPool pool(1);  // everything on this thread, so that its end frees it all
+    matmul(m.view(), x.data(), n, y.data(), pool);
+    during = matmul_workspace_bytes();
+  }).join();
+  EXPECT_GE(during, before + n * cols * sizeof(float));
+  EXPECT_EQ(matmul_workspace_bytes(), before);
 }
 
 }  // namespace
