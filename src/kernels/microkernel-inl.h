@@ -21,17 +21,26 @@ namespace hn = hwy::HWY_NAMESPACE;
 
 constexpr size_t kBlock = 4;  // activation rows and weight rows per micro-kernel call
 
-// Four row pointers; missing rows of a partial block repeat a valid row and their results are dropped.
-struct RowBlock {
-  const float* row[kBlock];
+// kRows row pointers; the missing rows of a partial block repeat its last valid row and their results
+// are dropped. Shared with the matmul kernel (panel_kernel-inl.h).
+template <size_t kRows>
+struct RowPointers {
+  const float* row[kRows];
   size_t count;
 };
 
-inline RowBlock MakeBlock(const float* base, size_t stride, size_t first, size_t count) {
-  RowBlock b;
-  b.count = std::min(kBlock, count - first);
-  for (size_t j = 0; j < kBlock; ++j) b.row[j] = base + (first + std::min(j, b.count - 1)) * stride;
+template <size_t kRows>
+HWY_INLINE RowPointers<kRows> MakeRowPointers(const float* base, size_t stride, size_t first, size_t count) {
+  RowPointers<kRows> b;
+  b.count = std::min(kRows, count - first);
+  for (size_t j = 0; j < kRows; ++j) b.row[j] = base + (first + std::min(j, b.count - 1)) * stride;
   return b;
+}
+
+using RowBlock = RowPointers<kBlock>;
+
+inline RowBlock MakeBlock(const float* base, size_t stride, size_t first, size_t count) {
+  return MakeRowPointers<kBlock>(base, stride, first, count);
 }
 
 #define QL_FMA_ROW(i)                                      \

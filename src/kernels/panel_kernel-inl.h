@@ -18,6 +18,7 @@
 #include <cstddef>
 
 #include "hwy/highway.h"
+#include "kernels/microkernel-inl.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace quantlab::kernels::HWY_NAMESPACE {
@@ -32,18 +33,11 @@ constexpr size_t kPanelRows = 4, kPanelVecs = 3;
 constexpr size_t kPanelRows = 6, kPanelVecs = 4;
 #endif
 
-// kPanelRows weight-row pointers; the missing rows of a partial block repeat its last valid row and
-// their results are dropped.
-struct WeightRows {
-  const float* row[kPanelRows];
-  size_t count;
-};
+// kPanelRows weight rows of a tile (a partial block repeats its last row, see RowPointers).
+using WeightRows = RowPointers<kPanelRows>;
 
 inline WeightRows MakeWeightRows(const float* base, size_t stride, size_t first, size_t rows) {
-  WeightRows w;
-  w.count = std::min(kPanelRows, rows - first);
-  for (size_t j = 0; j < kPanelRows; ++j) w.row[j] = base + (first + std::min(j, w.count - 1)) * stride;
-  return w;
+  return MakeRowPointers<kPanelRows>(base, stride, first, rows);
 }
 
 // Accumulator (r, v) lives at acc[(r * kPanelVecs + v) * lanes] between calls.
