@@ -59,7 +59,8 @@ struct MatvecJob {
 void matvec_batch(const MatvecJob* jobs, size_t count, ThreadPool& pool);
 
 // Y[i, r] = sum_c W[r,c] X[i,c] for i < n; X is [n, w.cols], Y is [n, w.rows], both row-major.
-// Prefill path: weights are decoded once per tile and reused across the n activations.
+// Prefill path: weights are decoded once per tile and reused across the n activations (with a few
+// tokens, at most 3/4 of the vector lanes: one matvec per token instead).
 void matmul(const MatrixView& w, const float* x, size_t n, float* y, ThreadPool& pool);
 
 // One matrix-matrix product of a batch: Y [n, w.rows] = X [n, w.cols] W^T.

@@ -1,7 +1,8 @@
 // matmul against the double reference on every compiled target: all bit widths x group sizes x scale
-// dtypes, n = 1, 3, 17, 65, 130 (partial token vectors, one panel, and several panels split evenly:
-// 65 tokens are 3 + 2 vectors with 16 lanes, 130 are 3 + 3 + 3), row counts that leave partial weight
-// blocks and tiles, float weight formats with ragged K, and thread-count independence.
+// dtypes, n = 1, 3 (one matvec per token), 17, 65, 130 (partial token vectors, one panel, and several
+// panels split evenly: 65 tokens are 3 + 2 vectors with 16 lanes, 130 are 3 + 3 + 3), row counts that
+// leave partial weight blocks and tiles, float weight formats with ragged K, and thread-count
+// independence. The other tests use n = 22, above the matvec cut-off (3/4 of the lanes: 12 with AVX-512).
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -58,7 +59,7 @@ TEST(MatmulTest, LongRowsWalkedInChunksOfK) {
   for (int bits : {3, 4, 8}) {
     SCOPED_TRACE(bits);
     std::mt19937 rng(bits);
-    const size_t rows = 21, cols = 2560, n = 6;  // K chunks 1024 + 1024 + 512
+    const size_t rows = 21, cols = 2560, n = 22;  // K chunks 1024 + 1024 + 512
     const AffineMatrix m = testing::quantized_random(rng, rows, cols, bits, 64, DType::kBF16);
     const std::vector<float> x = testing::random_floats(rng, n * cols, -2.0f, 2.0f);
     const AffineMatrix exact = testing::exact_random(rng, rows, cols, bits, 64, DType::kBF16);
@@ -83,7 +84,7 @@ TEST_P(AffineMatmulTest, ExactOnExactlyRepresentableData) {
   const auto [bits, group] = GetParam();
   ThreadPool pool(1);
   std::mt19937 rng(bits * 5 + group);
-  const size_t rows = 13, cols = 2 * 128, n = 5;
+  const size_t rows = 13, cols = 2 * 128, n = 22;
   const AffineMatrix m = testing::exact_random(rng, rows, cols, bits, group, DType::kBF16);
   const std::vector<float> x = testing::small_integers(rng, n * cols);
   for_each_target([&] {
@@ -106,7 +107,7 @@ TEST(MatmulTest, FloatWeightsMatchDoubleReference) {
     for (size_t cols : {5, 64, 200}) {
       SCOPED_TRACE(testing::to_string(dtype, cols));
       std::mt19937 rng(cols + 1);
-      const size_t rows = 23, n = 6;
+      const size_t rows = 23, n = 22;
       std::vector<float> w = testing::random_floats(rng, rows * cols, -1.0f, 1.0f);
       for (float& f : w) f = testing::round_to(dtype, f);
       const std::vector<float> x = testing::random_floats(rng, n * cols, -1.0f, 1.0f);
@@ -136,7 +137,7 @@ TEST(MatmulTest, FloatWeightsMatchDoubleReference) {
 
 TEST(MatmulTest, IndependentOfThreadCountAndAlignment) {
   std::mt19937 rng(11);
-  const size_t rows = 301, cols = 256, n = 9;
+  const size_t rows = 301, cols = 256, n = 22;
   for (int bits : {2, 5, 8}) {
     const AffineMatrix m = testing::quantized_random(rng, rows, cols, bits, 32, DType::kF16);
     const std::vector<float> x = testing::random_floats(rng, n * cols, -1.0f, 1.0f);
@@ -198,6 +199,21 @@ TEST(MatmulTest, BatchEqualsOneMatmulPerJob) {
       EXPECT_EQ(0, std::memcmp(batched[j].data(), alone[j].data(), batched[j].size() * 4)) << "job " << j;
       EXPECT_EQ(batched[j].back(), -7.0f) << "job " << j;
     }
+  });
+}
+
+// Two tokens take the matvec kernel, one call per token, on every target (the cut-off is at least 2).
+TEST(MatmulTest, FewTokensRunAsOneMatvecPerToken) {
+  std::mt19937 rng(14);
+  const size_t rows = 37, cols = 320, n = 2;
+  const AffineMatrix m = testing::quantized_random(rng, rows, cols, 6, 64, DType::kF16);
+  const std::vector<float> x = testing::random_floats(rng, n * cols, -1.0f, 1.0f);
+  for_each_target([&] {
+    ThreadPool pool(2);
+    std::vector<float> y(n * rows), per_token(n * rows);
+    matmul(m.view(), x.data(), n, y.data(), pool);
+    for (size_t i = 0; i < n; ++i) matvec(m.view(), x.data() + i * cols, per_token.data() + i * rows, pool);
+    EXPECT_EQ(0, std::memcmp(y.data(), per_token.data(), y.size() * sizeof(float)));
   });
 }
 
