@@ -196,10 +196,45 @@ inline ReferenceProduct reference_affine_matvec(const AffineMatrix& m, const flo
   return out;
 }
 
+// The same for float weights w [rows, cols] (already rounded to their stored dtype).
+inline ReferenceProduct reference_float_matvec(const std::vector<float>& w, size_t rows, size_t cols,
+                                               const float* x) {
+  ReferenceProduct out{std::vector<double>(rows), std::vector<double>(rows)};
+  for (size_t r = 0; r < rows; ++r) {
+    for (size_t c = 0; c < cols; ++c) {
+      const double p = double(w[r * cols + c]) * x[c];
+      out.value[r] += p;
+      out.magnitude[r] += std::abs(p);
+    }
+  }
+  return out;
+}
+
 // Worst-case bound for an f32 sum of `terms` products in any association order: gamma_terms times
 // the sum of magnitudes (u = 2^-24), plus a tiny absolute floor.
 inline double sum_error_bound(size_t terms, double magnitude) {
   return (static_cast<double>(terms) + 8.0) * (FLT_EPSILON / 2) * magnitude + 1e-30;
+}
+
+// Whether every y[r] lies within sum_error_bound of the reference for products of `cols` terms; the
+// message names the first row that does not.
+inline ::testing::AssertionResult near_reference(const float* y, const ReferenceProduct& ref, size_t cols) {
+  for (size_t r = 0; r < ref.value.size(); ++r) {
+    const double bound = sum_error_bound(cols, ref.magnitude[r]);
+    if (std::abs(y[r] - ref.value[r]) > bound)
+      return ::testing::AssertionFailure() << "row " << r << ": " << y[r] << " vs " << ref.value[r] << " (bound " << bound << ")";
+  }
+  return ::testing::AssertionSuccess();
+}
+
+// A view of float weights stored as `dtype` (f32, f16 or bf16).
+inline MatrixView float_view(DType dtype, size_t rows, size_t cols, const void* data) {
+  MatrixView v;
+  v.type = dtype == DType::kF32 ? WeightType::kF32 : dtype == DType::kF16 ? WeightType::kF16 : WeightType::kBF16;
+  v.rows = rows;
+  v.cols = cols;
+  v.data = data;
+  return v;
 }
 
 }  // namespace quantlab::kernels::testing

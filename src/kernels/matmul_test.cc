@@ -41,12 +41,8 @@ TEST_P(AffineMatmulTest, MatchesDoubleReferenceWithinBound) {
       for (size_t n : kBatchSizes) {
         std::vector<float> y(n * rows);
         matmul(m.view(), x.data(), n, y.data(), pool);
-        for (size_t i = 0; i < n; ++i) {
-          for (size_t r = 0; r < rows; ++r) {
-            ASSERT_NEAR(y[i * rows + r], ref[i].value[r], testing::sum_error_bound(cols, ref[i].magnitude[r]))
-                << "n " << n << " activation " << i << " row " << r;
-          }
-        }
+        for (size_t i = 0; i < n; ++i)
+          ASSERT_TRUE(testing::near_reference(y.data() + i * rows, ref[i], cols)) << "n " << n << " activation " << i;
       }
     });
   }
@@ -71,10 +67,8 @@ TEST(MatmulTest, LongRowsWalkedInChunksOfK) {
       for (size_t i = 0; i < n; ++i) {
         const auto ref = testing::reference_affine_matvec(m, x.data() + i * cols);
         const auto ref_exact = testing::reference_affine_matvec(exact, xi.data() + i * cols);
-        for (size_t r = 0; r < rows; ++r) {
-          ASSERT_NEAR(y[i * rows + r], ref.value[r], testing::sum_error_bound(cols, ref.magnitude[r])) << i << "," << r;
-          ASSERT_EQ(ye[i * rows + r], ref_exact.value[r]) << i << "," << r;
-        }
+        ASSERT_TRUE(testing::near_reference(y.data() + i * rows, ref, cols)) << "activation " << i;
+        for (size_t r = 0; r < rows; ++r) ASSERT_EQ(ye[i * rows + r], ref_exact.value[r]) << i << "," << r;
       }
     });
   }
@@ -112,23 +106,13 @@ TEST(MatmulTest, FloatWeightsMatchDoubleReference) {
       for (float& f : w) f = testing::round_to(dtype, f);
       const std::vector<float> x = testing::random_floats(rng, n * cols, -1.0f, 1.0f);
       testing::OddBuffer stored(testing::to_storage(dtype, w)), xo(x, 4);
-      MatrixView v;
-      v.type = dtype == DType::kF32 ? WeightType::kF32 : dtype == DType::kF16 ? WeightType::kF16 : WeightType::kBF16;
-      v.rows = rows;
-      v.cols = cols;
-      v.data = stored.get();
+      const MatrixView v = testing::float_view(dtype, rows, cols, stored.get());
       for_each_target([&] {
         std::vector<float> y(n * rows);
         matmul(v, xo.floats(), n, y.data(), pool);
         for (size_t i = 0; i < n; ++i) {
-          for (size_t r = 0; r < rows; ++r) {
-            double ref = 0, mag = 0;
-            for (size_t c = 0; c < cols; ++c) {
-              ref += double(w[r * cols + c]) * x[i * cols + c];
-              mag += std::abs(double(w[r * cols + c]) * x[i * cols + c]);
-            }
-            ASSERT_NEAR(y[i * rows + r], ref, testing::sum_error_bound(cols, mag)) << i << "," << r;
-          }
+          const auto ref = testing::reference_float_matvec(w, rows, cols, x.data() + i * cols);
+          ASSERT_TRUE(testing::near_reference(y.data() + i * rows, ref, cols)) << "activation " << i;
         }
       });
     }
@@ -169,11 +153,7 @@ TEST(MatmulTest, BatchEqualsOneMatmulPerJob) {
   const AffineMatrix b = testing::quantized_random(rng, 33, cols, 4, 64, DType::kBF16);
   const AffineMatrix c = testing::quantized_random(rng, 41, cols, 6, 32, DType::kF16);
   const std::vector<float> f = testing::random_floats(rng, 19 * cols, -1.0f, 1.0f);
-  MatrixView fv;
-  fv.type = WeightType::kF32;
-  fv.rows = 19;
-  fv.cols = cols;
-  fv.data = f.data();
+  const MatrixView fv = testing::float_view(DType::kF32, 19, cols, f.data());
   MatrixView empty = b.view();
   empty.rows = 0;
   const std::vector<float> x = testing::random_floats(rng, 17 * cols, -1.0f, 1.0f);

@@ -37,9 +37,7 @@ TEST_P(AffineMatvecTest, MatchesDoubleReferenceWithinBound) {
     for_each_target([&] {
       std::vector<float> y(rows);
       matvec(m.view(), x.data(), y.data(), pool);
-      for (size_t r = 0; r < rows; ++r) {
-        ASSERT_NEAR(y[r], ref.value[r], testing::sum_error_bound(cols, ref.magnitude[r])) << "row " << r;
-      }
+      ASSERT_TRUE(testing::near_reference(y.data(), ref, cols));
     });
   }
 }
@@ -128,21 +126,13 @@ TEST(MatvecTest, FloatWeightsMatchDoubleReference) {
       for (float& f : w) f = testing::round_to(dtype, f);
       const std::vector<float> x = testing::random_floats(rng, cols, -1.0f, 1.0f);
       testing::OddBuffer stored(testing::to_storage(dtype, w)), xo(x, 4);
-      MatrixView v;
-      v.type = dtype == DType::kF32 ? WeightType::kF32 : dtype == DType::kF16 ? WeightType::kF16 : WeightType::kBF16;
-      v.rows = rows;
-      v.cols = cols;
-      v.data = stored.get();
+      const MatrixView v = testing::float_view(dtype, rows, cols, stored.get());
+      const auto ref = testing::reference_float_matvec(w, rows, cols, x.data());
       for_each_target([&] {
         std::vector<float> y(rows), row(cols);
         matvec(v, xo.floats(), y.data(), pool);
+        ASSERT_TRUE(testing::near_reference(y.data(), ref, cols));
         for (size_t r = 0; r < rows; ++r) {
-          double ref = 0, mag = 0;
-          for (size_t c = 0; c < cols; ++c) {
-            ref += double(w[r * cols + c]) * x[c];
-            mag += std::abs(double(w[r * cols + c]) * x[c]);
-          }
-          ASSERT_NEAR(y[r], ref, testing::sum_error_bound(cols, mag)) << "row " << r;
           dequantize_row(v, r, row.data());
           ASSERT_EQ(0, std::memcmp(row.data(), w.data() + r * cols, cols * 4)) << "row " << r;
         }
@@ -162,11 +152,7 @@ TEST(MatvecTest, BatchEqualsOneMatvecPerJob) {
   const AffineMatrix other = testing::quantized_random(rng, 5, cols, 4, 64, DType::kF16);
   std::vector<float> wf = testing::random_floats(rng, 7 * cols, -1.0f, 1.0f);
   const std::vector<uint8_t> bf16 = testing::to_storage(DType::kBF16, wf);
-  MatrixView fv;
-  fv.type = WeightType::kBF16;
-  fv.rows = 7;
-  fv.cols = cols;
-  fv.data = bf16.data();
+  const MatrixView fv = testing::float_view(DType::kBF16, 7, cols, bf16.data());
   const std::vector<float> x1 = testing::random_floats(rng, cols, -1.0f, 1.0f);
   const std::vector<float> x2 = testing::random_floats(rng, cols, -1.0f, 1.0f);
   const std::vector<std::pair<MatrixView, const float*>> parts = {
