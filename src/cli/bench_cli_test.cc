@@ -15,13 +15,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using ojson = nlohmann::json;
-
-constexpr int kUsage = 2, kInvalid = 3;
-
-const std::string kFused = data_path("tool-calling/dense-fused-strong-f16");
-const std::string kSeed5 = data_path("tool-calling/queries/seed5.jsonl");
-const std::string kDev40 = data_path("tool-calling/queries/dev40.jsonl");
-const std::string kTools = data_path("tool-calling/tools.json");
+using namespace tool_calling;
 
 void write(const std::string& path, const std::string& text) { std::ofstream(path, std::ios::binary) << text; }
 
@@ -179,7 +173,6 @@ TEST_F(BenchCli, Seed5ResultsHoldEveryField) {
   EXPECT_NE(md.find("### q6 vs q8: **"), std::string::npos);
   EXPECT_NE(md.find("| seed5-4 | direct |"), std::string::npos);
 }
-
 
 // A mixed-width directory as mlx-lm's mixed recipes write them: the 8-bit model, but `module` taken
 // from the 4-bit one, and config.json saying so.

@@ -14,8 +14,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr int kUsage = 2, kInvalid = 3;
-
 template <typename T>
 std::vector<T> tensor(const io::SafetensorsFile& f, const std::string& name) {
   const auto bytes = f.bytes(f.at(name));

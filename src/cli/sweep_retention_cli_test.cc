@@ -12,14 +12,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using ojson = nlohmann::json;
-
-constexpr int kUsage = 2, kInvalid = 3;
-
-const std::string kBase = data_path("tool-calling/dense-base-f16");
-const std::string kFused = data_path("tool-calling/dense-fused-strong-f16");
-const std::string kAdapter = data_path("tool-calling/dense-lora-strong");
-const std::string kSeed5 = data_path("tool-calling/queries/seed5.jsonl");
-const std::string kTools = data_path("tool-calling/tools.json");
+using namespace tool_calling;
 
 TEST(RetentionCli, WeightsOnlyFromAnAdapter) {
   TempDir tmp;
