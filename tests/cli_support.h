@@ -18,16 +18,6 @@ namespace quantlab::testing {
 // that a change of the enum shows up here as a broken contract.
 constexpr int kUsage = 2, kInvalid = 3, kUnsupported = 4;
 
-// The bundled tool-calling fixtures (tests/data/tool-calling, see tests/data/README.md).
-namespace tool_calling {
-inline const std::string kBase = data_path("tool-calling/dense-base-f16");
-inline const std::string kFused = data_path("tool-calling/dense-fused-strong-f16");
-inline const std::string kAdapter = data_path("tool-calling/dense-lora-strong");
-inline const std::string kSeed5 = data_path("tool-calling/queries/seed5.jsonl");
-inline const std::string kDev40 = data_path("tool-calling/queries/dev40.jsonl");
-inline const std::string kTools = data_path("tool-calling/tools.json");
-}  // namespace tool_calling
-
 struct RunResult {
   int exit_code = -1;
   std::string out;  // stdout

@@ -15,6 +15,16 @@ inline std::string data_path(const std::string& relative) {
   return (std::filesystem::path(QUANTLAB_TEST_DATA) / relative).string();
 }
 
+// The bundled tool-calling fixtures (tests/data/tool-calling, see tests/data/README.md).
+namespace tool_calling {
+inline const std::string kBase = data_path("tool-calling/dense-base-f16");
+inline const std::string kFused = data_path("tool-calling/dense-fused-strong-f16");
+inline const std::string kAdapter = data_path("tool-calling/dense-lora-strong");
+inline const std::string kSeed5 = data_path("tool-calling/queries/seed5.jsonl");
+inline const std::string kDev40 = data_path("tool-calling/queries/dev40.jsonl");
+inline const std::string kTools = data_path("tool-calling/tools.json");
+}  // namespace tool_calling
+
 // A fresh empty directory under the system temp dir, removed with everything in it on destruction.
 class TempDir {
  public:

@@ -19,11 +19,10 @@ namespace quantlab::analysis {
 namespace {
 
 namespace fs = std::filesystem;
-using testing::data_path;
 using testing::TempDir;
 
-const std::string kFused = data_path("tool-calling/dense-fused-strong-f16");
-const std::string kBase = data_path("tool-calling/dense-base-f16");
+using testing::tool_calling::kBase;
+using testing::tool_calling::kFused;
 
 // A bench stand-in: disk size from the quantized files, memory equal to it, decode speed inversely
 // proportional to it, and `right[bits]` of 5 queries right.
@@ -78,7 +77,7 @@ SweepOptions options(const std::string& out, std::vector<int> bits) {
   o.base_dir = kBase;
   o.bits = std::move(bits);
   o.out_dir = out;
-  o.bench.suite = data_path("tool-calling/queries/seed5.jsonl");
+  o.bench.suite = testing::tool_calling::kSeed5;
   o.bench.suite_queries = 5;
   o.bench.criteria = eval::default_criteria();
   o.show_progress = false;

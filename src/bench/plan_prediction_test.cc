@@ -25,7 +25,7 @@ namespace fs = std::filesystem;
 using testing::data_path;
 using testing::TempDir;
 
-const std::string kDense = data_path("tool-calling/dense-fused-strong-f16");
+const std::string kDense = testing::tool_calling::kFused;
 const std::string kMoe = data_path("reference-models/qwen3moe-tiny");
 
 using testing::weight_files;

@@ -8,31 +8,22 @@
 
 #include "io/safetensors.h"
 #include "model/sampler.h"
+#include "model/testing.h"
 #include "test_support.h"
 
 namespace quantlab::bench {
 namespace {
 
-using quantlab::testing::data_path;
-
-const std::string kFused = data_path("tool-calling/dense-fused-strong-f16");
-
-template <typename T>
-std::vector<T> read_tensor(const io::SafetensorsFile& f, const std::string& name) {
-  const auto& info = f.at(name);
-  const auto bytes = f.bytes(info);
-  std::vector<T> v(bytes.size() / sizeof(T));
-  std::memcpy(v.data(), bytes.data(), bytes.size());
-  return v;
-}
+using model::testing::read_tensor;
+using namespace quantlab::testing::tool_calling;
 
 struct Fixture {
   model::Model model = model::Model::load(kFused);
   text::Tokenizer tokenizer = text::Tokenizer::from_file(kFused);
   text::ChatTemplate chat_template = text::ChatTemplate::from_model_dir(kFused);
   std::vector<int32_t> stops = model::load_stop_tokens(kFused, model.config());
-  eval::ToolSet tools = eval::load_tools(data_path("tool-calling/tools.json"));
-  eval::Suite dev40 = eval::load_suite(data_path("tool-calling/queries/dev40.jsonl"), &tools);
+  eval::ToolSet tools = eval::load_tools(kTools);
+  eval::Suite dev40 = eval::load_suite(kDev40, &tools);
   ThreadPool pool{2};
 };
 
