@@ -172,17 +172,17 @@ void MultiplyPanel(const float* panel, size_t panel_stride, size_t tokens, const
 }
 
 // Multiplies every panel of X's n tokens by the tile's rows [0, rows), writing Y[t, first_row + r].
-void MultiplyTile(const Activations& X, const Tile& tile, size_t rows, size_t K, size_t first_row,
-                  size_t y_stride, float* y) {
+void MultiplyTile(const Activations& X, const Tile& tile, size_t rows, size_t first_row, size_t y_stride,
+                  float* y) {
   const size_t N = hn::Lanes(DF()), per_panel = kPanelVecs * N;
   thread_local AlignedScratch parked_storage, out_storage;
-  float* parked = parked_storage.get((rows + kPanelRows - 1) / kPanelRows * kPanelRows * per_panel);
+  float* parked = parked_storage.get(RoundUp(rows, kPanelRows) * per_panel);
   float* out = out_storage.get(per_panel * rows);
   for (size_t b = 0; b < X.panels; ++b) {
     const size_t first = X.FirstVector(b) * N, vectors = X.Vectors(b);
     const size_t tokens = std::min(vectors * N, X.n - first);
     const auto run = [&](auto v) {
-      MultiplyPanel<decltype(v)::value>(X.Panel(b), vectors * N, tokens, tile, rows, K, parked, out);
+      MultiplyPanel<decltype(v)::value>(X.Panel(b), vectors * N, tokens, tile, rows, X.K, parked, out);
     };
     if (vectors == 1) run(std::integral_constant<size_t, 1>());
     else if (vectors == 2) run(std::integral_constant<size_t, std::min<size_t>(2, kPanelVecs)>());
@@ -218,7 +218,7 @@ void AffineTile(const PreparedMatmul& p, size_t first, size_t rows, float* buffe
                       buffers.biases(p.L, i), buffer + (r0 + i) * p.K);
     }
   }
-  MultiplyTile(p.X, Tile{buffer, p.K}, rows, p.K, first, w.rows, p.job->y);
+  MultiplyTile(p.X, Tile{buffer, p.K}, rows, first, w.rows, p.job->y);
 }
 
 // f32/f16/bf16 weights, widened (or copied: f32 tensors in a file are not 64-byte aligned) into the
@@ -232,7 +232,7 @@ void FloatTile(const PreparedMatmul& p, size_t first, size_t rows, float* buffer
     ConvertTyped(data + (first + r) * w.cols, w.cols, dst);
     std::fill(dst + w.cols, dst + p.K, 0.0f);
   }
-  MultiplyTile(p.X, Tile{buffer, p.K}, rows, p.K, first, w.rows, p.job->y);
+  MultiplyTile(p.X, Tile{buffer, p.K}, rows, first, w.rows, p.job->y);
 }
 
 using TileFn = void (*)(const PreparedMatmul&, size_t, size_t, float*);

@@ -203,24 +203,19 @@ void experts_by_batch(const MoeMlp& m, const ModelDims& dims, size_t n, Scratch&
   const std::vector<size_t>& first = groups.first;
   for (size_t r = 0; r < rows; ++r)
     std::copy_n(s.normed.data() + (groups.slot_of_row[r] / k) * H, H, s.gathered.data() + r * H);
-  std::vector<kernels::MatmulJob> jobs;
+  // The down products land in `gathered` (its inputs are consumed by then), then go to their slots' rows.
+  std::vector<kernels::MatmulJob> gate_up, down;
   for (size_t e = 0; e < E; ++e) {
     const size_t count = first[e + 1] - first[e];
     if (count == 0) continue;
     const float* x = s.gathered.data() + first[e] * H;
-    jobs.push_back({m.gate[e], x, count, s.gate.data() + first[e] * Im});
-    jobs.push_back({m.up[e], x, count, s.up.data() + first[e] * Im});
+    gate_up.push_back({m.gate[e], x, count, s.gate.data() + first[e] * Im});
+    gate_up.push_back({m.up[e], x, count, s.up.data() + first[e] * Im});
+    down.push_back({m.down[e], s.gate.data() + first[e] * Im, count, s.gathered.data() + first[e] * H});
   }
-  kernels::matmul_batch(jobs.data(), jobs.size(), pool);
+  kernels::matmul_batch(gate_up.data(), gate_up.size(), pool);
   kernels::silu_mul(s.gate.data(), s.up.data(), rows * Im, s.gate.data());
-  // The down products land in `gathered` (its inputs are consumed), then go to their slots' rows.
-  jobs.clear();
-  for (size_t e = 0; e < E; ++e) {
-    const size_t count = first[e + 1] - first[e];
-    if (count == 0) continue;
-    jobs.push_back({m.down[e], s.gate.data() + first[e] * Im, count, s.gathered.data() + first[e] * H});
-  }
-  kernels::matmul_batch(jobs.data(), jobs.size(), pool);
+  kernels::matmul_batch(down.data(), down.size(), pool);
   for (size_t r = 0; r < rows; ++r)
     std::copy_n(s.gathered.data() + r * H, H, s.expert_out.data() + groups.slot_of_row[r] * H);
 }
