@@ -50,6 +50,15 @@ void fill_random(void* data, size_t bytes, uint64_t seed) {
   }
 }
 
+// Values in [-0.5, 0.5), as cheaply as fill_random.
+void fill_uniform(std::vector<float>& v, uint64_t seed) {
+  uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
+  for (float& x : v) {
+    s = s * 6364136223846793005ull + 1442695040888963407ull;
+    x = static_cast<float>(s >> 40) * 0x1p-24f - 0.5f;
+  }
+}
+
 void BM_MemoryBandwidth(benchmark::State& state) {
   const size_t n = size_t{1} << 28;  // 1 GiB of floats
   std::vector<float> data(n, 1.0f);
@@ -203,6 +212,36 @@ void BM_MatvecLayerStack(benchmark::State& state) {
   report_bandwidth(state, bytes);
 }
 
+// Decode attention of the Qwen3-0.6B shape (16 query heads, 8 KV heads of 128) over a cold KV cache:
+// 8 layers of `n_ctx` positions (64 MB at 1024), split over the pool by KV head as the engine does. GB/s
+// of K and V read, and % of the bandwidth probe. Args: n_ctx.
+void BM_AttendDecode(benchmark::State& state) {
+  constexpr size_t kLayers = 8, kHeads = 16, kKvHeads = 8, kGroup = kHeads / kKvHeads, kDim = 128;
+  constexpr size_t kKvDim = kKvHeads * kDim;
+  const size_t n_ctx = static_cast<size_t>(state.range(0));
+  std::vector<float> keys(kLayers * n_ctx * kKvDim), values(keys.size()), q(kHeads * kDim, 0.01f),
+      out(kHeads * kDim);
+  fill_uniform(keys, 5);
+  fill_uniform(values, 6);
+  std::vector<float> scratch(pool().size() * kGroup * n_ctx);
+  for (auto _ : state) {
+    for (size_t l = 0; l < kLayers; ++l) {
+      const float* k = keys.data() + l * n_ctx * kKvDim;
+      const float* v = values.data() + l * n_ctx * kKvDim;
+      pool().parallel_for(kKvHeads, 1, [&](size_t begin, size_t end, size_t worker) {
+        for (size_t g = begin; g < end; ++g) {
+          const size_t h = g * kGroup;
+          quantlab::kernels::attend_heads(q.data() + h * kDim, kDim, kGroup, k + g * kDim, v + g * kDim, n_ctx, kDim,
+                                          kKvDim, 0.088f, scratch.data() + worker * kGroup * n_ctx,
+                                          out.data() + h * kDim, kDim);
+        }
+      }, 16);
+    }
+    benchmark::DoNotOptimize(out.data());
+  }
+  report_bandwidth(state, 2.0 * kLayers * n_ctx * kKvDim * sizeof(float));
+}
+
 // Args: bits (0 = bf16 weights), n, rows and cols of W.
 void BM_Matmul(benchmark::State& state) {
   const int bits = static_cast<int>(state.range(0));
@@ -264,6 +303,7 @@ BENCHMARK(BM_MatvecAffine)
     ->Unit(benchmark::kMicrosecond)
     ->UseRealTime();
 BENCHMARK(BM_MatvecLayerStack)->ArgName("bits")->Arg(8)->Arg(6)->Arg(4)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_AttendDecode)->ArgName("n_ctx")->Arg(64)->Arg(1024)->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(BM_MatvecFloat)
     ->ArgNames({"type", "rows"})
     ->ArgsProduct({{0, 1, 2}, {3072, 151936}})

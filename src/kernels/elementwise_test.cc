@@ -198,10 +198,10 @@ TEST(AttendHeadTest, MatchesDoubleReference) {
   }
 }
 
-// Several queries at once (prefill) give each query exactly what it gets alone (decode), for partial
-// blocks, contexts that are not multiples of the key block, and head dims on and off the lane grid.
+// Several queries at once (prefill) give each query exactly what it gets alone (decode, its own code
+// path), for partial blocks, contexts that are not multiples of the key block, and head dims on and off the lane grid.
 TEST(AttendQueriesTest, EachQueryEqualsItsSingleQueryResult) {
-  for (size_t head_dim : {64, 20}) {
+  for (size_t head_dim : {64, 48, 20}) {  // 48: whole vectors, not all in blocks of four
     const size_t kv_stride = head_dim + 8, q_stride = head_dim + 3, out_stride = head_dim + 5;
     for (size_t count : {1, 2, 3, 4}) {
       for (size_t n_ctx : {1, 6, 33}) {
@@ -221,6 +221,35 @@ TEST(AttendQueriesTest, EachQueryEqualsItsSingleQueryResult) {
                         alone_scratch.data(), alone.data());
             ASSERT_EQ(0, std::memcmp(alone.data(), out.data() + i * out_stride, head_dim * 4)) << "query " << i;
             ASSERT_EQ(out[i * out_stride + head_dim], -7.0f) << "wrote past the head of query " << i;
+          }
+        });
+      }
+    }
+  }
+}
+
+// Heads that share a KV head (a decode step under grouped-query attention) each get exactly what they
+// get alone, all over the same positions.
+TEST(AttendHeadsTest, EachHeadEqualsItsSingleHeadResult) {
+  for (size_t head_dim : {64, 48, 20}) {
+    const size_t kv_stride = head_dim + 8, q_stride = head_dim + 3, out_stride = head_dim + 5;
+    for (size_t count : {1, 2, 3, 4}) {
+      for (size_t n_ctx : {1, 6, 33}) {
+        SCOPED_TRACE(::testing::Message() << head_dim << " dims, " << count << " heads, " << n_ctx << " positions");
+        std::mt19937 rng(head_dim * 100 + count * 10 + n_ctx + 7);
+        const std::vector<float> q = random_floats(rng, count * q_stride, -2, 2);
+        const std::vector<float> k = random_floats(rng, n_ctx * kv_stride, -2, 2);
+        const std::vector<float> v = random_floats(rng, n_ctx * kv_stride, -1, 1);
+        for_each_target([&] {
+          std::vector<float> scratch(count * n_ctx), out(count * out_stride, -7.0f);
+          attend_heads(q.data(), q_stride, count, k.data(), v.data(), n_ctx, head_dim, kv_stride, 0.3f,
+                       scratch.data(), out.data(), out_stride);
+          for (size_t i = 0; i < count; ++i) {
+            std::vector<float> alone_scratch(n_ctx), alone(head_dim);
+            attend_head(q.data() + i * q_stride, k.data(), v.data(), n_ctx, head_dim, kv_stride, 0.3f,
+                        alone_scratch.data(), alone.data());
+            ASSERT_EQ(0, std::memcmp(alone.data(), out.data() + i * out_stride, head_dim * 4)) << "head " << i;
+            ASSERT_EQ(out[i * out_stride + head_dim], -7.0f) << "wrote past head " << i;
           }
         });
       }

@@ -118,6 +118,13 @@ void attend_head(const float* q, const float* k, const float* v, size_t n_ctx, s
 void attend_queries(const float* q, size_t q_stride, size_t count, const float* k, const float* v, size_t n_ctx,
                     size_t head_dim, size_t kv_stride, float scale, float* scratch, float* out, size_t out_stride);
 
+// Up to four query heads that share one KV head (grouped-query attention), all seeing cache positions
+// [0, n_ctx): one decode step. Each K and V row is loaded once for all of them, and each head's result
+// is bit-identical to attend_head's for it alone. q, out, scratch as in attend_queries; scratch holds
+// count * n_ctx floats.
+void attend_heads(const float* q, size_t q_stride, size_t count, const float* k, const float* v, size_t n_ctx,
+                  size_t head_dim, size_t kv_stride, float scale, float* scratch, float* out, size_t out_stride);
+
 // MLX affine quantization of rows (the CPU kernel's rule, bit-exact with quant/affine_reference.h):
 // w is [rows, cols] f32, cols % group_size == 0. Writes packed codes [rows, cols*bits/32] and the f32
 // (unrounded) scales/biases [rows, cols/group_size]; the caller rounds them to the storage dtype.

@@ -99,9 +99,52 @@ void rms_norm_rows(const float* in, const std::vector<float>& weight, size_t n, 
   for (size_t i = 0; i < n; ++i) kernels::rms_norm(in + i * width, weight.data(), width, eps, out + i * width);
 }
 
+namespace {
+
+// One token's attention: tasks are (KV head, block of up to 4 of the query heads that share it), so
+// each cache row is read once per block rather than once per head (decode reads the whole cache).
+void attend_one_token(const ModelDims& dims, const Batch& b, const float* keys, const float* values, Scratch& s,
+                      ThreadPool& pool) {
+  const size_t d = dims.head_dim, group = dims.heads / dims.kv_heads;
+  const size_t blocks = (group + kQueriesPerTask - 1) / kQueriesPerTask;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+  pool.parallel_for(dims.kv_heads * blocks, 1, [&](size_t begin, size_t end, size_t worker) {
+    float* scores = s.scores.data() + worker * s.scores_per_worker();
+    for (size_t task = begin; task < end; ++task) {
+      const size_t g = task / blocks, h = g * group + task % blocks * kQueriesPerTask;
+      const size_t count = std::min(kQueriesPerTask, (g + 1) * group - h);
+      kernels::attend_heads(s.q.data() + h * d, d, count, keys + g * d, values + g * d, b.first_position + 1, d,
+                            dims.kv_dim(), scale, scores, s.attn.data() + h * d, d);
+    }
+  }, 16);
+}
+
+// A batch's attention: tasks are (block of up to 4 consecutive queries, head), later blocks (longer
+// contexts) last; the kernel gives each query what it gets alone, so neither blocks nor threads
+// change a result.
+void attend_batch(const ModelDims& dims, const Batch& b, const float* keys, const float* values, Scratch& s,
+                  ThreadPool& pool) {
+  const size_t n = b.n, d = dims.head_dim, group = dims.heads / dims.kv_heads, q_dim = dims.q_dim();
+  const size_t blocks = (n + kQueriesPerTask - 1) / kQueriesPerTask;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+  pool.parallel_for(blocks * dims.heads, 1, [&](size_t begin, size_t end, size_t worker) {
+    float* scores = s.scores.data() + worker * s.scores_per_worker();
+    for (size_t task = begin; task < end; ++task) {
+      const size_t i = task / dims.heads * kQueriesPerTask, h = task % dims.heads, g = h / group;
+      const size_t count = std::min(kQueriesPerTask, n - i);
+      // Causal: the query at batch row i sees positions 0 .. first_position + i.
+      kernels::attend_queries(s.q.data() + i * q_dim + h * d, q_dim, count, keys + g * d, values + g * d,
+                              b.first_position + i + 1, d, dims.kv_dim(), scale, scores,
+                              s.attn.data() + i * q_dim + h * d, q_dim);
+    }
+  }, 16);
+}
+
+}  // namespace
+
 void attention_block(const Layer& layer, size_t layer_index, const ModelDims& dims, const Batch& b,
                      KvCache& cache, Scratch& s, ThreadPool& pool, Timings& t) {
-  const size_t n = b.n, H = dims.hidden, d = dims.head_dim, q_dim = dims.q_dim(), kv_dim = dims.kv_dim();
+  const size_t n = b.n, H = dims.hidden, q_dim = dims.q_dim(), kv_dim = dims.kv_dim();
   const Attention& w = layer.attention;
   {
     ScopedPhase phase(t, Phase::kNorms);
@@ -121,24 +164,10 @@ void attention_block(const Layer& layer, size_t layer_index, const ModelDims& di
   }
   {
     ScopedPhase phase(t, Phase::kAttention);
-    const size_t group = dims.heads / dims.kv_heads;
-    const float scale = 1.0f / std::sqrt(static_cast<float>(d));
     const float* all_keys = cache.keys(layer_index);
     const float* all_values = cache.values(layer_index);
-    // Tasks are (block of up to 4 consecutive queries, head), later blocks (longer contexts) last; the
-    // kernel gives each query what it gets alone, so neither blocks nor threads change a result.
-    const size_t blocks = (n + kQueriesPerTask - 1) / kQueriesPerTask;
-    pool.parallel_for(blocks * dims.heads, 1, [&](size_t begin, size_t end, size_t worker) {
-      float* scores = s.scores.data() + worker * s.scores_per_worker();
-      for (size_t task = begin; task < end; ++task) {
-        const size_t i = task / dims.heads * kQueriesPerTask, h = task % dims.heads, g = h / group;
-        const size_t count = std::min(kQueriesPerTask, n - i);
-        // Causal: the query at batch row i sees positions 0 .. first_position + i.
-        kernels::attend_queries(s.q.data() + i * q_dim + h * d, q_dim, count, all_keys + g * d, all_values + g * d,
-                                b.first_position + i + 1, d, kv_dim, scale, scores, s.attn.data() + i * q_dim + h * d,
-                                q_dim);
-      }
-    }, 16);
+    if (n == 1) attend_one_token(dims, b, all_keys, all_values, s, pool);
+    else attend_batch(dims, b, all_keys, all_values, s, pool);
   }
   {
     ScopedPhase phase(t, Phase::kAttentionProj);
