@@ -1,7 +1,9 @@
 // Whole-model speed of the engine, for docs/BENCHMARKS.md: a synthetic checkpoint of a published shape
 // (quant::synthesize_model, float16) and its 8/6/4-bit MLX quantizations, each measured for
 //   - load to first token (Model::load + a one-token prompt + sampling; warm page cache),
-//   - decode tokens/s beside the memory-bandwidth roofline (weight bytes read per token / bandwidth),
+//   - decode tokens/s beside the memory-bandwidth roofline (weight bytes read per token / bandwidth) and
+//     the decode kernel's own limit (one core's in-L2 matvec rate x threads); "% lower roof" divides by
+//     whichever of the two is lower,
 //   - prefill tokens/s of a long prompt beside the measured f32 FMA peak (best of --repeats on a session
 //     whose buffers one earlier prompt has touched; that first prompt's rate is reported too),
 //   - runtime memory (weights mapped and resident, KV cache, scratch, the matmul kernels' workspace) and a
@@ -16,6 +18,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -67,6 +70,31 @@ double prefill_flops_per_token(const model::Model& m, size_t context) {
     macs += 2 * d.heads * d.head_dim * (context / 2);  // q.k and p.v
   }
   return 2.0 * static_cast<double>(macs);
+}
+
+size_t stored_bytes(const kernels::MatrixView& w) {
+  if (w.type != kernels::WeightType::kAffine) return w.rows * w.cols * (w.type == kernels::WeightType::kF32 ? 4 : 2);
+  return w.rows * (w.packed_words_per_row() * 4 + 2 * w.groups_per_row() * dtype_size(w.scale_type));
+}
+
+// The decode kernel's own speed limit, in GB/s of weights: one core's matvec rate over the first layer's
+// q projection cut to ~512 KB (so it stays in that core's L2: no memory traffic), times the thread
+// count. When the bandwidth probe reads higher than this, decode is bound by the unpacking, not by DRAM.
+double measure_kernel_roof_gbs(const model::Model& m, size_t threads) {
+  const kernels::MatrixView& q = m.layers().front().attention.q.weight;
+  const size_t row_bytes = std::max<size_t>(1, stored_bytes(q.row_slice(0, 1)));
+  const kernels::MatrixView w = q.row_slice(0, std::clamp<size_t>(512 * 1024 / row_bytes, 1, q.rows));
+  std::vector<float> x(w.cols, 0.5f), y(w.rows);
+  ThreadPool one(1);
+  for (int i = 0; i < 10; ++i) kernels::matvec(w, x.data(), y.data(), one);  // into L2
+  double best = 0;
+  for (int pass = 0; pass < 5; ++pass) {
+    const int calls = 200;
+    const auto start = Clock::now();
+    for (int i = 0; i < calls; ++i) kernels::matvec(w, x.data(), y.data(), one);
+    best = std::max(best, static_cast<double>(stored_bytes(w)) * calls / 1e9 / since(start));
+  }
+  return best * static_cast<double>(threads);
 }
 
 std::vector<int32_t> prompt_ids(size_t n, size_t vocab) {
@@ -136,6 +164,8 @@ nlohmann::ordered_json run_one(const std::string& dir, const Options& o, ThreadP
     }
   }
   const double roofline_tps = bandwidth * 1e9 / static_cast<double>(m.bytes_read_per_token());
+  const double kernel_roof = measure_kernel_roof_gbs(m, pool.size());
+  const double kernel_roof_tps = kernel_roof * 1e9 / static_cast<double>(m.bytes_read_per_token());
 
   // Prefill: the first prompt of a fresh session also faults in its KV cache and scratch (page faults
   // were ~5 % of a MoE prefill's profile); it is reported as "first", and the best of `repeats` further
@@ -168,6 +198,9 @@ nlohmann::ordered_json run_one(const std::string& dir, const Options& o, ThreadP
           {"bytes_per_token", m.bytes_read_per_token()},
           {"roofline_tok_s", roofline_tps},
           {"decode_roofline_fraction", decode_tps / roofline_tps},
+          {"kernel_roof_gbs", kernel_roof},
+          {"kernel_roof_tok_s", kernel_roof_tps},
+          {"decode_lower_roof_fraction", decode_tps / std::min(roofline_tps, kernel_roof_tps)},
           {"prefill_tok_s", prefill_tps},
           {"first_prefill_tok_s", first_prefill_tps},
           {"prefill_gflops", gflops},
@@ -184,17 +217,19 @@ int run(const Options& o) {
   const bench::BandwidthProbe probe(pool);  // 1 GiB, placed once, read before and after each decode run
   fmt::print("{} threads, target {}: f32 FMA peak {:.1f} GFLOP/s; decode best of {}\n", pool.size(),
              kernels::active_target(), fma_peak, o.repeats);
-  fmt::print("| model | load->1st tok (s) | decode tok/s | GB/s probe | roofline tok/s | % roofline | prefill tok/s | "
-             "first prefill tok/s | GFLOP/s | % FMA peak | weights MB | KV MB | scratch MB | kernel workspace MB |\n"
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+  fmt::print("| model | load->1st tok (s) | decode tok/s | GB/s probe | roofline tok/s | % roofline | kernel GB/s | "
+             "% lower roof | prefill tok/s | first prefill tok/s | GFLOP/s | % FMA peak | weights MB | KV MB | "
+             "scratch MB | kernel workspace MB |\n"
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   nlohmann::ordered_json all = {{"threads", pool.size()}, {"target", kernels::active_target()},
                                 {"fma_peak_gflops", fma_peak}, {"runs", nlohmann::json::array()}};
   for (const std::string& b : CLI::detail::split(o.bits, ',')) {
     const std::string dir = ensure_model(o, std::stoi(b), pool);
     const auto r = run_one(dir, o, pool, probe, fma_peak);
-    fmt::print("| {} | {:.3f} | {:.2f} | {:.1f} | {:.2f} | {:.0f}% | {:.1f} | {:.1f} | {:.1f} | {:.0f}% | {:.1f} | {:.1f} | {:.1f} | {:.1f} |\n",
+    fmt::print("| {} | {:.3f} | {:.2f} | {:.1f} | {:.2f} | {:.0f}% | {:.1f} | {:.0f}% | {:.1f} | {:.1f} | {:.1f} | {:.0f}% | {:.1f} | {:.1f} | {:.1f} | {:.1f} |\n",
                fs::path(dir).filename().string(), r["load_to_first_token_s"].get<double>(), r["decode_tok_s"].get<double>(),
                r["bandwidth_gbs"].get<double>(), r["roofline_tok_s"].get<double>(), 100 * r["decode_roofline_fraction"].get<double>(),
+               r["kernel_roof_gbs"].get<double>(), 100 * r["decode_lower_roof_fraction"].get<double>(),
                r["prefill_tok_s"].get<double>(), r["first_prefill_tok_s"].get<double>(), r["prefill_gflops"].get<double>(),
                100 * r["prefill_peak_fraction"].get<double>(), r["memory"]["weights_mapped"].get<double>() / 1e6,
                r["memory"]["kv_cache"].get<double>() / 1e6, r["memory"]["scratch"].get<double>() / 1e6,
