@@ -18,7 +18,8 @@
 namespace quantlab::model {
 
 // Working memory for batches of up to `tokens` tokens and a context of up to `context` positions.
-// Consecutive queries of one head that an attention task handles together (kernels::attend_queries).
+// Queries that an attention task handles together: consecutive positions of one head in a batch
+// (kernels::attend_queries), or the query heads of one KV group for a single token (attend_heads).
 constexpr size_t kQueriesPerTask = 4;
 
 struct Scratch {
