@@ -198,7 +198,8 @@ HWY_INLINE void WeightedValues(const float* const* probs, size_t total, const fl
   }
   hn::StoreU(a00, df, out[0] + d0);
   if constexpr (kVectors == 4) {
-    hn::StoreU(a01, df, out[0] + d0 + N), hn::StoreU(a02, df, out[0] + d0 + 2 * N), hn::StoreU(a03, df, out[0] + d0 + 3 * N);
+    hn::StoreU(a01, df, out[0] + d0 + N), hn::StoreU(a02, df, out[0] + d0 + 2 * N);
+    hn::StoreU(a03, df, out[0] + d0 + 3 * N);
   }
   if constexpr (kFour) {
     hn::StoreU(a10, df, out[1] + d0), hn::StoreU(a20, df, out[2] + d0), hn::StoreU(a30, df, out[3] + d0);

@@ -199,7 +199,8 @@ TEST(AttendHeadTest, MatchesDoubleReference) {
 }
 
 // Several queries at once (prefill) give each query exactly what it gets alone (decode, its own code
-// path), for partial blocks, contexts that are not multiples of the key block, and head dims on and off the lane grid.
+// path), for partial blocks, contexts that are not multiples of the key block, and head dims on and
+// off the lane grid.
 TEST(AttendQueriesTest, EachQueryEqualsItsSingleQueryResult) {
   for (size_t head_dim : {64, 48, 20}) {  // 48: whole vectors, not all in blocks of four
     const size_t kv_stride = head_dim + 8, q_stride = head_dim + 3, out_stride = head_dim + 5;

@@ -53,7 +53,8 @@ inline RowBlock MakeBlock(const float* base, size_t stride, size_t first, size_t
   }
 #define QL_STORE_ROW(i) \
   if constexpr (i < kQueries) SumOfFour(df, acc##i##0, acc##i##1, acc##i##2, acc##i##3, out + i * kBlock);
-#define QL_ZERO_ROW(i) auto acc##i##0 = hn::Zero(df), acc##i##1 = acc##i##0, acc##i##2 = acc##i##0, acc##i##3 = acc##i##0;
+#define QL_ZERO_ROW(i) \
+  auto acc##i##0 = hn::Zero(df), acc##i##1 = acc##i##0, acc##i##2 = acc##i##0, acc##i##3 = acc##i##0;
 
 // out[i*4 + j] = dot(xs.row[i], ws.row[j]) over K (a multiple of the lane count) for the first
 // kQueries (1 or 4) rows of xs: each one fixed FMA sequence followed by one fixed reduction tree, the
