@@ -72,17 +72,12 @@ double prefill_flops_per_token(const model::Model& m, size_t context) {
   return 2.0 * static_cast<double>(macs);
 }
 
-size_t stored_bytes(const kernels::MatrixView& w) {
-  if (w.type != kernels::WeightType::kAffine) return w.rows * w.cols * (w.type == kernels::WeightType::kF32 ? 4 : 2);
-  return w.rows * (w.packed_words_per_row() * 4 + 2 * w.groups_per_row() * dtype_size(w.scale_type));
-}
-
 // The decode kernel's own speed limit, in GB/s of weights: one core's matvec rate over the first layer's
 // q projection cut to ~512 KB (so it stays in that core's L2: no memory traffic), times the thread
 // count. When the bandwidth probe reads higher than this, decode is bound by the unpacking, not by DRAM.
 double measure_kernel_roof_gbs(const model::Model& m, size_t threads) {
   const kernels::MatrixView& q = m.layers().front().attention.q.weight;
-  const size_t row_bytes = std::max<size_t>(1, stored_bytes(q.row_slice(0, 1)));
+  const size_t row_bytes = std::max<size_t>(1, model::stored_bytes(q.row_slice(0, 1)));
   const kernels::MatrixView w = q.row_slice(0, std::clamp<size_t>(512 * 1024 / row_bytes, 1, q.rows));
   std::vector<float> x(w.cols, 0.5f), y(w.rows);
   ThreadPool one(1);
@@ -92,7 +87,7 @@ double measure_kernel_roof_gbs(const model::Model& m, size_t threads) {
     const int calls = 200;
     const auto start = Clock::now();
     for (int i = 0; i < calls; ++i) kernels::matvec(w, x.data(), y.data(), one);
-    best = std::max(best, static_cast<double>(stored_bytes(w)) * calls / 1e9 / since(start));
+    best = std::max(best, static_cast<double>(model::stored_bytes(w)) * calls / 1e9 / since(start));
   }
   return best * static_cast<double>(threads);
 }

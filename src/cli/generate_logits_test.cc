@@ -2,25 +2,19 @@
 // fixtures, flags, exit codes and no partial output.
 #include <gtest/gtest.h>
 
-#include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "cli_support.h"
 #include "io/safetensors.h"
+#include "model/testing.h"
 
 namespace quantlab::testing {
 namespace {
 
 namespace fs = std::filesystem;
 
-template <typename T>
-std::vector<T> tensor(const io::SafetensorsFile& f, const std::string& name) {
-  const auto bytes = f.bytes(f.at(name));
-  std::vector<T> v(bytes.size() / sizeof(T));
-  std::memcpy(v.data(), bytes.data(), bytes.size());
-  return v;
-}
+using model::testing::read_tensor;
 
 std::string join_ids(const std::vector<int32_t>& ids) {
   std::string s;
@@ -31,8 +25,8 @@ std::string join_ids(const std::vector<int32_t>& ids) {
 TEST(LogitsCommand, WritesReferenceLogits) {
   const std::string model = data_path("reference-models/qwen3moe-tiny");
   const io::SafetensorsFile ref(model + "/reference.safetensors");
-  const auto ids = tensor<int32_t>(ref, "input_ids");
-  const auto expected = tensor<float>(ref, "logits");
+  const auto ids = read_tensor<int32_t>(ref, "input_ids");
+  const auto expected = read_tensor<float>(ref, "logits");
   TempDir tmp;
   const RunResult r = run_quantlab("logits " + shell_quote(model) + " --ids " + join_ids(ids) + " --out " +
                                    shell_quote(tmp / "l.safetensors") + " --threads 2");
@@ -40,12 +34,12 @@ TEST(LogitsCommand, WritesReferenceLogits) {
   const io::SafetensorsFile out(tmp / "l.safetensors");
   EXPECT_EQ(out.at("logits").shape, (std::vector<int64_t>{24, 512}));
   EXPECT_EQ(out.at("logits").dtype, DType::kF32);
-  const auto logits = tensor<float>(out, "logits");
+  const auto logits = read_tensor<float>(out, "logits");
   ASSERT_EQ(logits.size(), expected.size());
   float worst = 0;
   for (size_t i = 0; i < logits.size(); ++i) worst = std::max(worst, std::fabs(logits[i] - expected[i]));
   EXPECT_LE(worst, 1e-4f);
-  EXPECT_EQ(tensor<int32_t>(out, "input_ids"), ids);
+  EXPECT_EQ(read_tensor<int32_t>(out, "input_ids"), ids);
   // Only the output file is left in the directory (no staging directory, no index).
   EXPECT_EQ(std::distance(fs::directory_iterator(tmp.path()), fs::directory_iterator()), 1);
 }
@@ -70,8 +64,8 @@ TEST(LogitsCommand, BadInputFailsWithoutOutput) {
 TEST(GenerateCommand, GreedyJsonReproducesReferenceTokens) {
   const std::string model = data_path("reference-models/llama-tiny");
   const io::SafetensorsFile ref(model + "/reference.safetensors");
-  const auto prompt = tensor<int32_t>(ref, "greedy_prompt");
-  const auto expected = tensor<int32_t>(ref, "greedy_tokens");
+  const auto prompt = read_tensor<int32_t>(ref, "greedy_prompt");
+  const auto expected = read_tensor<int32_t>(ref, "greedy_tokens");
   const RunResult r = run_quantlab("generate " + shell_quote(model) + " --ids " + join_ids(prompt) +
                                    " --max-tokens 16 --ignore-eos --json --threads 2");
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -100,8 +94,8 @@ TEST(GenerateCommand, PromptTextGoesThroughTheTokenizer) {
 TEST(GenerateCommand, ChatPromptAnswersAndStopsAtEos) {
   const std::string model = data_path("tool-calling/dense-fused-strong-f16");
   const io::SafetensorsFile ref(model + "/reference.safetensors");
-  const auto ids = tensor<int32_t>(ref, "input_ids");
-  const auto logits = tensor<float>(ref, "logits_fused");
+  const auto ids = read_tensor<int32_t>(ref, "input_ids");
+  const auto logits = read_tensor<float>(ref, "logits_fused");
   const size_t vocab = logits.size() / ids.size();
   const auto last = logits.end() - static_cast<ptrdiff_t>(vocab);
   const int32_t expected_first = static_cast<int32_t>(std::max_element(last, logits.end()) - last);

@@ -366,8 +366,9 @@ void MatmulBatchImpl(const MatmulJob* jobs, size_t count, ThreadPool& pool) {
 // its lanes (2 tokens of 16: ~2 operations per weight for 2 products), while the matvec kernel
 // decodes each weight in ~3 operations per vector of weights and token; reading the weights once per
 // token is cheap, as the later tokens find them in cache. The crossover is near 3/4 of the lane count:
-// 12 with AVX-512, 6 with AVX2, at least 2 (measured: a 32-token MoE prefill, whose experts see ~2 tokens each,
-// went from 345 to 499 tokens/s, a 512-token one from 751 to 799, with no change for dense models).
+// 12 with AVX-512, 6 with AVX2, at least 2 (measured: a 32-token MoE prefill, whose experts see ~2
+// tokens each, went from 345 to 499 tokens/s, a 512-token one from 751 to 799, with no change for
+// dense models).
 size_t MatvecMaxTokensImpl() { return std::max<size_t>(2, hn::Lanes(DF()) * 3 / 4); }
 
 }  // namespace quantlab::kernels::HWY_NAMESPACE
