@@ -5,6 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS=${JOBS:-$(nproc)}
 bash scripts/install-deps.sh
+# The layer graph first (seconds, no build): an include pointing the wrong way fails here, not after a
+# long build (docs/ARCHITECTURE.md, scripts/check-layers.sh).
+echo "== layer check"
+bash scripts/check-layers.sh
 # The two build trees need ~2.5 GB together (mostly the sanitizer build); say up front what is free, so
 # a "No space left on device" from the linker is not a mystery in a CI log.
 df -h . | tail -1 | awk '{print "== disk: " $4 " free on " $6}'

@@ -8,16 +8,13 @@
 #include <optional>
 #include <span>
 
+#include "chat/chat_model.h"
 #include "core/error.h"
 #include "core/progress.h"
 #include "eval/suite.h"
-#include "io/model_config.h"
-#include "model/generation.h"
 #include "model/model.h"
 #include "model/session.h"
 #include "quant/quantizer.h"
-#include "text/chat_template.h"
-#include "text/tokenizer.h"
 #include "text/tool_calls.h"
 
 namespace quantlab::analysis {
@@ -35,15 +32,14 @@ struct PreparedQuery {
 };
 
 // Everything that turns a suite into token ids and replies into decisions.
+// The fused model, opened once through the chat layer, is the conversation's reference.
 struct Conversation {
-  text::Tokenizer tokenizer;
-  text::ChatTemplate chat;
-  std::vector<int32_t> stop_tokens;
+  const chat::ChatModel& fused;
   size_t decision_tokens = 12;
 
   bool decides_tool(std::span<const int32_t> reply) const {
     const size_t n = std::min(reply.size(), decision_tokens);
-    return text::starts_with_tool_call(tokenizer.decode(reply.first(n)));
+    return text::starts_with_tool_call(fused.tokenizer().decode(reply.first(n)));
   }
 };
 
@@ -61,10 +57,7 @@ std::vector<float> teacher_forced_logits(model::Session& session, const Prepared
 std::vector<int32_t> greedy_reply(model::Session& session, const PreparedQuery& q, const Conversation& c,
                                   size_t max_tokens) {
   session.reset();
-  model::GenerationOptions g;
-  g.max_tokens = max_tokens;
-  g.stop_tokens = c.stop_tokens;
-  return model::generate(session, q.prompt, g).tokens;
+  return chat::respond(session, q.prompt, chat::greedy_options(c.fused, max_tokens)).tokens;
 }
 
 size_t context_needed(const std::vector<PreparedQuery>& queries, size_t max_tokens) {
@@ -84,7 +77,7 @@ std::vector<PreparedQuery> prepare_queries(const OutputRetentionOptions& o, cons
     request.messages = q.messages;
     if (tools) request.tools = tools->schemas;
     request.extra = {{"enable_thinking", false}};
-    out.push_back({c.tokenizer.encode(c.chat.render(request)), q.expect_tool, {}, {}, false});
+    out.push_back({c.fused.encode_chat(request), q.expect_tool, {}, {}, false});
   }
   return out;
 }
@@ -92,8 +85,7 @@ std::vector<PreparedQuery> prepare_queries(const OutputRetentionOptions& o, cons
 // Runs the fused float model: its greedy replies become the reference, its logits the yardstick.
 void run_reference(const OutputRetentionOptions& o, const Conversation& c, std::vector<PreparedQuery>& queries,
                    ThreadPool& pool) {
-  const model::Model fused = model::Model::load(o.fused_dir);
-  model::Session session(fused, pool, {context_needed(queries, o.max_tokens), 512});
+  model::Session session(c.fused.model(), pool, {context_needed(queries, o.max_tokens), 512});
   for (auto& q : queries) {
     q.reply = greedy_reply(session, q, c, o.max_tokens);
     if (q.reply.empty()) fail_input("{}: the fused model produced no reply token (--max-tokens 0?)", o.fused_dir);
@@ -132,7 +124,8 @@ std::string quantize_into_work_dir(const OutputRetentionOptions& o, int bits, Th
   const std::string dir = (fs::path(o.work_dir) / ("q" + std::to_string(bits) + "-g" + std::to_string(o.group_size))).string();
   if (o.keep_models && fs::exists(fs::path(dir) / "config.json")) return dir;  // kept from an earlier run
   quant::QuantizeOptions q;
-  q.plan = {bits, o.group_size, std::nullopt};
+  q.plan.bits = bits;
+  q.plan.group_size = o.group_size;
   q.overwrite = true;
   q.show_progress = false;
   quant::quantize_model(o.fused_dir, dir, q, pool);
@@ -164,9 +157,8 @@ double kl_divergence_from_logits(const float* p_logits, const float* q_logits, s
 OutputRetention analyze_output_retention(const OutputRetentionOptions& o, ThreadPool& pool) {
   const auto start = std::chrono::steady_clock::now();
   if (o.work_dir.empty()) fail(ErrorKind::kUsage, "output retention needs a work directory for the quantized models");
-  const io::ModelConfig config = io::load_model_config(o.fused_dir);
-  Conversation c{text::Tokenizer::from_file(o.fused_dir), text::ChatTemplate::from_model_dir(o.fused_dir),
-                 model::load_stop_tokens(o.fused_dir, config), o.decision_tokens};
+  const std::unique_ptr<chat::ChatModel> fused = chat::ChatModel::open(o.fused_dir);
+  const Conversation c{*fused, o.decision_tokens};
   std::vector<PreparedQuery> queries = prepare_queries(o, c);
   Progress progress("retention (outputs)", o.bits.size() + 2, 0, o.show_progress);
   run_reference(o, c, queries, pool);

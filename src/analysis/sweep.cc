@@ -9,6 +9,8 @@
 
 #include "analysis/sweep_report.h"
 #include "core/error.h"
+#include "io/output_dir.h"
+#include "quantlab/version.h"
 #include "core/mapped_file.h"
 #include "quant/quantizer.h"
 
@@ -21,19 +23,6 @@ namespace {
 
 std::string width_key(int bits, int group) { return fmt::format("q{}-g{}", bits, group); }
 
-// Writes `text` to `path` through a temporary sibling and a rename, so a crash never leaves half a file.
-void write_atomically(const fs::path& path, const std::string& text) {
-  const fs::path tmp = path.string() + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary);
-    out << text;
-    if (!out.flush()) fail(ErrorKind::kIo, "{}: cannot write", tmp.string());
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) fail(ErrorKind::kIo, "{}: cannot rename into place: {}", path.string(), ec.message());
-}
-
 std::vector<int> sweep_widths(const SweepOptions& o) {
   std::vector<int> bits = o.bits;
   if (std::find(bits.begin(), bits.end(), o.baseline_bits) == bits.end()) bits.push_back(o.baseline_bits);
@@ -45,7 +34,8 @@ std::vector<int> sweep_widths(const SweepOptions& o) {
 void quantize_width(const SweepOptions& o, SweepWidth& w, ThreadPool& pool) {
   if (fs::exists(fs::path(w.model_dir) / "config.json")) return;  // done by an earlier run
   quant::QuantizeOptions q;
-  q.plan = {w.bits, o.group_size, std::nullopt};
+  q.plan.bits = w.bits;
+  q.plan.group_size = o.group_size;
   q.show_progress = o.show_progress;
   quant::quantize_model(o.fused_dir, w.model_dir, q, pool);
   w.quantized_now = true;
@@ -74,7 +64,7 @@ void bench_width(const SweepOptions& o, const ModelBencher& bench, SweepWidth& w
   }
   w.result = bench(w.name, w.model_dir);
   w.benched_now = true;
-  write_atomically(path, ordered_json{{"settings", settings}, {"result", eval::to_json(w.result)}}.dump(2) + "\n");
+  io::write_file_atomically(path.string(), ordered_json{{"settings", settings}, {"result", eval::to_json(w.result)}}.dump(2) + "\n");
 }
 
 void add_retention(const SweepOptions& o, SweepResult& r, ThreadPool& pool) {
@@ -124,7 +114,7 @@ SweepResult run_sweep(const SweepOptions& o, const ModelBencher& bench, ThreadPo
   if (!fs::is_directory(o.fused_dir)) fail(ErrorKind::kIo, "{}: not a model directory", o.fused_dir);
   SweepResult r;
   r.baseline = fmt::format("{}-bit", o.baseline_bits);
-  r.bench.quantlab_version = "0.1.0";
+  r.bench.quantlab_version = std::string(kQuantlabVersion);
   r.bench.created_utc = o.created_utc;
   r.bench.machine = o.machine;
   r.bench.settings = o.bench;
@@ -147,9 +137,9 @@ SweepResult run_sweep(const SweepOptions& o, const ModelBencher& bench, ThreadPo
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   r.bench.total_seconds = r.seconds;
   const fs::path out(o.out_dir);
-  write_atomically(out / "results.json", sweep_json(r, o).dump(2) + "\n");
-  write_atomically(out / "chart.svg", sweep_chart_svg(r));
-  write_atomically(out / "report.md", sweep_markdown(r, o));
+  io::write_file_atomically((out / "results.json").string(), sweep_json(r, o).dump(2) + "\n");
+  io::write_file_atomically((out / "chart.svg").string(), sweep_chart_svg(r));
+  io::write_file_atomically((out / "report.md").string(), sweep_markdown(r, o));
   return r;
 }
 

@@ -13,7 +13,7 @@
 #include "io/model_config.h"
 #include "io/safetensors.h"
 #include "kernels/kernels.h"
-#include "quant/affine_reference.h"
+#include "kernels/affine_reference.h"
 #include "quant/convert.h"
 #include "quant/plan.h"
 #include "quant/quantizer.h"
@@ -90,7 +90,7 @@ class WidthComparer {
  private:
   void compare_row(size_t r, Scratch& s, RetentionSums& out) const {
     const size_t groups = cols_ / q_.group_size, group = static_cast<size_t>(q_.group_size);
-    const float max_code = static_cast<float>(quant::max_code(q_.bits));
+    const float max_code = static_cast<float>(kernels::max_code(q_.bits));
     const float* base = s.base.data() + r * cols_;
     const float* fused = s.fused.data() + r * cols_;
     float* delta = s.delta.data();
@@ -175,7 +175,7 @@ std::vector<quant::QuantPlan> make_plans(const io::ModelConfig& config, const io
   if (o.bits.empty()) fail(ErrorKind::kUsage, "--bits: give at least one bit width");
   std::vector<quant::QuantPlan> plans;
   const auto sources = quant::source_tensors(weights);
-  for (int b : o.bits) plans.push_back(quant::make_quant_plan(config, sources, {b, o.group_size, std::nullopt}));
+  for (int b : o.bits) plans.push_back(quant::make_quant_plan(config, sources, quant::PlanOptions{b, o.group_size, std::nullopt, {}}));
   return plans;
 }
 

@@ -9,7 +9,7 @@
 #include "core/error.h"
 #include "core/half.h"
 #include "io/safetensors.h"
-#include "quant/affine_reference.h"
+#include "kernels/affine_reference.h"
 #include "quant/convert.h"
 #include "test_support.h"
 
@@ -60,15 +60,15 @@ RetentionSums reference_sums(const std::string& name, int bits, int group) {
   for (size_t r = 0; r < rows; ++r) {
     const float* b = base.data() + r * cols;
     const float* f = fused.data() + r * cols;
-    quant::quantize_row_reference(b, cols, bits, group, pb.data(), sb.data(), bb.data());
-    quant::quantize_row_reference(f, cols, bits, group, pf.data(), sf.data(), bf.data());
+    kernels::quantize_row_reference(b, cols, bits, group, pb.data(), sb.data(), bb.data());
+    kernels::quantize_row_reference(f, cols, bits, group, pf.data(), sf.data(), bf.data());
     for (size_t g = 0; g < sf.size(); ++g) {  // stored as float16, like the model's dtype
       sf[g] = round_to_f16(sf[g]);
       bf[g] = round_to_f16(bf[g]);
     }
-    quant::dequantize_row_reference(pf.data(), sf.data(), bf.data(), cols, bits, group, deq.data());
-    quant::unpack_codes_reference(pb.data(), cols, bits, cb.data());
-    quant::unpack_codes_reference(pf.data(), cols, bits, cf.data());
+    kernels::dequantize_row_reference(pf.data(), sf.data(), bf.data(), cols, bits, group, deq.data());
+    kernels::unpack_codes_reference(pb.data(), cols, bits, cb.data());
+    kernels::unpack_codes_reference(pf.data(), cols, bits, cf.data());
     for (size_t c = 0; c < cols; ++c) {
       const double d = double(f[c]) - b[c], k = double(deq[c]) - b[c];
       s.delta_sq += d * d;

@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "io/model_config.h"
+#include "io/safetensors.h"
 #include "quant/plan.h"
 
 namespace quantlab::bench {
@@ -25,9 +26,8 @@ PerModule overrides_only(const io::QuantizationConfig& q) {
 
 // The plan predicts one global setting plus its own per-module rules (the Qwen3-MoE router at 8 bits).
 // A directory quantized with other per-module widths (mlx-lm's mixed recipes) is not that model.
-void require_uniform(const quant::PlanSource& src) {
+void require_uniform(const quant::PlanSource& src, const io::ModelConfig& stored) {
   if (!src.stored_quant) return;
-  const io::ModelConfig stored = io::load_model_config(src.dir);
   if (!stored.quantization) return;
   quant::PlanOptions options;
   options.bits = src.stored_quant->bits;
@@ -69,8 +69,21 @@ eval::PlanPrediction to_prediction(const quant::PlanSource& src, const quant::Si
 PlanOutcome predict_as_benched(const std::string& model_dir, const quant::RuntimeAssumptions& runtime) {
   PlanOutcome out;
   try {
-    const quant::PlanSource src = quant::load_plan_source(model_dir);
-    require_uniform(src);
+    const io::ModelConfig config = io::load_model_config(model_dir);
+    const io::ModelWeights weights = io::ModelWeights::open(model_dir);
+    return predict_as_benched(config, weights, runtime);
+  } catch (const std::exception& e) {
+    out.warning = fmt::format("the plan cannot describe this model: {}", e.what());
+  }
+  return out;
+}
+
+PlanOutcome predict_as_benched(const io::ModelConfig& config, const io::ModelWeights& weights,
+                               const quant::RuntimeAssumptions& runtime) {
+  PlanOutcome out;
+  try {
+    const quant::PlanSource src = quant::plan_source_of(config, weights);
+    require_uniform(src, config);
     out.plan = to_prediction(src, quant::estimate_as_stored(src, runtime), runtime);
   } catch (const std::exception& e) {
     out.warning = fmt::format("the plan cannot describe this model: {}", e.what());

@@ -20,5 +20,8 @@ struct PlanOutcome {
 // Never throws: a malformed directory, or one the uniform plan cannot describe (per-module bit widths
 // other than the plan's own rules), gives no plan and a warning naming the reason.
 PlanOutcome predict_as_benched(const std::string& model_dir, const quant::RuntimeAssumptions& runtime);
+// The same for a directory already opened (a bench worker's: config and headers are not read again).
+PlanOutcome predict_as_benched(const io::ModelConfig& config, const io::ModelWeights& weights,
+                               const quant::RuntimeAssumptions& runtime);
 
 }  // namespace quantlab::bench

@@ -35,7 +35,8 @@ nlohmann::json config_of(const std::string& dir) { return nlohmann::json::parse(
 
 std::string quantize(const std::string& in, const std::string& out, int bits, int group) {
   quant::QuantizeOptions o;
-  o.plan = {bits, group, std::nullopt};
+  o.plan.bits = bits;
+  o.plan.group_size = group;
   o.show_progress = false;
   ThreadPool pool(2);
   quant::quantize_model(in, out, o, pool);

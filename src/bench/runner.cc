@@ -9,6 +9,7 @@
 #include "bench/page_cache.h"
 #include "bench/process.h"
 #include "core/error.h"
+#include "io/output_dir.h"
 #include "core/mapped_file.h"
 
 namespace quantlab::bench {
@@ -123,15 +124,7 @@ MeasuredModels measure_models(const BenchPlan& plan, const std::function<void(si
 std::string run_worker_command(const std::string& spec_json, const std::string& result_path) {
   const WorkerSpec spec = worker_spec_from_json(spec_json);
   const eval::ModelResult result = run_worker_reporting_failure(spec);
-  const std::string tmp = result_path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary);
-    out << to_json(result).dump(1, ' ', false, ojson::error_handler_t::replace);
-    if (!out.flush()) fail(ErrorKind::kIo, "{}: cannot write the worker result", tmp);
-  }
-  std::error_code ec;
-  fs::rename(tmp, result_path, ec);
-  if (ec) fail(ErrorKind::kIo, "{}: cannot rename into place: {}", result_path, ec.message());
+  io::write_file_atomically(result_path, to_json(result).dump(1, ' ', false, ojson::error_handler_t::replace));
   return result.ok ? "" : fmt::format("model '{}' ({}): {}", result.name, result.dir, result.error);
 }
 

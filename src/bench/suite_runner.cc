@@ -10,8 +10,8 @@
 
 namespace quantlab::bench {
 
-SuiteRunner::SuiteRunner(ModelHandles model, ThreadPool& pool, SuiteOptions options)
-    : model_(model), pool_(pool), options_(options), tool_call_id_(model.tokenizer.token_id("<tool_call>")) {
+SuiteRunner::SuiteRunner(const chat::ChatModel& chat, ThreadPool& pool, SuiteOptions options)
+    : chat_(chat), pool_(pool), options_(options), tool_call_id_(chat.tokenizer().token_id("<tool_call>")) {
   QL_CHECK(options_.max_tokens > 0 && options_.runs > 0, "max_tokens {} runs {}", options_.max_tokens, options_.runs);
 }
 
@@ -21,33 +21,23 @@ std::vector<int32_t> SuiteRunner::render_prompt(const eval::Query& query, const 
   request.tools = tools.schemas;
   request.add_generation_prompt = true;
   request.extra = {{"enable_thinking", options_.thinking}};
-  return model_.tokenizer.encode(model_.chat_template.render(request));
+  return chat_.encode_chat(request);
 }
 
-// The same stopping rules as model::generate, written out here because the benchmark needs the
-// logits after prefill (the first-token margin), which generate() does not expose.
+// A greedy reply through the chat layer; its logits hook keeps the logits after prefill (the
+// first-token margin).
 GreedyReply SuiteRunner::generate_greedy(std::span<const int32_t> prompt, bool keep_first_logits) {
-  model::Session& session = *session_;
   GreedyReply reply;
+  chat::DecodeHooks hooks;
+  if (keep_first_logits)
+    hooks.on_logits = [&](size_t step, std::span<const float> logits) {
+      if (step == 0) reply.first_logits.assign(logits.begin(), logits.end());
+    };
   const int64_t start = monotonic_ns();
-  std::vector<float> logits = session.forward(prompt);
-  if (keep_first_logits) reply.first_logits = logits;
-  const auto& stops = model_.stop_tokens;
-  while (true) {
-    const int32_t next = model::argmax(logits);
-    reply.tokens.push_back(next);
-    if (std::find(stops.begin(), stops.end(), next) != stops.end()) {
-      reply.reason = model::StopReason::kStopToken;
-      break;
-    }
-    if (reply.tokens.size() >= options_.max_tokens) break;
-    if (session.position() >= session.max_context()) {
-      reply.reason = model::StopReason::kContextFull;
-      break;
-    }
-    logits = session.forward(std::span<const int32_t>(&next, 1));
-  }
+  model::GenerationResult r = chat::respond(*session_, prompt, chat::greedy_options(chat_, options_.max_tokens), hooks);
   reply.seconds = seconds_between(start, monotonic_ns());
+  reply.tokens = std::move(r.tokens);
+  reply.reason = r.reason;
   return reply;
 }
 
@@ -60,12 +50,12 @@ eval::QueryResult SuiteRunner::describe(const eval::Query& query, const eval::To
   q.expected_tool = query.tool;
   std::span<const int32_t> text_tokens(reply.tokens);
   if (reply.reason == model::StopReason::kStopToken) text_tokens = text_tokens.first(text_tokens.size() - 1);
-  q.reply = model_.tokenizer.decode(text_tokens);
+  q.reply = chat_.tokenizer().decode(text_tokens);
   q.score = eval::score_reply(query, q.reply, &tools, options_.thinking);
   if (tool_call_id_ && static_cast<size_t>(*tool_call_id_) < reply.first_logits.size()) {
     const eval::FirstTokenMargin m = eval::tool_call_margin(reply.first_logits, *tool_call_id_);
     q.first_token_margin = m.margin;
-    q.best_other_token = std::string(model_.tokenizer.token_string(m.best_other_id));
+    q.best_other_token = std::string(chat_.tokenizer().token_string(m.best_other_id));
   }
   q.prompt_tokens = prompt_tokens;
   q.generated_tokens = reply.tokens.size();
@@ -101,7 +91,7 @@ SuiteOutcome SuiteRunner::run(const eval::Suite& suite, const eval::ToolSet& too
   longest_prompt_ = longest;
   // The cache holds one query at a time: sized for the longest prompt and its reply, not the model's
   // whole context, so KV memory reflects what the suite needs.
-  session_.emplace(model_.model, pool_, model::SessionOptions{.max_context = longest + options_.max_tokens + 1});
+  session_.emplace(chat_.model(), pool_, model::SessionOptions{.max_context = longest + options_.max_tokens + 1});
   Progress progress("bench " + label, suite.queries.size() * options_.runs, 0, Progress::stderr_is_terminal());
   SuiteOutcome out;
   std::vector<std::vector<int32_t>> first_tokens;

@@ -8,23 +8,14 @@
 #include <string>
 #include <vector>
 
+#include "chat/chat_model.h"
 #include "core/thread_pool.h"
 #include "eval/report_schema.h"
 #include "eval/suite.h"
 #include "model/generation.h"
-#include "model/model.h"
 #include "model/session.h"
-#include "text/chat_template.h"
-#include "text/tokenizer.h"
 
 namespace quantlab::bench {
-
-struct ModelHandles {
-  const model::Model& model;
-  const text::Tokenizer& tokenizer;
-  const text::ChatTemplate& chat_template;
-  const std::vector<int32_t>& stop_tokens;
-};
 
 struct SuiteOptions {
   size_t max_tokens = 64;
@@ -48,7 +39,7 @@ struct GreedyReply {
 
 class SuiteRunner {
  public:
-  SuiteRunner(ModelHandles model, ThreadPool& pool, SuiteOptions options);
+  SuiteRunner(const chat::ChatModel& chat, ThreadPool& pool, SuiteOptions options);
 
   // `label` names the model on the progress bar.
   SuiteOutcome run(const eval::Suite& suite, const eval::ToolSet& tools, const std::string& label);
@@ -65,7 +56,7 @@ class SuiteRunner {
   eval::QueryResult describe(const eval::Query& query, const eval::ToolSet& tools, const GreedyReply& reply,
                              size_t prompt_tokens) const;
 
-  ModelHandles model_;
+  const chat::ChatModel& chat_;
   ThreadPool& pool_;
   SuiteOptions options_;
   std::optional<model::Session> session_;

@@ -18,10 +18,8 @@ using model::testing::read_tensor;
 using namespace quantlab::testing::tool_calling;
 
 struct Fixture {
-  model::Model model = model::Model::load(kFused);
-  text::Tokenizer tokenizer = text::Tokenizer::from_file(kFused);
-  text::ChatTemplate chat_template = text::ChatTemplate::from_model_dir(kFused);
-  std::vector<int32_t> stops = model::load_stop_tokens(kFused, model.config());
+  std::unique_ptr<chat::ChatModel> chat = chat::ChatModel::open(kFused);
+  const text::Tokenizer& tokenizer = chat->tokenizer();
   eval::ToolSet tools = eval::load_tools(kTools);
   eval::Suite dev40 = eval::load_suite(kDev40, &tools);
   ThreadPool pool{2};
@@ -29,7 +27,7 @@ struct Fixture {
 
 TEST(SuiteRunner, PromptMatchesTheTransformersRendering) {
   Fixture f;
-  SuiteRunner runner({f.model, f.tokenizer, f.chat_template, f.stops}, f.pool, {});
+  SuiteRunner runner(*f.chat, f.pool, {});
   const io::SafetensorsFile ref(kFused + "/reference.safetensors");
   // reference.safetensors' input_ids are the chat prompt of dev40-0 (tests/data/README.md).
   ASSERT_EQ(f.dev40.queries[0].id, "dev40-0");
@@ -40,7 +38,7 @@ TEST(SuiteRunner, FirstReplyTokenFollowsTheReferenceLogits) {
   Fixture f;
   SuiteOptions options;
   options.max_tokens = 4;
-  SuiteRunner runner({f.model, f.tokenizer, f.chat_template, f.stops}, f.pool, options);
+  SuiteRunner runner(*f.chat, f.pool, options);
   eval::Suite one = f.dev40;
   one.queries.resize(1);
   const SuiteOutcome out = runner.run(one, f.tools, "test");

@@ -12,11 +12,8 @@
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "eval/report_json_reader.h"
-#include "model/generation.h"
-#include "model/model.h"
+#include "chat/chat_model.h"
 #include "quant/model_summary.h"
-#include "text/chat_template.h"
-#include "text/tokenizer.h"
 
 namespace quantlab::bench {
 
@@ -62,33 +59,26 @@ WorkerSpec worker_spec_from_json(const std::string& text) {
 namespace {
 
 struct LoadedModel {
-  model::Model model;
-  text::Tokenizer tokenizer;
-  text::ChatTemplate chat_template;
-  std::vector<int32_t> stop_tokens;
+  std::unique_ptr<chat::ChatModel> chat;
   std::unique_ptr<ThreadPool> pool;
 };
 
-// Everything a first token needs, timed phase by phase from the parent's spawn.
-std::unique_ptr<LoadedModel> load_model(const WorkerSpec& spec, eval::LoadResult& load) {
+// Everything a first token needs, timed phase by phase from the parent's spawn. The chat layer opens
+// the directory once: config.json and every safetensors header are read here and nowhere else.
+LoadedModel load_model(const WorkerSpec& spec, eval::LoadResult& load) {
   const int64_t entry = monotonic_ns();
   const int64_t spawn = spec.spawn_ns > 0 ? spec.spawn_ns : entry;
   load.process_start_seconds = seconds_between(spawn, entry);
-  model::Model m = model::Model::load(spec.model_dir);
-  const int64_t model_done = monotonic_ns();
-  load.model_seconds = seconds_between(entry, model_done);
-  auto loaded = std::make_unique<LoadedModel>(LoadedModel{std::move(m),
-                                                          text::Tokenizer::from_file(spec.model_dir),
-                                                          text::ChatTemplate::from_model_dir(spec.model_dir),
-                                                          {},
-                                                          {}});
-  loaded->stop_tokens = model::load_stop_tokens(spec.model_dir, loaded->model.config());
+  LoadedModel loaded{chat::ChatModel::open(spec.model_dir), nullptr};
+  load.model_seconds = loaded.chat->open_timings().model_seconds;
+  const int64_t template_start = monotonic_ns();
+  loaded.chat->chat_template();  // the suite renders with it; load it inside the timed text phase
   const int64_t text_done = monotonic_ns();
-  load.text_seconds = seconds_between(model_done, text_done);
+  load.text_seconds = loaded.chat->open_timings().text_seconds + seconds_between(template_start, text_done);
   // "First token ready": the thread pool up and one forward pass of a single token through every
   // layer, in a session of its own (the suite's session is sized once the prompts are known).
-  loaded->pool = std::make_unique<ThreadPool>(spec.threads);
-  model::Session probe(loaded->model, *loaded->pool, {.max_context = 1});
+  loaded.pool = std::make_unique<ThreadPool>(spec.threads);
+  model::Session probe(loaded.chat->model(), *loaded.pool, {.max_context = 1});
   const int32_t first_id = 0;
   probe.forward(std::span<const int32_t>(&first_id, 1));
   const int64_t ready = monotonic_ns();
@@ -99,8 +89,9 @@ std::unique_ptr<LoadedModel> load_model(const WorkerSpec& spec, eval::LoadResult
   return loaded;
 }
 
-eval::ModelInfo model_info(const WorkerSpec& spec, const model::Model& m) {
-  const quant::ModelSummary s = quant::summarize_model(spec.model_dir);
+eval::ModelInfo model_info(const chat::ChatModel& chat) {
+  const model::Model& m = chat.model();
+  const quant::ModelSummary s = quant::summarize_model(chat.dir(), chat.config(), chat.weights());
   eval::ModelInfo info;
   info.architecture = s.architecture;
   info.quantized = s.quantized;
@@ -136,14 +127,13 @@ eval::ModelResult run_worker(const WorkerSpec& spec) {
   eval::ModelResult r;
   r.name = spec.name;
   r.dir = spec.model_dir;
-  const std::unique_ptr<LoadedModel> loaded = load_model(spec, r.load);
+  const LoadedModel loaded = load_model(spec, r.load);
   r.ok = true;
   if (spec.load_only) return r;
 
   const eval::ToolSet tools = eval::load_tools(spec.tools);
   const eval::Suite suite = eval::load_suite(spec.suite, &tools);
-  SuiteRunner runner({loaded->model, loaded->tokenizer, loaded->chat_template, loaded->stop_tokens}, *loaded->pool,
-                     {spec.max_tokens, spec.runs, spec.thinking});
+  SuiteRunner runner(*loaded.chat, *loaded.pool, {spec.max_tokens, spec.runs, spec.thinking});
   SuiteOutcome outcome = runner.run(suite, tools, spec.name);
   r.queries = std::move(outcome.queries);
   r.speed = std::move(outcome.speed);
@@ -152,8 +142,8 @@ eval::ModelResult run_worker(const WorkerSpec& spec) {
   for (const eval::QueryResult& q : r.queries) scores.push_back(q.score);
   r.accuracy = eval::summarize_scores(suite.queries, scores);
   r.memory = memory_of(runner.session());
-  r.info = model_info(spec, loaded->model);
-  PlanOutcome plan = predict_as_benched(spec.model_dir, runtime_of(runner, *loaded->pool));
+  r.info = model_info(*loaded.chat);
+  PlanOutcome plan = predict_as_benched(loaded.chat->config(), loaded.chat->weights(), runtime_of(runner, *loaded.pool));
   r.plan = std::move(plan.plan);
   r.plan_warning = std::move(plan.warning);
   return r;

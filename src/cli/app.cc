@@ -8,6 +8,7 @@
 
 #include "cli/commands.h"
 #include "core/error.h"
+#include "quantlab/version.h"
 
 namespace quantlab::cli {
 
@@ -16,7 +17,7 @@ int run(int argc, char** argv) {
       "quantlab: quantize fused LoRA models to MLX-compatible N-bit files, run them on CPU, and "
       "measure what each bit width keeps of the fine-tune."};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "quantlab 0.1.0");
+  app.set_version_flag("--version", std::string("quantlab ") + kQuantlabVersion);
   register_quantize(app);
   register_dequantize(app);
   register_inspect(app);

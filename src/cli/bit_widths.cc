@@ -4,7 +4,7 @@
 #include <charconv>
 
 #include "core/error.h"
-#include "quant/affine_reference.h"
+#include "kernels/format.h"
 
 namespace quantlab::cli {
 
@@ -18,7 +18,7 @@ std::vector<int> parse_bit_widths(const std::string& text, const std::string& fl
     item.erase(item.find_last_not_of(" \t") + 1);
     int b = 0;
     const auto [ptr, ec] = std::from_chars(item.data(), item.data() + item.size(), b);
-    if (item.empty() || ec != std::errc() || ptr != item.data() + item.size() || !quant::is_supported_bits(b))
+    if (item.empty() || ec != std::errc() || ptr != item.data() + item.size() || !kernels::is_supported_bits(b))
       fail(ErrorKind::kUsage, "{} {}: '{}' is not a bit width (expected comma-separated widths from 2 to 8)", flag,
            text, item);
     if (std::find(bits.begin(), bits.end(), b) != bits.end())

@@ -20,6 +20,8 @@
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "core/error.h"
+#include "io/output_dir.h"
+#include "quantlab/version.h"
 #include "core/progress.h"
 #include "eval/criteria.h"
 #include "eval/report_schema.h"
@@ -50,21 +52,6 @@ bench::ModelEntry parse_model(const std::string& text) {
   return {text.substr(0, eq), text.substr(eq + 1)};
 }
 
-
-
-// Writes next to the destination first and renames, so a failed write leaves no partial file.
-void write_atomically(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary);
-    out << text;
-    if (!out.flush()) fail(ErrorKind::kIo, "{}: cannot write", tmp);
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) fail(ErrorKind::kIo, "{}: cannot rename into place: {}", path, ec.message());
-}
-
 // Everything that can be checked before a worker starts: flags, suite, tools, criteria.
 eval::BenchResults prepare(const BenchArgs& a, bench::BenchPlan& plan) {
   eval::BenchResults results;
@@ -89,7 +76,7 @@ eval::BenchResults prepare(const BenchArgs& a, bench::BenchPlan& plan) {
   s.cold = !a.no_cold;
   plan.common = {"", "", s.suite, s.tools, a.max_tokens, a.runs, a.threads, a.thinking};
   plan.cold = s.cold;
-  results.quantlab_version = "0.1.0";
+  results.quantlab_version = std::string(kQuantlabVersion);
   results.created_utc = utc_now_iso8601();
   // Last, once every input checked out: the bandwidth probe takes about half a second.
   results.machine = bench::describe_machine(a.threads, a.bandwidth);
@@ -113,8 +100,8 @@ void run_bench(const BenchArgs& a) {
   eval::add_comparisons(results);
   results.total_seconds = bench::seconds_between(start, bench::monotonic_ns());
   const auto json_text = eval::to_json(results).dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
-  if (!a.out.empty()) write_atomically(a.out, json_text + "\n");
-  if (!a.report.empty()) write_atomically(a.report, eval::render_markdown(results));
+  if (!a.out.empty()) io::write_file_atomically(a.out, json_text + "\n");
+  if (!a.report.empty()) io::write_file_atomically(a.report, eval::render_markdown(results));
   fmt::print("{}", a.json ? json_text + "\n" : eval::render_table(results));
   std::fflush(stdout);
   std::string failed;

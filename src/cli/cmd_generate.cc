@@ -12,14 +12,13 @@
 #include <filesystem>
 #include <optional>
 
+#include "chat/chat_model.h"
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "cli/token_ids.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "kernels/kernels.h"
-#include "model/generation.h"
-#include "model/model.h"
 #include "model/session.h"
 #include "text/tokenizer.h"
 
@@ -36,15 +35,6 @@ struct GenerateArgs {
   size_t threads = 0;
   bool ignore_eos = false, json = false;
 };
-
-std::optional<text::Tokenizer> load_tokenizer(const std::string& dir) {
-  if (!std::filesystem::exists(std::filesystem::path(dir) / "tokenizer.json")) return std::nullopt;
-  return text::Tokenizer::from_file(dir);
-}
-
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
 
 nlohmann::ordered_json report_json(const model::Session& session, const model::GenerationResult& r,
                                    double load_seconds) {
@@ -84,10 +74,9 @@ void print_summary(const model::Session& session, const model::GenerationResult&
 
 void run_generate(const GenerateArgs& a) {
   if (a.ids.empty() == a.prompt.empty()) fail(ErrorKind::kUsage, "give exactly one of --ids and --prompt");
-  const auto load_start = std::chrono::steady_clock::now();
-  const model::Model model = model::Model::load(a.model);
-  const double load_seconds = seconds_since(load_start);
-  const std::optional<text::Tokenizer> tokenizer = load_tokenizer(a.model);
+  const std::unique_ptr<chat::ChatModel> chat = chat::ChatModel::open(a.model);
+  const double load_seconds = chat->open_timings().model_seconds;
+  const text::Tokenizer* tokenizer = chat->has_tokenizer() ? &chat->tokenizer() : nullptr;
   if (!a.prompt.empty() && !tokenizer)
     fail(ErrorKind::kUsage, "--prompt needs {}/tokenizer.json; pass token ids with --ids instead", a.model);
   const std::vector<int32_t> prompt = a.ids.empty() ? tokenizer->encode(a.prompt) : parse_token_ids(a.ids);
@@ -95,9 +84,9 @@ void run_generate(const GenerateArgs& a) {
   model::GenerationOptions options;
   options.max_tokens = a.max_tokens;
   options.sampling = {a.temperature, a.top_k, a.top_p, a.seed};
-  if (!a.ignore_eos) options.stop_tokens = model::load_stop_tokens(a.model, model.config());
+  if (!a.ignore_eos) options.stop_tokens = chat->stop_tokens();
   ThreadPool pool(a.threads);
-  model::Session session(model, pool);
+  model::Session session(chat->model(), pool);
   const auto on_token = [&](int32_t id) {
     if (a.json) return true;
     if (tokenizer) fmt::print("{}", tokenizer->token_bytes(id));
@@ -105,7 +94,7 @@ void run_generate(const GenerateArgs& a) {
     std::fflush(stdout);
     return true;
   };
-  const model::GenerationResult r = model::generate(session, prompt, options, on_token);
+  const model::GenerationResult r = chat::respond(session, prompt, options, chat::DecodeHooks{{}, {}, on_token});
   if (!a.json) {
     fmt::print("\n");
     std::fflush(stdout);

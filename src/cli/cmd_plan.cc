@@ -157,13 +157,13 @@ void register_plan(CLI::App& app) {
   auto* cmd = app.add_subcommand("plan", "Predict size, memory and decode speed per bit width before quantizing");
   cmd->add_option("model", a->model, "Model directory (config.json alone is enough; float or MLX-quantized)")->required();
   cmd->add_option("--bits", a->bits, "Bit widths to plan (comma-separated)")
-      ->delimiter(',')->check(CLI::IsMember({2, 3, 4, 5, 6, 7, 8}));
+      ->delimiter(',')->check(bit_width_check());
   cmd->add_option("--group-size", a->groups, "Group sizes to plan (comma-separated)")
-      ->delimiter(',')->check(CLI::IsMember({32, 64, 128}));
+      ->delimiter(',')->check(group_size_check());
   cmd->add_option("--baseline-bits", a->baseline_bits, "Bits of the baseline the rules compare with")
-      ->check(CLI::IsMember({2, 3, 4, 5, 6, 7, 8}));
+      ->check(bit_width_check());
   cmd->add_option("--baseline-group-size", a->baseline_group, "Group size of the baseline")
-      ->check(CLI::IsMember({32, 64, 128}));
+      ->check(group_size_check());
   cmd->add_option("--context", a->context, "Context length for the KV-cache memory estimate (default 4096)");
   cmd->add_option("--bandwidth", a->bandwidth, "Memory bandwidth in GB/s (default: measured now, ~0.5 s)")
       ->check(CLI::PositiveNumber);

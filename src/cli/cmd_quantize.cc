@@ -15,6 +15,7 @@ namespace {
 struct QuantizeArgs {
   std::string input, output, dtype, max_shard = "5GiB", kernel = "simd";
   int bits = 4, group_size = 64;
+  std::vector<std::string> overrides;
   size_t threads = 0;
   bool overwrite = false, json = false, quiet = false;
 };
@@ -24,6 +25,7 @@ void run_quantize(const QuantizeArgs& a) {
   o.plan.bits = a.bits;
   o.plan.group_size = a.group_size;
   o.plan.dtype = parse_dtype_flag(a.dtype);
+  for (const auto& text : a.overrides) o.plan.overrides.push_back(quant::parse_module_override(text, a.group_size));
   o.max_shard_bytes = parse_size(a.max_shard, "--max-shard-size");
   o.overwrite = a.overwrite;
   o.show_progress = !a.quiet && !a.json;
@@ -57,9 +59,13 @@ void register_quantize(CLI::App& app) {
   cmd->add_option("input", args->input, "Model directory (config.json + *.safetensors)")->required();
   cmd->add_option("output", args->output, "Output directory (must not exist unless --overwrite)")->required();
   cmd->add_option("--bits", args->bits, "Bits per weight: 2,3,4,5,6,8 (MLX) or 7 (quantlab extension)")
-      ->check(CLI::IsMember({2, 3, 4, 5, 6, 7, 8}));
+      ->check(bit_width_check());
   cmd->add_option("--group-size", args->group_size, "Weights per scale/bias group")
-      ->check(CLI::IsMember({32, 64, 128}));
+      ->check(group_size_check());
+  cmd->add_option("--override", args->overrides,
+                  "Per-module setting 'REGEX=BITS[:GROUP]' or 'REGEX=float' (repeatable; the first "
+                  "matching rule decides; config.json gets mlx-lm's per-module entries)")
+      ->allow_extra_args(false);
   add_dtype_option(cmd, &args->dtype, "Cast float tensors to this dtype first (default: config's dtype)");
   cmd->add_option("--max-shard-size", args->max_shard, "Largest output shard (e.g. 5GiB, 500MB)");
   cmd->add_option("--kernel", args->kernel, "simd (default) or scalar (the reference, for comparisons)")

@@ -5,12 +5,20 @@
 #include <ctime>
 
 #include "core/error.h"
+#include "kernels/format.h"
 
 namespace quantlab::cli {
 
 void add_threads_option(CLI::App* cmd, size_t* threads) {
   cmd->add_option("--threads", *threads, "Worker threads (0 = one per hardware thread)")
       ->check(CLI::Range(0, 1024));
+}
+
+CLI::Validator bit_width_check() { return CLI::IsMember(kernels::supported_bits()); }
+
+CLI::Validator group_size_check() {
+  const auto sizes = kernels::supported_group_sizes();
+  return CLI::IsMember(std::vector<int>(sizes.begin(), sizes.end()));
 }
 
 void add_dtype_option(CLI::App* cmd, std::string* dtype, const std::string& what) {

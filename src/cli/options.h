@@ -12,6 +12,9 @@ namespace quantlab::cli {
 
 // --threads N (0 = all hardware threads).
 void add_threads_option(CLI::App* cmd, size_t* threads);
+// Checks of --bits / --group-size values against the weight-format table (kernels/format.h).
+CLI::Validator bit_width_check();
+CLI::Validator group_size_check();
 // --dtype float16|bfloat16|float32
 void add_dtype_option(CLI::App* cmd, std::string* dtype, const std::string& what);
 std::optional<DType> parse_dtype_flag(const std::string& value);

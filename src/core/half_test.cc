@@ -53,7 +53,9 @@ TEST(Half, Bf16RoundsToNearestEven) {
   EXPECT_TRUE(std::isnan(bf16_to_f32(f32_to_bf16(std::numeric_limits<float>::quiet_NaN()))));
   for (uint32_t h = 0; h < 0x10000; h += 7) {
     const float f = bf16_to_f32(static_cast<uint16_t>(h));
-    if (!std::isnan(f)) ASSERT_EQ(f32_to_bf16(f), h);
+    if (!std::isnan(f)) {
+      ASSERT_EQ(f32_to_bf16(f), h);
+    }
   }
 }
 

@@ -4,30 +4,14 @@
 
 #include "core/error.h"
 #include "core/mapped_file.h"
+#include "io/safetensors.h"
 
 namespace quantlab::io {
 
 namespace fs = std::filesystem;
 using ojson = nlohmann::ordered_json;
 
-std::string_view architecture_name(Architecture a) {
-  switch (a) {
-    case Architecture::kQwen3: return "qwen3";
-    case Architecture::kQwen3Moe: return "qwen3_moe";
-    case Architecture::kLlama: return "llama";
-    case Architecture::kUnknown: return "unknown";
-  }
-  return "unknown";
-}
-
 namespace {
-
-Architecture detect_architecture(const std::string& model_type, const std::string& cls) {
-  if (model_type == "qwen3" || cls == "Qwen3ForCausalLM") return Architecture::kQwen3;
-  if (model_type == "qwen3_moe" || cls == "Qwen3MoeForCausalLM") return Architecture::kQwen3Moe;
-  if (model_type == "llama" || cls == "LlamaForCausalLM") return Architecture::kLlama;
-  return Architecture::kUnknown;
-}
 
 // Typed field access with messages that name the file and key.
 class Fields {
@@ -214,7 +198,7 @@ ModelConfig parse_model_config(const ojson& j, const std::string& path) {
   if (c.arch != Architecture::kUnknown) {
     parse_architecture_fields(c, f);
     c.rope_scaling = parse_rope_scaling(j, path);
-    if (c.arch == Architecture::kQwen3Moe) parse_moe_fields(c, f, j);
+    if (find_architecture(c.arch)->moe) parse_moe_fields(c, f, j);
   } else {
     c.vocab_size = f.integer({"vocab_size"}, 0);
     c.tie_word_embeddings = f.boolean("tie_word_embeddings", false);
@@ -235,6 +219,7 @@ ModelConfig parse_model_config(const ojson& j, const std::string& path) {
 }
 
 ModelConfig load_model_config(const std::string& dir) {
+  count_config_read();
   const std::string path = (fs::path(dir) / "config.json").string();
   if (!fs::exists(path)) fail_input("{}: missing config.json", dir);
   ojson j;
@@ -250,7 +235,7 @@ ojson config_for_output(const ModelConfig& config, std::optional<DType> dtype,
                         const std::optional<QuantizationConfig>& quantization) {
   ojson j = config.raw;
   if (config.arch != Architecture::kUnknown && !j.contains("rope_theta")) j["rope_theta"] = config.rope_theta;
-  if (config.arch == Architecture::kQwen3Moe && !j.contains("num_experts")) j["num_experts"] = config.num_experts;
+  if (config.arch != Architecture::kUnknown && find_architecture(config.arch)->moe && !j.contains("num_experts")) j["num_experts"] = config.num_experts;
   if (config.arch != Architecture::kUnknown && !j.contains("tie_word_embeddings"))
     j["tie_word_embeddings"] = config.tie_word_embeddings;
   if (dtype) {

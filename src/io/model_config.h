@@ -12,11 +12,9 @@
 #include <vector>
 
 #include "core/dtype.h"
+#include "io/architecture.h"
 
 namespace quantlab::io {
-
-enum class Architecture { kQwen3, kQwen3Moe, kLlama, kUnknown };
-std::string_view architecture_name(Architecture a);
 
 struct RopeScaling {
   std::string type = "default";  // default | linear | llama3 | dynamic | yarn
@@ -80,10 +78,16 @@ struct ModelConfig {
   std::vector<int64_t> eos_token_ids;
   std::optional<QuantizationConfig> quantization;
 
-  bool is_moe() const { return arch == Architecture::kQwen3Moe && num_experts > 0; }
+  bool is_moe() const {
+    const ArchitectureInfo* family = find_architecture(arch);
+    return family && family->moe && num_experts > 0;
+  }
   // Layer i is sparse iff not in mlp_only_layers and (i+1) % decoder_sparse_step == 0.
   bool is_moe_layer(int64_t layer) const;
-  bool has_qk_norm() const { return arch == Architecture::kQwen3 || arch == Architecture::kQwen3Moe; }
+  bool has_qk_norm() const {
+    const ArchitectureInfo* family = find_architecture(arch);
+    return family && family->qk_norm;
+  }
 };
 
 // Reads DIR/config.json. Throws Error naming the file and the key on malformed or inconsistent input.

@@ -1,5 +1,7 @@
 #include "io/output_dir.h"
 
+#include <fstream>
+
 #include <unistd.h>
 
 #include <filesystem>
@@ -63,6 +65,18 @@ void check_output_not_input(const std::string& input, const std::string& output)
   if (out == in || (!rel.empty() && *rel.begin() != ".."))
     fail(ErrorKind::kUsage, "{}: the output must not be the input directory or inside it ({})", output,
          input);
+}
+
+void write_file_atomically(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary);
+    out << text;
+    if (!out.flush()) fail(ErrorKind::kIo, "{}: cannot write", tmp);
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) fail(ErrorKind::kIo, "{}: cannot rename into place: {}", path, ec.message());
 }
 
 }  // namespace quantlab::io

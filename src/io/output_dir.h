@@ -30,6 +30,10 @@ class AtomicOutputDir {
   bool committed_ = false;
 };
 
+// Writes `text` to `path` through a temporary sibling (`path`.tmp) and a rename, so a failed or
+// interrupted write never leaves half a file. Throws Error(kIo) naming the file.
+void write_file_atomically(const std::string& path, const std::string& text);
+
 // Refuses (Error kUsage) writing `output` when it is the same directory as `input` or inside it.
 void check_output_not_input(const std::string& input, const std::string& output);
 

@@ -1,5 +1,7 @@
 #include "io/safetensors.h"
 
+#include <atomic>
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -63,7 +65,15 @@ std::string TensorInfo::shape_string() const {
   return s + "]";
 }
 
+namespace {
+std::atomic<uint64_t> g_config_reads{0}, g_header_reads{0};
+}  // namespace
+
+ReadCounters read_counters() { return {g_config_reads.load(), g_header_reads.load()}; }
+void count_config_read() { g_config_reads.fetch_add(1); }
+
 SafetensorsFile::SafetensorsFile(const std::string& path) : file_(path) {
+  g_header_reads.fetch_add(1);
   parse_header();
   fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd_ < 0) fail(ErrorKind::kIo, "{}: cannot open: {}", path, std::strerror(errno));

@@ -30,6 +30,15 @@ struct TensorInfo {
   std::string shape_string() const;  // "[4, 128]"
 };
 
+// How often this process has parsed config.json files and safetensors headers: the chat layer opens a
+// model directory once, and a test holds it to that (a bench worker reads each exactly once).
+struct ReadCounters {
+  uint64_t config_files = 0;
+  uint64_t safetensors_headers = 0;
+};
+ReadCounters read_counters();
+void count_config_read();
+
 class SafetensorsFile {
  public:
   // Opens, maps and validates. Throws Error(kInvalidInput) naming the file (and tensor) when the

@@ -1,4 +1,4 @@
-// affine_quantize must reproduce quant::quantize_row_reference (MLX's CPU rule) bit for bit: codes,
+// affine_quantize must reproduce kernels::quantize_row_reference (MLX's CPU rule) bit for bit: codes,
 // packed words, scales and biases, for every bit width, group size and compiled target, including the
 // edge cases of the spec (all-zero and constant groups, all-negative groups, exact .5 ties).
 #include <gtest/gtest.h>
@@ -11,7 +11,7 @@
 
 #include "kernels/kernels.h"
 #include "kernels/kernels_test_util.h"
-#include "quant/affine_reference.h"
+#include "kernels/affine_reference.h"
 
 namespace quantlab::kernels {
 namespace {
@@ -23,7 +23,7 @@ void expect_matches_reference(const std::vector<float>& w, size_t rows, size_t c
   std::vector<uint32_t> ref_packed(words), packed(words);
   std::vector<float> ref_scales(groups), ref_biases(groups), scales(groups), biases(groups);
   for (size_t r = 0; r < rows; ++r) {
-    quant::quantize_row_reference(w.data() + r * cols, cols, bits, group, ref_packed.data() + r * cols * bits / 32,
+    kernels::quantize_row_reference(w.data() + r * cols, cols, bits, group, ref_packed.data() + r * cols * bits / 32,
                                   ref_scales.data() + r * cols / group, ref_biases.data() + r * cols / group);
   }
   testing::OddBuffer input(w, 4);  // float-aligned, not vector-aligned

@@ -13,10 +13,9 @@
 
 #include "core/dtype.h"
 #include "core/thread_pool.h"
+#include "kernels/format.h"
 
 namespace quantlab::kernels {
-
-enum class WeightType : uint8_t { kF32, kF16, kBF16, kAffine };
 
 // A row-major weight matrix [rows (out features), cols (in features)], as stored.
 struct MatrixView {
@@ -39,6 +38,9 @@ struct MatrixView {
   // The view of rows [first, first+count) (used for stacked MoE experts and tiling).
   MatrixView row_slice(size_t first, size_t count) const;
 };
+
+// Bytes the view's matrix occupies as stored (its format's row in kernels/format.h).
+uint64_t stored_bytes(const MatrixView& w);
 
 // Name of the Highway target chosen at run time (e.g. "AVX3", "AVX2", "NEON", "EMU128").
 const char* active_target();

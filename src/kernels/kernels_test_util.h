@@ -18,7 +18,7 @@
 #include "core/half.h"
 #include "kernels/kernels.h"
 #include "kernels/targets.h"
-#include "quant/affine_reference.h"
+#include "kernels/affine_reference.h"
 
 namespace quantlab::kernels::testing {
 
@@ -112,7 +112,7 @@ struct AffineMatrix {
     std::vector<uint8_t> c(rows * cols);
     const size_t words = cols * bits / 32;
     for (size_t r = 0; r < rows; ++r) {
-      quant::unpack_codes_reference(packed.data() + r * words, cols, bits, c.data() + r * cols);
+      kernels::unpack_codes_reference(packed.data() + r * words, cols, bits, c.data() + r * cols);
     }
     return c;
   }
@@ -138,7 +138,7 @@ inline AffineMatrix quantized_random(std::mt19937& rng, size_t rows, size_t cols
   m.packed.resize(rows * cols * bits / 32);
   std::vector<float> scales(rows * cols / group), biases(rows * cols / group);
   for (size_t r = 0; r < rows; ++r) {
-    quant::quantize_row_reference(w.data() + r * cols, cols, bits, group,
+    kernels::quantize_row_reference(w.data() + r * cols, cols, bits, group,
                                   m.packed.data() + r * cols * bits / 32,
                                   scales.data() + r * m.groups(), biases.data() + r * m.groups());
   }
@@ -157,7 +157,7 @@ inline AffineMatrix exact_random(std::mt19937& rng, size_t rows, size_t cols, in
   m.packed.resize(rows * cols * bits / 32);
   for (size_t r = 0; r < rows; ++r) {
     for (auto& c : codes) c = static_cast<uint8_t>(code(rng));
-    quant::pack_codes_reference(codes.data(), cols, bits, m.packed.data() + r * cols * bits / 32);
+    kernels::pack_codes_reference(codes.data(), cols, bits, m.packed.data() + r * cols * bits / 32);
   }
   std::vector<float> scales(rows * m.groups()), biases(rows * m.groups());
   for (size_t i = 0; i < scales.size(); ++i) {

@@ -11,15 +11,8 @@
 namespace quantlab::kernels {
 namespace {
 
-size_t element_size(WeightType t) {
-  switch (t) {
-    case WeightType::kF32: return 4;
-    case WeightType::kF16:
-    case WeightType::kBF16: return 2;
-    case WeightType::kAffine: break;
-  }
-  return 0;
-}
+// Bytes per stored element of a float format (the format table's width).
+size_t element_size(WeightType t) { return static_cast<size_t>(format_of(t, 0).bits / 8); }
 
 float load_scalar(DType type, const uint8_t* p) {
   uint16_t h;
@@ -79,15 +72,17 @@ MatrixView MatrixView::row_slice(size_t first, size_t count) const {
   return view;
 }
 
+uint64_t stored_bytes(const MatrixView& w) {
+  return format_of(w.type, w.bits).stored_bytes(w.rows, w.cols, w.group_size, w.scale_type);
+}
+
 void check_matrix_view(const MatrixView& w, const char* op) {
   QL_CHECK(w.rows == 0 || w.cols == 0 || w.data != nullptr, "{}: null weight data", op);
-  if (w.type != WeightType::kAffine) {
-    QL_CHECK(element_size(w.type) != 0, "{}: unknown weight type", op);
-    return;
-  }
-  QL_CHECK(w.bits >= 2 && w.bits <= 8, "{}: affine bits {} outside 2..8", op, w.bits);
-  QL_CHECK(w.group_size == 32 || w.group_size == 64 || w.group_size == 128,
-           "{}: affine group size {} is not 32, 64 or 128", op, w.group_size);
+  if (w.type != WeightType::kAffine) return;
+  QL_CHECK(is_supported_bits(w.bits), "{}: affine bits {} not in the format table ({})", op, w.bits,
+           supported_bits_text());
+  QL_CHECK(is_supported_group_size(w.group_size), "{}: affine group size {} is not {}", op, w.group_size,
+           supported_group_sizes_text());
   QL_CHECK(w.cols % static_cast<size_t>(w.group_size) == 0,
            "{}: {} columns are not a multiple of the group size {}", op, w.cols, w.group_size);
   QL_CHECK(w.scale_type == DType::kF32 || w.scale_type == DType::kF16 || w.scale_type == DType::kBF16,
@@ -99,9 +94,7 @@ void dequantize_row(const MatrixView& w, size_t row, float* out) {
   check_matrix_view(w, "dequantize_row");
   QL_CHECK(row < w.rows, "dequantize_row: row {} outside {} rows", row, w.rows);
   if (w.type != WeightType::kAffine) {
-    const DType dtype = w.type == WeightType::kF32   ? DType::kF32
-                        : w.type == WeightType::kF16 ? DType::kF16
-                                                     : DType::kBF16;
+    const DType dtype = format_of(w.type, 0).element_dtype;
     const auto* src = static_cast<const uint8_t*>(w.data) + row * w.cols * element_size(w.type);
     convert_to_f32(dtype, src, w.cols, out);
     return;

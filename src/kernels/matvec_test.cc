@@ -67,7 +67,7 @@ TEST_P(AffineMatvecTest, DequantizeRowMatchesReferenceExactly) {
   const AffineMatrix m = testing::quantized_random(rng, rows, cols, bits, group, DType::kBF16);
   for (size_t r = 0; r < rows; ++r) {
     std::vector<float> expected(cols), got(cols);
-    quant::dequantize_row_reference(m.packed.data() + r * cols * bits / 32, m.scales.data() + r * m.groups(),
+    kernels::dequantize_row_reference(m.packed.data() + r * cols * bits / 32, m.scales.data() + r * m.groups(),
                                     m.biases.data() + r * m.groups(), cols, bits, group, expected.data());
     dequantize_row(m.view(), r, got.data());
     ASSERT_EQ(0, std::memcmp(expected.data(), got.data(), cols * sizeof(float))) << "row " << r;

@@ -8,16 +8,10 @@
 #include <string>
 #include <vector>
 
-#include "io/model_config.h"
 #include "model/sampler.h"
 #include "model/session.h"
 
 namespace quantlab::model {
-
-// Stop token ids of a model directory, first source that names any: generation_config.json
-// `eos_token_id` (int or list), then config.json's, then tokenizer_config.json's `eos_token` looked
-// up among tokenizer.json's added tokens. Throws naming the file when one of them is malformed.
-std::vector<int32_t> load_stop_tokens(const std::string& dir, const io::ModelConfig& config);
 
 struct GenerationOptions {
   size_t max_tokens = 128;
@@ -34,9 +28,13 @@ struct GenerationResult {
   double first_token_seconds = 0;  // prompt prefill plus the first sample
 };
 
+// Sees the logits before token `step` is chosen (step 0: after the prompt's prefill).
+using LogitsHook = std::function<void(size_t step, std::span<const float> logits)>;
+
 // Runs `prompt` (non-empty) after the session's cached positions, then generates. Calls on_token(id)
-// as each token is chosen; returning false stops early.
+// as each token is chosen; returning false stops early. (Model directories, tokenizers and stop
+// tokens are the chat layer's: chat/chat_model.h.)
 GenerationResult generate(Session& session, std::span<const int32_t> prompt, const GenerationOptions& options,
-                          const std::function<bool(int32_t)>& on_token = {});
+                          const std::function<bool(int32_t)>& on_token = {}, const LogitsHook& on_logits = {});
 
 }  // namespace quantlab::model

@@ -36,15 +36,15 @@ ModelDims dims_from(const io::ModelConfig& c) {
 void check_supported(const io::ModelConfig& c) {
   if (c.arch == io::Architecture::kUnknown)
     fail(ErrorKind::kUnsupported, "{}: architecture '{}' (model_type '{}') is not supported; quantlab runs "
-         "Qwen3ForCausalLM, Qwen3MoeForCausalLM and LlamaForCausalLM", c.path,
-         c.architecture_class.empty() ? "?" : c.architecture_class, c.model_type.empty() ? "?" : c.model_type);
+         "{}", c.path, c.architecture_class.empty() ? "?" : c.architecture_class,
+         c.model_type.empty() ? "?" : c.model_type, io::supported_architectures_text());
   if (c.raw.contains("hidden_act") && c.raw["hidden_act"] != "silu")
     fail(ErrorKind::kUnsupported, "{}: hidden_act {} is not supported (only silu)", c.path,
          c.raw["hidden_act"].dump());
   if (c.raw.contains("use_sliding_window") && c.raw["use_sliding_window"] == true)
     fail(ErrorKind::kUnsupported, "{}: use_sliding_window is true; sliding-window attention is not supported",
          c.path);
-  if (c.arch == io::Architecture::kQwen3Moe && c.num_experts > 0 && c.moe_intermediate_size <= 0)
+  if (c.is_moe() && c.moe_intermediate_size <= 0)
     fail_input("{}: moe_intermediate_size must be positive", c.path);
   for (int64_t l : c.mlp_only_layers)
     if (l < 0 || l >= c.num_hidden_layers)
@@ -64,17 +64,6 @@ bool is_tied(const io::ModelConfig& c, const WeightBinder& binder) {
 
 }  // namespace
 
-uint64_t stored_bytes(const kernels::MatrixView& w) {
-  switch (w.type) {
-    case kernels::WeightType::kF32: return w.rows * w.cols * 4;
-    case kernels::WeightType::kF16:
-    case kernels::WeightType::kBF16: return w.rows * w.cols * 2;
-    case kernels::WeightType::kAffine:
-      return w.rows * (w.packed_words_per_row() * 4 + 2 * w.groups_per_row() * dtype_size(w.scale_type));
-  }
-  return 0;
-}
-
 Model::Model(io::ModelConfig config, io::ModelWeights weights)
     : config_(std::move(config)), weights_(std::move(weights)), dims_(dims_from(config_)), rope_(config_) {}
 
@@ -89,64 +78,61 @@ Model Model::load(const std::string& dir) {
 
 void Model::bind_all() {
   WeightBinder binder(weights_, config_);
-  const int64_t V = config_.vocab_size, H = config_.hidden_size;
-  embedding_ = binder.linear("model.embed_tokens", V, H, false).weight;
+  const bool tied = is_tied(config_, binder);
+  const io::ModelSpec spec = io::model_spec(config_, tied);
+  embedding_ = bind_linear(binder, spec.embedding).weight;
   layers_.resize(dims_.layers);
   for (size_t i = 0; i < dims_.layers; ++i) bind_layer(binder, i);
-  final_norm_ = binder.vector_f32("model.norm.weight", H);
-  if (is_tied(config_, binder)) {
+  final_norm_ = binder.vector_f32(spec.final_norm, config_.hidden_size);
+  if (spec.output) {
+    output_ = bind_linear(binder, *spec.output);
+  } else {
     output_.weight = embedding_;
     // A tied checkpoint may still carry a copy of the head; mlx-lm drops it, and so do we.
     for (const char* suffix : {".weight", ".scales", ".biases"}) binder.ignore(std::string("lm_head") + suffix);
-  } else {
-    output_ = binder.linear("lm_head", V, H, false);
   }
   binder.check_all_used();
   mapped_weight_bytes_ = binder.mapped_bytes();
   copied_weight_bytes_ = binder.copied_bytes();
 }
 
+Linear Model::bind_linear(WeightBinder& binder, const io::LinearSpec& spec) {
+  return binder.linear(spec.path, spec.out, spec.in, spec.bias);
+}
+
+// Binds what the architecture registry lists for this layer (io::layer_spec).
 void Model::bind_layer(WeightBinder& binder, size_t index) {
-  const std::string p = fmt::format("model.layers.{}.", index);
-  const int64_t H = config_.hidden_size, d = config_.head_dim;
-  const int64_t q_dim = config_.num_attention_heads * d, kv_dim = config_.num_key_value_heads * d;
-  const bool attn_bias = config_.attention_bias, mlp_bias = config_.mlp_bias;
+  const io::LayerSpec s = io::layer_spec(config_, static_cast<int64_t>(index));
   Layer& layer = layers_[index];
-  layer.input_norm = binder.vector_f32(p + "input_layernorm.weight", H);
-  layer.post_attention_norm = binder.vector_f32(p + "post_attention_layernorm.weight", H);
+  layer.input_norm = binder.vector_f32(s.input_norm, s.hidden);
+  layer.post_attention_norm = binder.vector_f32(s.post_attention_norm, s.hidden);
   Attention& a = layer.attention;
-  a.q = binder.linear(p + "self_attn.q_proj", q_dim, H, attn_bias);
-  a.k = binder.linear(p + "self_attn.k_proj", kv_dim, H, attn_bias);
-  a.v = binder.linear(p + "self_attn.v_proj", kv_dim, H, attn_bias);
-  a.o = binder.linear(p + "self_attn.o_proj", H, q_dim, attn_bias);
-  if (config_.has_qk_norm()) {
-    a.q_norm = binder.vector_f32(p + "self_attn.q_norm.weight", d);
-    a.k_norm = binder.vector_f32(p + "self_attn.k_norm.weight", d);
-  }
-  layer.is_moe = config_.is_moe_layer(static_cast<int64_t>(index));
-  if (!layer.is_moe) {
-    const int64_t I = config_.intermediate_size;
-    layer.mlp.gate = binder.linear(p + "mlp.gate_proj", I, H, mlp_bias);
-    layer.mlp.up = binder.linear(p + "mlp.up_proj", I, H, mlp_bias);
-    layer.mlp.down = binder.linear(p + "mlp.down_proj", H, I, mlp_bias);
+  a.q = bind_linear(binder, s.q);
+  a.k = bind_linear(binder, s.k);
+  a.v = bind_linear(binder, s.v);
+  a.o = bind_linear(binder, s.o);
+  if (s.q_norm) a.q_norm = binder.vector_f32(*s.q_norm, s.head_dim);
+  if (s.k_norm) a.k_norm = binder.vector_f32(*s.k_norm, s.head_dim);
+  layer.is_moe = s.moe;
+  if (!s.moe) {
+    layer.mlp.gate = bind_linear(binder, s.gate);
+    layer.mlp.up = bind_linear(binder, s.up);
+    layer.mlp.down = bind_linear(binder, s.down);
     return;
   }
-  const int64_t E = config_.num_experts, Im = config_.moe_intermediate_size;
   MoeMlp& m = layer.moe;
-  m.router = binder.linear(p + "mlp.gate", E, H, false);
+  m.router = bind_linear(binder, s.router);
   // Each projection may be stacked (mlx-lm's switch_mlp) or one tensor per expert (HF); decided per
   // projection, since a checkpoint may mix them (e.g. stacked float down_proj beside quantized ones).
-  auto experts = [&](const char* proj, int64_t out, int64_t in) {
-    const std::string stacked = p + "mlp.switch_mlp." + proj;
-    if (binder.has(stacked + ".weight")) return binder.stacked(stacked, E, out, in);
+  auto experts = [&](const io::ExpertSpec& x) {
+    if (binder.has(x.stacked_path() + ".weight")) return binder.stacked(x.stacked_path(), s.experts, x.out, x.in);
     std::vector<kernels::MatrixView> views;
-    for (int64_t e = 0; e < E; ++e)
-      views.push_back(binder.linear(fmt::format("{}mlp.experts.{}.{}", p, e, proj), out, in, false).weight);
+    for (int64_t e = 0; e < s.experts; ++e) views.push_back(binder.linear(x.per_expert_path(e), x.out, x.in, false).weight);
     return views;
   };
-  m.gate = experts("gate_proj", Im, H);
-  m.up = experts("up_proj", Im, H);
-  m.down = experts("down_proj", H, Im);
+  m.gate = experts(s.expert_projections[0]);
+  m.up = experts(s.expert_projections[1]);
+  m.down = experts(s.expert_projections[2]);
 }
 
 uint64_t Model::resident_weight_bytes() const {
@@ -167,12 +153,12 @@ uint64_t Model::bytes_read_per_token() const {
   for (const Layer& l : layers_) {
     if (!l.is_moe) continue;
     for (size_t e = 0; e < l.moe.gate.size(); ++e)
-      expert_bytes += stored_bytes(l.moe.gate[e]) + stored_bytes(l.moe.up[e]) + stored_bytes(l.moe.down[e]);
+      expert_bytes += kernels::stored_bytes(l.moe.gate[e]) + kernels::stored_bytes(l.moe.up[e]) + kernels::stored_bytes(l.moe.down[e]);
   }
   uint64_t bytes = mapped_weight_bytes_ + copied_weight_bytes_ - expert_bytes;
   if (dims_.experts) bytes += expert_bytes * dims_.experts_per_token / dims_.experts;
   const bool tied = output_.weight.data == embedding_.data;
-  if (!tied) bytes -= stored_bytes(embedding_) - stored_bytes(embedding_) / std::max<size_t>(dims_.vocab, 1);
+  if (!tied) bytes -= kernels::stored_bytes(embedding_) - kernels::stored_bytes(embedding_) / std::max<size_t>(dims_.vocab, 1);
   return bytes;
 }
 

@@ -94,6 +94,7 @@ class Model {
   Model(io::ModelConfig config, io::ModelWeights weights);
   void bind_all();
   void bind_layer(WeightBinder& binder, size_t index);
+  static Linear bind_linear(WeightBinder& binder, const io::LinearSpec& spec);
 
   io::ModelConfig config_;
   io::ModelWeights weights_;
@@ -106,8 +107,5 @@ class Model {
   uint64_t mapped_weight_bytes_ = 0;
   uint64_t copied_weight_bytes_ = 0;
 };
-
-// Bytes one MatrixView occupies as stored (codes plus scales and biases for affine views).
-uint64_t stored_bytes(const kernels::MatrixView& w);
 
 }  // namespace quantlab::model

@@ -177,26 +177,5 @@ TEST(Sampler, RejectsBadOptions) {
   EXPECT_THROW(Sampler({.top_p = 1.5f}), Error);
 }
 
-TEST(StopTokens, FromGenerationConfigThenConfig) {
-  const std::string fused = data_path("tool-calling/dense-fused-strong-f16");
-  EXPECT_EQ(load_stop_tokens(fused, io::load_model_config(fused)), (std::vector<int32_t>{1026, 1024}));
-  const std::string llama = data_path("reference-models/llama-tiny");
-  EXPECT_EQ(load_stop_tokens(llama, io::load_model_config(llama)), (std::vector<int32_t>{2}));
-  const std::string qwen = data_path("reference-models/qwen3-tiny");  // eos_token_id null, no tokenizer
-  EXPECT_TRUE(load_stop_tokens(qwen, io::load_model_config(qwen)).empty());
-}
-
-TEST(StopTokens, FromTokenizerConfigWhenNothingElseSays) {
-  testing::TempDir tmp;
-  const std::string src = data_path("tool-calling/dense-fused-strong-f16");
-  std::filesystem::create_directories(tmp / "m");
-  for (const char* f : {"tokenizer.json", "tokenizer_config.json"})
-    std::filesystem::copy_file(src + "/" + f, tmp / ("m/" + std::string(f)));
-  io::ModelConfig config;  // no eos ids
-  const auto ids = load_stop_tokens(tmp / "m", config);
-  // tokenizer_config.json: eos_token "<|im_end|>", which tokenizer.json's added tokens give id 1026.
-  EXPECT_EQ(ids, (std::vector<int32_t>{1026}));
-}
-
 }  // namespace
 }  // namespace quantlab::model

@@ -83,6 +83,17 @@ void Session::prepare_rope(size_t first_position, size_t n) {
     model_.rope().at(first_position + i, scratch_.cos.data() + i * half, scratch_.sin.data() + i * half);
 }
 
+void Session::report_routing(size_t layer, const Batch& batch) const {
+  const ModelDims& d = model_.dims();
+  const size_t n = batch.n, k = d.experts_per_token;
+  RoutingEvent e{layer, batch.first_position, n, d.experts, k, d.hidden,
+                 std::span<const int32_t>(scratch_.route_expert.data(), n * k),
+                 std::span<const float>(scratch_.route_weight.data(), n * k),
+                 std::span<const float>(scratch_.router.data(), n * d.experts),
+                 std::span<const float>(scratch_.expert_out.data(), n * k * d.hidden)};
+  routing_hook_(e);
+}
+
 void Session::forward_chunk(std::span<const int32_t> tokens, size_t first_row, float* logits) {
   const ModelDims& dims = model_.dims();
   const Batch batch{tokens.size(), position()};
@@ -98,6 +109,7 @@ void Session::forward_chunk(std::span<const int32_t> tokens, size_t first_row, f
     const Layer& layer = model_.layers()[l];
     attention_block(layer, l, dims, batch, cache_, scratch_, pool_, timings_);
     mlp_block(layer, dims, batch, scratch_, pool_, timings_);
+    if (layer.is_moe && routing_hook_) report_routing(l, batch);
   }
   cache_.set_size(end);
   if (first_row >= batch.n) return;

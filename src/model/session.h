@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <vector>
 
@@ -31,6 +32,22 @@ struct MemoryReport {
   uint64_t scratch = 0;           // activations, logits and other working buffers
 };
 
+// What one MoE layer did with a batch of tokens, as the routing hook sees it (expert profiling,
+// routing drift between models). Spans point into the session's scratch: valid during the call only.
+struct RoutingEvent {
+  size_t layer = 0;
+  size_t first_position = 0;   // absolute position of the batch's first token
+  size_t tokens = 0;
+  size_t experts = 0;          // E
+  size_t experts_per_token = 0;  // k
+  size_t hidden = 0;
+  std::span<const int32_t> chosen;         // [tokens, k] expert ids, highest probability first
+  std::span<const float> weights;          // [tokens, k] their mixing weights
+  std::span<const float> probabilities;    // [tokens, E] softmax of the router logits
+  std::span<const float> expert_outputs;   // [tokens, k, hidden] each chosen expert's output
+};
+using RoutingHook = std::function<void(const RoutingEvent&)>;
+
 class Session {
  public:
   Session(const Model& model, ThreadPool& pool, SessionOptions options = {});
@@ -51,6 +68,8 @@ class Session {
   const Timings& timings() const { return timings_; }
   void reset_timings() { timings_ = Timings{}; }
   MemoryReport memory() const;
+  // Called after every MoE layer of every forward pass (empty: none). Costs nothing when unset.
+  void set_routing_hook(RoutingHook hook) { routing_hook_ = std::move(hook); }
 
  private:
   // One chunk of at most options_.prefill_chunk tokens; writes logits of rows [first_row, n) of the
@@ -58,6 +77,7 @@ class Session {
   void forward_chunk(std::span<const int32_t> tokens, size_t first_logit_row, float* logits);
   void embed(std::span<const int32_t> tokens);
   void prepare_rope(size_t first_position, size_t n);
+  void report_routing(size_t layer, const Batch& batch) const;
 
   const Model& model_;
   ThreadPool& pool_;
@@ -65,6 +85,7 @@ class Session {
   KvCache cache_;
   Scratch scratch_;
   Timings timings_;
+  RoutingHook routing_hook_;
 };
 
 }  // namespace quantlab::model

@@ -4,7 +4,8 @@
 #include <fmt/ranges.h>
 
 #include "core/error.h"
-#include "quant/affine_reference.h"
+#include "kernels/format.h"
+#include "quant/quantized_layout.h"
 
 namespace quantlab::model {
 
@@ -48,9 +49,7 @@ kernels::MatrixView WeightBinder::float_matrix(const std::string& name, const st
                "block in config.json?)", where(name), dtype_name(e.info->dtype));
   expect_shape(e, shape, "");
   kernels::MatrixView v;
-  v.type = e.info->dtype == DType::kF32 ? kernels::WeightType::kF32
-         : e.info->dtype == DType::kF16 ? kernels::WeightType::kF16
-                                         : kernels::WeightType::kBF16;
+  v.type = kernels::float_format(e.info->dtype)->type;
   v.cols = static_cast<size_t>(shape.back());
   v.rows = static_cast<size_t>(e.info->numel()) / v.cols;
   v.data = weights_.bytes(e).data();
@@ -60,43 +59,19 @@ kernels::MatrixView WeightBinder::float_matrix(const std::string& name, const st
 
 kernels::MatrixView WeightBinder::quantized_matrix(const std::string& path, const io::ModuleQuant& q,
                                                    const std::vector<int64_t>& lead, int64_t out, int64_t in) {
-  if (q.mode != "affine")
-    fail(ErrorKind::kUnsupported, "{}: module '{}' uses quantization mode '{}'; only 'affine' is supported",
-         config_.path, path, q.mode);
-  if (!quant::is_supported_bits(q.bits) || !quant::is_supported_group_size(q.group_size))
-    fail(ErrorKind::kUnsupported, "{}: module '{}' has bits {} / group_size {}; supported: bits 2-8, group "
-         "size 32, 64 or 128", config_.path, path, q.bits, q.group_size);
-  if (in % q.group_size != 0 || (in * q.bits) % 32 != 0)
-    fail_input("{}: module '{}' has {} input features, not a multiple of group_size {}", config_.path, path,
-               in, q.group_size);
+  // Mark the three tensors used (and name a missing one the way every other tensor is named), then
+  // run the one validation every reader of quantized files shares.
   const auto& w = tensor(path + ".weight");
-  const auto& s = tensor(path + ".scales");
-  const auto& b = tensor(path + ".biases");
-  if (w.info->dtype != DType::kU32)
-    fail_input("{} has dtype {}, but config.json quantizes '{}' ({} bits), which needs U32 packed codes",
-               where(w.info->name), dtype_name(w.info->dtype), path, q.bits);
-  const std::string why = fmt::format("{} bits, group size {}", q.bits, q.group_size);
-  std::vector<int64_t> packed = lead, groups = lead;
-  packed.insert(packed.end(), {out, in * q.bits / 32});
-  groups.insert(groups.end(), {out, in / q.group_size});
-  expect_shape(w, packed, why);
-  expect_shape(s, groups, why);
-  expect_shape(b, groups, why);
-  if (!is_float(s.info->dtype) || s.info->dtype != b.info->dtype)
-    fail_input("{} and '{}' must share one float dtype, got {} and {}", where(s.info->name), b.info->name,
-               dtype_name(s.info->dtype), dtype_name(b.info->dtype));
-  kernels::MatrixView v;
-  v.type = kernels::WeightType::kAffine;
-  v.cols = static_cast<size_t>(in);
-  v.rows = static_cast<size_t>(w.info->numel() / (in * q.bits / 32));
-  v.data = weights_.bytes(w).data();
-  v.bits = q.bits;
-  v.group_size = q.group_size;
-  v.scale_type = s.info->dtype;
-  v.scales = weights_.bytes(s).data();
-  v.biases = weights_.bytes(b).data();
-  mapped_bytes_ += w.info->nbytes + s.info->nbytes + b.info->nbytes;
-  return v;
+  for (const char* suffix : {".scales", ".biases"}) tensor(path + suffix);
+  const quant::QuantizedModule module = quant::check_quantized_module(weights_, path, q);
+  std::vector<int64_t> logical = lead;
+  logical.insert(logical.end(), {out, in});
+  if (module.logical_shape != logical)
+    fail_input("{} holds a [{}] matrix at {} bits, group size {}, but {} implies {}", where(w.info->name),
+               fmt::join(module.logical_shape, ", "), q.bits, q.group_size, config_.path, shape_string(logical));
+  const kernels::MatrixView view = quant::quantized_matrix_view(weights_, module);
+  mapped_bytes_ += kernels::stored_bytes(view);
+  return view;
 }
 
 kernels::MatrixView WeightBinder::matrix(const std::string& path, const std::vector<int64_t>& lead,

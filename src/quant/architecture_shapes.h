@@ -1,6 +1,7 @@
 // The Hugging Face source tensors (name, dtype, shape) of a Qwen3, Qwen3-MoE or Llama checkpoint,
-// derived from its config.json alone (model-spec.md §2.1). `plan` uses it to size a model that is not
-// on disk, `synth` to know what to generate; a test checks it against the fixtures' headers.
+// derived from its config.json alone (model-spec.md §2.1) by iterating the architecture registry
+// (io/architecture.h). `plan` uses it to size a model that is not on disk, `synth` to know what to
+// generate; a test checks it against the fixtures' headers.
 #pragma once
 
 #include <optional>

@@ -38,6 +38,10 @@ void add_quantized(ModelSummary& s, const io::ModelWeights& w, const QuantizedMo
 ModelSummary summarize_model(const std::string& dir) {
   const io::ModelConfig config = io::load_model_config(dir);
   const io::ModelWeights weights = io::ModelWeights::open(dir);
+  return summarize_model(dir, config, weights);
+}
+
+ModelSummary summarize_model(const std::string& dir, const io::ModelConfig& config, const io::ModelWeights& weights) {
   ModelSummary s;
   s.dir = dir;
   s.architecture = std::string(io::architecture_name(config.arch));

@@ -11,6 +11,7 @@
 
 #include "core/dtype.h"
 #include "io/model_config.h"
+#include "io/safetensors.h"
 
 namespace quantlab::quant {
 
@@ -43,5 +44,7 @@ struct ModelSummary {
 };
 
 ModelSummary summarize_model(const std::string& dir);
+// The same for a directory already opened (its config and headers are not read again).
+ModelSummary summarize_model(const std::string& dir, const io::ModelConfig& config, const io::ModelWeights& weights);
 
 }  // namespace quantlab::quant

@@ -1,12 +1,14 @@
 #include "quant/plan.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <map>
+#include <regex>
 #include <set>
 
 #include "core/error.h"
 #include "io/safetensors.h"
-#include "quant/affine_reference.h"
+#include "kernels/format.h"
 
 namespace quantlab::quant {
 
@@ -19,10 +21,16 @@ bool ends_with(const std::string& s, std::string_view suffix) {
 std::string strip_weight(const std::string& name) { return name.substr(0, name.size() - 7); }
 
 void validate_options(const PlanOptions& o) {
-  if (!is_supported_bits(o.bits))
-    fail(ErrorKind::kUsage, "--bits {} is not supported (2, 3, 4, 5, 6, 7 or 8)", o.bits);
-  if (!is_supported_group_size(o.group_size))
-    fail(ErrorKind::kUsage, "--group-size {} is not supported (32, 64 or 128)", o.group_size);
+  if (!kernels::is_supported_bits(o.bits))
+    fail(ErrorKind::kUsage, "--bits {} is not supported ({})", o.bits, kernels::supported_bits_text());
+  if (!kernels::is_supported_group_size(o.group_size))
+    fail(ErrorKind::kUsage, "--group-size {} is not supported ({})", o.group_size,
+         kernels::supported_group_sizes_text());
+  for (const auto& r : o.overrides)
+    if (r.quant && (!kernels::is_supported_bits(r.quant->bits) || !kernels::is_supported_group_size(r.quant->group_size)))
+      fail(ErrorKind::kUsage, "--override '{}': bits {} / group size {} not supported (bits {}; group size {})",
+           r.pattern, r.quant->bits, r.quant->group_size, kernels::supported_bits_text(),
+           kernels::supported_group_sizes_text());
 }
 
 void refuse_quantized_input(const io::ModelConfig& config, const std::vector<SourceTensor>& sources) {
@@ -95,17 +103,68 @@ bool is_dropped(const io::ModelConfig& config, const SourceTensor& s) {
   return config.tie_word_embeddings && s.name == "lm_head.weight";
 }
 
-// mlx-lm's default class predicate plus the model predicate (Qwen3-MoE router at 8 bits / group 64).
+// mlx-lm's default class predicate plus the model predicate (routers at the family's settings, from
+// the architecture registry: Qwen3-MoE's at 8 bits / group 64).
 std::optional<io::ModuleQuant> choose_quant(const io::ModelConfig& config, const OutputTensor& t,
                                             const PlanOptions& o) {
   if (t.module.empty() || t.shape.size() < 2 || !is_float(t.source_dtype)) return std::nullopt;
   io::ModuleQuant q{o.bits, o.group_size, "affine"};
-  if (config.arch == io::Architecture::kQwen3Moe && ends_with(t.module, "mlp.gate")) q = {8, 64, "affine"};
+  if (io::is_router_module(config.arch, t.module)) {
+    const io::ArchitectureInfo* family = io::find_architecture(config.arch);
+    q = {family->router_bits, family->router_group_size, "affine"};
+  }
   if (t.shape.back() % q.group_size != 0) return std::nullopt;
   return q;
 }
 
+// Applies the first matching override to each quantizable module; throws naming an override that
+// matches nothing, or a module whose input width its group size does not divide.
+void apply_overrides(const std::vector<ModuleOverride>& overrides, std::vector<OutputTensor>& tensors) {
+  std::vector<std::regex> patterns;
+  for (const auto& o : overrides) {
+    try {
+      patterns.emplace_back(o.pattern, std::regex::ECMAScript);
+    } catch (const std::regex_error& e) {
+      fail(ErrorKind::kUsage, "--override '{}': not a regular expression ({})", o.pattern, e.what());
+    }
+  }
+  std::vector<bool> matched(overrides.size(), false);
+  for (auto& t : tensors) {
+    if (t.module.empty() || t.shape.size() < 2 || !is_float(t.source_dtype)) continue;
+    for (size_t i = 0; i < overrides.size(); ++i) {
+      if (!std::regex_search(t.module, patterns[i])) continue;
+      matched[i] = true;
+      const auto& q = overrides[i].quant;
+      if (q && t.shape.back() % q->group_size != 0)
+        fail(ErrorKind::kUsage, "--override '{}': module '{}' has {} input features, not a multiple of group "
+             "size {}", overrides[i].pattern, t.module, t.shape.back(), q->group_size);
+      t.quant = q;
+      break;
+    }
+  }
+  for (size_t i = 0; i < overrides.size(); ++i)
+    if (!matched[i])
+      fail(ErrorKind::kUsage, "--override '{}' matches no quantizable module", overrides[i].pattern);
+}
+
 }  // namespace
+
+ModuleOverride parse_module_override(const std::string& text, int default_group) {
+  const size_t eq = text.rfind('=');
+  if (eq == std::string::npos || eq == 0 || eq + 1 == text.size())
+    fail(ErrorKind::kUsage, "--override '{}': expected REGEX=BITS[:GROUP] or REGEX=float", text);
+  ModuleOverride o{text.substr(0, eq), std::nullopt};
+  const std::string value = text.substr(eq + 1);
+  if (value == "float") return o;
+  int bits = 0, group = default_group;
+  char extra = 0;
+  const int n = std::sscanf(value.c_str(), "%d:%d%c", &bits, &group, &extra);
+  const bool shape_ok = (n == 1 && value.find(':') == std::string::npos) || n == 2;
+  if (!shape_ok || value.find_first_not_of("0123456789:") != std::string::npos)
+    fail(ErrorKind::kUsage, "--override '{}': '{}' is not BITS[:GROUP] or float", text, value);
+  o.quant = io::ModuleQuant{bits, group, "affine"};
+  return o;
+}
 
 bool natural_less(const std::string& a, const std::string& b) {
   size_t i = 0, j = 0;
@@ -138,12 +197,10 @@ int64_t OutputTensor::rows() const { return numel() / std::max<int64_t>(shape.ba
 
 std::vector<io::TensorSpec> OutputTensor::specs() const {
   if (!quant) return {{name, float_dtype, shape}};
-  std::vector<int64_t> packed = shape, groups = shape;
-  packed.back() = shape.back() * quant->bits / 32;
-  groups.back() = shape.back() / quant->group_size;
-  return {{module + ".weight", DType::kU32, packed},
-          {module + ".scales", float_dtype, groups},
-          {module + ".biases", float_dtype, groups}};
+  std::vector<io::TensorSpec> out;
+  for (auto& t : kernels::affine_format(quant->bits)->stored_tensors(shape, quant->group_size, float_dtype))
+    out.push_back({module + "." + t.suffix, t.dtype, std::move(t.shape)});
+  return out;
 }
 
 uint64_t OutputTensor::output_bytes() const {
@@ -187,7 +244,8 @@ QuantPlan make_quant_plan(const io::ModelConfig& config, const std::vector<Sourc
   QuantPlan plan;
   plan.output_dtype = options.dtype ? options.dtype : config.dtype;
   std::set<std::string> consumed;
-  if (config.arch == io::Architecture::kQwen3Moe) plan.tensors = stack_experts(config, sources, &consumed);
+  const io::ArchitectureInfo* family = io::find_architecture(config.arch);
+  if (family && family->moe) plan.tensors = stack_experts(config, sources, &consumed);
   for (const auto& s : sources) {
     if (consumed.count(s.name)) continue;
     if (is_dropped(config, s)) {
@@ -208,7 +266,13 @@ QuantPlan make_quant_plan(const io::ModelConfig& config, const std::vector<Sourc
   for (auto& t : plan.tensors) {
     t.float_dtype = is_float(t.source_dtype) && plan.output_dtype ? *plan.output_dtype : t.source_dtype;
     t.quant = choose_quant(config, t, options);
+  }
+  apply_overrides(options.overrides, plan.tensors);
+  for (const auto& t : plan.tensors) {
     if (t.quant && *t.quant != plan.quantization.global) plan.quantization.per_module[t.module] = t.quant;
+    // A module an override keeps in float is written as `false`, as mlx-lm records a predicate's "no".
+    if (!t.quant && !t.module.empty() && choose_quant(config, t, options))
+      plan.quantization.per_module[t.module] = std::nullopt;
   }
   return plan;
 }

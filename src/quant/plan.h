@@ -44,11 +44,28 @@ struct OutputTensor {
   uint64_t output_bytes() const;
 };
 
+// One per-module rule of a quantization policy: modules whose path matches `pattern` (ECMAScript regex,
+// searched anywhere in the path) get `quant`, or stay float when it is nullopt.
+struct ModuleOverride {
+  std::string pattern;
+  std::optional<io::ModuleQuant> quant;
+};
+
+// Parses "REGEX=BITS[:GROUP]" or "REGEX=float" (the --override flag); GROUP defaults to
+// `default_group`. Throws Error(kUsage) naming the text.
+ModuleOverride parse_module_override(const std::string& text, int default_group);
+
+// The policy that stamps a setting on every tensor: uniform bits/group, the family's router rule, then
+// the overrides in order (the first that matches a module decides; one that matches nothing is an
+// error). The plan it produces (QuantPlan::tensors[i].quant) is the one per-module interface the
+// quantizer, the size plan, config.json, the binder and `inspect` read.
 struct PlanOptions {
   int bits = 4;
   int group_size = 64;
   // Cast float tensors to this dtype first (mlx-lm --dtype); nullopt: the config's dtype, else keep.
   std::optional<DType> dtype;
+  // Per-module rules applied after the uniform setting and the family's router rule.
+  std::vector<ModuleOverride> overrides;
 };
 
 struct QuantPlan {

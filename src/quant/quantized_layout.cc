@@ -4,7 +4,7 @@
 #include <set>
 
 #include "core/error.h"
-#include "quant/affine_reference.h"
+#include "kernels/format.h"
 #include "quant/plan.h"
 
 namespace quantlab::quant {
@@ -15,7 +15,10 @@ bool ends_with(const std::string& s, std::string_view suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-QuantizedModule check_module(const io::ModelWeights& w, const std::string& module, const io::ModuleQuant& q) {
+}  // namespace
+
+QuantizedModule check_quantized_module(const io::ModelWeights& w, const std::string& module,
+                                       const io::ModuleQuant& q) {
   const auto& weight = *w.at(module + ".weight").info;
   const auto* scales = w.find(module + ".scales");
   const auto* biases = w.find(module + ".biases");
@@ -24,20 +27,21 @@ QuantizedModule check_module(const io::ModelWeights& w, const std::string& modul
   if (q.mode != "affine")
     fail(ErrorKind::kUnsupported, "module '{}': quantization mode '{}' is not supported (affine only)",
          module, q.mode);
-  if (!is_supported_bits(q.bits) || !is_supported_group_size(q.group_size))
-    fail(ErrorKind::kUnsupported, "module '{}': bits {} / group size {} not supported", module, q.bits, q.group_size);
+  kernels::check_affine_settings(q.bits, q.group_size, fmt::format("module '{}'", module));
   if (weight.dtype != DType::kU32)
-    fail_input("tensor '{}.weight': quantized weights must be U32, found {}", module, dtype_name(weight.dtype));
+    fail_input("{}: tensor '{}.weight': quantized weights must be U32, found {}", w.dir(), module,
+               dtype_name(weight.dtype));
   const auto& si = *scales->info;
   const auto& bi = *biases->info;
   if (!is_float(si.dtype) || si.dtype != bi.dtype || si.shape != bi.shape)
-    fail_input("module '{}': scales {} {} and biases {} {} must be the same float type and shape", module,
+    fail_input("{}: module '{}': scales {} {} and biases {} {} must be the same float type and shape", w.dir(), module,
                dtype_name(si.dtype), si.shape_string(), dtype_name(bi.dtype), bi.shape_string());
   if (weight.shape.size() < 2 || si.shape.size() != weight.shape.size() ||
       !std::equal(weight.shape.begin(), weight.shape.end() - 1, si.shape.begin()) ||
       weight.shape.back() * 32 != si.shape.back() * q.group_size * q.bits)
-    fail_input("module '{}': packed weight {} does not match scales {} at {} bits, group size {}", module,
-               weight.shape_string(), si.shape_string(), q.bits, q.group_size);
+    fail_input("{}: tensor '{}.weight' (packed {}) does not match '{}.scales' {} at {} bits, group size {} "
+               "(config.json's setting for '{}')", w.dir(), module, weight.shape_string(), module,
+               si.shape_string(), q.bits, q.group_size, module);
   QuantizedModule m;
   m.module = module;
   m.quant = q;
@@ -46,8 +50,6 @@ QuantizedModule check_module(const io::ModelWeights& w, const std::string& modul
   m.scale_dtype = si.dtype;
   return m;
 }
-
-}  // namespace
 
 kernels::MatrixView quantized_matrix_view(const io::ModelWeights& w, const QuantizedModule& m) {
   kernels::MatrixView v;
@@ -77,7 +79,7 @@ QuantizedLayout describe_quantized(const io::ModelConfig& config, const io::Mode
         fail_input("{}: '{}' has scales but config.json has no quantization for it", config.path, module);
       continue;
     }
-    layout.modules.push_back(check_module(weights, module, *q));
+    layout.modules.push_back(check_quantized_module(weights, module, *q));
     used.insert({module + ".weight", module + ".scales", module + ".biases"});
   }
   for (const auto& name : weights.names())

@@ -25,6 +25,13 @@ struct QuantizedLayout {
   std::vector<std::string> float_tensors;  // every other tensor
 };
 
+// Checks one quantized module's stored tensors against its settings (mode, bits and group size from the
+// format table, U32 codes, scales and biases of one float dtype and shape, packed width consistent with
+// the group count) and returns its logical shape. `P.weight` must exist; throws Error naming the module.
+// The loader (model::WeightBinder) and every reader of quantized files share this one check.
+QuantizedModule check_quantized_module(const io::ModelWeights& weights, const std::string& module,
+                                       const io::ModuleQuant& quant);
+
 // The kernel view of a quantized module's stored bytes (all rows; stacked experts are consecutive rows).
 kernels::MatrixView quantized_matrix_view(const io::ModelWeights& weights, const QuantizedModule& module);
 

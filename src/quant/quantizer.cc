@@ -11,7 +11,7 @@
 #include "io/output_dir.h"
 #include "io/safetensors.h"
 #include "kernels/kernels.h"
-#include "quant/affine_reference.h"
+#include "kernels/affine_reference.h"
 #include "quant/convert.h"
 
 namespace quantlab::quant {
@@ -91,7 +91,7 @@ class ModelQuantizer {
                                s.biases.data());
     } else {
       for (int64_t r = 0; r < rows; ++r)
-        quantize_row_reference(s.values.data() + r * cols, cols, bits, group,
+        kernels::quantize_row_reference(s.values.data() + r * cols, cols, bits, group,
                                s.packed.data() + r * words_per_row, s.scales.data() + r * groups_per_row,
                                s.biases.data() + r * groups_per_row);
     }
@@ -133,7 +133,7 @@ std::vector<Job> make_jobs(const QuantPlan& plan, const io::ModelWeights& weight
 std::map<std::string, std::string> output_metadata(const QuantPlan& plan) {
   std::map<std::string, std::string> m{{"format", "mlx"}};
   for (const auto& t : plan.tensors)
-    if (t.quant && !is_mlx_bits(t.quant->bits))
+    if (t.quant && !kernels::is_mlx_bits(t.quant->bits))
       m["quantlab_extension"] = "7-bit affine: MLX layout, but mlx-lm itself refuses 7-bit";
   return m;
 }

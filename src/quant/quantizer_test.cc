@@ -15,7 +15,7 @@
 #include "core/half.h"
 #include "io/model_config.h"
 #include "io/safetensors.h"
-#include "quant/affine_reference.h"
+#include "kernels/affine_reference.h"
 #include "quant/convert.h"
 #include "quant/dequantizer.h"
 #include "quant/quantized_layout.h"
@@ -60,7 +60,7 @@ void check_module(const std::vector<float>& source, const io::ModelWeights& out,
   std::vector<uint8_t> codes(cols);
   for (size_t r = 0; r < rows; ++r) {
     const float* w = source.data() + r * cols;
-    quantize_row_reference(w, cols, bits, g, ref_packed.data(), ref_s.data(), ref_b.data());
+    kernels::quantize_row_reference(w, cols, bits, g, ref_packed.data(), ref_s.data(), ref_b.data());
     ASSERT_EQ(0, std::memcmp(ref_packed.data(), packed + r * cols * bits / 32, ref_packed.size() * 4))
         << m.module << " row " << r << ": codes differ from the reference";
     std::vector<float> rounded_s = ref_s, rounded_b = ref_b;
@@ -70,12 +70,12 @@ void check_module(const std::vector<float>& source, const io::ModelWeights& out,
       ASSERT_EQ(rounded_s[k], scales[r * cols / g + k]) << m.module << " scale row " << r;
       ASSERT_EQ(rounded_b[k], biases[r * cols / g + k]) << m.module << " bias row " << r;
     }
-    dequantize_row_reference(packed + r * cols * bits / 32, scales.data() + r * cols / g,
+    kernels::dequantize_row_reference(packed + r * cols * bits / 32, scales.data() + r * cols / g,
                              biases.data() + r * cols / g, cols, bits, g, back.data());
-    unpack_codes_reference(packed + r * cols * bits / 32, cols, bits, codes.data());
+    kernels::unpack_codes_reference(packed + r * cols * bits / 32, cols, bits, codes.data());
     for (size_t i = 0; i < cols; ++i) {
       const size_t k = i / g;
-      const bool inside = codes[i] != 0 && codes[i] != max_code(bits);
+      const bool inside = codes[i] != 0 && codes[i] != kernels::max_code(bits);
       const float storage = codes[i] * std::abs(ref_s[k] - rounded_s[k]) + std::abs(ref_b[k] - rounded_b[k]);
       const float bound = (inside ? 0.5f : 1.0f) * std::abs(ref_s[k]) * 1.0001f + storage * 1.0001f + 1e-7f;
       ASSERT_LE(std::abs(back[i] - w[i]), bound) << m.module << " row " << r << " col " << i;
@@ -199,7 +199,7 @@ TEST(Quantizer, MoeStackUnstackRoundTripIsExact) {
     ASSERT_EQ(expert.size(), static_cast<size_t>(rows * cols));
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t gr = e * rows + r;
-      dequantize_row_reference(words + gr * cols * 8 / 32, scales.data() + gr * cols / 32,
+      kernels::dequantize_row_reference(words + gr * cols * 8 / 32, scales.data() + gr * cols / 32,
                                biases.data() + gr * cols / 32, cols, 8, 32, row.data());
       ASSERT_EQ(0, std::memcmp(row.data(), expert.data() + r * cols, cols * 4)) << "expert " << e << " row " << r;
     }

@@ -139,8 +139,12 @@ PlanSource load_plan_source(const std::string& dir) {
     return s;
   }
   const io::ModelWeights weights = io::ModelWeights::open(dir);
+  return plan_source_of(config, weights);
+}
+
+PlanSource plan_source_of(const io::ModelConfig& config, const io::ModelWeights& weights) {
   PlanSource s;
-  s.dir = dir;
+  s.dir = weights.dir();
   s.config = config;
   s.stored_tensor_bytes = tensor_bytes_of(weights);
   if (config.quantization) {

@@ -12,6 +12,7 @@
 
 #include "core/thread_pool.h"
 #include "io/model_config.h"
+#include "io/safetensors.h"
 #include "quant/plan.h"
 
 namespace quantlab::quant {
@@ -33,6 +34,8 @@ struct PlanSource {
 
 // Throws Error naming the file when config.json or a header is malformed.
 PlanSource load_plan_source(const std::string& dir);
+// The source of a directory already opened (config.json and headers are not read again).
+PlanSource plan_source_of(const io::ModelConfig& config, const io::ModelWeights& weights);
 PlanSource plan_source_from_config(const io::ModelConfig& config);
 
 struct RuntimeAssumptions {

@@ -11,7 +11,7 @@
 // Thread-safety: immutable after construction; render() may run concurrently.
 #pragma once
 
-#include "text/jinja.h"
+#include "text/jinja/jinja.h"
 
 #include <nlohmann/json.hpp>
 
