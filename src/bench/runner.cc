@@ -10,6 +10,8 @@
 #include "bench/process.h"
 #include "core/error.h"
 #include "io/output_dir.h"
+#include "eval/criteria.h"
+#include "eval/suite.h"
 #include "core/mapped_file.h"
 
 namespace quantlab::bench {
@@ -126,6 +128,30 @@ std::string run_worker_command(const std::string& spec_json, const std::string& 
   const eval::ModelResult result = run_worker_reporting_failure(spec);
   io::write_file_atomically(result_path, to_json(result).dump(1, ' ', false, ojson::error_handler_t::replace));
   return result.ok ? "" : fmt::format("model '{}' ({}): {}", result.name, result.dir, result.error);
+}
+
+eval::BenchSettings make_bench_settings(const BenchFlags& f) {
+  eval::BenchSettings s;
+  s.suite = f.suite;
+  s.tools = f.tools.empty() ? eval::default_tools_path(f.suite) : f.tools;
+  const eval::ToolSet tools = eval::load_tools(s.tools);
+  s.suite_queries = eval::load_suite(s.suite, &tools).queries.size();
+  s.criteria = f.criteria.empty() ? eval::default_criteria() : eval::load_criteria(f.criteria);
+  s.max_tokens = f.max_tokens;
+  s.runs = f.runs;
+  s.threads = f.threads;
+  s.thinking = f.thinking;
+  s.cold = !f.no_cold;
+  return s;
+}
+
+BenchPlan make_bench_plan(const eval::BenchSettings& s, std::vector<ModelEntry> models, double bandwidth_gb_per_s) {
+  BenchPlan plan;
+  plan.models = std::move(models);
+  plan.common = {"", "", s.suite, s.tools, s.max_tokens, s.runs, s.threads, s.thinking};
+  plan.cold = s.cold;
+  plan.bandwidth_gb_per_s = bandwidth_gb_per_s;
+  return plan;
 }
 
 }  // namespace quantlab::bench

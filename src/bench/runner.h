@@ -28,6 +28,21 @@ struct BenchPlan {
   double bandwidth_gb_per_s = 0;  // the run's measured bandwidth, stamped on each model's plan (its bound)
 };
 
+// The flags `bench` and `sweep` share.
+struct BenchFlags {
+  std::string suite, tools, criteria;  // tools/criteria empty: the defaults
+  size_t max_tokens = 64, runs = 1, threads = 0;
+  bool thinking = false, no_cold = false;
+};
+
+// The run's settings from the flags: tools (default: tools.json beside the suite), the suite (loaded
+// once here, so a bad suite fails before any work) and the criteria. Throws Error naming the file.
+eval::BenchSettings make_bench_settings(const BenchFlags& flags);
+
+// A plan measuring `models` with these settings, their bounds stamped with the run's bandwidth.
+BenchPlan make_bench_plan(const eval::BenchSettings& settings, std::vector<ModelEntry> models,
+                          double bandwidth_gb_per_s);
+
 struct MeasuredModels {
   std::vector<eval::ModelResult> models;
   double workers_seconds = 0;  // wall time inside worker processes, spawn to exit

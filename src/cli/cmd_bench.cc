@@ -55,32 +55,22 @@ bench::ModelEntry parse_model(const std::string& text) {
 // Everything that can be checked before a worker starts: flags, suite, tools, criteria.
 eval::BenchResults prepare(const BenchArgs& a, bench::BenchPlan& plan) {
   eval::BenchResults results;
+  std::vector<bench::ModelEntry> models;
   std::set<std::string> names;
   for (const std::string& m : a.models) {
-    plan.models.push_back(parse_model(m));
-    if (!names.insert(plan.models.back().name).second)
-      fail(ErrorKind::kUsage, "--model: the name '{}' is used twice", plan.models.back().name);
+    models.push_back(parse_model(m));
+    if (!names.insert(models.back().name).second)
+      fail(ErrorKind::kUsage, "--model: the name '{}' is used twice", models.back().name);
   }
   eval::BenchSettings& s = results.settings;
-  s.suite = a.suite;
-  s.tools = a.tools.empty() ? eval::default_tools_path(a.suite) : a.tools;
-  const eval::ToolSet tools = eval::load_tools(s.tools);
-  s.suite_queries = eval::load_suite(s.suite, &tools).queries.size();
-  s.criteria = a.criteria.empty() ? eval::default_criteria() : eval::load_criteria(a.criteria);
-  s.baseline = a.baseline.empty() ? plan.models.front().name : a.baseline;
+  s = bench::make_bench_settings({a.suite, a.tools, a.criteria, a.max_tokens, a.runs, a.threads, a.thinking, a.no_cold});
+  s.baseline = a.baseline.empty() ? models.front().name : a.baseline;
   if (!names.count(s.baseline)) fail(ErrorKind::kUsage, "--baseline '{}' is not one of the --model names", s.baseline);
-  s.max_tokens = a.max_tokens;
-  s.runs = a.runs;
-  s.threads = a.threads;
-  s.thinking = a.thinking;
-  s.cold = !a.no_cold;
-  plan.common = {"", "", s.suite, s.tools, a.max_tokens, a.runs, a.threads, a.thinking};
-  plan.cold = s.cold;
   results.quantlab_version = std::string(kQuantlabVersion);
   results.created_utc = utc_now_iso8601();
   // Last, once every input checked out: the bandwidth probe takes about half a second.
   results.machine = bench::describe_machine(a.threads, a.bandwidth);
-  plan.bandwidth_gb_per_s = results.machine.bandwidth_gb_per_s;
+  plan = bench::make_bench_plan(s, std::move(models), results.machine.bandwidth_gb_per_s);
   return results;
 }
 

@@ -1,13 +1,12 @@
 // quantlab logits MODEL --ids 1,2,3 --out FILE.safetensors
 // Writes the float32 logits of every position as tensor `logits` [n, vocab] (plus the `input_ids`
 // that produced them), for comparison with a reference implementation. The file appears only when
-// complete: it is written in a staging directory beside it and renamed into place.
+// complete (io::write_safetensors_file stages it beside the destination and renames it into place).
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
 #include <filesystem>
 #include <span>
-#include <unistd.h>
 
 #include "cli/commands.h"
 #include "cli/options.h"
@@ -30,36 +29,18 @@ struct LogitsArgs {
   bool overwrite = false;
 };
 
-// Removes the staging directory however the command ends.
-struct StagingDir {
-  fs::path path;
-  ~StagingDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
-
 template <typename T>
 std::span<const uint8_t> as_bytes_of(const std::vector<T>& v) {
   return {reinterpret_cast<const uint8_t*>(v.data()), v.size() * sizeof(T)};
 }
 
-void write_logits(const fs::path& out, const std::vector<int32_t>& ids, const std::vector<float>& logits,
+void write_logits(const std::string& out, const std::vector<int32_t>& ids, const std::vector<float>& logits,
                   size_t vocab) {
-  const fs::path parent = out.has_parent_path() ? out.parent_path() : fs::path(".");
-  if (!fs::is_directory(parent)) fail(ErrorKind::kIo, "{}: directory does not exist", parent.string());
-  StagingDir staging{parent / fmt::format(".{}.tmp-{}", out.filename().string(), getpid())};
-  fs::create_directories(staging.path);
   const int64_t n = static_cast<int64_t>(ids.size());
-  std::vector<io::TensorSpec> specs = {{"logits", DType::kF32, {n, static_cast<int64_t>(vocab)}},
-                                       {"input_ids", DType::kI32, {n}}};
-  io::SafetensorsWriter writer(staging.path.string(), specs, io::kDefaultMaxShardBytes, {{"format", "pt"}});
-  writer.write("logits", as_bytes_of(logits));
-  writer.write("input_ids", as_bytes_of(ids));
-  writer.finish(0);
-  std::error_code ec;
-  fs::rename(staging.path / "model.safetensors", out, ec);
-  if (ec) fail(ErrorKind::kIo, "{}: cannot write: {}", out.string(), ec.message());
+  io::write_safetensors_file(out,
+                             {{{"logits", DType::kF32, {n, static_cast<int64_t>(vocab)}}, as_bytes_of(logits)},
+                              {{"input_ids", DType::kI32, {n}}, as_bytes_of(ids)}},
+                             {{"format", "pt"}});
 }
 
 void run_logits(const LogitsArgs& a) {

@@ -19,8 +19,6 @@
 #include "core/error.h"
 #include "core/progress.h"
 #include "core/thread_pool.h"
-#include "eval/criteria.h"
-#include "eval/suite.h"
 
 namespace quantlab::cli {
 
@@ -54,23 +52,6 @@ void print_summary(const analysis::SweepResult& r, const std::string& out) {
   fmt::print("report: {0}/report.md, {0}/results.json, {0}/chart.svg\n", out);
 }
 
-
-eval::BenchSettings bench_settings(const SweepArgs& a) {
-  eval::BenchSettings s;
-  s.suite = a.suite;
-  s.tools = a.tools.empty() ? eval::default_tools_path(a.suite) : a.tools;
-  const eval::ToolSet tools = eval::load_tools(s.tools);
-  s.suite_queries = eval::load_suite(s.suite, &tools).queries.size();  // a bad suite fails before any work
-  s.max_tokens = a.max_tokens;
-  s.runs = a.runs;
-  s.threads = a.threads;
-  s.thinking = a.thinking;
-  s.cold = !a.no_cold;
-  s.criteria = a.criteria.empty() ? eval::default_criteria() : eval::load_criteria(a.criteria);
-  return s;
-}
-
-
 void run_sweep_command(const SweepArgs& a) {
   analysis::SweepOptions o;
   o.fused_dir = a.fused;
@@ -80,17 +61,13 @@ void run_sweep_command(const SweepArgs& a) {
   o.baseline_bits = a.baseline_bits;
   o.out_dir = a.out;
   o.show_progress = !a.quiet && Progress::stderr_is_terminal();
-  o.bench = bench_settings(a);
+  o.bench = bench::make_bench_settings({a.suite, a.tools, a.criteria, a.max_tokens, a.runs, a.threads, a.thinking,
+                                        a.no_cold});
   o.machine = bench::describe_machine(a.threads, a.bandwidth);
   o.created_utc = utc_now_iso8601();
   // One bench worker process per width, as `quantlab bench` runs them.
   const analysis::ModelBencher measure = [&](const std::string& name, const std::string& dir) {
-    bench::BenchPlan plan;
-    plan.models = {{name, dir}};
-    plan.common = {"", "", o.bench.suite, o.bench.tools, o.bench.max_tokens, o.bench.runs, o.bench.threads,
-                   o.bench.thinking};
-    plan.cold = o.bench.cold;
-    plan.bandwidth_gb_per_s = o.machine.bandwidth_gb_per_s;
+    const bench::BenchPlan plan = bench::make_bench_plan(o.bench, {{name, dir}}, o.machine.bandwidth_gb_per_s);
     const auto on_model = [&](size_t, std::string_view phase) {
       if (!a.quiet) fmt::print(stderr, "{}: {}\n", name, phase);
     };

@@ -165,4 +165,36 @@ void SafetensorsWriter::finish(uint64_t total_parameters) {
   finished_ = true;
 }
 
+namespace {
+
+// Removes the staging directory however the write ends.
+struct StagingDir {
+  std::filesystem::path path;
+  ~StagingDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+};
+
+}  // namespace
+
+void write_safetensors_file(const std::string& path, const std::vector<TensorData>& tensors,
+                            const std::map<std::string, std::string>& metadata) {
+  namespace fs = std::filesystem;
+  const fs::path out(path);
+  const fs::path parent = out.has_parent_path() ? out.parent_path() : fs::path(".");
+  if (!fs::is_directory(parent)) fail(ErrorKind::kIo, "{}: directory does not exist", parent.string());
+  StagingDir staging{parent / fmt::format(".{}.tmp-{}", out.filename().string(), getpid())};
+  fs::create_directories(staging.path);
+  std::vector<TensorSpec> specs;
+  for (const auto& t : tensors) specs.push_back(t.spec);
+  SafetensorsWriter writer(staging.path.string(), specs, kDefaultMaxShardBytes, metadata);
+  for (const auto& t : tensors) writer.write(t.spec.name, t.bytes);
+  writer.finish(0);
+  std::error_code ec;
+  fs::rename(staging.path / "model.safetensors", out, ec);
+  if (ec) fail(ErrorKind::kIo, "{}: cannot write: {}", path, ec.message());
+}
+
 }  // namespace quantlab::io
+

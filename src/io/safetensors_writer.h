@@ -65,4 +65,16 @@ class SafetensorsWriter {
   bool finished_ = false;
 };
 
+// One tensor and its bytes, for write_safetensors_file.
+struct TensorData {
+  TensorSpec spec;
+  std::span<const uint8_t> bytes;
+};
+
+// Writes one .safetensors file at `path` (not a model directory: no index, no sharding) that appears
+// only when complete: staged in a hidden directory beside it, then renamed into place. Throws
+// Error(kIo) naming the path when its directory does not exist or the write fails.
+void write_safetensors_file(const std::string& path, const std::vector<TensorData>& tensors,
+                            const std::map<std::string, std::string>& metadata);
+
 }  // namespace quantlab::io
