@@ -130,19 +130,32 @@ TEST(PlanPrediction, FloatDirectoryAsStored) {
 }
 
 // mlx-lm's mixed recipes give some modules their own width. An 8-bit g64 module stores the same shapes
-// as a 4-bit g128 one, so rewriting config.json is enough to make a consistent mixed directory.
-TEST(PlanPrediction, PerModuleWidthsGiveAWarningNotAPlan) {
+// as a 4-bit g128 one, so rewriting config.json is enough to make a consistent mixed directory. The
+// plan reads the per-module entries as the plan they were made with (issue 14) and predicts that
+// directory as exactly as a uniform one (the bench CLI test checks a mixed model whose sizes differ).
+TEST(PlanPrediction, PerModuleWidthsArePredictedExactly) {
   TempDir tmp;
   const std::string dir = quantize(kDense, tmp / "q8", 8, 64);
-  ASSERT_TRUE(predict_as_benched(dir, runtime(64, 64, 1)).plan.has_value());
+  const PlanOutcome uniform = predict_as_benched(dir, runtime(64, 64, 1));
+  ASSERT_TRUE(uniform.plan.has_value());
   nlohmann::json c = config_of(dir);
   for (const char* key : {"quantization", "quantization_config"})
     if (c.contains(key)) c[key]["model.layers.0.self_attn.q_proj"] = {{"bits", 4}, {"group_size", 128}};
   std::ofstream(dir + "/config.json") << c.dump(2);
   const PlanOutcome out = predict_as_benched(dir, runtime(64, 64, 1));
-  EXPECT_FALSE(out.plan.has_value());
-  EXPECT_NE(out.warning.find("'model.layers.0.self_attn.q_proj'"), std::string::npos) << out.warning;
-  EXPECT_NE(out.warning.find("uniform 8-bit g64"), std::string::npos) << out.warning;
+  ASSERT_TRUE(out.plan.has_value()) << out.warning;
+  EXPECT_EQ(out.warning, "");
+  const WeightFiles f = weight_files(dir);
+  EXPECT_EQ(out.plan->tensor_bytes, f.bytes - f.header_bytes);  // same bytes: 8/64 and 4/128 store alike
+  EXPECT_EQ(out.plan->bits, 8);
+  EXPECT_EQ(out.plan->group_size, 64);
+  // An entry naming a module the checkpoint does not have cannot be a plan of it.
+  for (const char* key : {"quantization", "quantization_config"})
+    if (c.contains(key)) c[key]["model.layers.0.self_attn.no_such_proj"] = {{"bits", 4}, {"group_size", 64}};
+  std::ofstream(dir + "/config.json") << c.dump(2);
+  const PlanOutcome bad = predict_as_benched(dir, runtime(64, 64, 1));
+  EXPECT_FALSE(bad.plan.has_value());
+  EXPECT_NE(bad.warning.find("no_such_proj"), std::string::npos) << bad.warning;
 }
 
 TEST(PlanPrediction, BrokenDirectoryGivesAWarning) {

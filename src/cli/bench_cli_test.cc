@@ -197,22 +197,30 @@ void make_mixed(const std::string& q8, const std::string& q4, const std::string&
 }
 
 // Issue 7: every model's plan prediction next to its measurement, for a float, two quantized and a
-// mixed directory (which the plan cannot describe: a warning, and the bench still succeeds).
+// mixed directory (whose per-module entries the plan reads as its plan, issue 14), and a directory
+// whose config.json names a module it does not have (which the plan cannot describe: a warning, and
+// the bench still succeeds).
 TEST_F(BenchCli, PlanPredictionStandsNextToEachMeasurement) {
-  const std::string mixed = tmp_ / "mixed";
+  const std::string mixed = tmp_ / "mixed", stray = tmp_ / "stray";
   make_mixed(q("8"), q("4"), "model.layers.1.mlp.up_proj", mixed);
+  fs::copy(q("6"), stray);
+  ojson stray_config = ojson::parse(slurp(stray + "/config.json"));
+  for (const char* key : {"quantization", "quantization_config"})
+    stray_config[key]["model.layers.0.self_attn.no_such_proj"] = {{"group_size", 64}, {"bits", 4}};
+  write(stray + "/config.json", stray_config.dump(2));
   const std::string report = tmp_ / "REPORT.md";
   const auto r = bench("--model f16=" + shell_quote(kFused) + " --model q8=" + shell_quote(q("8")) + " --model q6=" +
-                       shell_quote(q("6")) + " --model mixed=" + shell_quote(mixed) + " --suite " + shell_quote(kSeed5) +
+                       shell_quote(q("6")) + " --model mixed=" + shell_quote(mixed) + " --model stray=" + shell_quote(stray) + " --suite " + shell_quote(kSeed5) +
                        " --max-tokens 6 --no-cold --threads 2 --bandwidth 12.5 --report " + shell_quote(report) +
                        out_flags());
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_NE(r.err.find("warning: mixed: no plan prediction: "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("warning: stray: no plan prediction: "), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("warning: mixed: no plan prediction: "), std::string::npos) << r.err;
   const ojson j = ojson::parse(slurp(tmp_ / "RESULTS.json"));
   EXPECT_EQ(j["machine"]["bandwidth_gb_per_s"], 12.5);
-  const std::string dirs[] = {kFused, q("8"), q("6")};
-  const int bits[] = {0, 8, 6};
-  for (size_t i = 0; i < 3; ++i) {
+  const std::string dirs[] = {kFused, q("8"), q("6"), mixed};
+  const int bits[] = {0, 8, 6, 8};  // the mixed model's global setting
+  for (size_t i = 0; i < 4; ++i) {
     const ojson& m = j["models"][i];
     SCOPED_TRACE(m["name"].get<std::string>());
     ASSERT_TRUE(m["plan"].is_object()) << m["plan_warning"];
@@ -245,17 +253,20 @@ TEST_F(BenchCli, PlanPredictionStandsNextToEachMeasurement) {
   // Fewer bits, fewer bytes read per token.
   EXPECT_GT(j["models"][0]["plan"]["bytes_per_token"], j["models"][1]["plan"]["bytes_per_token"]);
   EXPECT_GT(j["models"][1]["plan"]["bytes_per_token"], j["models"][2]["plan"]["bytes_per_token"]);
-  const ojson& m = j["models"][3];
+  // The mixed model's 4-bit up_proj: fewer bytes per token than uniform 8-bit.
+  EXPECT_GT(j["models"][1]["plan"]["bytes_per_token"], j["models"][3]["plan"]["bytes_per_token"]);
+  const ojson& m = j["models"][4];
   EXPECT_EQ(m["status"], "ok");
   EXPECT_TRUE(m["plan"].is_null());
-  EXPECT_NE(m["plan_warning"].get<std::string>().find("model.layers.1.mlp.up_proj"), std::string::npos);
+  EXPECT_NE(m["plan_warning"].get<std::string>().find("no_such_proj"), std::string::npos) << m["plan_warning"];
   EXPECT_NE(r.out.find("plan vs measured (decode bound = 12.5 GB/s (given (--bandwidth))"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("mixed          no plan: "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("stray          no plan: "), std::string::npos) << r.out;
   const std::string md = slurp(report);
   EXPECT_NE(md.find("## Plan vs measured"), std::string::npos);
   EXPECT_NE(md.find("| f16 | float as stored |"), std::string::npos) << md;
   EXPECT_NE(md.find("| q6 | 6-bit g64 |"), std::string::npos) << md;
-  EXPECT_NE(md.find("> No plan for mixed: "), std::string::npos) << md;
+  EXPECT_NE(md.find("> No plan for stray: "), std::string::npos) << md;
+  EXPECT_EQ(md.find("> No plan for mixed: "), std::string::npos) << md;
 }
 
 // The issue's acceptance test: quantized to 8 and 6 bits, the fused model keeps the float16 model's

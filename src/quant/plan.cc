@@ -136,7 +136,7 @@ void apply_overrides(const std::vector<ModuleOverride>& overrides, std::vector<O
       matched[i] = true;
       const auto& q = overrides[i].quant;
       if (q && t.shape.back() % q->group_size != 0)
-        fail(ErrorKind::kUsage, "--override '{}': module '{}' has {} input features, not a multiple of group "
+        fail(ErrorKind::kUsage, "override '{}': module '{}' has {} input features, not a multiple of group "
              "size {}", overrides[i].pattern, t.module, t.shape.back(), q->group_size);
       t.quant = q;
       break;
@@ -144,7 +144,7 @@ void apply_overrides(const std::vector<ModuleOverride>& overrides, std::vector<O
   }
   for (size_t i = 0; i < overrides.size(); ++i)
     if (!matched[i])
-      fail(ErrorKind::kUsage, "--override '{}' matches no quantizable module", overrides[i].pattern);
+      fail(ErrorKind::kUsage, "override '{}' matches no quantizable module", overrides[i].pattern);
 }
 
 }  // namespace

@@ -25,6 +25,16 @@ bool has_weight_files(const std::string& dir) {
   return false;
 }
 
+// A module path as a regular expression matching itself ("model.layers.0" -> "model\\.layers\\.0").
+std::string regex_escape(const std::string& text) {
+  std::string out;
+  for (char c : text) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_') out += '\\';
+    out += c;
+  }
+  return out;
+}
+
 // The float tensors an MLX-quantized checkpoint was made from: quantized modules at their logical
 // shape in the config's dtype (else their scales' dtype), stacked experts split back per expert.
 std::vector<SourceTensor> float_sources_of_quantized(const io::ModelConfig& config, const io::ModelWeights& w) {
@@ -150,6 +160,8 @@ PlanSource plan_source_of(const io::ModelConfig& config, const io::ModelWeights&
   if (config.quantization) {
     s.origin = PlanOrigin::kQuantizedHeaders;
     s.stored_quant = config.quantization->global;
+    for (const auto& [module, setting] : config.quantization->per_module)
+      s.stored_overrides.push_back({"^" + regex_escape(module) + "$", setting});
     s.tensors = float_sources_of_quantized(config, weights);
     s.config.quantization.reset();
   } else {
@@ -202,8 +214,16 @@ SizeEstimate estimate_size(const PlanSource& source, int bits, int group_size, c
 }
 
 SizeEstimate estimate_as_stored(const PlanSource& source, const RuntimeAssumptions& runtime) {
-  if (source.stored_quant)
-    return estimate_size(source, source.stored_quant->bits, source.stored_quant->group_size, runtime);
+  if (source.stored_quant) {
+    PlanOptions options;
+    options.bits = source.stored_quant->bits;
+    options.group_size = source.stored_quant->group_size;
+    options.overrides = source.stored_overrides;
+    SizeEstimate e = estimate_from_plan(source, make_quant_plan(source.config, source.tensors, options), runtime);
+    e.bits = options.bits;
+    e.group_size = options.group_size;
+    return e;
+  }
   QuantPlan plan = make_quant_plan(source.config, source.tensors, PlanOptions{});
   for (auto& t : plan.tensors) {  // nothing quantized, nothing cast: the float files as they are
     t.quant.reset();

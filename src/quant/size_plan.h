@@ -29,6 +29,9 @@ struct PlanSource {
   std::vector<SourceTensor> tensors;   // Hugging Face names and shapes
   PlanOrigin origin = PlanOrigin::kConfigOnly;
   std::optional<io::ModuleQuant> stored_quant;  // the directory's own quantization, if any
+  // Its per-module config.json entries (mlx-lm's mixed recipes, `quantize --override`), as plan
+  // overrides that match exactly that module: the stored model's plan is then the plan it was made with.
+  std::vector<ModuleOverride> stored_overrides;
   uint64_t stored_tensor_bytes = 0;             // tensor bytes of its weight files (0: none)
 };
 
@@ -62,7 +65,7 @@ struct SizeEstimate {
 SizeEstimate estimate_size(const PlanSource& source, int bits, int group_size, const RuntimeAssumptions& runtime);
 
 // The directory's own storage as the engine maps it, for comparing a plan with a measurement
-// (`bench`): an MLX-quantized source at its stored bits and group size (estimate_size), a float
+// (`bench`): an MLX-quantized source at its stored bits and group size with its per-module entries, a float
 // source with every tensor kept in its stored dtype (bits and group_size then 0).
 SizeEstimate estimate_as_stored(const PlanSource& source, const RuntimeAssumptions& runtime);
 
