@@ -51,7 +51,8 @@ nlohmann::ordered_json row_json(const quant::PlanRow& r, const eval::StaticCheck
 
 std::vector<eval::StaticCheck> check_plan(const eval::Criteria& criteria, const quant::PlanTable& table) {
   std::vector<eval::StaticCheck> checks;
-  for (const auto& r : table.rows) checks.push_back(eval::check_size_and_memory(criteria, r.disk_smaller_pct, r.memory_less_pct));
+  for (const auto& r : table.rows)
+    checks.push_back(eval::check_size_and_memory(criteria, r.disk_smaller_pct, r.memory_less_pct));
   return checks;
 }
 
@@ -74,7 +75,8 @@ std::string plan_markdown(const PlanReport& p) {
              amount(t.float16_bytes, u), u.name, base, amount(t.baseline.disk_bytes(), u), u.name);
   fmt::format_to(sink, "memory     weights + f32 KV cache at {} positions ({} {}) + scratch ({} {})\n", a.context,
              amount(t.baseline.kv_cache_bytes, u), u.name, amount(t.baseline.scratch_bytes, u), u.name);
-  fmt::format_to(sink, "speed      decode bound = bandwidth {:.1f} GB/s ({}) / weight bytes read per token\n", p.bandwidth_gb_per_s, p.bandwidth_source);
+  fmt::format_to(sink, "speed      decode bound = bandwidth {:.1f} GB/s ({}) / weight bytes read per token\n",
+                 p.bandwidth_gb_per_s, p.bandwidth_source);
   fmt::format_to(sink, "criteria   {}\n\n", criteria.source);
   fmt::format_to(sink, "| bits | group | disk {0} | bits/weight | disk vs {1} | vs f16 | memory {0} | memory vs {1} | "
              "read/token {0} | tok/s bound | speed vs {1} | size & memory rules |\n", u.name, base);
@@ -99,23 +101,20 @@ std::string plan_markdown(const PlanReport& p) {
 }
 
 nlohmann::ordered_json plan_json(const PlanReport& p) {
-  const PlanRequest& a = p.request;
   const quant::PlanSource& src = *p.source;
-  const quant::PlanTable& t = p.table;
-  const eval::Criteria& criteria = *p.criteria;
-  const auto& checks = p.checks;
   nlohmann::ordered_json j = {
       {"model", src.dir}, {"model_type", src.config.model_type}, {"origin", quant::plan_origin_name(src.origin)},
-      {"parameters", t.baseline.parameters}, {"float16_bytes", t.float16_bytes}, {"context", a.context},
-      {"bandwidth_gb_per_s", p.bandwidth_gb_per_s}, {"bandwidth_source", p.bandwidth_source},
-      {"baseline", {{"bits", a.baseline_bits}, {"group_size", a.baseline_group}}},
-      {"criteria", {{"source", criteria.source}, {"optimal", level_json(criteria.optimal)},
-                    {"minimum_viable", level_json(criteria.minimum_viable)}}}};
+      {"parameters", p.table.baseline.parameters}, {"float16_bytes", p.table.float16_bytes},
+      {"context", p.request.context}, {"bandwidth_gb_per_s", p.bandwidth_gb_per_s},
+      {"bandwidth_source", p.bandwidth_source},
+      {"baseline", {{"bits", p.request.baseline_bits}, {"group_size", p.request.baseline_group}}},
+      {"criteria", {{"source", p.criteria->source}, {"optimal", level_json(p.criteria->optimal)},
+                    {"minimum_viable", level_json(p.criteria->minimum_viable)}}}};
   if (src.stored_quant)
     j["stored"] = {{"bits", src.stored_quant->bits}, {"group_size", src.stored_quant->group_size},
                    {"tensor_bytes", src.stored_tensor_bytes}};
   j["rows"] = nlohmann::ordered_json::array();
-  for (size_t i = 0; i < t.rows.size(); ++i) j["rows"].push_back(row_json(t.rows[i], checks[i]));
+  for (size_t i = 0; i < p.table.rows.size(); ++i) j["rows"].push_back(row_json(p.table.rows[i], p.checks[i]));
   return j;
 }
 

@@ -45,7 +45,8 @@ OutputRetention analyze_outputs(const RetentionOptions& o, const io::AtomicOutpu
 }  // namespace
 
 RetentionRun run_retention(const RetentionOptions& o, ThreadPool& pool) {
-  if (o.adapter_dir.empty() == o.fused_dir.empty()) fail(ErrorKind::kUsage, "give exactly one of --adapter and --fused");
+  if (o.adapter_dir.empty() == o.fused_dir.empty())
+    fail(ErrorKind::kUsage, "give exactly one of --adapter and --fused");
   if (!o.tools_path.empty() && o.suite_path.empty()) fail(ErrorKind::kUsage, "--tools goes with --suite");
   WeightRetentionOptions wo;
   wo.base_dir = o.base_dir;

@@ -64,7 +64,8 @@ void bench_width(const SweepOptions& o, const ModelBencher& bench, SweepWidth& w
   }
   w.result = bench(w.name, w.model_dir);
   w.benched_now = true;
-  io::write_file_atomically(path.string(), ordered_json{{"settings", settings}, {"result", eval::to_json(w.result)}}.dump(2) + "\n");
+  const ordered_json record{{"settings", settings}, {"result", eval::to_json(w.result)}};
+  io::write_file_atomically(path.string(), record.dump(2) + "\n");
 }
 
 void add_retention(const SweepOptions& o, SweepResult& r, ThreadPool& pool) {

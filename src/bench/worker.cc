@@ -143,7 +143,8 @@ eval::ModelResult run_worker(const WorkerSpec& spec) {
   r.accuracy = eval::summarize_scores(suite.queries, scores);
   r.memory = memory_of(runner.session());
   r.info = model_info(*loaded.chat);
-  PlanOutcome plan = predict_as_benched(loaded.chat->config(), loaded.chat->weights(), runtime_of(runner, *loaded.pool));
+  PlanOutcome plan =
+      predict_as_benched(loaded.chat->config(), loaded.chat->weights(), runtime_of(runner, *loaded.pool));
   r.plan = std::move(plan.plan);
   r.plan_warning = std::move(plan.warning);
   return r;

@@ -210,7 +210,8 @@ TEST_F(BenchCli, PlanPredictionStandsNextToEachMeasurement) {
   write(stray + "/config.json", stray_config.dump(2));
   const std::string report = tmp_ / "REPORT.md";
   const auto r = bench("--model f16=" + shell_quote(kFused) + " --model q8=" + shell_quote(q("8")) + " --model q6=" +
-                       shell_quote(q("6")) + " --model mixed=" + shell_quote(mixed) + " --model stray=" + shell_quote(stray) + " --suite " + shell_quote(kSeed5) +
+                       shell_quote(q("6")) + " --model mixed=" + shell_quote(mixed) + " --model stray=" + shell_quote(stray) +
+                       " --suite " + shell_quote(kSeed5) +
                        " --max-tokens 6 --no-cold --threads 2 --bandwidth 12.5 --report " + shell_quote(report) +
                        out_flags());
   ASSERT_EQ(r.exit_code, 0) << r.err;

@@ -63,7 +63,8 @@ eval::BenchResults prepare(const BenchArgs& a, bench::BenchPlan& plan) {
       fail(ErrorKind::kUsage, "--model: the name '{}' is used twice", models.back().name);
   }
   eval::BenchSettings& s = results.settings;
-  s = bench::make_bench_settings({a.suite, a.tools, a.criteria, a.max_tokens, a.runs, a.threads, a.thinking, a.no_cold});
+  s = bench::make_bench_settings(
+      {a.suite, a.tools, a.criteria, a.max_tokens, a.runs, a.threads, a.thinking, a.no_cold});
   s.baseline = a.baseline.empty() ? models.front().name : a.baseline;
   if (!names.count(s.baseline)) fail(ErrorKind::kUsage, "--baseline '{}' is not one of the --model names", s.baseline);
   results.quantlab_version = std::string(kQuantlabVersion);

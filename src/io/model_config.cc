@@ -235,7 +235,8 @@ ojson config_for_output(const ModelConfig& config, std::optional<DType> dtype,
                         const std::optional<QuantizationConfig>& quantization) {
   ojson j = config.raw;
   if (config.arch != Architecture::kUnknown && !j.contains("rope_theta")) j["rope_theta"] = config.rope_theta;
-  if (config.arch != Architecture::kUnknown && find_architecture(config.arch)->moe && !j.contains("num_experts")) j["num_experts"] = config.num_experts;
+  const bool moe_family = config.arch != Architecture::kUnknown && find_architecture(config.arch)->moe;
+  if (moe_family && !j.contains("num_experts")) j["num_experts"] = config.num_experts;
   if (config.arch != Architecture::kUnknown && !j.contains("tie_word_embeddings"))
     j["tie_word_embeddings"] = config.tie_word_embeddings;
   if (dtype) {
