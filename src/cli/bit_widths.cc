@@ -19,8 +19,8 @@ std::vector<int> parse_bit_widths(const std::string& text, const std::string& fl
     int b = 0;
     const auto [ptr, ec] = std::from_chars(item.data(), item.data() + item.size(), b);
     if (item.empty() || ec != std::errc() || ptr != item.data() + item.size() || !kernels::is_supported_bits(b))
-      fail(ErrorKind::kUsage, "{} {}: '{}' is not a bit width (expected comma-separated widths from 2 to 8)", flag,
-           text, item);
+      fail(ErrorKind::kUsage, "{} {}: '{}' is not a bit width (expected comma-separated widths: {})", flag, text,
+           item, kernels::supported_bits_text());
     if (std::find(bits.begin(), bits.end(), b) != bits.end())
       fail(ErrorKind::kUsage, "{} {}: {} appears twice", flag, text, b);
     bits.push_back(b);
