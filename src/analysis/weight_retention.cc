@@ -175,8 +175,12 @@ std::vector<quant::QuantPlan> make_plans(const io::ModelConfig& config, const io
   if (o.bits.empty()) fail(ErrorKind::kUsage, "--bits: give at least one bit width");
   std::vector<quant::QuantPlan> plans;
   const auto sources = quant::source_tensors(weights);
-  for (int b : o.bits)
-    plans.push_back(quant::make_quant_plan(config, sources, quant::PlanOptions{b, o.group_size, std::nullopt, {}}));
+  for (int b : o.bits) {
+    quant::PlanOptions options;
+    options.bits = b;
+    options.group_size = o.group_size;
+    plans.push_back(quant::make_quant_plan(config, sources, options));
+  }
   return plans;
 }
 

@@ -32,7 +32,8 @@ quant::QuantizeReport quantize_mixed(const std::string& out, ThreadPool& pool) {
   quant::QuantizeOptions q;
   q.plan.bits = 4;
   q.plan.group_size = 64;
-  q.plan.overrides = {{R"(^model\.layers\.1\.)", std::nullopt}, {R"(self_attn\.)", io::ModuleQuant{8, 32, "affine"}}};
+  q.plan.overrides = {{R"(^model\.layers\.1\.)", std::nullopt, ""},
+                      {R"(self_attn\.)", io::ModuleQuant{8, 32, "affine"}, ""}};
   q.show_progress = false;
   return quant::quantize_model(kSource, out, q, pool);
 }
@@ -167,7 +168,7 @@ TEST(MixedPlanErrors, OverrideThatMatchesNothingIsRefused) {
   TempDir tmp;
   ThreadPool pool(1);
   quant::QuantizeOptions q;
-  q.plan.overrides = {{"no_such_module", io::ModuleQuant{8, 64, "affine"}}};
+  q.plan.overrides = {{"no_such_module", io::ModuleQuant{8, 64, "affine"}, ""}};
   q.show_progress = false;
   try {
     quant::quantize_model(kSource, tmp / "q", q, pool);

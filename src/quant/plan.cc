@@ -1,5 +1,7 @@
 #include "quant/plan.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <map>
@@ -9,6 +11,7 @@
 #include "core/error.h"
 #include "io/safetensors.h"
 #include "kernels/format.h"
+#include "quant/recipe.h"
 
 namespace quantlab::quant {
 
@@ -117,6 +120,27 @@ std::optional<io::ModuleQuant> choose_quant(const io::ModelConfig& config, const
   return q;
 }
 
+// mlx-lm's quantize_model with a recipe predicate: every module it would quantize (a float matrix whose
+// input width the global group size divides) at the recipe's width for it.
+std::optional<io::ModuleQuant> recipe_quant(const io::ModelConfig& config, const OutputTensor& t,
+                                            const PlanOptions& o, const Recipe& recipe) {
+  if (t.module.empty() || t.shape.size() < 2 || !is_float(t.source_dtype)) return std::nullopt;
+  if (t.shape.back() % o.group_size != 0) return std::nullopt;
+  return io::ModuleQuant{recipe_bits(recipe, t.module, config.num_hidden_layers), o.group_size, "affine"};
+}
+
+// The note quantize prints when a recipe puts routers below 8 bits (a wrong router logit sends a token
+// to another expert, which costs more than any rounding inside one expert).
+void note_low_routers(const io::ModelConfig& config, QuantPlan& plan) {
+  for (const auto& t : plan.tensors) {
+    if (!t.quant || t.quant->bits >= 8 || !io::is_router_module(config.arch, t.module)) continue;
+    plan.notes.push_back(fmt::format(
+        "note: --recipe quantizes the MoE routers at {} bits, as mlx-lm does (its recipe replaces the model's "
+        "router rule); --override 'mlp\\.gate$=8:64' pins them at 8 bits", t.quant->bits));
+    return;
+  }
+}
+
 // Applies the first matching override to each quantizable module; throws naming an override that
 // matches nothing, or a module whose input width its group size does not divide.
 void apply_overrides(const std::vector<ModuleOverride>& overrides, std::vector<OutputTensor>& tensors) {
@@ -142,9 +166,12 @@ void apply_overrides(const std::vector<ModuleOverride>& overrides, std::vector<O
       break;
     }
   }
-  for (size_t i = 0; i < overrides.size(); ++i)
-    if (!matched[i])
-      fail(ErrorKind::kUsage, "override '{}' matches no quantizable module", overrides[i].pattern);
+  for (size_t i = 0; i < overrides.size(); ++i) {
+    if (matched[i]) continue;
+    if (!overrides[i].source.empty())
+      fail_input("{} names a module this model does not have (or cannot quantize)", overrides[i].source);
+    fail(ErrorKind::kUsage, "override '{}' matches no quantizable module", overrides[i].pattern);
+  }
 }
 
 }  // namespace
@@ -153,7 +180,7 @@ ModuleOverride parse_module_override(const std::string& text, int default_group)
   const size_t eq = text.rfind('=');
   if (eq == std::string::npos || eq == 0 || eq + 1 == text.size())
     fail(ErrorKind::kUsage, "--override '{}': expected REGEX=BITS[:GROUP] or REGEX=float", text);
-  ModuleOverride o{text.substr(0, eq), std::nullopt};
+  ModuleOverride o{text.substr(0, eq), std::nullopt, ""};
   const std::string value = text.substr(eq + 1);
   if (value == "float") return o;
   int bits = 0, group = default_group;
@@ -263,17 +290,23 @@ QuantPlan make_quant_plan(const io::ModelConfig& config, const std::vector<Sourc
   std::sort(plan.tensors.begin(), plan.tensors.end(),
             [](const OutputTensor& a, const OutputTensor& b) { return natural_less(a.name, b.name); });
   plan.quantization.global = {options.bits, options.group_size, "affine"};
+  const std::optional<Recipe> recipe = options.recipe.empty() ? std::nullopt : std::optional(find_recipe(options.recipe));
+  const auto default_quant = [&](const OutputTensor& t) {
+    return recipe ? recipe_quant(config, t, options, *recipe) : choose_quant(config, t, options);
+  };
   for (auto& t : plan.tensors) {
     t.float_dtype = is_float(t.source_dtype) && plan.output_dtype ? *plan.output_dtype : t.source_dtype;
-    t.quant = choose_quant(config, t, options);
+    t.quant = default_quant(t);
   }
   apply_overrides(options.overrides, plan.tensors);
   for (const auto& t : plan.tensors) {
-    if (t.quant && *t.quant != plan.quantization.global) plan.quantization.per_module[t.module] = t.quant;
+    // mlx-lm records a recipe's answer for every module it quantizes; otherwise only the modules that
+    // differ from the global setting get an entry.
+    if (t.quant && (recipe || *t.quant != plan.quantization.global)) plan.quantization.per_module[t.module] = t.quant;
     // A module an override keeps in float is written as `false`, as mlx-lm records a predicate's "no".
-    if (!t.quant && !t.module.empty() && choose_quant(config, t, options))
-      plan.quantization.per_module[t.module] = std::nullopt;
+    if (!t.quant && !t.module.empty() && default_quant(t)) plan.quantization.per_module[t.module] = std::nullopt;
   }
+  if (recipe) note_low_routers(config, plan);
   return plan;
 }
 

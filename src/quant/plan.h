@@ -49,6 +49,8 @@ struct OutputTensor {
 struct ModuleOverride {
   std::string pattern;
   std::optional<io::ModuleQuant> quant;
+  // Where the rule came from, for messages ("plan.json: modules['x']"); empty: the --override flag.
+  std::string source;
 };
 
 // Parses "REGEX=BITS[:GROUP]" or "REGEX=float" (the --override flag); GROUP defaults to
@@ -66,6 +68,9 @@ struct PlanOptions {
   std::optional<DType> dtype;
   // Per-module rules applied after the uniform setting and the family's router rule.
   std::vector<ModuleOverride> overrides;
+  // An mlx-lm mixed recipe (quant/recipe.h) instead of the uniform setting and the router rule; the
+  // overrides still come after it. `bits` stays the config's global width, as mlx-lm's --q-bits does.
+  std::string recipe;
 };
 
 struct QuantPlan {
@@ -73,6 +78,7 @@ struct QuantPlan {
   io::QuantizationConfig quantization;    // the config.json block
   std::vector<std::string> dropped;       // source tensors not written (tied lm_head, rotary caches)
   std::optional<DType> output_dtype;      // the dtype written into config.json
+  std::vector<std::string> notes;         // things the user should know about the plan (printed by quantize)
 
   std::vector<io::TensorSpec> output_specs() const;
   uint64_t output_bytes() const;

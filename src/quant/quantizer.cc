@@ -12,6 +12,7 @@
 #include "io/safetensors.h"
 #include "kernels/kernels.h"
 #include "kernels/affine_reference.h"
+#include "quant/plan_file.h"
 #include "quant/convert.h"
 
 namespace quantlab::quant {
@@ -195,6 +196,8 @@ QuantizeReport quantize_model(const std::string& in_dir, const std::string& out_
   std::ofstream(out.file("config.json"))
       << io::config_for_output(config, report.plan.output_dtype, report.plan.quantization).dump(4) << "\n";
   copy_side_files(in_dir, out.temp_path());
+  if (options.write_plan_file)
+    io::write_file_atomically(out.file("quantlab_plan.json"), plan_file_json(report.plan).dump(2) + "\n");
   out.commit();
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return report;

@@ -24,6 +24,8 @@ struct QuantizeOptions {
   bool show_progress = true;
   // The scalar reference path is the yardstick for benchmarks and a cross-check in tests.
   KernelPath kernel = KernelPath::kSimd;
+  // Write OUT/quantlab_plan.json (quant/plan_file.h): the per-module plan the files were made with.
+  bool write_plan_file = false;
 };
 
 struct QuantizeReport {

@@ -161,7 +161,8 @@ PlanSource plan_source_of(const io::ModelConfig& config, const io::ModelWeights&
     s.origin = PlanOrigin::kQuantizedHeaders;
     s.stored_quant = config.quantization->global;
     for (const auto& [module, setting] : config.quantization->per_module)
-      s.stored_overrides.push_back({"^" + regex_escape(module) + "$", setting});
+      s.stored_overrides.push_back({"^" + regex_escape(module) + "$", setting,
+                                    fmt::format("{}: quantization['{}']", config.path, module)});
     s.tensors = float_sources_of_quantized(config, weights);
     s.config.quantization.reset();
   } else {
