@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <functional>
 #include <limits>
 #include <optional>
 #include <span>
@@ -154,16 +155,25 @@ double kl_divergence_from_logits(const float* p_logits, const float* q_logits, s
   return std::max(kl, 0.0);  // rounding can leave -1e-17 for identical distributions
 }
 
-OutputRetention analyze_output_retention(const OutputRetentionOptions& o, ThreadPool& pool) {
+namespace {
+
+// The fused model's reference replies, then the base; `models` (label, how to get its directory, what
+// to do after) are compared in order.
+struct ComparedModel {
+  std::string label;
+  int bits = 0;
+  std::function<std::string()> prepare;
+  std::function<void(const std::string&)> done;
+};
+
+OutputRetention compare_all(const OutputRetentionOptions& o, const std::vector<ComparedModel>& models, ThreadPool& pool) {
   const auto start = std::chrono::steady_clock::now();
-  if (o.work_dir.empty()) fail(ErrorKind::kUsage, "output retention needs a work directory for the quantized models");
   const std::unique_ptr<chat::ChatModel> fused = chat::ChatModel::open(o.fused_dir);
   const Conversation c{*fused, o.decision_tokens};
   std::vector<PreparedQuery> queries = prepare_queries(o, c);
-  Progress progress("retention (outputs)", o.bits.size() + 2, 0, o.show_progress);
+  Progress progress("retention (outputs)", models.size() + 2, 0, o.show_progress);
   run_reference(o, c, queries, pool);
   progress.advance(1, 0);
-
   OutputRetention r;
   r.queries = queries.size();
   for (const auto& q : queries) {
@@ -173,13 +183,12 @@ OutputRetention analyze_output_retention(const OutputRetentionOptions& o, Thread
   r.base = compare_model(o.base_dir, queries, o, c, pool);
   r.base.label = "base";
   progress.advance(1, 0);
-  fs::create_directories(o.work_dir);
-  for (int bits : o.bits) {
-    const std::string dir = quantize_into_work_dir(o, bits, pool);
+  for (const ComparedModel& m : models) {
+    const std::string dir = m.prepare();
     ModelDivergence d = compare_model(dir, queries, o, c, pool);
-    if (!o.keep_models) fs::remove_all(dir);
-    d.label = std::to_string(bits) + "-bit";
-    d.bits = bits;
+    if (m.done) m.done(dir);
+    d.label = m.label;
+    d.bits = m.bits;
     d.retention_first = retention(d.kl_first, r.base.kl_first);
     d.retention_reply = retention(d.kl_reply, r.base.kl_reply);
     r.quantized.push_back(d);
@@ -188,6 +197,27 @@ OutputRetention analyze_output_retention(const OutputRetentionOptions& o, Thread
   progress.finish();
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return r;
+}
+
+}  // namespace
+
+OutputRetention analyze_output_retention(const OutputRetentionOptions& o, ThreadPool& pool) {
+  if (o.work_dir.empty()) fail(ErrorKind::kUsage, "output retention needs a work directory for the quantized models");
+  fs::create_directories(o.work_dir);
+  std::vector<ComparedModel> widths;
+  for (int bits : o.bits)
+    widths.push_back({std::to_string(bits) + "-bit", bits, [&o, &pool, bits] { return quantize_into_work_dir(o, bits, pool); },
+                      [&o](const std::string& dir) {
+                        if (!o.keep_models) fs::remove_all(dir);
+                      }});
+  return compare_all(o, widths, pool);
+}
+
+OutputRetention compare_outputs(const OutputRetentionOptions& o,
+                                const std::vector<std::pair<std::string, std::string>>& models, ThreadPool& pool) {
+  std::vector<ComparedModel> named;
+  for (const auto& [label, dir] : models) named.push_back({label, 0, [dir = dir] { return dir; }, {}});
+  return compare_all(o, named, pool);
 }
 
 }  // namespace quantlab::analysis

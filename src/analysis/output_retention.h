@@ -56,6 +56,11 @@ struct OutputRetention {
 
 OutputRetention analyze_output_retention(const OutputRetentionOptions& options, ThreadPool& pool);
 
+// The same measures for models the caller already has (mixed-precision plans, recipes, other tools'
+// files), labelled by name, instead of widths quantized here (options.bits and work_dir are unused).
+OutputRetention compare_outputs(const OutputRetentionOptions& options,
+                                const std::vector<std::pair<std::string, std::string>>& models, ThreadPool& pool);
+
 // KL(P ‖ Q) in nats between the softmax distributions of two logit vectors (double precision).
 double kl_divergence_from_logits(const float* p_logits, const float* q_logits, size_t n);
 

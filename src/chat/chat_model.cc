@@ -98,12 +98,16 @@ std::vector<int32_t> ChatModel::encode_chat(const text::ChatRequest& request) co
 
 model::GenerationResult respond(model::Session& session, std::span<const int32_t> prompt,
                                 const model::GenerationOptions& options, const DecodeHooks& hooks) {
-  // The routing hook belongs to this reply only: set for the call, removed on every exit.
-  struct RoutingScope {
+  // The hooks belong to this reply only: set for the call, removed on every exit.
+  struct HookScope {
     model::Session& s;
-    ~RoutingScope() { s.set_routing_hook({}); }
+    ~HookScope() {
+      s.set_routing_hook({});
+      s.set_activation_hook({});
+    }
   } scope{session};
   session.set_routing_hook(hooks.on_routing);
+  session.set_activation_hook(hooks.on_activation);
   return model::generate(session, prompt, options, hooks.on_token, hooks.on_logits);
 }
 

@@ -73,10 +73,13 @@ struct DecodeHooks {
   model::RoutingHook on_routing;
   // Each chosen token; returning false stops (model::StopReason::kStoppedByCaller).
   std::function<bool(int32_t)> on_token;
+  // Every Linear input of every forward pass (prompt and reply): calibration statistics.
+  model::ActivationHook on_activation;
 };
 
 // Prefills `prompt` after the session's cached positions and decodes with `options` (greedy when
-// options.sampling.temperature is 0), stopping at a stop token, the budget or the context limit.
+// options.sampling.temperature is 0), stopping at a stop token, the budget or the context limit. The
+// hooks are the session's for this call only.
 model::GenerationResult respond(model::Session& session, std::span<const int32_t> prompt,
                                 const model::GenerationOptions& options, const DecodeHooks& hooks = {});
 

@@ -32,6 +32,10 @@ int run(int argc, char** argv) {
   register_bench(app);
   register_retention(app);
   register_sweep(app);
+  register_calibrate(app);
+  register_sensitivity(app);
+  register_allocate(app);
+  register_divergence(app);
   // (subcommands are added here as they land)
   try {
     app.parse(argc, argv);

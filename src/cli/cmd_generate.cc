@@ -94,7 +94,7 @@ void run_generate(const GenerateArgs& a) {
     std::fflush(stdout);
     return true;
   };
-  const model::GenerationResult r = chat::respond(session, prompt, options, chat::DecodeHooks{{}, {}, on_token});
+  const model::GenerationResult r = chat::respond(session, prompt, options, chat::DecodeHooks{{}, {}, on_token, {}});
   if (!a.json) {
     fmt::print("\n");
     std::fflush(stdout);

@@ -3,8 +3,12 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "analysis/mixed_quantize.h"
+#include "cli/bit_widths.h"
 #include "cli/commands.h"
 #include "cli/options.h"
+#include "core/error.h"
+#include "core/progress.h"
 #include "core/thread_pool.h"
 #include "quant/plan_file.h"
 #include "quant/quantizer.h"
@@ -18,11 +22,56 @@ struct QuantizeArgs {
   int bits = 4, group_size = 64;
   std::vector<std::string> overrides;
   std::string recipe, plan_file;
+  // The one-command allocation (analysis/mixed_quantize.h).
+  std::string calibration, tools, base, adapter, objective, smaller_than, candidates = "2,3,4,5,6,8";
+  double target_bpw = 0, by = 0;
+  uint64_t max_bytes = 0;
   size_t threads = 0;
   bool overwrite = false, json = false, quiet = false;
 };
 
+bool wants_allocation(const QuantizeArgs& a) {
+  return a.target_bpw != 0 || a.max_bytes != 0 || !a.smaller_than.empty() || !a.calibration.empty();
+}
+
+// calibrate → sensitivity → allocate → quantize, the plan beside the model.
+void run_allocated_quantize(const QuantizeArgs& a) {
+  if (!a.recipe.empty() || !a.plan_file.empty() || !a.overrides.empty())
+    fail(ErrorKind::kUsage, "a budget (--target-bpw, --max-bytes, --smaller-than) chooses every module's width; "
+         "it does not combine with --recipe, --plan or --override");
+  analysis::MixedQuantizeOptions o;
+  o.fused_dir = a.input;
+  o.out_dir = a.output;
+  o.suite_path = a.calibration;
+  o.tools_path = a.tools;
+  o.base_dir = a.base;
+  o.adapter_dir = a.adapter;
+  if (a.target_bpw != 0) o.budget.target_bpw = a.target_bpw;
+  if (a.max_bytes != 0) o.budget.max_bytes = a.max_bytes;
+  if (!a.smaller_than.empty()) o.budget.smaller_than = analysis::parse_bits_group(a.smaller_than, "--smaller-than");
+  o.budget.by_pct = a.by;
+  if (!a.objective.empty()) o.objective = analysis::parse_objective(a.objective);
+  o.bits = parse_bit_widths(a.candidates, "--candidates");
+  o.group_sizes = {a.group_size};
+  o.dtype = parse_dtype_flag(a.dtype);
+  o.overwrite = a.overwrite;
+  o.show_progress = !a.quiet && !a.json && Progress::stderr_is_terminal();
+  ThreadPool pool(a.threads);
+  const analysis::MixedQuantizeResult r = analysis::quantize_to_budget(o, pool);
+  if (a.json) {
+    fmt::print("{}\n", nlohmann::ordered_json{{"output", a.output}, {"budget", r.budget},
+                                              {"tensor_bytes", r.allocation.bytes},
+                                              {"bits_per_weight", r.allocation.bits_per_weight()},
+                                              {"predicted_error", r.allocation.error},
+                                              {"seconds", r.report.seconds}}.dump(2));
+    return;
+  }
+  fmt::print("quantized {} -> {} within {}: {:.3f} bits per weight ({}), plan in {}/quantlab_plan.json\n", a.input,
+             a.output, r.budget, r.allocation.bits_per_weight(), human_bytes(r.allocation.bytes), a.output);
+}
+
 void run_quantize(const QuantizeArgs& a) {
+  if (wants_allocation(a)) return run_allocated_quantize(a);
   quant::QuantizeOptions o;
   if (!a.plan_file.empty()) {
     o.plan = quant::load_plan_file(a.plan_file);
@@ -57,9 +106,12 @@ void run_quantize(const QuantizeArgs& a) {
     fmt::print("{}\n", j.dump(2));
     return;
   }
-  fmt::print("quantized {} -> {}: {} of {} tensors at {} bits, group {} ({} -> {}), {:.2f} s, {:.2f} GB/s\n",
-             a.input, a.output, quantized, r.plan.tensors.size(), a.bits, a.group_size,
-             human_bytes(r.input_bytes), human_bytes(r.output_bytes), r.seconds, gbps);
+  const std::string setting = o.write_plan_file
+                                  ? fmt::format("per module (plan in {}/quantlab_plan.json)", a.output)
+                                  : fmt::format("at {} bits, group {}", a.bits, a.group_size);
+  fmt::print("quantized {} -> {}: {} of {} tensors {} ({} -> {}), {:.2f} s, {:.2f} GB/s\n", a.input, a.output,
+             quantized, r.plan.tensors.size(), setting, human_bytes(r.input_bytes), human_bytes(r.output_bytes),
+             r.seconds, gbps);
   if (a.bits == 7) fmt::print("note: 7-bit is a quantlab extension; mlx-lm refuses to load it\n");
 }
 
@@ -85,6 +137,20 @@ void register_quantize(CLI::App& app) {
                                "Per-module plan (quantlab.plan/1 JSON, as `allocate` writes); sets bits/group too")
                    ->check(CLI::ExistingFile);
   plan->excludes(recipe)->excludes(bits)->excludes(group);
+  cmd->add_option("--target-bpw", args->target_bpw,
+                  "Budget in bits per weight: calibrate on --calibration, measure each module's sensitivity, and "
+                  "allocate widths per module (docs/mixed-precision.md)");
+  cmd->add_option("--max-bytes", args->max_bytes, "Budget in tensor bytes (instead of --target-bpw)");
+  cmd->add_option("--smaller-than", args->smaller_than, "Budget: BITS:GROUP uniform size less --by percent");
+  cmd->add_option("--by", args->by, "Percent for --smaller-than");
+  cmd->add_option("--calibration", args->calibration, "Query suite (JSONL) the statistics are recorded on")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--tools", args->tools, "Tool schemas rendered into the calibration prompts")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--base", args->base, "Base model: allocate for the fine-tune (default objective then)");
+  cmd->add_option("--adapter", args->adapter, "LoRA adapter, with --base, for the fine-tune's delta");
+  cmd->add_option("--objective", args->objective, "finetune, output or both");
+  cmd->add_option("--candidates", args->candidates, "Widths the allocation chooses from")->capture_default_str();
   add_dtype_option(cmd, &args->dtype, "Cast float tensors to this dtype first (default: config's dtype)");
   cmd->add_option("--max-shard-size", args->max_shard, "Largest output shard (e.g. 5GiB, 500MB)");
   cmd->add_option("--kernel", args->kernel, "simd (default) or scalar (the reference, for comparisons)")

@@ -22,6 +22,10 @@ void register_plan(CLI::App& app);
 void register_bench(CLI::App& app);  // also the hidden bench-worker
 void register_retention(CLI::App& app);
 void register_sweep(CLI::App& app);
+void register_calibrate(CLI::App& app);    // cmd_mixed.cc
+void register_sensitivity(CLI::App& app);  // cmd_mixed.cc
+void register_allocate(CLI::App& app);     // cmd_mixed.cc
+void register_divergence(CLI::App& app);
 
 
 }  // namespace quantlab::cli

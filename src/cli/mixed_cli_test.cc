@@ -101,5 +101,58 @@ TEST_F(MixedCli, BadPlansAndRulesAreRefused) {
   EXPECT_NE(unknown.err.find("mixed_9_9"), std::string::npos) << unknown.err;
 }
 
+// The step-by-step pipeline and the one-command form through the binary, and their usage errors.
+TEST_F(MixedCli, CalibrateSensitivityAllocateQuantizeDivergence) {
+  const std::string stats = tmp_ / "stats.safetensors", sens = tmp_ / "sens.json", plan = tmp_ / "plan.json";
+  const std::string suite = shell_quote(tool_calling::kSeed5), tools = shell_quote(tool_calling::kTools);
+  RunResult r = run_quantlab("calibrate " + shell_quote(kFused) + " --suite " + suite + " --tools " + tools +
+                             " --max-tokens 8 --out " + shell_quote(stats));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = run_quantlab("sensitivity " + shell_quote(kFused) + " --base " + shell_quote(tool_calling::kBase) +
+                   " --stats " + shell_quote(stats) + " --out " + shell_quote(sens));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = run_quantlab("allocate " + shell_quote(sens) + " --smaller-than 4:64 --by 15 --objective output --out " +
+                   shell_quote(plan));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const json p = json::parse(slurp(plan));
+  EXPECT_EQ(p["predicted"]["objective"], "output");
+  const std::string q = quantize("allocated", "--plan " + shell_quote(plan));
+  r = run_quantlab("divergence " + shell_quote(kFused) + " --base " + shell_quote(tool_calling::kBase) + " --suite " +
+                   suite + " --tools " + tools + " --max-tokens 4 --json --model alloc=" + shell_quote(q));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const json d = json::parse(r.out);
+  EXPECT_EQ(d["models"][0]["name"], "alloc");
+  EXPECT_LT(d["models"][0]["kl_reply"].get<double>(), d["base"]["kl_reply"].get<double>());
+
+  const std::string one = tmp_ / "one";
+  r = run_quantlab("quantize " + shell_quote(kFused) + " " + shell_quote(one) + " --quiet --target-bpw 3.6 --calibration " +
+                   suite + " --tools " + tools);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_LE(json::parse(slurp(one + "/quantlab_plan.json"))["bits_per_weight"].get<double>(), 3.6);
+
+  struct Bad {
+    std::string args;
+    int exit_code;
+    std::string names;
+  };
+  const Bad bad[] = {
+      {"allocate " + shell_quote(sens) + " --target-bpw 3 --max-bytes 9 --out " + shell_quote(tmp_ / "x.json"), kUsage,
+       "exactly one budget"},
+      {"allocate " + shell_quote(sens) + " --target-bpw 0.5 --out " + shell_quote(tmp_ / "x.json"), kUsage,
+       "smallest this model can be stored in"},
+      {"calibrate " + shell_quote(kFused) + " --out " + shell_quote(tmp_ / "s.safetensors"), kUsage, "--suite or --text"},
+      {"sensitivity " + shell_quote(kFused) + " --stats " + shell_quote(q + "/model.safetensors") + " --out " +
+           shell_quote(tmp_ / "x.json"), kInvalid, "not a quantlab statistics file"},
+      {"allocate " + shell_quote(stats) + " --target-bpw 3 --out " + shell_quote(tmp_ / "x.json"), kInvalid,
+       "not valid JSON"},
+  };
+  for (const Bad& b : bad) {
+    const RunResult e = run_quantlab(b.args);
+    EXPECT_EQ(e.exit_code, b.exit_code) << b.args << "\n" << e.err;
+    EXPECT_NE(e.err.find(b.names), std::string::npos) << e.err;
+    EXPECT_FALSE(fs::exists(tmp_ / "x.json"));
+  }
+}
+
 }  // namespace
 }  // namespace quantlab::testing

@@ -294,6 +294,13 @@ void moe_mlp(const MoeMlp& m, const ModelDims& dims, size_t n, Scratch& s, Threa
 
 }  // namespace
 
+std::vector<int32_t> experts_of_grouped_rows(std::span<const int32_t> route_expert, size_t experts) {
+  const ExpertGroups g = group_by_expert(route_expert.data(), route_expert.size(), experts);
+  std::vector<int32_t> out(route_expert.size());
+  for (size_t r = 0; r < out.size(); ++r) out[r] = route_expert[g.slot_of_row[r]];
+  return out;
+}
+
 void mlp_block(const Layer& layer, const ModelDims& dims, const Batch& b, Scratch& s, ThreadPool& pool,
                Timings& t) {
   {

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <initializer_list>
+#include <span>
 #include <vector>
 
 #include "core/thread_pool.h"
@@ -76,5 +77,9 @@ void mlp_block(const Layer& layer, const ModelDims& dims, const Batch& b, Scratc
 // iff dims.norm_topk_prob; the softmax is taken in place over all E logits, in f32. Ties go to the
 // lower expert index. Writes k expert indices and k mixing weights, highest probability first.
 void route_token(float* router_logits, const ModelDims& dims, int32_t* experts, float* weights);
+
+// The expert of each row after a batch's (token, slot) entries are grouped by expert (the order in
+// which the MoE block runs a batch's experts): rows of expert 0 first, token order within an expert.
+std::vector<int32_t> experts_of_grouped_rows(std::span<const int32_t> route_expert, size_t experts);
 
 }  // namespace quantlab::model

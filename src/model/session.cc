@@ -94,6 +94,30 @@ void Session::report_routing(size_t layer, const Batch& batch) const {
   routing_hook_(e);
 }
 
+void Session::report_attention_inputs(size_t layer, const Batch& batch) const {
+  const ModelDims& d = model_.dims();
+  activation_hook_({layer, LinearSite::kAttentionInput, batch.n, d.hidden, scratch_.normed.data(), {}});
+  activation_hook_({layer, LinearSite::kAttentionOutput, batch.n, d.q_dim(), scratch_.attn.data(), {}});
+}
+
+// After mlp_block: `normed` holds the MLP input and `gate` the down projections' inputs (a MoE layer's
+// in expert-grouped order for a batch, in slot order for one token; see model/blocks.cc).
+void Session::report_mlp_inputs(size_t layer, const Batch& batch) {
+  const ModelDims& d = model_.dims();
+  const size_t n = batch.n;
+  if (!model_.layers()[layer].is_moe) {
+    activation_hook_({layer, LinearSite::kMlpInput, n, d.hidden, scratch_.normed.data(), {}});
+    activation_hook_({layer, LinearSite::kMlpDown, n, d.intermediate, scratch_.gate.data(), {}});
+    return;
+  }
+  const size_t k = d.experts_per_token;
+  const std::span<const int32_t> chosen(scratch_.route_expert.data(), n * k);
+  activation_hook_({layer, LinearSite::kMlpInput, n, d.hidden, scratch_.normed.data(), chosen});
+  expert_of_row_ = n == 1 ? std::vector<int32_t>(chosen.begin(), chosen.end())
+                          : experts_of_grouped_rows(chosen, d.experts);
+  activation_hook_({layer, LinearSite::kExpertDown, n * k, d.moe_intermediate, scratch_.gate.data(), expert_of_row_});
+}
+
 void Session::forward_chunk(std::span<const int32_t> tokens, size_t first_row, float* logits) {
   const ModelDims& dims = model_.dims();
   const Batch batch{tokens.size(), position()};
@@ -108,8 +132,10 @@ void Session::forward_chunk(std::span<const int32_t> tokens, size_t first_row, f
   for (size_t l = 0; l < dims.layers; ++l) {
     const Layer& layer = model_.layers()[l];
     attention_block(layer, l, dims, batch, cache_, scratch_, pool_, timings_);
+    if (activation_hook_) report_attention_inputs(l, batch);
     mlp_block(layer, dims, batch, scratch_, pool_, timings_);
     if (layer.is_moe && routing_hook_) report_routing(l, batch);
+    if (activation_hook_) report_mlp_inputs(l, batch);
   }
   cache_.set_size(end);
   if (first_row >= batch.n) return;
@@ -119,6 +145,8 @@ void Session::forward_chunk(std::span<const int32_t> tokens, size_t first_row, f
     rms_norm_rows(scratch_.x.data() + first_row * H, model_.final_norm(), rows, dims.rms_eps,
                   scratch_.normed.data());
   }
+  if (activation_hook_)
+    activation_hook_({dims.layers, LinearSite::kHeadInput, rows, H, scratch_.normed.data(), {}});
   ScopedPhase phase(timings_, Phase::kHead);
   apply_linear(model_.output(), scratch_.normed.data(), rows, logits, pool_);
 }

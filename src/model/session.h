@@ -48,6 +48,24 @@ struct RoutingEvent {
 };
 using RoutingHook = std::function<void(const RoutingEvent&)>;
 
+// Where a Linear's input comes from (calibration statistics): q/k/v share the attention input, gate/up
+// (and a MoE layer's router and experts) the MLP input.
+enum class LinearSite { kAttentionInput, kAttentionOutput, kMlpInput, kMlpDown, kExpertDown, kHeadInput };
+
+// The rows a group of Linears multiplied in one forward pass. Pointers into the session's scratch:
+// valid during the call only.
+struct ActivationEvent {
+  size_t layer = 0;  // the decoder layer; the number of layers for kHeadInput
+  LinearSite site = LinearSite::kAttentionInput;
+  size_t rows = 0;
+  size_t cols = 0;
+  const float* x = nullptr;  // [rows, cols]
+  // kMlpInput of a MoE layer: [rows, k] the experts each token went to. kExpertDown: [rows] the
+  // expert each row belongs to. Empty otherwise.
+  std::span<const int32_t> experts;
+};
+using ActivationHook = std::function<void(const ActivationEvent&)>;
+
 class Session {
  public:
   Session(const Model& model, ThreadPool& pool, SessionOptions options = {});
@@ -70,6 +88,8 @@ class Session {
   MemoryReport memory() const;
   // Called after every MoE layer of every forward pass (empty: none). Costs nothing when unset.
   void set_routing_hook(RoutingHook hook) { routing_hook_ = std::move(hook); }
+  // Called with every Linear input of every forward pass (empty: none). Costs nothing when unset.
+  void set_activation_hook(ActivationHook hook) { activation_hook_ = std::move(hook); }
 
  private:
   // One chunk of at most options_.prefill_chunk tokens; writes logits of rows [first_row, n) of the
@@ -78,6 +98,8 @@ class Session {
   void embed(std::span<const int32_t> tokens);
   void prepare_rope(size_t first_position, size_t n);
   void report_routing(size_t layer, const Batch& batch) const;
+  void report_attention_inputs(size_t layer, const Batch& batch) const;
+  void report_mlp_inputs(size_t layer, const Batch& batch);
 
   const Model& model_;
   ThreadPool& pool_;
@@ -86,6 +108,8 @@ class Session {
   Scratch scratch_;
   Timings timings_;
   RoutingHook routing_hook_;
+  ActivationHook activation_hook_;
+  std::vector<int32_t> expert_of_row_;  // kExpertDown's per-row experts
 };
 
 }  // namespace quantlab::model

@@ -197,7 +197,9 @@ QuantizeReport quantize_model(const std::string& in_dir, const std::string& out_
       << io::config_for_output(config, report.plan.output_dtype, report.plan.quantization).dump(4) << "\n";
   copy_side_files(in_dir, out.temp_path());
   if (options.write_plan_file)
-    io::write_file_atomically(out.file("quantlab_plan.json"), plan_file_json(report.plan).dump(2) + "\n");
+    io::write_file_atomically(
+        out.file("quantlab_plan.json"),
+        (options.plan_record.is_null() ? plan_file_json(report.plan) : options.plan_record).dump(2) + "\n");
   out.commit();
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return report;

@@ -5,6 +5,8 @@
 // the output bytes are identical for any thread count (each job owns its byte ranges).
 #pragma once
 
+#include <nlohmann/json.hpp>
+
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -26,6 +28,8 @@ struct QuantizeOptions {
   KernelPath kernel = KernelPath::kSimd;
   // Write OUT/quantlab_plan.json (quant/plan_file.h): the per-module plan the files were made with.
   bool write_plan_file = false;
+  // What that file holds when set (an allocation's plan with its prediction); else the plan as made.
+  nlohmann::ordered_json plan_record;
 };
 
 struct QuantizeReport {

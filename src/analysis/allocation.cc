@@ -1,0 +1,176 @@
+#include "analysis/allocation.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <map>
+#include <queue>
+
+#include "core/error.h"
+#include "quant/plan_file.h"
+
+namespace quantlab::analysis {
+
+namespace {
+
+// A tensor's candidates on the lower convex hull of (bytes, error), smallest first.
+std::vector<size_t> lower_hull(const TensorSensitivity& t, const std::vector<double>& err) {
+  std::vector<size_t> order(t.candidates.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    const auto& x = t.candidates[a];
+    const auto& y = t.candidates[b];
+    return x.bytes != y.bytes ? x.bytes < y.bytes : err[a] < err[b];
+  });
+  std::vector<size_t> hull;
+  for (size_t i : order) {
+    if (!hull.empty() && err[i] >= err[hull.back()]) continue;  // more bytes, no less error: dominated
+    // Drop the last point while it lies on or above the segment from the one before it to i.
+    while (hull.size() >= 2) {
+      const size_t a = hull[hull.size() - 2], b = hull.back();
+      const double ab = (err[b] - err[a]) / static_cast<double>(t.candidates[b].bytes - t.candidates[a].bytes);
+      const double ai = (err[i] - err[a]) / static_cast<double>(t.candidates[i].bytes - t.candidates[a].bytes);
+      if (ai > ab) break;
+      hull.pop_back();
+    }
+    hull.push_back(i);
+  }
+  return hull;
+}
+
+std::vector<std::vector<double>> objective_errors(const Sensitivity& s, Objective o) {
+  // "both": each error relative to its sum at every tensor's cheapest candidate, so neither dominates.
+  double out_scale = 0, ft_scale = 0;
+  for (const auto& t : s.tensors) {
+    const auto cheapest = std::min_element(t.candidates.begin(), t.candidates.end(),
+                                           [](const Candidate& a, const Candidate& b) { return a.bytes < b.bytes; });
+    out_scale += cheapest->output_error;
+    ft_scale += cheapest->finetune_error;
+  }
+  std::vector<std::vector<double>> err;
+  for (const auto& t : s.tensors) {
+    std::vector<double> e;
+    for (const auto& c : t.candidates) {
+      if (o == Objective::kOutput) e.push_back(c.output_error);
+      else if (o == Objective::kFinetune) e.push_back(c.finetune_error);
+      else e.push_back((out_scale > 0 ? c.output_error / out_scale : 0) + (ft_scale > 0 ? c.finetune_error / ft_scale : 0));
+    }
+    err.push_back(std::move(e));
+  }
+  return err;
+}
+
+}  // namespace
+
+Objective parse_objective(const std::string& text) {
+  if (text == "finetune") return Objective::kFinetune;
+  if (text == "output") return Objective::kOutput;
+  if (text == "both") return Objective::kBoth;
+  fail(ErrorKind::kUsage, "--objective {}: expected finetune, output or both", text);
+}
+
+std::string_view objective_name(Objective o) {
+  switch (o) {
+    case Objective::kFinetune: return "finetune";
+    case Objective::kOutput: return "output";
+    case Objective::kBoth: return "both";
+  }
+  return "?";
+}
+
+uint64_t total_parameters(const Sensitivity& s) {
+  uint64_t n = s.fixed_parameters;
+  for (const auto& t : s.tensors) n += t.parameters;
+  return n;
+}
+
+uint64_t uniform_bytes(const Sensitivity& s, int bits, int group_size) {
+  uint64_t bytes = s.fixed_bytes;
+  for (const auto& t : s.tensors) {
+    const Candidate* found = t.pinned ? &t.candidates.front() : nullptr;
+    for (const auto& c : t.candidates)
+      if (c.bits == bits && c.group_size == group_size) found = &c;
+    if (!found)
+      fail(ErrorKind::kUsage, "--smaller-than {}:{}: '{}' has no such candidate (run sensitivity with it)", bits,
+           group_size, t.module);
+    bytes += found->bytes;
+  }
+  return bytes;
+}
+
+Allocation allocate(const Sensitivity& s, uint64_t max_bytes, Objective objective) {
+  if (objective != Objective::kOutput && !s.has_base)
+    fail(ErrorKind::kUsage, "--objective {} needs the fine-tune's delta: run sensitivity with --base (and "
+         "--adapter or the fused model), or use --objective output", objective_name(objective));
+  const auto err = objective_errors(s, objective);
+  std::vector<std::vector<size_t>> hulls;
+  std::vector<size_t> step(s.tensors.size(), 0);
+  uint64_t bytes = s.fixed_bytes;
+  for (size_t i = 0; i < s.tensors.size(); ++i) {
+    hulls.push_back(lower_hull(s.tensors[i], err[i]));
+    bytes += s.tensors[i].candidates[hulls[i][0]].bytes;
+  }
+  if (bytes > max_bytes)
+    fail(ErrorKind::kUsage, "the budget of {} bytes is below the smallest this model can be stored in with these "
+         "candidates ({} bytes, every tensor at its smallest); add smaller candidates or raise the budget",
+         max_bytes, bytes);
+  // Max-heap of next steps by error drop per byte.
+  using Step = std::pair<double, size_t>;
+  std::priority_queue<Step> heap;
+  const auto push_next = [&](size_t i) {
+    if (step[i] + 1 >= hulls[i].size()) return;
+    const auto& a = s.tensors[i].candidates[hulls[i][step[i]]];
+    const auto& b = s.tensors[i].candidates[hulls[i][step[i] + 1]];
+    const double gain = (err[i][hulls[i][step[i]]] - err[i][hulls[i][step[i] + 1]]) / static_cast<double>(b.bytes - a.bytes);
+    heap.push({gain, i});
+  };
+  for (size_t i = 0; i < s.tensors.size(); ++i) push_next(i);
+  while (!heap.empty()) {
+    const size_t i = heap.top().second;
+    heap.pop();
+    const uint64_t add = s.tensors[i].candidates[hulls[i][step[i] + 1]].bytes - s.tensors[i].candidates[hulls[i][step[i]]].bytes;
+    if (bytes + add > max_bytes) continue;  // does not fit: this tensor stays where it is
+    bytes += add;
+    ++step[i];
+    push_next(i);
+  }
+  Allocation a;
+  a.bytes = bytes;
+  a.parameters = total_parameters(s);
+  for (size_t i = 0; i < s.tensors.size(); ++i) {
+    const size_t c = hulls[i][step[i]];
+    a.choice.push_back(c);
+    a.error += err[i][c];
+    a.output_error += s.tensors[i].candidates[c].output_error;
+    a.finetune_error += s.tensors[i].candidates[c].finetune_error;
+  }
+  return a;
+}
+
+nlohmann::ordered_json allocation_plan_json(const Sensitivity& s, const Allocation& a, Objective objective,
+                                            const std::string& budget) {
+  // The global block takes the setting that covers the most parameters (mlx-lm needs one).
+  std::map<std::pair<int, int>, uint64_t> coverage;
+  nlohmann::ordered_json modules = nlohmann::ordered_json::object();
+  for (size_t i = 0; i < s.tensors.size(); ++i) {
+    const Candidate& c = s.tensors[i].candidates[a.choice[i]];
+    coverage[{c.bits, c.group_size}] += s.tensors[i].parameters;
+    modules[s.tensors[i].module] = {{"bits", c.bits}, {"group_size", c.group_size}};
+  }
+  std::pair<int, int> global{4, 64};
+  uint64_t best = 0;
+  for (const auto& [setting, n] : coverage)
+    if (n > best) best = n, global = setting;
+  return {{"format", quant::kPlanFormat},
+          {"bits", global.first},
+          {"group_size", global.second},
+          {"tensor_bytes", a.bytes},
+          {"parameters", a.parameters},
+          {"bits_per_weight", a.bits_per_weight()},
+          {"predicted", {{"objective", objective_name(objective)}, {"budget", budget}, {"error", a.error},
+                         {"output_error", a.output_error}, {"finetune_error", a.finetune_error},
+                         {"model", s.model_dir}}},
+          {"modules", modules}};
+}
+
+}  // namespace quantlab::analysis

@@ -1,0 +1,56 @@
+// Calibration statistics (`quantlab calibrate`): the engine runs the suite's prompts and the model's own
+// greedy replies (and/or plain text) and records, for the input of every Linear of the quantization
+// plan, the mean of x² per input channel and the tokens seen — each expert of a MoE layer separately.
+// That is an importance matrix over the user's own distribution; `sensitivity` weights each column's
+// rounding error with it. Memory: one double per input channel per module (per expert), independent
+// of the number of tokens; weights stay mapped.
+//
+// File (stats.safetensors): for each module M, tensor "M" F32 [cols] (or [experts, cols] for stacked
+// experts) = mean x², and "M.tokens" F32 [1] (or [experts]); metadata format "quantlab.stats/1",
+// model_type, hidden_size, num_hidden_layers, vocab_size, num_experts, tokens.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core/thread_pool.h"
+#include "io/model_config.h"
+
+namespace quantlab::analysis {
+
+struct CalibrationOptions {
+  std::string model_dir;
+  std::string suite_path;  // prompts (with --tools rendered in) + the model's greedy replies
+  std::string tools_path;
+  std::string text_path;   // plain text, in chunks of text_chunk tokens
+  size_t max_tokens = 64;  // reply length per prompt
+  size_t text_chunk = 256;
+  bool show_progress = true;
+};
+
+struct ModuleStats {
+  size_t experts = 1;            // rows of the statistics: 1, or the experts of a stacked module
+  size_t cols = 0;
+  std::vector<double> mean_x2;   // [experts, cols]
+  std::vector<double> tokens;    // [experts]
+};
+
+struct CalibrationStats {
+  std::string model_type;
+  int64_t hidden_size = 0, num_hidden_layers = 0, vocab_size = 0, num_experts = 0;
+  uint64_t tokens = 0;                         // tokens run through the model
+  std::map<std::string, ModuleStats> modules;  // by module path (the plan's names: switch_mlp for experts)
+};
+
+// Runs the model (Error(kUsage) when neither a suite nor text is given).
+CalibrationStats calibrate(const CalibrationOptions& options, ThreadPool& pool);
+
+void write_stats(const CalibrationStats& stats, const std::string& path);
+// Throws Error(kInvalidInput) naming the file when it is not a statistics file.
+CalibrationStats read_stats(const std::string& path);
+// Throws Error(kInvalidInput) naming both when the statistics were recorded on another model.
+void check_stats_match(const CalibrationStats& stats, const io::ModelConfig& config, const std::string& stats_path);
+
+}  // namespace quantlab::analysis

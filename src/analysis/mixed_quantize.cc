@@ -1,0 +1,108 @@
+#include "analysis/mixed_quantize.h"
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <charconv>
+#include <filesystem>
+#include <fstream>
+
+#include "analysis/calibration.h"
+#include "core/error.h"
+#include "quant/plan_file.h"
+
+namespace quantlab::analysis {
+
+namespace fs = std::filesystem;
+
+std::pair<int, int> parse_bits_group(const std::string& text, const std::string& flag) {
+  const size_t colon = text.find(':');
+  int bits = 0, group = 0;
+  const auto parse = [](std::string_view s, int& v) {
+    const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    return !s.empty() && ec == std::errc() && p == s.data() + s.size();
+  };
+  if (colon == std::string::npos || !parse(std::string_view(text).substr(0, colon), bits) ||
+      !parse(std::string_view(text).substr(colon + 1), group))
+    fail(ErrorKind::kUsage, "{} {}: expected BITS:GROUP (e.g. 8:64)", flag, text);
+  return {bits, group};
+}
+
+uint64_t resolve_budget(const Sensitivity& s, const BudgetSpec& b, std::string* description) {
+  const int forms = b.target_bpw.has_value() + b.max_bytes.has_value() + b.smaller_than.has_value();
+  if (forms != 1)
+    fail(ErrorKind::kUsage, "give exactly one budget: --target-bpw X, --max-bytes N or --smaller-than BITS:GROUP --by PCT");
+  if (b.target_bpw) {
+    if (!(*b.target_bpw > 0)) fail(ErrorKind::kUsage, "--target-bpw {}: must be positive", *b.target_bpw);
+    *description = fmt::format("{} bits per weight", *b.target_bpw);
+    return static_cast<uint64_t>(*b.target_bpw * static_cast<double>(total_parameters(s)) / 8.0);
+  }
+  if (b.max_bytes) {
+    *description = fmt::format("{} bytes", *b.max_bytes);
+    return *b.max_bytes;
+  }
+  if (!(b.by_pct > 0 && b.by_pct < 100)) fail(ErrorKind::kUsage, "--by {}: a percentage between 0 and 100", b.by_pct);
+  const uint64_t reference = uniform_bytes(s, b.smaller_than->first, b.smaller_than->second);
+  *description = fmt::format("{} % smaller than uniform {}-bit g{} ({} bytes)", b.by_pct, b.smaller_than->first,
+                             b.smaller_than->second, reference);
+  return static_cast<uint64_t>(static_cast<double>(reference) * (1.0 - b.by_pct / 100.0));
+}
+
+namespace {
+
+// A scratch directory for the statistics, removed however the run ends.
+struct WorkDir {
+  fs::path path;
+  WorkDir() : path(fs::temp_directory_path() / fmt::format("quantlab-mixed-{}", getpid())) { fs::create_directories(path); }
+  ~WorkDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
+}  // namespace
+
+MixedQuantizeResult quantize_to_budget(const MixedQuantizeOptions& o, ThreadPool& pool) {
+  if (o.suite_path.empty()) fail(ErrorKind::kUsage, "--target-bpw (and the other budgets) need --calibration SUITE");
+  if (fs::exists(o.out_dir) && !o.overwrite)
+    fail(ErrorKind::kUsage, "{} exists; pass --overwrite to replace it", o.out_dir);
+  const WorkDir work;
+  CalibrationOptions co;
+  co.model_dir = o.fused_dir;
+  co.suite_path = o.suite_path;
+  co.tools_path = o.tools_path;
+  co.max_tokens = o.max_tokens;
+  co.show_progress = o.show_progress;
+  const std::string stats_path = (work.path / "stats.safetensors").string();
+  write_stats(calibrate(co, pool), stats_path);
+
+  SensitivityOptions so;
+  so.fused_dir = o.fused_dir;
+  so.base_dir = o.base_dir;
+  so.adapter_dir = o.adapter_dir;
+  so.stats_path = stats_path;
+  so.bits = o.bits;
+  so.group_sizes = o.group_sizes;
+  so.show_progress = o.show_progress;
+  const Sensitivity sens = analyze_sensitivity(so, pool);
+
+  MixedQuantizeResult r;
+  const uint64_t budget = resolve_budget(sens, o.budget, &r.budget);
+  const Objective objective = o.objective.value_or(sens.has_base ? Objective::kFinetune : Objective::kOutput);
+  r.allocation = allocate(sens, budget, objective);
+  const nlohmann::ordered_json plan = allocation_plan_json(sens, r.allocation, objective, r.budget);
+  const std::string plan_path = (work.path / "plan.json").string();
+  std::ofstream(plan_path) << plan.dump(2);
+
+  quant::QuantizeOptions q;
+  q.plan = quant::load_plan_file(plan_path);
+  q.plan.dtype = o.dtype;
+  q.overwrite = o.overwrite;
+  q.show_progress = o.show_progress;
+  q.write_plan_file = true;
+  q.plan_record = plan;
+  r.report = quant::quantize_model(o.fused_dir, o.out_dir, q, pool);
+  return r;
+}
+
+}  // namespace quantlab::analysis

@@ -1,0 +1,54 @@
+// The one-command form of mixed precision (`quantize FUSED OUT --target-bpw X --calibration SUITE`):
+// calibrate → sensitivity → allocate → quantize, the plan written beside the model
+// (OUT/quantlab_plan.json, with what the allocation predicted).
+#pragma once
+
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "analysis/allocation.h"
+#include "analysis/sensitivity.h"
+#include "core/dtype.h"
+#include "core/thread_pool.h"
+#include "quant/quantizer.h"
+
+namespace quantlab::analysis {
+
+// One of: bits per weight over all tensors, a byte count, or a percentage below a uniform setting.
+struct BudgetSpec {
+  std::optional<double> target_bpw;
+  std::optional<uint64_t> max_bytes;
+  std::optional<std::pair<int, int>> smaller_than;  // bits, group size
+  double by_pct = 0;
+};
+
+// The budget in bytes and how to say it; Error(kUsage) unless exactly one form is given.
+uint64_t resolve_budget(const Sensitivity& s, const BudgetSpec& spec, std::string* description);
+// "BITS:GROUP" (the --smaller-than value).
+std::pair<int, int> parse_bits_group(const std::string& text, const std::string& flag);
+
+struct MixedQuantizeOptions {
+  std::string fused_dir, out_dir;
+  std::string suite_path, tools_path;     // calibration
+  std::string base_dir, adapter_dir;      // the fine-tune, when known
+  BudgetSpec budget;
+  std::optional<Objective> objective;     // default: finetune with a base, else output
+  std::vector<int> bits = {2, 3, 4, 5, 6, 8};
+  std::vector<int> group_sizes = {64};
+  std::optional<DType> dtype;
+  size_t max_tokens = 64;
+  bool overwrite = false;
+  bool show_progress = true;
+};
+
+struct MixedQuantizeResult {
+  quant::QuantizeReport report;
+  Allocation allocation;
+  std::string budget;
+};
+
+MixedQuantizeResult quantize_to_budget(const MixedQuantizeOptions& options, ThreadPool& pool);
+
+}  // namespace quantlab::analysis

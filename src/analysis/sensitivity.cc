@@ -1,0 +1,275 @@
+#include "analysis/sensitivity.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <optional>
+
+#include "analysis/calibration.h"
+#include "analysis/fused_rows.h"
+#include "core/error.h"
+#include "core/mapped_file.h"
+#include "core/progress.h"
+#include "io/adapter.h"
+#include "io/model_config.h"
+#include "kernels/kernels.h"
+#include "quant/convert.h"
+#include "quant/plan.h"
+
+namespace quantlab::analysis {
+
+namespace {
+
+using ojson = nlohmann::ordered_json;
+constexpr const char* kSensitivityFormat = "quantlab.sensitivity/1";
+
+struct Setting {
+  int bits, group_size;
+};
+
+// Where the rows come from: the fused checkpoint alone, or the base beside it (fused or adapter).
+struct RowSource {
+  const io::ModelWeights& fused;
+  const FusedRows* pair = nullptr;  // with a base
+
+  // Rows [r0, r0 + n) of `name` as f32: fused always, base when there is one.
+  void read(const std::string& name, int64_t r0, int64_t n, int64_t cols, std::vector<float>& base,
+            std::vector<float>& out) const {
+    if (pair) {
+      if (!pair->read(name, r0, r0 + n, cols, base, out)) out = base;
+      return;
+    }
+    const auto& e = fused.at(name);
+    const size_t elems = static_cast<size_t>(n * cols), size = dtype_size(e.info->dtype);
+    out.resize(elems);
+    kernels::convert_to_f32(e.info->dtype, fused.bytes(e).data() + static_cast<size_t>(r0 * cols) * size, elems,
+                            out.data());
+  }
+};
+
+// One row's contributions, one slot per candidate (summed in row order afterwards, so the result does
+// not depend on how the rows were split between threads).
+struct RowSums {
+  double* output;
+  double* finetune;
+  double* delta;
+};
+
+// One row's errors for every candidate. w: the fused row (rounded to the storage dtype), d: the
+// fine-tune's delta (empty without a base), m: E[x²] per column.
+void add_row(const std::vector<float>& w, const std::vector<float>& d, const double* m, const std::vector<Setting>& cands,
+             DType dtype, RowSums sums) {
+  const size_t cols = w.size();
+  std::vector<uint32_t> packed(cols);
+  std::vector<float> scales(cols), biases(cols), deq(cols);
+  double dd = 0;
+  for (size_t j = 0; j < d.size(); ++j) dd += m[j] * static_cast<double>(d[j]) * d[j];
+  *sums.delta = dd;
+  for (size_t c = 0; c < cands.size(); ++c) {
+    const Setting& s = cands[c];
+    kernels::affine_quantize(w.data(), 1, cols, s.bits, s.group_size, packed.data(), scales.data(), biases.data());
+    const size_t groups = cols / static_cast<size_t>(s.group_size);
+    quant::round_to_dtype(scales.data(), groups, dtype);
+    quant::round_to_dtype(biases.data(), groups, dtype);
+    kernels::MatrixView v;
+    v.type = kernels::WeightType::kAffine;
+    v.rows = 1;
+    v.cols = cols;
+    v.data = packed.data();
+    v.bits = s.bits;
+    v.group_size = s.group_size;
+    v.scale_type = DType::kF32;
+    v.scales = scales.data();
+    v.biases = biases.data();
+    kernels::dequantize_row(v, 0, deq.data());
+    double err = 0, along = 0;
+    for (size_t j = 0; j < cols; ++j) {
+      const double e = static_cast<double>(w[j]) - deq[j];
+      err += m[j] * e * e;
+      if (!d.empty()) along += m[j] * e * d[j];
+    }
+    sums.output[c] = err;
+    sums.finetune[c] = dd > 0 ? along * along / dd : 0.0;
+  }
+}
+
+const ModuleStats& stats_for(const CalibrationStats& stats, const quant::OutputTensor& t, const std::string& path) {
+  const auto it = stats.modules.find(t.module);
+  if (it == stats.modules.end())
+    fail_input("{}: no statistics for module '{}' (recorded on another model, or a suite that never reached it?)",
+               path, t.module);
+  const size_t experts = t.sources.size() > 1 ? t.sources.size() : 1;
+  if (it->second.cols != static_cast<size_t>(t.cols()) || it->second.experts != experts)
+    fail_input("{}: statistics of '{}' have {} x {} channels, the model's module {} x {}", path, t.module,
+               it->second.experts, it->second.cols, experts, t.cols());
+  return it->second;
+}
+
+TensorSensitivity measure_tensor(const quant::OutputTensor& t, const std::vector<Setting>& cands, const ModuleStats& st,
+                                 const RowSource& rows, bool has_base, ThreadPool& pool) {
+  const int64_t cols = t.cols(), per_source = t.rows() / static_cast<int64_t>(t.sources.size());
+  const size_t total = static_cast<size_t>(t.rows());
+  const size_t n_cands = cands.size();
+  std::vector<double> output(total * n_cands), finetune(total * n_cands), delta(total);
+  pool.parallel_for(total, 16, [&](size_t begin, size_t end, size_t) {
+    std::vector<float> base, fused, d;
+    for (size_t r = begin; r < end; ++r) {
+      const size_t source = r / static_cast<size_t>(per_source);
+      const int64_t row = static_cast<int64_t>(r) % per_source;
+      rows.read(t.sources[source], row, 1, cols, base, fused);
+      quant::round_to_dtype(fused.data(), fused.size(), t.float_dtype);
+      d.clear();
+      if (has_base) {
+        d.resize(fused.size());
+        for (size_t j = 0; j < fused.size(); ++j) d[j] = fused[j] - base[j];
+      }
+      const size_t expert = st.experts > 1 ? source : 0;
+      add_row(fused, d, st.mean_x2.data() + expert * st.cols, cands, t.float_dtype,
+              {output.data() + r * n_cands, finetune.data() + r * n_cands, delta.data() + r});
+    }
+  });
+  TensorSensitivity out;
+  out.module = t.module;
+  out.shape = t.shape;
+  out.parameters = static_cast<uint64_t>(t.numel());
+  for (size_t r = 0; r < total; ++r) out.delta_energy += delta[r];
+  for (size_t c = 0; c < n_cands; ++c) {
+    Candidate cand{cands[c].bits, cands[c].group_size, 0, 0, 0};
+    cand.bytes = kernels::affine_format(cand.bits)->stored_bytes(static_cast<uint64_t>(t.rows()),
+                                                                 static_cast<uint64_t>(cols), cand.group_size,
+                                                                 t.float_dtype);
+    for (size_t r = 0; r < total; ++r) {
+      cand.output_error += output[r * n_cands + c];
+      cand.finetune_error += finetune[r * n_cands + c];
+    }
+    out.candidates.push_back(cand);
+  }
+  return out;
+}
+
+std::vector<Setting> candidates_for(const io::ModelConfig& config, const quant::OutputTensor& t,
+                                    const SensitivityOptions& o) {
+  if (io::is_router_module(config.arch, t.module)) {
+    const io::ArchitectureInfo* f = io::find_architecture(config.arch);
+    return {{f->router_bits, f->router_group_size}};
+  }
+  std::vector<Setting> out;
+  for (int g : o.group_sizes)
+    if (t.cols() % g == 0)
+      for (int b : o.bits) out.push_back({b, g});
+  return out;
+}
+
+void validate(const SensitivityOptions& o) {
+  if (o.bits.empty() || o.group_sizes.empty()) fail(ErrorKind::kUsage, "--candidates and --group-size need values");
+  for (int b : o.bits)
+    if (!kernels::is_supported_bits(b))
+      fail(ErrorKind::kUsage, "--candidates: {} is not a bit width ({})", b, kernels::supported_bits_text());
+  for (int g : o.group_sizes)
+    if (!kernels::is_supported_group_size(g))
+      fail(ErrorKind::kUsage, "--group-size: {} is not supported ({})", g, kernels::supported_group_sizes_text());
+  if (!o.adapter_dir.empty() && o.base_dir.empty()) fail(ErrorKind::kUsage, "--adapter needs --base");
+}
+
+}  // namespace
+
+Sensitivity analyze_sensitivity(const SensitivityOptions& o, ThreadPool& pool) {
+  validate(o);
+  const io::ModelConfig config = io::load_model_config(o.fused_dir);
+  const io::ModelWeights weights = io::ModelWeights::open(o.fused_dir);
+  const CalibrationStats stats = read_stats(o.stats_path);
+  check_stats_match(stats, config, o.stats_path);
+  const quant::QuantPlan plan = quant::make_quant_plan(config, quant::source_tensors(weights), {});
+  std::optional<io::ModelWeights> base;
+  std::optional<FusedRows> pair;
+  if (!o.base_dir.empty()) {
+    base = io::ModelWeights::open(o.base_dir);
+    pair = o.adapter_dir.empty() ? FusedRows::from_fused(*base, weights)
+                                 : FusedRows::from_adapter(*base, io::load_adapter(o.adapter_dir));
+  }
+  const RowSource rows{weights, pair ? &*pair : nullptr};
+  Sensitivity out;
+  out.model_dir = o.fused_dir;
+  out.has_base = pair.has_value();
+  Progress progress("sensitivity", plan.tensors.size(), 0, o.show_progress);
+  for (const auto& t : plan.tensors) {
+    const bool matrix = !t.module.empty() && t.shape.size() >= 2 && is_float(t.source_dtype);
+    const std::vector<Setting> cands = matrix ? candidates_for(config, t, o) : std::vector<Setting>{};
+    if (cands.empty()) {  // stays float (or keeps its stored type): a fixed cost of any plan
+      out.fixed_bytes += static_cast<uint64_t>(t.numel()) * dtype_size(t.float_dtype);
+      out.fixed_parameters += static_cast<uint64_t>(t.numel());
+    } else {
+      out.tensors.push_back(measure_tensor(t, cands, stats_for(stats, t, o.stats_path), rows, out.has_base, pool));
+      out.tensors.back().pinned = cands.size() == 1 && io::is_router_module(config.arch, t.module);
+    }
+    progress.advance(1, 0);
+  }
+  progress.finish();
+  return out;
+}
+
+ojson sensitivity_json(const Sensitivity& s) {
+  ojson tensors = ojson::array();
+  for (const auto& t : s.tensors) {
+    ojson cands = ojson::array();
+    for (const auto& c : t.candidates)
+      cands.push_back({{"bits", c.bits}, {"group_size", c.group_size}, {"bytes", c.bytes},
+                       {"output_error", c.output_error}, {"finetune_error", c.finetune_error}});
+    tensors.push_back({{"module", t.module}, {"shape", t.shape}, {"parameters", t.parameters},
+                       {"delta_energy", t.delta_energy}, {"pinned", t.pinned}, {"candidates", cands}});
+  }
+  return {{"format", kSensitivityFormat}, {"model", s.model_dir},    {"has_base", s.has_base},
+          {"fixed_bytes", s.fixed_bytes},  {"fixed_parameters", s.fixed_parameters}, {"tensors", tensors}};
+}
+
+namespace {
+
+template <typename T>
+T field(const ojson& j, const char* key, const std::string& where) {
+  if (!j.contains(key)) fail_input("{}: missing '{}'", where, key);
+  try {
+    return j[key].get<T>();
+  } catch (const ojson::exception&) {
+    fail_input("{}: '{}' has the wrong type ({})", where, key, j[key].dump());
+  }
+}
+
+}  // namespace
+
+Sensitivity read_sensitivity(const std::string& path) {
+  ojson j;
+  try {
+    j = ojson::parse(read_text_file(path));
+  } catch (const ojson::parse_error& e) {
+    fail_input("{}: not valid JSON: {}", path, e.what());
+  }
+  if (!j.is_object() || j.value("format", "") != kSensitivityFormat)
+    fail_input("{}: 'format' must be \"{}\" (written by `quantlab sensitivity`)", path, kSensitivityFormat);
+  Sensitivity s;
+  s.model_dir = field<std::string>(j, "model", path);
+  s.has_base = field<bool>(j, "has_base", path);
+  s.fixed_bytes = field<uint64_t>(j, "fixed_bytes", path);
+  s.fixed_parameters = field<uint64_t>(j, "fixed_parameters", path);
+  if (!j.contains("tensors") || !j["tensors"].is_array()) fail_input("{}: 'tensors' must be a list", path);
+  for (size_t i = 0; i < j["tensors"].size(); ++i) {
+    const ojson& t = j["tensors"][i];
+    const std::string where = fmt::format("{}: tensors[{}]", path, i);
+    TensorSensitivity ts;
+    ts.module = field<std::string>(t, "module", where);
+    ts.shape = field<std::vector<int64_t>>(t, "shape", where);
+    ts.parameters = field<uint64_t>(t, "parameters", where);
+    ts.delta_energy = field<double>(t, "delta_energy", where);
+    ts.pinned = field<bool>(t, "pinned", where);
+    if (!t.contains("candidates") || !t["candidates"].is_array() || t["candidates"].empty())
+      fail_input("{}: 'candidates' must be a non-empty list", where);
+    for (const ojson& c : t["candidates"])
+      ts.candidates.push_back({field<int>(c, "bits", where), field<int>(c, "group_size", where),
+                               field<uint64_t>(c, "bytes", where), field<double>(c, "output_error", where),
+                               field<double>(c, "finetune_error", where)});
+    s.tensors.push_back(std::move(ts));
+  }
+  return s;
+}
+
+}  // namespace quantlab::analysis

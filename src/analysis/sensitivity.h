@@ -1,0 +1,65 @@
+// Sensitivity (`quantlab sensitivity`): for every quantizable tensor of the quantization plan and every
+// candidate (bits, group size), from the weights and the calibration statistics alone:
+//   output error   = Σ_rows Σ_j E[x_j²] (W[r, j] − deq(Q(W))[r, j])²   (expected squared output error of
+//                    the module on calibration inputs; stacked experts weighted by their own statistics)
+//   fine-tune error (the base known) = Σ_rows <e, ΔW>²_m / <ΔW, ΔW>_m with e = W − deq(Q(W)), the
+//                    E[x²]-weighted inner product: the part of the rounding error that lies along the
+//                    fine-tune's delta, i.e. what rounding cancels of the fine-tune's effect (the literal
+//                    ‖ΔW − (deq − W_base)‖² equals the output error, so it cannot tell them apart);
+//   bytes          = what the module stores at that setting.
+// Rows are streamed (any model size); quantization is the MLX-exact kernel, scales and biases rounded
+// to the storage dtype as `quantize` writes them. MoE routers keep 8 bits / group 64 (their only
+// candidate), as the uniform plan does.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/thread_pool.h"
+
+namespace quantlab::analysis {
+
+struct SensitivityOptions {
+  std::string fused_dir;
+  std::string base_dir;     // optional: the fine-tune error needs the base (and then base or adapter)
+  std::string adapter_dir;  // optional, with base_dir instead of a fused checkpoint's base comparison
+  std::string stats_path;
+  std::vector<int> bits = {2, 3, 4, 5, 6, 8};
+  std::vector<int> group_sizes = {64};
+  bool show_progress = true;
+};
+
+struct Candidate {
+  int bits = 0, group_size = 0;
+  uint64_t bytes = 0;
+  double output_error = 0;
+  double finetune_error = 0;
+};
+
+struct TensorSensitivity {
+  std::string module;
+  std::vector<int64_t> shape;   // logical, [E, out, in] for stacked experts
+  uint64_t parameters = 0;
+  double delta_energy = 0;      // Σ <ΔW, ΔW>_m (0 without a base)
+  bool pinned = false;          // a router: one candidate only
+  std::vector<Candidate> candidates;
+};
+
+struct Sensitivity {
+  std::string model_dir;
+  bool has_base = false;
+  uint64_t fixed_bytes = 0;       // tensors that stay float (norms, biases)
+  uint64_t fixed_parameters = 0;
+  std::vector<TensorSensitivity> tensors;
+};
+
+Sensitivity analyze_sensitivity(const SensitivityOptions& options, ThreadPool& pool);
+
+nlohmann::ordered_json sensitivity_json(const Sensitivity& s);
+// Throws Error(kInvalidInput) naming the file and field.
+Sensitivity read_sensitivity(const std::string& path);
+
+}  // namespace quantlab::analysis

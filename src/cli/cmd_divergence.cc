@@ -1,0 +1,86 @@
+// quantlab divergence FUSED --base BASE --suite Q [--tools T] --model NAME=DIR ... [--max-tokens N] [--json]
+// How far each model's outputs are from the fused float model's on the suite (KL teacher-forced on the
+// fused model's replies, retention against the base, flipped decisions): the output-side check of any
+// set of quantized files (mixed plans, recipes, other tools'), beside `retention`, which quantizes
+// uniform widths itself.
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "analysis/output_retention.h"
+#include "cli/commands.h"
+#include "cli/options.h"
+#include "core/error.h"
+#include "core/progress.h"
+#include "core/thread_pool.h"
+
+namespace quantlab::cli {
+
+namespace {
+
+struct DivergenceArgs {
+  std::string fused, base, suite, tools;
+  std::vector<std::string> models;
+  size_t max_tokens = 32, threads = 0;
+  bool json = false;
+};
+
+nlohmann::ordered_json divergence_json(const analysis::ModelDivergence& d) {
+  return {{"name", d.label},           {"kl_first", d.kl_first},   {"kl_reply", d.kl_reply},
+          {"retention_first", d.retention_first}, {"retention_reply", d.retention_reply},
+          {"flipped", d.flipped},      {"correct", d.correct}};
+}
+
+void run_divergence(const DivergenceArgs& a) {
+  std::vector<std::pair<std::string, std::string>> models;
+  for (const std::string& m : a.models) {
+    const size_t eq = m.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == m.size())
+      fail(ErrorKind::kUsage, "--model '{}': expected NAME=DIR", m);
+    models.emplace_back(m.substr(0, eq), m.substr(eq + 1));
+  }
+  analysis::OutputRetentionOptions o;
+  o.base_dir = a.base;
+  o.fused_dir = a.fused;
+  o.suite_path = a.suite;
+  o.tools_path = a.tools;
+  o.max_tokens = a.max_tokens;
+  o.show_progress = !a.json && Progress::stderr_is_terminal();
+  ThreadPool pool(a.threads);
+  const analysis::OutputRetention r = analysis::compare_outputs(o, models, pool);
+  if (a.json) {
+    nlohmann::ordered_json j = {{"queries", r.queries}, {"fused_correct", r.fused_correct},
+                                {"base", divergence_json(r.base)}, {"models", nlohmann::ordered_json::array()}};
+    for (const auto& d : r.quantized) j["models"].push_back(divergence_json(d));
+    fmt::print("{}\n", j.dump(2));
+    return;
+  }
+  fmt::print("{:<16} {:>10} {:>10} {:>10} {:>8} {:>8}\n", "model", "KL first", "KL reply", "retained", "flipped",
+             "correct");
+  for (const auto* d : {&r.base}) fmt::print("{:<16} {:>10.5f} {:>10.5f} {:>10} {:>8} {:>8}\n", "base", d->kl_first,
+                                             d->kl_reply, "-", d->flipped, d->correct);
+  for (const auto& d : r.quantized)
+    fmt::print("{:<16} {:>10.5f} {:>10.5f} {:>9.1f}% {:>8} {:>8}\n", d.label, d.kl_first, d.kl_reply,
+               100 * d.retention_reply, d.flipped, d.correct);
+  fmt::print("{} queries; the fused model decides {} of them as the suite expects\n", r.queries, r.fused_correct);
+}
+
+}  // namespace
+
+void register_divergence(CLI::App& app) {
+  auto a = std::make_shared<DivergenceArgs>();
+  auto* cmd = app.add_subcommand("divergence", "KL of each model's outputs from the fused model's on a suite, and "
+                                               "retention against the base");
+  cmd->add_option("fused", a->fused, "Fused float model directory (the reference)")->required();
+  cmd->add_option("--base", a->base, "Base float model directory")->required();
+  cmd->add_option("--suite", a->suite, "Query suite (JSONL)")->required()->check(CLI::ExistingFile);
+  cmd->add_option("--tools", a->tools, "Tool schemas (JSON) rendered into the prompts")->check(CLI::ExistingFile);
+  cmd->add_option("--model", a->models, "NAME=DIR (repeat)")->required()->allow_extra_args(false);
+  cmd->add_option("--max-tokens", a->max_tokens, "Length of the fused model's reference replies")
+      ->check(CLI::Range(1, 4096))->capture_default_str();
+  add_threads_option(cmd, &a->threads);
+  cmd->add_flag("--json", a->json, "Machine-readable output");
+  cmd->callback([a] { run_divergence(*a); });
+}
+
+}  // namespace quantlab::cli

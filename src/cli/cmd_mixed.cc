@@ -1,0 +1,150 @@
+// quantlab calibrate MODEL (--suite Q [--tools T] | --text FILE) --out stats.safetensors
+// quantlab sensitivity FUSED [--base BASE [--adapter A]] --stats stats.safetensors
+//                      [--candidates 2,3,4,5,6,8] [--group-size 32,64,128] --out sens.json
+// quantlab allocate sens.json (--target-bpw X | --max-bytes N | --smaller-than BITS:GROUP --by PCT)
+//                   [--objective finetune|output|both] --out plan.json
+// The mixed-precision pipeline step by step (docs/mixed-precision.md); `quantize --target-bpw` runs it
+// in one command.
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "analysis/allocation.h"
+#include "analysis/calibration.h"
+#include "analysis/mixed_quantize.h"
+#include "analysis/sensitivity.h"
+#include "cli/bit_widths.h"
+#include "cli/commands.h"
+#include "cli/options.h"
+#include "core/error.h"
+#include "core/progress.h"
+#include "core/thread_pool.h"
+#include "io/output_dir.h"
+
+namespace quantlab::cli {
+
+namespace {
+
+struct CalibrateArgs {
+  std::string model, suite, tools, text, out;
+  size_t max_tokens = 64, threads = 0;
+  bool quiet = false;
+};
+
+void run_calibrate(const CalibrateArgs& a) {
+  analysis::CalibrationOptions o;
+  o.model_dir = a.model;
+  o.suite_path = a.suite;
+  o.tools_path = a.tools;
+  o.text_path = a.text;
+  o.max_tokens = a.max_tokens;
+  o.show_progress = !a.quiet && Progress::stderr_is_terminal();
+  ThreadPool pool(a.threads);
+  const analysis::CalibrationStats s = analysis::calibrate(o, pool);
+  analysis::write_stats(s, a.out);
+  fmt::print("calibrated {} on {} tokens: statistics of {} modules -> {}\n", a.model, s.tokens, s.modules.size(), a.out);
+}
+
+struct SensitivityArgs {
+  std::string fused, base, adapter, stats, candidates = "2,3,4,5,6,8", out;
+  std::vector<int> groups = {64};
+  size_t threads = 0;
+  bool quiet = false;
+};
+
+void run_sensitivity(const SensitivityArgs& a) {
+  analysis::SensitivityOptions o;
+  o.fused_dir = a.fused;
+  o.base_dir = a.base;
+  o.adapter_dir = a.adapter;
+  o.stats_path = a.stats;
+  o.bits = parse_bit_widths(a.candidates, "--candidates");
+  o.group_sizes = a.groups;
+  o.show_progress = !a.quiet && Progress::stderr_is_terminal();
+  ThreadPool pool(a.threads);
+  const analysis::Sensitivity s = analysis::analyze_sensitivity(o, pool);
+  io::write_file_atomically(a.out, analysis::sensitivity_json(s).dump(2) + "\n");
+  fmt::print("sensitivity of {} tensors ({}) -> {}\n", s.tensors.size(),
+             s.has_base ? "output and fine-tune error" : "output error; no base, so no fine-tune error", a.out);
+}
+
+struct AllocateArgs {
+  std::string sensitivity, smaller_than, objective, out;
+  double target_bpw = 0, by = 0;
+  uint64_t max_bytes = 0;
+  bool json = false;
+};
+
+void run_allocate(const AllocateArgs& a) {
+  const analysis::Sensitivity s = analysis::read_sensitivity(a.sensitivity);
+  analysis::BudgetSpec spec;
+  if (a.target_bpw != 0) spec.target_bpw = a.target_bpw;
+  if (a.max_bytes != 0) spec.max_bytes = a.max_bytes;
+  if (!a.smaller_than.empty()) spec.smaller_than = analysis::parse_bits_group(a.smaller_than, "--smaller-than");
+  spec.by_pct = a.by;
+  std::string budget_text;
+  const uint64_t budget = analysis::resolve_budget(s, spec, &budget_text);
+  const analysis::Objective objective = a.objective.empty()
+                                            ? (s.has_base ? analysis::Objective::kFinetune : analysis::Objective::kOutput)
+                                            : analysis::parse_objective(a.objective);
+  const analysis::Allocation alloc = analysis::allocate(s, budget, objective);
+  const auto plan = analysis::allocation_plan_json(s, alloc, objective, budget_text);
+  io::write_file_atomically(a.out, plan.dump(2) + "\n");
+  if (a.json) {
+    fmt::print("{}\n", plan.dump(2));
+    return;
+  }
+  fmt::print("allocated {} tensors within {}: {} bytes, {:.3f} bits per weight, {} error {:.6g} -> {}\n",
+             s.tensors.size(), budget_text, alloc.bytes, alloc.bits_per_weight(), analysis::objective_name(objective),
+             alloc.error, a.out);
+}
+
+}  // namespace
+
+void register_calibrate(CLI::App& app) {
+  auto a = std::make_shared<CalibrateArgs>();
+  auto* cmd = app.add_subcommand("calibrate", "Record the inputs' mean x² per channel of every Linear on a suite or text");
+  cmd->add_option("model", a->model, "Model directory (float or quantized)")->required();
+  cmd->add_option("--suite", a->suite, "Query suite (JSONL): prompts and the model's own greedy replies")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--tools", a->tools, "Tool schemas (JSON) rendered into the prompts")->check(CLI::ExistingFile);
+  cmd->add_option("--text", a->text, "Plain text file run in chunks")->check(CLI::ExistingFile);
+  cmd->add_option("--max-tokens", a->max_tokens, "Reply tokens per prompt")->check(CLI::Range(1, 4096))
+      ->capture_default_str();
+  cmd->add_option("--out", a->out, "Statistics file (.safetensors)")->required();
+  add_threads_option(cmd, &a->threads);
+  cmd->add_flag("--quiet", a->quiet, "No progress bar");
+  cmd->callback([a] { run_calibrate(*a); });
+}
+
+void register_sensitivity(CLI::App& app) {
+  auto a = std::make_shared<SensitivityArgs>();
+  auto* cmd = app.add_subcommand("sensitivity", "Each tensor's weighted rounding error at each candidate width");
+  cmd->add_option("fused", a->fused, "Fused (fine-tuned) float model directory")->required();
+  cmd->add_option("--base", a->base, "Base model: adds the fine-tune error (the rounding that cancels ΔW)");
+  cmd->add_option("--adapter", a->adapter, "LoRA adapter applied to --base instead of reading the fused model's delta");
+  cmd->add_option("--stats", a->stats, "Statistics from `quantlab calibrate`")->required()->check(CLI::ExistingFile);
+  cmd->add_option("--candidates", a->candidates, "Bit widths to evaluate, comma-separated")->capture_default_str();
+  cmd->add_option("--group-size", a->groups, "Group sizes to evaluate, comma-separated")->delimiter(',')
+      ->check(group_size_check());
+  cmd->add_option("--out", a->out, "Sensitivity file (JSON)")->required();
+  add_threads_option(cmd, &a->threads);
+  cmd->add_flag("--quiet", a->quiet, "No progress bar");
+  cmd->callback([a] { run_sensitivity(*a); });
+}
+
+void register_allocate(CLI::App& app) {
+  auto a = std::make_shared<AllocateArgs>();
+  auto* cmd = app.add_subcommand("allocate", "Choose each tensor's width to minimise the error within a size budget");
+  cmd->add_option("sensitivity", a->sensitivity, "Sensitivity file from `quantlab sensitivity`")->required()
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--target-bpw", a->target_bpw, "Budget: bits per weight over all tensors");
+  cmd->add_option("--max-bytes", a->max_bytes, "Budget: tensor bytes");
+  cmd->add_option("--smaller-than", a->smaller_than, "Budget relative to a uniform BITS:GROUP (with --by)");
+  cmd->add_option("--by", a->by, "Percent smaller than --smaller-than");
+  cmd->add_option("--objective", a->objective, "finetune (default with a base), output, or both");
+  cmd->add_option("--out", a->out, "Plan file (quantlab.plan/1) for `quantize --plan`")->required();
+  cmd->add_flag("--json", a->json, "Print the plan");
+  cmd->callback([a] { run_allocate(*a); });
+}
+
+}  // namespace quantlab::cli
