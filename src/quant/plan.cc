@@ -176,6 +176,15 @@ void apply_overrides(const std::vector<ModuleOverride>& overrides, std::vector<O
 
 }  // namespace
 
+std::string exact_module_pattern(const std::string& module) {
+  std::string out = "^";
+  for (char c : module) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_') out += '\\';
+    out += c;
+  }
+  return out + "$";
+}
+
 ModuleOverride parse_module_override(const std::string& text, int default_group) {
   const size_t eq = text.rfind('=');
   if (eq == std::string::npos || eq == 0 || eq + 1 == text.size())

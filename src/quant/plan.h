@@ -53,6 +53,10 @@ struct ModuleOverride {
   std::string source;
 };
 
+// A regular expression that matches exactly this module path ("model.layers.0.q_proj" ->
+// "^model\\.layers\\.0\\.q_proj$"): how plan files and stored per-module entries become overrides.
+std::string exact_module_pattern(const std::string& module);
+
 // Parses "REGEX=BITS[:GROUP]" or "REGEX=float" (the --override flag); GROUP defaults to
 // `default_group`. Throws Error(kUsage) naming the text.
 ModuleOverride parse_module_override(const std::string& text, int default_group);

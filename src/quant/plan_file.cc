@@ -29,16 +29,6 @@ io::ModuleQuant read_setting(const ojson& j, const std::string& where) {
   return q;
 }
 
-// "model.layers.0.q_proj" as a regular expression matching exactly itself.
-std::string exact_pattern(const std::string& module) {
-  std::string out = "^";
-  for (char c : module) {
-    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_') out += '\\';
-    out += c;
-  }
-  return out + "$";
-}
-
 }  // namespace
 
 PlanOptions load_plan_file(const std::string& path) {
@@ -58,7 +48,7 @@ PlanOptions load_plan_file(const std::string& path) {
   if (!j.contains("modules") || !j["modules"].is_object()) fail_input("{}: 'modules' must be an object", path);
   for (auto it = j["modules"].begin(); it != j["modules"].end(); ++it) {
     const std::string where = fmt::format("{}: modules['{}']", path, it.key());
-    ModuleOverride rule{exact_pattern(it.key()), std::nullopt, where};
+    ModuleOverride rule{exact_module_pattern(it.key()), std::nullopt, where};
     if (!(it->is_boolean() && !it->get<bool>())) rule.quant = read_setting(*it, where);
     o.overrides.push_back(std::move(rule));
   }

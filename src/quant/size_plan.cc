@@ -25,16 +25,6 @@ bool has_weight_files(const std::string& dir) {
   return false;
 }
 
-// A module path as a regular expression matching itself ("model.layers.0" -> "model\\.layers\\.0").
-std::string regex_escape(const std::string& text) {
-  std::string out;
-  for (char c : text) {
-    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_') out += '\\';
-    out += c;
-  }
-  return out;
-}
-
 // The float tensors an MLX-quantized checkpoint was made from: quantized modules at their logical
 // shape in the config's dtype (else their scales' dtype), stacked experts split back per expert.
 std::vector<SourceTensor> float_sources_of_quantized(const io::ModelConfig& config, const io::ModelWeights& w) {
@@ -161,7 +151,7 @@ PlanSource plan_source_of(const io::ModelConfig& config, const io::ModelWeights&
     s.origin = PlanOrigin::kQuantizedHeaders;
     s.stored_quant = config.quantization->global;
     for (const auto& [module, setting] : config.quantization->per_module)
-      s.stored_overrides.push_back({"^" + regex_escape(module) + "$", setting,
+      s.stored_overrides.push_back({exact_module_pattern(module), setting,
                                     fmt::format("{}: quantization['{}']", config.path, module)});
     s.tensors = float_sources_of_quantized(config, weights);
     s.config.quantization.reset();
