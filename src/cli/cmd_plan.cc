@@ -13,6 +13,7 @@
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "eval/criteria.h"
+#include "kernels/format.h"
 #include "quant/size_plan.h"
 
 namespace quantlab::cli {
@@ -21,7 +22,9 @@ namespace {
 
 struct PlanArgs {
   std::string model, criteria_file;
-  std::vector<int> bits = {2, 3, 4, 5, 6, 7, 8}, groups = {32, 64, 128};
+  // Every width and group size of the format table (kernels/format.h) unless the flags narrow them.
+  std::vector<int> bits = kernels::supported_bits();
+  std::vector<int> groups{kernels::supported_group_sizes().begin(), kernels::supported_group_sizes().end()};
   int baseline_bits = 8, baseline_group = 64;
   int64_t context = 4096;
   double bandwidth = 0;

@@ -15,6 +15,7 @@
 
 #include "core/error.h"
 #include "hwy/highway.h"
+#include "kernels/format.h"
 #include "kernels/kernels.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -108,9 +109,10 @@ HWY_EXPORT(AffineQuantizeImpl);
 
 void affine_quantize(const float* w, size_t rows, size_t cols, int bits, int group_size,
                      uint32_t* packed, float* scales, float* biases) {
-  QL_CHECK(bits >= 2 && bits <= 8, "affine_quantize: bits {} outside 2..8", bits);
-  QL_CHECK(group_size == 32 || group_size == 64 || group_size == 128,
-           "affine_quantize: group size {} is not 32, 64 or 128", group_size);
+  QL_CHECK(is_supported_bits(bits), "affine_quantize: bits {} not in the format table ({})", bits,
+           supported_bits_text());
+  QL_CHECK(is_supported_group_size(group_size), "affine_quantize: group size {} is not {}", group_size,
+           supported_group_sizes_text());
   QL_CHECK(cols % static_cast<size_t>(group_size) == 0,
            "affine_quantize: {} columns are not a multiple of the group size {}", cols, group_size);
   HWY_DYNAMIC_DISPATCH(AffineQuantizeImpl)(w, rows, cols, bits, group_size, packed, scales, biases);
