@@ -23,14 +23,17 @@ constexpr const char* kStatsFormat = "quantlab.stats/1";
 // Accumulates sums of x² per module and channel as the engine reports each Linear's input.
 class StatsCollector {
  public:
-  explicit StatsCollector(const io::ModelConfig& config) : config_(config) {}
+  // The registry's names of every layer, built once (events arrive per layer per forward pass).
+  explicit StatsCollector(const io::ModelConfig& config) : config_(config) {
+    for (int64_t l = 0; l < config.num_hidden_layers; ++l) layers_.push_back(io::layer_spec(config, l));
+  }
 
   void on_activation(const model::ActivationEvent& e) {
     if (e.site == model::LinearSite::kHeadInput) {
       add(config_.tie_word_embeddings ? "model.embed_tokens" : "lm_head", e, 1, {});
       return;
     }
-    const io::LayerSpec s = io::layer_spec(config_, static_cast<int64_t>(e.layer));
+    const io::LayerSpec& s = layers_.at(e.layer);
     switch (e.site) {
       case model::LinearSite::kAttentionInput:
         for (const io::LinearSpec* l : {&s.q, &s.k, &s.v}) add(l->path, e, 1, {});
@@ -85,6 +88,7 @@ class StatsCollector {
   }
 
   const io::ModelConfig& config_;
+  std::vector<io::LayerSpec> layers_;
   std::map<std::string, ModuleStats> sums_;
 };
 

@@ -5,7 +5,6 @@
 
 #include <charconv>
 #include <filesystem>
-#include <fstream>
 
 #include "analysis/calibration.h"
 #include "core/error.h"
@@ -91,11 +90,9 @@ MixedQuantizeResult quantize_to_budget(const MixedQuantizeOptions& o, ThreadPool
   const Objective objective = o.objective.value_or(sens.has_base ? Objective::kFinetune : Objective::kOutput);
   r.allocation = allocate(sens, budget, objective);
   const nlohmann::ordered_json plan = allocation_plan_json(sens, r.allocation, objective, r.budget);
-  const std::string plan_path = (work.path / "plan.json").string();
-  std::ofstream(plan_path) << plan.dump(2);
 
   quant::QuantizeOptions q;
-  q.plan = quant::load_plan_file(plan_path);
+  q.plan = quant::plan_options_from_json(plan, "the allocated plan");
   q.plan.dtype = o.dtype;
   q.overwrite = o.overwrite;
   q.show_progress = o.show_progress;

@@ -10,7 +10,6 @@
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <ctime>
-#include <filesystem>
 #include <fstream>
 #include <set>
 
@@ -34,8 +33,6 @@ void register_bench_worker(CLI::App& app);  // cmd_bench_worker.cc
 
 namespace {
 
-namespace fs = std::filesystem;
-
 struct BenchArgs {
   std::vector<std::string> models;
   std::string suite, tools, baseline, criteria, out, report;
@@ -44,21 +41,14 @@ struct BenchArgs {
   bool thinking = false, no_cold = false, json = false;
 };
 
-// "NAME=DIR", or a bare DIR named after its last path component.
-bench::ModelEntry parse_model(const std::string& text) {
-  const size_t eq = text.find('=');
-  if (eq == std::string::npos) return {fs::path(text).lexically_normal().filename().string(), text};
-  if (eq == 0 || eq + 1 == text.size()) fail(ErrorKind::kUsage, "--model '{}': expected NAME=DIR", text);
-  return {text.substr(0, eq), text.substr(eq + 1)};
-}
-
 // Everything that can be checked before a worker starts: flags, suite, tools, criteria.
 eval::BenchResults prepare(const BenchArgs& a, bench::BenchPlan& plan) {
   eval::BenchResults results;
   std::vector<bench::ModelEntry> models;
   std::set<std::string> names;
   for (const std::string& m : a.models) {
-    models.push_back(parse_model(m));
+    const NamedDir named = parse_named_dir(m);
+    models.push_back({named.name, named.dir});
     if (!names.insert(models.back().name).second)
       fail(ErrorKind::kUsage, "--model: the name '{}' is used twice", models.back().name);
   }

@@ -34,10 +34,8 @@ nlohmann::ordered_json divergence_json(const analysis::ModelDivergence& d) {
 void run_divergence(const DivergenceArgs& a) {
   std::vector<std::pair<std::string, std::string>> models;
   for (const std::string& m : a.models) {
-    const size_t eq = m.find('=');
-    if (eq == std::string::npos || eq == 0 || eq + 1 == m.size())
-      fail(ErrorKind::kUsage, "--model '{}': expected NAME=DIR", m);
-    models.emplace_back(m.substr(0, eq), m.substr(eq + 1));
+    NamedDir named = parse_named_dir(m);
+    models.emplace_back(std::move(named.name), std::move(named.dir));
   }
   analysis::OutputRetentionOptions o;
   o.base_dir = a.base;
@@ -75,7 +73,7 @@ void register_divergence(CLI::App& app) {
   cmd->add_option("--base", a->base, "Base float model directory")->required();
   cmd->add_option("--suite", a->suite, "Query suite (JSONL)")->required()->check(CLI::ExistingFile);
   cmd->add_option("--tools", a->tools, "Tool schemas (JSON) rendered into the prompts")->check(CLI::ExistingFile);
-  cmd->add_option("--model", a->models, "NAME=DIR (repeat)")->required()->allow_extra_args(false);
+  cmd->add_option("--model", a->models, "NAME=DIR, or a bare DIR named after its last component (repeat)")->required()->allow_extra_args(false);
   cmd->add_option("--max-tokens", a->max_tokens, "Length of the fused model's reference replies")
       ->check(CLI::Range(1, 4096))->capture_default_str();
   add_threads_option(cmd, &a->threads);

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <ctime>
+#include <filesystem>
 
 #include "core/error.h"
 #include "kernels/format.h"
@@ -30,6 +31,13 @@ std::optional<DType> parse_dtype_flag(const std::string& value) {
   auto t = parse_float_dtype_config_name(value);
   if (!t) fail(ErrorKind::kUsage, "--dtype {}: expected float16, bfloat16 or float32", value);
   return t;
+}
+
+NamedDir parse_named_dir(const std::string& text) {
+  const size_t eq = text.find('=');
+  if (eq == std::string::npos) return {std::filesystem::path(text).lexically_normal().filename().string(), text};
+  if (eq == 0 || eq + 1 == text.size()) fail(ErrorKind::kUsage, "--model '{}': expected NAME=DIR", text);
+  return {text.substr(0, eq), text.substr(eq + 1)};
 }
 
 uint64_t parse_size(const std::string& text, const std::string& flag) {

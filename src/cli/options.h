@@ -18,6 +18,11 @@ CLI::Validator group_size_check();
 // --dtype float16|bfloat16|float32
 void add_dtype_option(CLI::App* cmd, std::string* dtype, const std::string& what);
 std::optional<DType> parse_dtype_flag(const std::string& value);
+// A --model value: "NAME=DIR", or a bare DIR named after its last path component.
+struct NamedDir {
+  std::string name, dir;
+};
+NamedDir parse_named_dir(const std::string& text);
 // Parses "--max-shard-size" values: bytes, or with a suffix KB/MB/GB (10^n) or KiB/MiB/GiB (2^n).
 uint64_t parse_size(const std::string& text, const std::string& flag);
 std::string human_bytes(uint64_t bytes);

@@ -38,6 +38,10 @@ PlanOptions load_plan_file(const std::string& path) {
   } catch (const ojson::parse_error& e) {
     fail_input("{}: not valid JSON: {}", path, e.what());
   }
+  return plan_options_from_json(j, path);
+}
+
+PlanOptions plan_options_from_json(const ojson& j, const std::string& path) {
   if (!j.is_object()) fail_input("{}: a plan must be a JSON object", path);
   if (j.value("format", "") != kPlanFormat)
     fail_input("{}: 'format' must be \"{}\" (a plan written by `quantlab allocate` or `quantize`)", path, kPlanFormat);

@@ -23,6 +23,8 @@ inline constexpr const char* kPlanFormat = "quantlab.plan/1";
 // Throws Error(kInvalidInput) naming the file and the field on malformed JSON or settings; a module
 // the model does not have is refused when the plan is made (make_quant_plan), naming the file.
 PlanOptions load_plan_file(const std::string& path);
+// The same from a parsed plan; `where` names it in messages.
+PlanOptions plan_options_from_json(const nlohmann::ordered_json& plan, const std::string& where);
 
 // The plan as that file: the global setting, every module's own setting, and a summary.
 nlohmann::ordered_json plan_file_json(const QuantPlan& plan);
