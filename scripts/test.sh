@@ -13,10 +13,15 @@ bash scripts/check-layers.sh
 # a "No space left on device" from the linker is not a mystery in a CI log.
 df -h . | tail -1 | awk '{print "== disk: " $4 " free on " $6}'
 
+# Each phase prints its elapsed time, so a CI log shows where the 45-minute budget goes.
+phase_end() { echo "== $1: $((SECONDS - PHASE_START)) s"; PHASE_START=$SECONDS; }
+PHASE_START=$SECONDS
 echo "== Release build and tests"
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DQUANTLAB_BUILD_BENCHMARKS=OFF >/dev/null
 cmake --build build -j "$JOBS"
+phase_end "Release build"
 ctest --test-dir build --output-on-failure -j "$JOBS" --timeout 600
+phase_end "Release tests"
 
 if [ "${QUANTLAB_SKIP_SANITIZERS:-0}" != "1" ]; then
   echo "== AddressSanitizer + UndefinedBehaviorSanitizer build and tests"
@@ -24,6 +29,11 @@ if [ "${QUANTLAB_SKIP_SANITIZERS:-0}" != "1" ]; then
   cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DQUANTLAB_SANITIZE=ON \
     -DQUANTLAB_BUILD_BENCHMARKS=OFF "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O2 -g1 -DNDEBUG" >/dev/null
   cmake --build build-asan -j "$JOBS"
+  phase_end "sanitizer build"
+  # The end-to-end dev40 bench takes ~4 minutes under the sanitizers and adds no code path the other
+  # bench tests do not run there; it runs in the Release tree above.
+  ASAN_SKIP='BenchCli\.EightAndSixBitKeepTheFloat16AccuracyOnDev40'
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    ctest --test-dir build-asan --output-on-failure -j "$JOBS" --timeout 900 -LE slow
+    ctest --test-dir build-asan --output-on-failure -j "$JOBS" --timeout 900 -E "$ASAN_SKIP"
+  phase_end "sanitizer tests"
 fi

@@ -33,91 +33,79 @@ TEST(KlDivergence, MatchesTheClosedFormForTwoOutcomes) {
   EXPECT_NEAR(kl_divergence_from_logits(q.data(), p.data(), 2), 0.5 * std::log(2.0) + 0.5 * std::log(2.0 / 3.0), 1e-7);
 }
 
-// The whole analysis on the dense fixture: seed5 suite, widths 2..8. One run shared by the tests below.
-class DenseRetention : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    work_ = new TempDir();
-    ThreadPool pool(2);
-    WeightRetentionOptions wo;
-    wo.base_dir = data_path("tool-calling/dense-base-f16");
-    wo.fused_dir = data_path("tool-calling/dense-fused-strong-f16");
-    wo.bits = {2, 3, 4, 5, 6, 7, 8};
-    wo.show_progress = false;
-    weights_ = new WeightRetention(analyze_weight_retention(wo, pool));
-    OutputRetentionOptions oo;
-    oo.base_dir = wo.base_dir;
-    oo.fused_dir = wo.fused_dir;
-    oo.suite_path = data_path("tool-calling/queries/seed5.jsonl");
-    oo.tools_path = data_path("tool-calling/tools.json");
-    oo.bits = wo.bits;
-    oo.max_tokens = 16;
-    oo.work_dir = *work_ / "models";
-    oo.show_progress = false;
-    outputs_ = new OutputRetention(analyze_output_retention(oo, pool));
+// The whole analysis on the dense fixture: seed5 suite, widths 2..8. One test, not one per property:
+// ctest runs every test in a process of its own, so a shared fixture would redo the analysis (seconds in
+// Release, minutes under the sanitizers) for each property checked.
+TEST(DenseRetention, KeepsTheFineTuneAtEightBitsAndRanksTheWidthsAsTheWeightsDo) {
+  TempDir work;
+  ThreadPool pool(2);
+  WeightRetentionOptions wo;
+  wo.base_dir = data_path("tool-calling/dense-base-f16");
+  wo.fused_dir = data_path("tool-calling/dense-fused-strong-f16");
+  wo.bits = {2, 3, 4, 5, 6, 7, 8};
+  wo.show_progress = false;
+  const WeightRetention weights = analyze_weight_retention(wo, pool);
+  OutputRetentionOptions oo;
+  oo.base_dir = wo.base_dir;
+  oo.fused_dir = wo.fused_dir;
+  oo.suite_path = data_path("tool-calling/queries/seed5.jsonl");
+  oo.tools_path = data_path("tool-calling/tools.json");
+  oo.bits = wo.bits;
+  oo.max_tokens = 16;
+  oo.work_dir = work / "models";
+  oo.show_progress = false;
+  const OutputRetention o = analyze_output_retention(oo, pool);
+
+  {
+    SCOPED_TRACE("the fused model is the fine-tune and the base is not");
+    EXPECT_EQ(o.queries, 5u);
+    // The fused model calls a tool where seed5 expects one, except for the Toyota stock price (its logits
+    // match transformers' to 1e-4: model_reference_test).
+    EXPECT_EQ(o.fused_correct, 4u);
+    EXPECT_EQ(o.base.correct, 2u);  // the base never calls a tool: right on the 2 direct queries only
+    EXPECT_EQ(o.base.flipped, 2u);  // the two tool calls of the fused model
+    EXPECT_GT(o.base.kl_first, 1.0);  // the base is far from the fine-tune on the decision token
   }
-  static void TearDownTestSuite() {
-    delete outputs_;
-    delete weights_;
-    delete work_;
+  {
+    SCOPED_TRACE("8-bit keeps the fine-tune and 2-bit loses most of it");
+    const auto& q = o.quantized;
+    ASSERT_EQ(q.size(), 7u);
+    EXPECT_EQ(q.back().bits, 8);
+    EXPECT_GT(q.back().retention_reply, 0.95);
+    EXPECT_EQ(q.back().flipped, 0u);
+    EXPECT_LT(q.front().retention_reply, q.back().retention_reply);
+    EXPECT_GT(q.front().kl_reply, 10 * q.back().kl_reply);
   }
-  static TempDir* work_;
-  static WeightRetention* weights_;
-  static OutputRetention* outputs_;
-};
-TempDir* DenseRetention::work_ = nullptr;
-WeightRetention* DenseRetention::weights_ = nullptr;
-OutputRetention* DenseRetention::outputs_ = nullptr;
-
-TEST_F(DenseRetention, FusedModelIsTheFineTuneAndTheBaseIsNot) {
-  const OutputRetention& o = *outputs_;
-  EXPECT_EQ(o.queries, 5u);
-  // The fused model calls a tool where seed5 expects one, except for the Toyota stock price (its logits
-  // match transformers' to 1e-4: model_reference_test).
-  EXPECT_EQ(o.fused_correct, 4u);
-  EXPECT_EQ(o.base.correct, 2u);  // the base never calls a tool: right on the 2 direct queries only
-  EXPECT_EQ(o.base.flipped, 2u);  // the two tool calls of the fused model
-  EXPECT_GT(o.base.kl_first, 1.0);  // the base is far from the fine-tune on the decision token
-}
-
-TEST_F(DenseRetention, EightBitKeepsTheFineTuneAndTwoBitLosesMostOfIt) {
-  const auto& q = outputs_->quantized;
-  ASSERT_EQ(q.size(), 7u);
-  EXPECT_EQ(q.back().bits, 8);
-  EXPECT_GT(q.back().retention_reply, 0.95);
-  EXPECT_EQ(q.back().flipped, 0u);
-  EXPECT_LT(q.front().retention_reply, q.back().retention_reply);
-  EXPECT_GT(q.front().kl_reply, 10 * q.back().kl_reply);
-}
-
-TEST_F(DenseRetention, WeightsAndOutputsRankTheWidthsAlike) {
-  std::vector<double> cosine, retained;
-  for (size_t w = 0; w < weights_->bits.size(); ++w) {
-    ASSERT_EQ(outputs_->quantized[w].bits, weights_->bits[w]);
-    cosine.push_back(weights_->overall[w].cosine());
-    retained.push_back(outputs_->quantized[w].retention_reply);
+  {
+    SCOPED_TRACE("weights and outputs rank the widths alike");
+    std::vector<double> cosine, retained;
+    for (size_t w = 0; w < weights.bits.size(); ++w) {
+      ASSERT_EQ(o.quantized[w].bits, weights.bits[w]);
+      cosine.push_back(weights.overall[w].cosine());
+      retained.push_back(o.quantized[w].retention_reply);
+    }
+    const double rho = eval::spearman(cosine, retained);
+    EXPECT_GE(rho, 0.9);
+    EXPECT_DOUBLE_EQ(weight_output_agreement(weights, o), rho);
   }
-  const double rho = eval::spearman(cosine, retained);
-  EXPECT_GE(rho, 0.9);
-  EXPECT_DOUBLE_EQ(weight_output_agreement(*weights_, *outputs_), rho);
-}
-
-TEST_F(DenseRetention, RemovesTheQuantizedModelsUnlessKept) {
-  EXPECT_FALSE(std::filesystem::exists(*work_ / "models/q4-g64"));
-}
-
-TEST_F(DenseRetention, ReportNamesTheMeasuresAndTheAgreement) {
-  const RetentionInputs in{"BASE", "FUSED"};
-  const std::string md = retention_markdown(in, *weights_, outputs_);
-  EXPECT_NE(md.find("## From the weights"), std::string::npos);
-  EXPECT_NE(md.find("## Where the fine-tune is lost first"), std::string::npos);
-  EXPECT_NE(md.find("## From the outputs"), std::string::npos);
-  EXPECT_NE(md.find("Spearman"), std::string::npos);
-  const auto j = retention_json(in, *weights_, outputs_);
-  EXPECT_EQ(j["weights"]["overall"].size(), 7u);
-  EXPECT_EQ(j["weights"]["layers"].size(), 4u);
-  EXPECT_EQ(j["outputs"]["quantized"].size(), 7u);
-  EXPECT_NEAR(j["agreement_spearman"].get<double>(), weight_output_agreement(*weights_, *outputs_), 1e-12);
+  {
+    SCOPED_TRACE("the quantized models are removed unless kept");
+    EXPECT_FALSE(std::filesystem::exists(work / "models/q4-g64"));
+  }
+  {
+    SCOPED_TRACE("the report names the measures and the agreement");
+    const RetentionInputs in{"BASE", "FUSED"};
+    const std::string md = retention_markdown(in, weights, &o);
+    EXPECT_NE(md.find("## From the weights"), std::string::npos);
+    EXPECT_NE(md.find("## Where the fine-tune is lost first"), std::string::npos);
+    EXPECT_NE(md.find("## From the outputs"), std::string::npos);
+    EXPECT_NE(md.find("Spearman"), std::string::npos);
+    const auto j = retention_json(in, weights, &o);
+    EXPECT_EQ(j["weights"]["overall"].size(), 7u);
+    EXPECT_EQ(j["weights"]["layers"].size(), 4u);
+    EXPECT_EQ(j["outputs"]["quantized"].size(), 7u);
+    EXPECT_NEAR(j["agreement_spearman"].get<double>(), weight_output_agreement(weights, o), 1e-12);
+  }
 }
 
 TEST(OutputRetention, RejectsAMissingSuite) {

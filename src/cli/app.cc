@@ -5,6 +5,7 @@
 
 #include <cstdio>
 #include <exception>
+#include <string>
 
 #include "cli/commands.h"
 #include "core/error.h"
@@ -36,6 +37,7 @@ int run(int argc, char** argv) {
   register_sensitivity(app);
   register_allocate(app);
   register_divergence(app);
+  register_suite_size(app);
   // (subcommands are added here as they land)
   try {
     app.parse(argc, argv);
@@ -46,7 +48,14 @@ int run(int argc, char** argv) {
   } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    app.exit(e);
+    // Usage errors look like every other error: one "quantlab: error:" line naming the flag, and the
+    // subcommand whose --help explains it.
+    std::string command = "quantlab";
+    for (const CLI::App* sub = &app; !sub->get_subcommands().empty();) {
+      sub = sub->get_subcommands().front();
+      command += " " + sub->get_name();
+    }
+    fmt::print(stderr, "quantlab: error: {}\n(`{} --help` lists the options)\n", e.what(), command);
     return static_cast<int>(ErrorKind::kUsage);
   } catch (const Error& e) {
     std::fflush(stdout);

@@ -1,6 +1,7 @@
 // `quantlab bench` through the real binary: bad inputs (named by file and line, nothing written), a
 // model that fails while the others are measured, and the experiment itself on the bundled fused
 // tool-calling model quantized to 8 and 6 bits.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -125,7 +126,7 @@ TEST_F(BenchCli, Seed5ResultsHoldEveryField) {
                        out_flags());
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const ojson j = ojson::parse(slurp(tmp_ / "RESULTS.json"));
-  EXPECT_EQ(j["schema"], "quantlab.bench/2");
+  EXPECT_EQ(j["schema"], "quantlab.bench/3");
   // No --bandwidth: the run measured it, and every plan's bound divides by that figure.
   EXPECT_GT(j["machine"]["bandwidth_gb_per_s"].get<double>(), 0);
   EXPECT_EQ(j["machine"]["bandwidth_source"].get<std::string>().rfind("measured, 256 MiB, 2 threads", 0), 0u)
@@ -172,6 +173,23 @@ TEST_F(BenchCli, Seed5ResultsHoldEveryField) {
   const std::string md = slurp(report);
   EXPECT_NE(md.find("### q6 vs q8: **"), std::string::npos);
   EXPECT_NE(md.find("| seed5-4 | direct |"), std::string::npos);
+  // Issue 22: both widths score the same and the baseline fails the accuracy rule itself, so the
+  // verdict names the suite, with the queries suite-size computes, and claims no lost accuracy.
+  const double base_acc = j["models"][0]["accuracy"]["overall"]["pct"].get<double>();
+  ASSERT_EQ(j["models"][0]["accuracy"]["overall"]["correct"], j["models"][1]["accuracy"]["overall"]["correct"]);
+  ASSERT_LT(base_acc, 80);
+  EXPECT_EQ(c["problems"][0], "suite") << c.dump(2);
+  const std::string advice = c["advice"];
+  EXPECT_EQ(advice.find("loses accuracy"), std::string::npos) << advice;
+  EXPECT_NE(advice.find(fmt::format("the baseline q8 itself scores {:.1f} % (< 80 %)", base_acc)), std::string::npos)
+      << advice;
+  const auto size = run_quantlab(fmt::format("suite-size --baseline-acc {} --drop 20 --json", base_acc));
+  ASSERT_EQ(size.exit_code, 0) << size.err;
+  const int needed = ojson::parse(size.out)["queries"];
+  EXPECT_EQ(c["suite_need"]["queries"], needed);
+  EXPECT_NE(advice.find(fmt::format("grow the suite to {} queries", needed)), std::string::npos) << advice;
+  EXPECT_EQ(c["options"][0]["step"], "grow_suite");
+  EXPECT_NE(md.find("## Decision record\n\n**Outcome: failure** (q6 vs q8)"), std::string::npos);
 }
 
 // A mixed-width directory as mlx-lm's mixed recipes write them: the 8-bit model, but `module` taken
@@ -292,6 +310,23 @@ TEST_F(BenchCli, EightAndSixBitKeepTheFloat16AccuracyOnDev40) {
     EXPECT_EQ(c["baseline"], "q8");
     EXPECT_EQ(c["accuracy"]["lost"], 0);
   }
+  // Issue 22: 6-bit keeps the accuracy and fails on size only; the next steps are the settings the plan
+  // predicts to pass (from the float model benched beside them), each with its size, and a mixed plan.
+  const ojson& c = j["comparisons"][1];
+  ASSERT_EQ(c["candidate"], "q6");
+  // Size first; a speed problem may follow (one run, and the machine busy with other tests).
+  ASSERT_FALSE(c["problems"].empty());
+  EXPECT_EQ(c["problems"][0], "size") << c.dump(2);
+  for (const ojson& p : c["problems"]) EXPECT_TRUE(p == "size" || p == "speed") << c.dump(2);
+  ASSERT_EQ(c["options"].size(), 3u) << c.dump(2);
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(c["options"][i]["step"], "try_larger_group_or_fewer_bits");
+    EXPECT_EQ(c["options"][i]["command"].get<std::string>().rfind("quantlab quantize " + kFused + " q", 0), 0u);
+    EXPECT_NE(c["options"][i]["prediction"].get<std::string>().find(" on disk ("), std::string::npos);
+  }
+  EXPECT_NE(c["options"][0]["prediction"].get<std::string>().find("passes the size rules"), std::string::npos);
+  EXPECT_NE(c["options"][2]["command"].get<std::string>().find("mixed --smaller-than 8:64 --by 25 --calibration"),
+            std::string::npos);
 }
 
 }  // namespace

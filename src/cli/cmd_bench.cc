@@ -1,6 +1,6 @@
 // quantlab bench --model NAME=DIR ... --suite QUERIES.jsonl [--tools TOOLS.json] [--baseline NAME]
 //                [--criteria FILE.toml] [--max-tokens N] [--runs R] [--threads N] [--thinking] [--no-cold]
-//                [--bandwidth GB/s] [--out RESULTS.json] [--report REPORT.md] [--json]
+//                [--bandwidth GB/s] [--source FLOAT_DIR] [--out RESULTS.json] [--report REPORT.md] [--json]
 // Measures each model in a worker process of its own (accuracy on the suite, disk, memory, speed,
 // load time, and `plan`'s prediction of each next to it), compares every model with the baseline,
 // applies the decision rules and prints a table (or, with --json, RESULTS.json) on stdout. Exit code 3
@@ -14,6 +14,7 @@
 #include <set>
 
 #include "bench/machine_probe.h"
+#include "bench/next_options.h"
 #include "bench/process.h"
 #include "bench/runner.h"
 #include "cli/commands.h"
@@ -35,7 +36,7 @@ namespace {
 
 struct BenchArgs {
   std::vector<std::string> models;
-  std::string suite, tools, baseline, criteria, out, report;
+  std::string suite, tools, baseline, criteria, out, report, source;
   size_t max_tokens = 64, runs = 1, threads = 0;
   double bandwidth = 0;  // GB/s; 0: measured at the start of the run
   bool thinking = false, no_cold = false, json = false;
@@ -79,6 +80,7 @@ void run_bench(const BenchArgs& a) {
   for (const eval::ModelResult& m : results.models)
     if (m.ok && !m.plan) fmt::print(stderr, "warning: {}: no plan prediction: {}\n", m.name, m.plan_warning);
   eval::add_comparisons(results);
+  bench::add_next_options(results, {a.source, results.settings.suite, results.settings.tools});
   results.total_seconds = bench::seconds_between(start, bench::monotonic_ns());
   const auto json_text = eval::to_json(results).dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
   if (!a.out.empty()) io::write_file_atomically(a.out, json_text + "\n");
@@ -113,6 +115,9 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--bandwidth", a->bandwidth,
                   "Memory bandwidth in GB/s for the plan's decode bound (default: measured at the start, ~0.5 s)")
       ->check(CLI::PositiveNumber);
+  cmd->add_option("--source", a->source,
+                  "The float model the candidates were quantized from: the next steps' commands start from it")
+      ->check(CLI::ExistingDirectory);
   cmd->add_option("--out", a->out, "Write RESULTS.json here (docs/bench-schema.md)");
   cmd->add_option("--report", a->report, "Write a Markdown report here");
   cmd->add_flag("--json", a->json, "Print RESULTS.json on stdout instead of the table");

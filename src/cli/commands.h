@@ -26,6 +26,7 @@ void register_calibrate(CLI::App& app);    // cmd_mixed.cc
 void register_sensitivity(CLI::App& app);  // cmd_mixed.cc
 void register_allocate(CLI::App& app);     // cmd_mixed.cc
 void register_divergence(CLI::App& app);
+void register_suite_size(CLI::App& app);
 
 
 }  // namespace quantlab::cli

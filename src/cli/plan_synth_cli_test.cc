@@ -89,5 +89,33 @@ TEST(SynthCli, UsageErrors) {
   EXPECT_EQ(run_quantlab("synth " + shell_quote(tmp / "exists") + " --config " + cfg + " --quiet --overwrite").exit_code, 0);
 }
 
+// `quantlab suite-size` (issue 22): the number the library computes, in words and as JSON, and the
+// documented exit code for impossible requests.
+TEST(SuiteSizeCli, PrintsTheQueriesAndRefusesImpossibleRequests) {
+  auto r = run_quantlab("suite-size --baseline-acc 80 --drop 10 --discordance 20 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_GT(j["queries"].get<int>(), j["normal_approximation"].get<int>());  // the exact test is conservative
+  EXPECT_GE(j["power"].get<double>(), 0.8);
+  EXPECT_EQ(j["lost_pct"], 15.0);
+  EXPECT_EQ(j["gained_pct"], 5.0);
+  r = run_quantlab("suite-size --baseline-acc 40 --drop 20");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("39 queries detect a drop of 20 points from 40 %"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("every flip a loss"), std::string::npos) << r.out;
+  for (const auto& [args, needle] : std::vector<std::pair<std::string, std::string>>{
+           {"--baseline-acc 80", "--drop is required"},
+           {"--baseline-acc 80 --drop 0", "--drop must be in (0, 100]"},
+           {"--baseline-acc 80 --drop 20 --discordance 10", "--discordance 10 % is below --drop 20 %"},
+           {"--baseline-acc 80 --drop 10 --power 1", "--power must be in (0, 1)"},
+           {"--baseline-acc 80 --drop 10 --bogus", "bogus"}}) {
+    r = run_quantlab("suite-size " + args);
+    EXPECT_EQ(r.exit_code, kUsage) << args;
+    EXPECT_EQ(r.err.rfind("quantlab: error:", 0), 0u) << r.err;
+    EXPECT_NE(r.err.find(needle), std::string::npos) << r.err;
+    EXPECT_EQ(r.out, "") << args;
+  }
+}
+
 }  // namespace
 }  // namespace quantlab::testing

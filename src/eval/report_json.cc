@@ -293,20 +293,64 @@ Enum enum_named(const JsonReader& r, std::string_view key, const std::string& va
 
 constexpr Level kLevels[] = {Level::kOptimal, Level::kMinimumViable};
 constexpr Verdict kVerdicts[] = {Verdict::kOptimal, Verdict::kMinimumViable, Verdict::kFailure};
-constexpr NextStep kSteps[] = {NextStep::kSwitch, NextStep::kKeepBaseline, NextStep::kTry7Bit,
-                               NextStep::kTrySmallerBase, NextStep::kPruneExperts,
-                               NextStep::kTryLargerGroupOrFewerBits};
+constexpr NextStep kSteps[] = {NextStep::kSwitch,          NextStep::kKeepBaseline,
+                               NextStep::kTry7Bit,         NextStep::kTrySmallerBase,
+                               NextStep::kPruneExperts,    NextStep::kTryLargerGroupOrFewerBits,
+                               NextStep::kGrowSuite,       NextStep::kTryMixedPlan,
+                               NextStep::kPinRouters,      NextStep::kTryMoreBits,
+                               NextStep::kRepeatSpeedRuns};
+constexpr Relation kRelations[] = {Relation::kNotApplicable, Relation::kWorse, Relation::kNotWorse,
+                                   Relation::kCannotTell};
+constexpr Problem kProblems[] = {Problem::kNone, Problem::kSuite, Problem::kAccuracy, Problem::kSize,
+                                 Problem::kSpeed};
+
+ojson check_json(const CriterionCheck& k) {
+  ojson j = {{"level", level_name(k.level)}, {"rule", k.rule},     {"value", k.value},
+             {"threshold", k.threshold},     {"passed", k.passed}, {"text", k.text}};
+  if (!k.passed) {
+    j["relation"] = relation_name(k.relation);
+    j["baseline_fails"] = k.baseline_fails;
+    j["cause"] = k.cause;
+  }
+  return j;
+}
+
+CriterionCheck read_check(const JsonReader& k) {
+  CriterionCheck c{enum_named(k, "level", k.str("level"), kLevels, level_name), k.str("rule"), k.num("value"),
+                   k.num("threshold"), k.flag("passed"), k.str("text"), Relation::kNotApplicable, false, ""};
+  if (const auto relation = k.opt_str("relation"))
+    c.relation = enum_named(k, "relation", *relation, kRelations, relation_name);
+  c.baseline_fails = k.opt_flag("baseline_fails").value_or(false);
+  c.cause = k.opt_str("cause").value_or("");
+  return c;
+}
+
+ojson suite_need_json(const SuiteNeed& n) {
+  return {{"drop_pct", n.drop_pct}, {"discordance_pct", n.discordance_pct},
+          {"baseline_accuracy_pct", n.baseline_accuracy_pct}, {"queries", n.queries}, {"note", n.note}};
+}
+
+SuiteNeed read_suite_need(const JsonReader& r) {
+  return {r.num("drop_pct"), r.num("discordance_pct"), r.num("baseline_accuracy_pct"), r.count("queries"),
+          r.str("note")};
+}
+
+ojson option_json(const NextOption& o) {
+  return {{"step", next_step_name(o.step)}, {"command", o.command}, {"prediction", o.prediction},
+          {"evidence", o.evidence}};
+}
+
+NextOption read_option(const JsonReader& r) {
+  return {enum_named(r, "step", r.str("step"), kSteps, next_step_name), r.str("command"), r.str("prediction"),
+          r.str("evidence")};
+}
 
 ojson comparison_json(const Comparison& c) {
-  ojson checks = ojson::array(), steps = ojson::array();
-  for (const CriterionCheck& k : c.checks)
-    checks.push_back({{"level", level_name(k.level)},
-                      {"rule", k.rule},
-                      {"value", k.value},
-                      {"threshold", k.threshold},
-                      {"passed", k.passed},
-                      {"text", k.text}});
+  ojson checks = ojson::array(), steps = ojson::array(), problems = ojson::array(), options = ojson::array();
+  for (const CriterionCheck& k : c.checks) checks.push_back(check_json(k));
   for (NextStep s : c.next_steps) steps.push_back(next_step_name(s));
+  for (Problem p : c.problems) problems.push_back(problem_name(p));
+  for (const NextOption& o : c.options) options.push_back(option_json(o));
   return {{"baseline", c.baseline},
           {"candidate", c.candidate},
           {"disk_smaller_pct", c.disk_smaller_pct},
@@ -318,7 +362,10 @@ ojson comparison_json(const Comparison& c) {
           {"failing", c.failing},
           {"next_steps", steps},
           {"advice", c.advice},
-          {"warnings", c.warnings}};
+          {"warnings", c.warnings},
+          {"problems", problems},
+          {"suite_need", suite_need_json(c.suite_need)},
+          {"options", options}};
 }
 
 Comparison read_comparison(const JsonReader& r) {
@@ -329,15 +376,20 @@ Comparison read_comparison(const JsonReader& r) {
   c.memory_less_pct = r.num("memory_less_pct");
   c.speed_ratio = r.num("speed_ratio");
   c.paired = read_paired(r.object("accuracy"));
-  for (const JsonReader& k : r.array("checks"))
-    c.checks.push_back({enum_named(k, "level", k.str("level"), kLevels, level_name), k.str("rule"), k.num("value"),
-                        k.num("threshold"), k.flag("passed"), k.str("text")});
+  for (const JsonReader& k : r.array("checks")) c.checks.push_back(read_check(k));
   c.verdict = enum_named(r, "verdict", r.str("verdict"), kVerdicts, verdict_name);
   c.failing = r.strings("failing");
   for (const JsonReader& step : r.array("next_steps"))
     c.next_steps.push_back(enum_named(step, "", step.as_str(), kSteps, next_step_name));
   c.advice = r.str("advice");
   c.warnings = r.strings("warnings");
+  // Added in quantlab.bench/3; older files have none.
+  if (r.has("problems"))
+    for (const JsonReader& p : r.array("problems"))
+      c.problems.push_back(enum_named(p, "", p.as_str(), kProblems, problem_name));
+  if (r.has("suite_need")) c.suite_need = read_suite_need(r.object("suite_need"));
+  if (r.has("options"))
+    for (const JsonReader& o : r.array("options")) c.options.push_back(read_option(o));
   return c;
 }
 
@@ -447,8 +499,9 @@ BenchResults bench_results_from_json(const ojson& j, const std::string& source) 
   BenchResults b;
   b.schema = r.str("schema");
   const bool v1 = b.schema == kBenchSchemaIdV1;
-  if (b.schema != kBenchSchemaId && !v1)
-    r.fail("schema", fmt::format("expected '{}' (or '{}'), got '{}'", kBenchSchemaId, kBenchSchemaIdV1, b.schema));
+  if (b.schema != kBenchSchemaId && b.schema != kBenchSchemaIdV2 && !v1)
+    r.fail("schema", fmt::format("expected '{}' (or '{}', '{}'), got '{}'", kBenchSchemaId, kBenchSchemaIdV2,
+                                 kBenchSchemaIdV1, b.schema));
   b.quantlab_version = r.str("quantlab_version");
   b.created_utc = r.str("created_utc");
   const JsonReader m = r.object("machine");

@@ -18,9 +18,11 @@
 
 namespace quantlab::eval {
 
-// Version 2 added machine.bandwidth_* and models[].plan / plan_warning. The reader still accepts
-// version 1 files (they read as having no plan and no measured bandwidth).
-inline constexpr std::string_view kBenchSchemaId = "quantlab.bench/2";
+// Version 2 added machine.bandwidth_* and models[].plan / plan_warning; version 3 the causes of failed
+// checks, comparisons[].problems, suite_need and options. The reader still accepts versions 1 and 2
+// (they read as having no plan and no measured bandwidth, and no causes or options).
+inline constexpr std::string_view kBenchSchemaId = "quantlab.bench/3";
+inline constexpr std::string_view kBenchSchemaIdV2 = "quantlab.bench/2";
 inline constexpr std::string_view kBenchSchemaIdV1 = "quantlab.bench/1";
 
 struct QueryResult {

@@ -155,7 +155,7 @@ TEST(Report, JsonRoundTripKeepsEveryField) {
   // Writing what was read gives the same document: no field is lost or changed on the way.
   EXPECT_EQ(to_json(after).dump(), j.dump());
   // And the fields themselves, spot-checked through the structs.
-  EXPECT_EQ(after.schema, "quantlab.bench/2");
+  EXPECT_EQ(after.schema, "quantlab.bench/3");
   EXPECT_EQ(after.machine.bandwidth_gb_per_s, 20.0);
   EXPECT_EQ(after.machine.bandwidth_source, "given (--bandwidth)");
   ASSERT_TRUE(after.models[0].plan.has_value());
@@ -223,7 +223,7 @@ TEST(Report, ReaderNamesTheBadField) {
   expect_error(j, "comparisons[0].verdict: unknown value 'splendid'");
   j = good;
   j["schema"] = "quantlab.bench/0";
-  expect_error(j, "schema: expected 'quantlab.bench/2' (or 'quantlab.bench/1')");
+  expect_error(j, "schema: expected 'quantlab.bench/3' (or 'quantlab.bench/2', 'quantlab.bench/1')");
   j = good;
   j["models"][0]["plan"].erase("bytes_per_token");
   expect_error(j, "models[0].plan.bytes_per_token: missing");
@@ -266,7 +266,7 @@ TEST(Report, ReadsSchemaOneWithoutPlans) {
   j["machine"].erase("bandwidth_source");
   for (ojson& m : j["models"]) m.erase("plan"), m.erase("plan_warning");
   const BenchResults b = bench_results_from_json(j, "old.json");
-  EXPECT_EQ(b.schema, "quantlab.bench/2");  // upgraded on reading: written back, it has every field of 2
+  EXPECT_EQ(b.schema, "quantlab.bench/3");  // upgraded on reading: written back, it has every field of 3
   EXPECT_EQ(b.machine.bandwidth_gb_per_s, 0.0);
   ASSERT_EQ(b.models.size(), 3u);
   EXPECT_FALSE(b.models[0].plan.has_value());
@@ -279,7 +279,17 @@ TEST(Report, MarkdownShowsVerdictsQueriesAndFailures) {
   EXPECT_NE(md.find("### q6 vs q8: **failure**"), std::string::npos);
   EXPECT_NE(md.find("accuracy 60.0 % >= 80 %: fails"), std::string::npos);
   EXPECT_NE(md.find("disk 24.0 % smaller >= 25 %: fails"), std::string::npos);
-  EXPECT_NE(md.find("**Next step**: keep q8; 6-bit loses accuracy"), std::string::npos);
+  EXPECT_NE(md.find("**Next step**: keep q8; q6 loses accuracy: 60.0 % < 80 %, where the baseline q8 passes (100.0 "
+                    "%); worse or not, 5 queries cannot tell"),
+            std::string::npos)
+      << md;
+  // The decision record leads the report: outcome, evidence with causes, what to do now.
+  EXPECT_LT(md.find("## Decision record"), md.find("## Models"));
+  EXPECT_NE(md.find("**Outcome: failure** (q6 vs q8). keep q8;"), std::string::npos);
+  EXPECT_NE(md.find("Problem: accuracy, then size."), std::string::npos);
+  EXPECT_NE(md.find("| q6 | minimum_viable | accuracy_min_pct | 60.000 | 80 | **fail** | where the baseline q8 passes"),
+            std::string::npos);
+  EXPECT_NE(md.find("**Now**: keep q8 (`"), std::string::npos);
   EXPECT_NE(md.find("> Warning: 5 queries cannot show any accuracy difference"), std::string::npos);
   EXPECT_NE(md.find("**broken failed**: /nowhere/config.json: cannot open"), std::string::npos);
   EXPECT_NE(md.find("| q1 | direct |"), std::string::npos);

@@ -145,6 +145,8 @@ void md_comparison(std::string& out, const Comparison& c) {
                        k.passed ? "pass" : "**fail**");
   if (!c.failing.empty()) out += fmt::format("\nDecided by: {}.\n", fmt::join(c.failing, "; "));
   out += fmt::format("\n**Next step**: {}.\n", c.advice);
+  for (const NextOption& o : c.options) out += fmt::format("\n- `{}`: {}; {}.", o.command, o.prediction, o.evidence);
+  if (!c.options.empty()) out += "\n";
   for (const std::string& w : c.warnings) out += fmt::format("\n> Warning: {}.\n", w);
   out += "\n";
 }
@@ -236,6 +238,7 @@ std::string render_markdown(const BenchResults& r) {
   std::string out = "# quantlab bench\n\n";
   out += fmt::format("{}; criteria: {}; baseline: {}. Machine: {} ({}).\n\n", settings_line(r),
                      r.settings.criteria.source, r.settings.baseline, r.machine.cpu, r.machine.simd_target);
+  md_decision_record(out, r);
   md_models(out, r);
   md_accuracy_breakdown(out, r);
   md_plan(out, r);
@@ -271,6 +274,7 @@ std::string render_table(const BenchResults& r) {
         relative(c.memory_less_pct, "less", "more"), c.speed_ratio, c.paired.difference_pct, c.paired.mcnemar_p);
     for (const std::string& f : c.failing) out += fmt::format("  - {}\n", f);
     out += fmt::format("  next step: {}\n", c.advice);
+    for (const NextOption& o : c.options) out += fmt::format("  try: {}\n       ({})\n", o.command, o.prediction);
     for (const std::string& w : c.warnings) out += fmt::format("  warning: {}\n", w);
   }
   return out;

@@ -12,6 +12,9 @@ namespace quantlab::eval {
 std::string render_markdown(const BenchResults& results);
 std::string render_table(const BenchResults& results);
 
+// Appends the "## Decision record" section (report_decision.cc): nothing without comparisons.
+void md_decision_record(std::string& out, const BenchResults& results);
+
 // "1.23 MB", "23.4 GB": decimal units, as disk sizes are usually quoted.
 std::string format_bytes(uint64_t bytes);
 

@@ -7,13 +7,11 @@
 
 #include "core/error.h"
 #include "eval/stats.h"
+#include "eval/verdict_causes.h"
 
 namespace quantlab::eval {
 
 namespace {
-
-// A value exactly on a threshold passes ("at least 25 %"); allow for rounding in the inputs.
-constexpr double kTolerance = 1e-9;
 
 double relative_pct_less(double baseline, double candidate) {
   return baseline > 0 ? 100.0 * (1.0 - candidate / baseline) : 0.0;
@@ -48,59 +46,12 @@ bool level_passes(const std::vector<CriterionCheck>& checks, Level level) {
   return true;
 }
 
-bool rule_failed(const std::vector<CriterionCheck>& checks, Level level, std::string_view rule) {
-  for (const auto& c : checks)
-    if (c.level == level && c.rule == rule && !c.passed) return true;
-  return false;
-}
-
 void add_failing(Comparison& c, Level level) {
   for (const auto& check : c.checks)
     if (check.level == level && !check.passed) c.failing.push_back(check.text);
 }
 
-// The failure branch of the next-step rules (ARCHITECTURE.md: "if 6-bit fails: try 7-bit, a smaller
-// base model, or pruning unused MoE experts").
-void advise_after_failure(Comparison& c, const ModelFigures& baseline, const ModelFigures& candidate) {
-  const auto& checks = c.checks;
-  c.next_steps.push_back(NextStep::kKeepBaseline);
-  const bool accuracy = rule_failed(checks, Level::kMinimumViable, "accuracy_min_pct");
-  const bool savings = rule_failed(checks, Level::kMinimumViable, "disk_smaller_pct") ||
-                       rule_failed(checks, Level::kMinimumViable, "memory_less_pct");
-  const bool baseline_wider = baseline.bits == 0 || baseline.bits > 7;
-  // A float candidate against a quantized baseline (or more bits than it) has nothing to save.
-  const bool candidate_wider =
-      candidate.bits == 0 ? baseline.bits != 0 : baseline.bits != 0 && candidate.bits > baseline.bits;
-  std::string why;
-  if (candidate_wider) {
-    why = fmt::format("{} stores more bits per weight than {}", candidate.name, baseline.name);
-  } else if (accuracy && candidate.bits > 0 && candidate.bits < 7 && baseline_wider) {
-    c.next_steps.push_back(NextStep::kTry7Bit);
-    why = fmt::format("{}-bit loses accuracy; 7-bit (128 levels) keeps more of the fine-tune", candidate.bits);
-  } else if (!accuracy && savings && candidate.bits > 2 && candidate.group_size > 0) {
-    // It kept the fine-tune: the size rules fail on bits per weight, which a larger group or one bit
-    // fewer lowers (6-bit g64 stores 6.5 bits/weight; g128 6.25; 5-bit g64 5.5).
-    c.next_steps.push_back(NextStep::kTryLargerGroupOrFewerBits);
-    c.next_steps.push_back(NextStep::kTrySmallerBase);
-    if (candidate.moe) c.next_steps.push_back(NextStep::kPruneExperts);
-    why = fmt::format("{}-bit kept the fine-tune but saves too little: try {}{}-bit g{} (`quantlab plan` predicts which "
-                      "settings can pass the size rules; `quantlab sweep` tests them)",
-                      candidate.bits, candidate.group_size < 128 ? fmt::format("group 128 or ") : std::string(),
-                      candidate.bits - 1, candidate.group_size);
-  } else if (accuracy || savings) {
-    c.next_steps.push_back(NextStep::kTrySmallerBase);
-    if (candidate.moe) c.next_steps.push_back(NextStep::kPruneExperts);
-    why = !accuracy            ? "the savings are too small to matter"
-          : candidate.bits > 0 ? "fewer bits lose the fine-tune, so save memory another way"
-                               : fmt::format("{} is not accurate enough", candidate.name);
-    why += candidate.moe ? ": prune unused experts or fine-tune a smaller base" : ": fine-tune a smaller base";
-  } else {
-    why = "the candidate is slower than the baseline";
-  }
-  c.advice = fmt::format("keep {}; {}", baseline.name, why);
-}
-
-void advise(Comparison& c, const ModelFigures& baseline, const ModelFigures& candidate) {
+void advise(Comparison& c, const Criteria& criteria, const ModelFigures& baseline, const ModelFigures& candidate) {
   switch (c.verdict) {
     case Verdict::kOptimal:
       c.next_steps = {NextStep::kSwitch};
@@ -110,15 +61,26 @@ void advise(Comparison& c, const ModelFigures& baseline, const ModelFigures& can
       c.next_steps = {NextStep::kSwitch};
       c.advice = fmt::format("switch to {} if its savings matter: minimum viable, not optimal ({})", candidate.name,
                              fmt::join(c.failing, "; "));
-      return;
+      if (!c.problems.empty() && c.problems.front() == Problem::kSuite)
+        c.advice += fmt::format("; the baseline {} fails the optimal accuracy rule too: a suite problem, not the "
+                                "quantization", baseline.name);
+      break;
     case Verdict::kFailure:
-      advise_after_failure(c, baseline, candidate);
-      return;
+      c.next_steps = {NextStep::kKeepBaseline};
+      c.advice = failure_headline(c, criteria, baseline, candidate);
+      break;
   }
+  add_problem_steps(c, baseline, candidate);
 }
 
 void warn_accuracy_resolution(Comparison& c, const Criteria& criteria) {
   const PairedAccuracy& p = c.paired;
+  if (const SuiteNeed& need = c.suite_need; need.queries > p.n && (criteria.optimal.accuracy_min_pct ||
+                                                                   criteria.minimum_viable.accuracy_min_pct))
+    c.warnings.push_back(fmt::format(
+        "the suite is too small for the accuracy rules: {} queries; resolving a {:g}-point drop at the baseline's "
+        "{:.1f} % with {:.4g} % of the queries flipping needs {} (`quantlab suite-size`, docs/criteria.md)",
+        p.n, need.drop_pct, need.baseline_accuracy_pct, need.discordance_pct, need.queries));
   if (p.min_detectable_pct > 100.0) {
     c.warnings.push_back(fmt::format(
         "{} queries cannot show any accuracy difference as significant (the exact McNemar test needs at least 6 "
@@ -177,6 +139,36 @@ void warn_speed_noise(Comparison& c, const Criteria& criteria, const ModelFigure
 
 }  // namespace
 
+std::string_view relation_name(Relation r) {
+  switch (r) {
+    case Relation::kNotApplicable:
+      return "";
+    case Relation::kWorse:
+      return "worse";
+    case Relation::kNotWorse:
+      return "not worse";
+    case Relation::kCannotTell:
+      return "cannot tell";
+  }
+  return "?";
+}
+
+std::string_view problem_name(Problem p) {
+  switch (p) {
+    case Problem::kNone:
+      return "none";
+    case Problem::kSuite:
+      return "suite";
+    case Problem::kAccuracy:
+      return "accuracy";
+    case Problem::kSize:
+      return "size";
+    case Problem::kSpeed:
+      return "speed";
+  }
+  return "?";
+}
+
 std::string_view level_name(Level level) { return level == Level::kOptimal ? "optimal" : "minimum_viable"; }
 
 std::string_view verdict_name(Verdict v) {
@@ -205,6 +197,16 @@ std::string_view next_step_name(NextStep s) {
       return "prune_unused_experts";
     case NextStep::kTryLargerGroupOrFewerBits:
       return "try_larger_group_or_fewer_bits";
+    case NextStep::kGrowSuite:
+      return "grow_suite";
+    case NextStep::kTryMixedPlan:
+      return "try_mixed_plan";
+    case NextStep::kPinRouters:
+      return "pin_routers";
+    case NextStep::kTryMoreBits:
+      return "try_more_bits";
+    case NextStep::kRepeatSpeedRuns:
+      return "repeat_speed_runs";
   }
   return "?";
 }
@@ -254,7 +256,10 @@ Comparison compare_models(const Criteria& criteria, const ModelFigures& baseline
     c.verdict = Verdict::kFailure;
     add_failing(c, Level::kMinimumViable);
   }
-  advise(c, baseline, candidate);
+  explain_failed_checks(c, criteria, baseline, candidate);
+  c.suite_need = suite_need(criteria, baseline, paired);
+  advise(c, criteria, baseline, candidate);
+  add_suite_option(c);
   warn_accuracy_resolution(c, criteria);
   warn_accuracy_interval(c, criteria, baseline);
   warn_speed_noise(c, criteria, baseline, candidate);
