@@ -27,7 +27,7 @@ for suite in seed5 dev40; do
   echo "== Bench on $suite"
   "$QL" bench --model q8=out/fused-8bit --model q6=out/fused-6bit --baseline q8 \
     --suite "$DATA/queries/$suite.jsonl" --tools "$DATA/tools.json" --max-tokens 48 \
-    --out "out/RESULTS-$suite.json" --report "out/REPORT-$suite.md"
+    --source "$MODEL" --out "out/RESULTS-$suite.json" --report "out/REPORT-$suite.md"
 done
 echo
 echo "Reports: out/REPORT-seed5.md, out/REPORT-dev40.md (JSON: out/RESULTS-*.json, schema docs/bench-schema.md)"
