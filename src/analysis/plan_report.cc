@@ -118,4 +118,56 @@ nlohmann::ordered_json plan_json(const PlanReport& p) {
   return j;
 }
 
+namespace {
+
+std::string model_label(const PlanReport& p) { return fmt::format("{} ({})", p.source->dir, p.source->config.model_type); }
+
+// Qwen2 and Qwen3 share the byte-level BPE vocabulary (Qwen3 adds special tokens such as <think>) but
+// not the chat template; other families share neither.
+std::string sharing_note(const std::vector<PlanReport>& reports) {
+  std::vector<std::string> types;
+  for (const PlanReport& p : reports) types.push_back(p.source->config.model_type);
+  const auto family = [](const std::string& t) { return t.rfind("qwen", 0) == 0 ? std::string("qwen") : t; };
+  bool same_type = true, same_family = true;
+  for (const std::string& t : types) {
+    same_type &= t == types.front();
+    same_family &= family(t) == family(types.front());
+  }
+  if (same_type) return "all models are one family: same tokenizer family and chat template";
+  if (same_family)
+    return "the models are different Qwen generations: the same BPE vocabulary, but different special tokens and "
+           "chat templates, so a suite's prompts tokenize differently (compare accuracies, not logits)";
+  return "the models are different families: different tokenizers and chat templates (compare accuracies, not "
+         "logits)";
+}
+
+}  // namespace
+
+std::string plan_side_by_side_markdown(const std::vector<PlanReport>& reports) {
+  std::string out;
+  auto sink = std::back_inserter(out);
+  const PlanReport& first = reports.front();
+  const uint64_t ref_disk = first.table.baseline.disk_bytes(), ref_mem = first.table.baseline.memory_bytes();
+  const std::string ref = fmt::format("{}'s {}-bit g{}", first.source->config.model_type, first.request.baseline_bits,
+                                      first.request.baseline_group);
+  fmt::format_to(sink, "## Side by side\n\n{}.\n\n", sharing_note(reports));
+  fmt::format_to(sink, "| model | parameters B | bits | group | disk GB | memory GB | tok/s bound | disk vs {0} | "
+                 "memory vs {0} |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n", ref);
+  for (const PlanReport& p : reports)
+    for (const auto& r : p.table.rows) {
+      const auto& e = r.estimate;
+      fmt::format_to(sink, "| {} | {:.3f} | {} | {} | {:.2f} | {:.2f} | {:.1f} | {} | {} |\n", model_label(p),
+                     e.parameters / 1e9, e.bits, e.group_size, e.disk_bytes() / 1e9, e.memory_bytes() / 1e9,
+                     r.tokens_per_s, pct(100.0 * (1.0 - double(e.disk_bytes()) / double(ref_disk))),
+                     pct(100.0 * (1.0 - double(e.memory_bytes()) / double(ref_mem))));
+    }
+  return out;
+}
+
+nlohmann::ordered_json plan_side_by_side_json(const std::vector<PlanReport>& reports) {
+  nlohmann::ordered_json models = nlohmann::ordered_json::array();
+  for (const PlanReport& p : reports) models.push_back(plan_json(p));
+  return {{"models", models}, {"sharing", sharing_note(reports)}};
+}
+
 }  // namespace quantlab::analysis

@@ -36,4 +36,11 @@ std::vector<eval::StaticCheck> check_plan(const eval::Criteria& criteria, const 
 std::string plan_markdown(const PlanReport& report);
 nlohmann::ordered_json plan_json(const PlanReport& report);
 
+// Several models planned in one call (a fine-tune's base and the smaller base it could move to, issue
+// 20): every setting of every model beside each other, each also against the first model's baseline,
+// and whether the models share a tokenizer family and chat template (config.json's model_type decides
+// what plan can know without the tokenizer files).
+std::string plan_side_by_side_markdown(const std::vector<PlanReport>& reports);
+nlohmann::ordered_json plan_side_by_side_json(const std::vector<PlanReport>& reports);
+
 }  // namespace quantlab::analysis

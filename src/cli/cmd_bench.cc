@@ -15,6 +15,7 @@
 
 #include "bench/machine_probe.h"
 #include "bench/next_options.h"
+#include "bench/text_identity.h"
 #include "bench/process.h"
 #include "bench/runner.h"
 #include "cli/commands.h"
@@ -79,6 +80,7 @@ void run_bench(const BenchArgs& a) {
   results.workers_seconds = measured.workers_seconds;
   for (const eval::ModelResult& m : results.models)
     if (m.ok && !m.plan) fmt::print(stderr, "warning: {}: no plan prediction: {}\n", m.name, m.plan_warning);
+  bench::add_text_identities(results);
   eval::add_comparisons(results);
   bench::add_next_options(results, {a.source, results.settings.suite, results.settings.tools});
   results.total_seconds = bench::seconds_between(start, bench::monotonic_ns());

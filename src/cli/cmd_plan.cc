@@ -1,9 +1,11 @@
-// quantlab plan MODEL [--bits 2,3,...] [--group-size 32,64,128] [--baseline-bits 8]
+// quantlab plan [MODEL ...] [--like NAME ...] [--bits 2,3,...] [--group-size 32,64,128] [--baseline-bits 8]
 //   [--baseline-group-size 64] [--context N] [--bandwidth GB/s] [--criteria FILE] [--json]
 // Predicts size, memory and decode speed per setting from config.json (+ headers) and marks which
-// settings the size and memory rules already rule out (issue 7).
+// settings the size and memory rules already rule out (issue 7). Several models (directories, or
+// published configs by --like name) are planned side by side (issue 20: a smaller base).
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
 #include "analysis/plan_report.h"
@@ -14,14 +16,17 @@
 #include "core/thread_pool.h"
 #include "eval/criteria.h"
 #include "kernels/format.h"
+#include "io/model_config.h"
 #include "quant/size_plan.h"
+#include "quant/synth.h"
 
 namespace quantlab::cli {
 
 namespace {
 
 struct PlanArgs {
-  std::string model, criteria_file;
+  std::vector<std::string> models, likes;
+  std::string criteria_file;
   // Every width and group size of the format table (kernels/format.h) unless the flags narrow them.
   std::vector<int> bits = kernels::supported_bits();
   std::vector<int> groups{kernels::supported_group_sizes().begin(), kernels::supported_group_sizes().end()};
@@ -44,10 +49,22 @@ Bandwidth resolve_bandwidth(const PlanArgs& a, ThreadPool& pool) {
   return {r.read_gb_per_s, fmt::format("measured, {} threads", r.threads)};
 }
 
+// A published model's config (synth's presets) as a plan source: nothing to read from disk.
+quant::PlanSource preset_source(const std::string& like) {
+  const std::string label = "like:" + like;
+  quant::PlanSource src = quant::plan_source_from_config(
+      io::parse_model_config(quant::synth_config(like, std::nullopt, DType::kBF16), label));
+  src.dir = label;
+  return src;
+}
+
 void run_plan(const PlanArgs& a) {
   if (a.context < 1) fail(ErrorKind::kUsage, "--context {}: must be at least 1", a.context);
+  if (a.models.empty() && a.likes.empty()) fail(ErrorKind::kUsage, "give a model directory or --like NAME");
   const eval::Criteria criteria = a.criteria_file.empty() ? eval::default_criteria() : eval::load_criteria(a.criteria_file);
-  const quant::PlanSource src = quant::load_plan_source(a.model);
+  std::vector<quant::PlanSource> sources;
+  for (const std::string& dir : a.models) sources.push_back(quant::load_plan_source(dir));
+  for (const std::string& like : a.likes) sources.push_back(preset_source(like));
   std::vector<quant::QuantSetting> settings;
   for (int b : a.bits)
     for (int g : a.groups) settings.push_back({b, g});
@@ -56,11 +73,24 @@ void run_plan(const PlanArgs& a) {
   runtime.context = a.context;
   runtime.threads = pool.size();
   const Bandwidth bw = resolve_bandwidth(a, pool);
-  const auto table = quant::make_plan_table(src, settings, {a.baseline_bits, a.baseline_group}, runtime, bw.gb_per_s, pool);
-  analysis::PlanReport report{{a.baseline_bits, a.baseline_group, a.context}, &src, table, &criteria,
-                              analysis::check_plan(criteria, table), bw.gb_per_s, bw.source};
-  if (a.json) fmt::print("{}\n", analysis::plan_json(report).dump(2));
-  else fmt::print("{}", analysis::plan_markdown(report));
+  std::vector<analysis::PlanReport> reports;
+  for (const quant::PlanSource& src : sources) {
+    const auto table =
+        quant::make_plan_table(src, settings, {a.baseline_bits, a.baseline_group}, runtime, bw.gb_per_s, pool);
+    reports.push_back({{a.baseline_bits, a.baseline_group, a.context}, &src, table, &criteria,
+                       analysis::check_plan(criteria, table), bw.gb_per_s, bw.source});
+  }
+  if (reports.size() == 1) {
+    if (a.json) fmt::print("{}\n", analysis::plan_json(reports.front()).dump(2));
+    else fmt::print("{}", analysis::plan_markdown(reports.front()));
+    return;
+  }
+  if (a.json) {
+    fmt::print("{}\n", analysis::plan_side_by_side_json(reports).dump(2));
+    return;
+  }
+  for (const analysis::PlanReport& r : reports) fmt::print("{}\n", analysis::plan_markdown(r));
+  fmt::print("{}", analysis::plan_side_by_side_markdown(reports));
 }
 
 }  // namespace
@@ -68,7 +98,12 @@ void run_plan(const PlanArgs& a) {
 void register_plan(CLI::App& app) {
   auto a = std::make_shared<PlanArgs>();
   auto* cmd = app.add_subcommand("plan", "Predict size, memory and decode speed per bit width before quantizing");
-  cmd->add_option("model", a->model, "Model directory (config.json alone is enough; float or MLX-quantized)")->required();
+  cmd->add_option("model", a->models,
+                  "Model directories (config.json alone is enough; float or MLX-quantized); several are planned "
+                  "side by side");
+  cmd->add_option("--like", a->likes,
+                  fmt::format("A published model's config instead of a directory (repeatable): {}",
+                              fmt::join(quant::synth_preset_names(), ", ")));
   cmd->add_option("--bits", a->bits, "Bit widths to plan (comma-separated)")
       ->delimiter(',')->check(bit_width_check());
   cmd->add_option("--group-size", a->groups, "Group sizes to plan (comma-separated)")

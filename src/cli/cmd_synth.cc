@@ -1,4 +1,4 @@
-// quantlab synth OUT --like qwen3-0.6b|qwen3-8b|qwen3-30b-a3b|llama-3.2-1b [--layers N]
+// quantlab synth OUT --like qwen3-0.6b|qwen3-8b|qwen3-30b-a3b|llama-3.2-1b|qwen2.5-0.5b|qwen2.5-3b|qwen2.5-7b [--layers N]
 //                    [--config FILE] [--dtype D] [--seed S] [--threads N] [--overwrite]
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -66,7 +66,7 @@ void register_synth(CLI::App& app) {
   auto args = std::make_shared<SynthArgs>();
   auto* cmd = app.add_subcommand("synth", "Write a deterministic random checkpoint shaped like a real model");
   cmd->add_option("output", args->output, "Output directory (must not exist unless --overwrite)")->required();
-  cmd->add_option("--like", args->like, "Model to imitate: qwen3-0.6b, qwen3-8b, qwen3-30b-a3b, llama-3.2-1b");
+  cmd->add_option("--like", args->like, "Model to imitate: qwen3-0.6b, qwen3-8b, qwen3-30b-a3b, llama-3.2-1b, qwen2.5-0.5b, qwen2.5-3b, qwen2.5-7b");
   cmd->add_option("--config", args->config_file, "Or: any Qwen3 / Qwen3-MoE / Llama config.json to imitate");
   cmd->add_option("--layers", args->layers, "Keep only the first N layers (smaller, same per-layer shapes)")
       ->check(CLI::Range(int64_t{1}, int64_t{1000}));

@@ -117,5 +117,53 @@ TEST(SuiteSizeCli, PrintsTheQueriesAndRefusesImpossibleRequests) {
   }
 }
 
+// Issue 20: a smaller base beside the fine-tune's, from published configs alone.
+TEST(PlanCli, SmallerBaseSideBySide) {
+  const auto r = run_quantlab("plan --like qwen3-30b-a3b --like qwen2.5-3b --bits 4,8 --group-size 64 --bandwidth 100");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("## Side by side"), std::string::npos);
+  EXPECT_NE(r.out.find("different Qwen generations"), std::string::npos);
+  EXPECT_NE(r.out.find("| like:qwen2.5-3b (qwen2) | 3.086 | 8 | 64 |"), std::string::npos) << r.out;
+  const auto j = nlohmann::json::parse(
+      run_quantlab("plan --like qwen3-30b-a3b --like qwen2.5-3b --bits 8 --group-size 64 --bandwidth 100 --json").out);
+  ASSERT_EQ(j["models"].size(), 2u);
+  EXPECT_EQ(j["models"][1]["model_type"], "qwen2");
+  EXPECT_EQ(j["models"][1]["parameters"], 3085938688ull);
+  // The same plan as for a directory holding the published config.
+  const auto bad = run_quantlab("plan --like qwen2.5-4b");
+  EXPECT_EQ(bad.exit_code, kUsage);
+  EXPECT_NE(bad.err.find("quantlab: error: --like qwen2.5-4b: unknown model"), std::string::npos) << bad.err;
+  EXPECT_EQ(run_quantlab("plan").exit_code, kUsage);
+}
+
+// Issue 20: synth a Qwen2.5 model, quantize it, and see its q/k/v biases stay float in inspect; the
+// quantized model runs.
+TEST(SynthCli, Qwen25QuantizesWithFloatBiasesAndRuns) {
+  TempDir tmp;
+  auto r = run_quantlab("synth " + shell_quote(tmp / "m") + " --like qwen2.5-0.5b --layers 1");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = run_quantlab("quantize " + shell_quote(tmp / "m") + " " + shell_quote(tmp / "q") + " --bits 4 --quiet");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = run_quantlab("inspect " + shell_quote(tmp / "q") + " --json --tensors");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["architecture"], "qwen2");
+  size_t biases = 0;
+  for (const auto& t : j["tensors"]) {
+    const std::string name = t["name"];
+    if (name.size() > 5 && name.compare(name.size() - 5, 5, ".bias") == 0) {
+      ++biases;
+      EXPECT_EQ(t["bits"], 0) << name;
+      EXPECT_EQ(t["storage"], "BF16") << name;
+    }
+    if (name.find("q_proj.weight") != std::string::npos) {
+      EXPECT_EQ(t["bits"], 4);
+    }
+  }
+  EXPECT_EQ(biases, 3u);  // q, k, v of the one layer
+  r = run_quantlab("generate " + shell_quote(tmp / "q") + " --ids 1,2,3 --max-tokens 2 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+}
+
 }  // namespace
 }  // namespace quantlab::testing

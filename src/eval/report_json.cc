@@ -185,7 +185,8 @@ MemoryResult read_memory(const JsonReader& r) {
 ojson info_json(const ModelInfo& i) {
   return {{"architecture", i.architecture}, {"quantized", i.quantized}, {"bits", i.bits},
           {"group_size", i.group_size},     {"params", i.params},       {"bits_per_weight", i.bits_per_weight},
-          {"disk_bytes", i.disk_bytes},     {"experts", i.experts}};
+          {"disk_bytes", i.disk_bytes},     {"experts", i.experts},
+          {"tokenizer_digest", i.tokenizer_digest}, {"chat_template_digest", i.chat_template_digest}};
 }
 
 ModelInfo read_info(const JsonReader& r) {
@@ -196,7 +197,9 @@ ModelInfo read_info(const JsonReader& r) {
           r.count("params"),
           r.num("bits_per_weight"),
           r.count("disk_bytes"),
-          r.count("experts")};
+          r.count("experts"),
+          r.opt_str("tokenizer_digest").value_or(""),  // schema 3
+          r.opt_str("chat_template_digest").value_or("")};
 }
 
 ojson harness_json(const HarnessResult& h) {

@@ -100,6 +100,9 @@ struct ModelInfo {
   double bits_per_weight = 0;
   uint64_t disk_bytes = 0;
   size_t experts = 0;  // 0: dense
+  // FNV-1a 64 of tokenizer.json and of the chat template source (bench/text_identity.h): models with
+  // equal digests tokenize and render a suite alike. "" when the file is absent.
+  std::string tokenizer_digest, chat_template_digest;
 };
 
 // Where the worker's suite time went: inside the model calls or in the harness around them.

@@ -36,7 +36,7 @@ ModelResult model(const std::string& name, int bits, uint64_t disk, double decod
   m.name = name;
   m.dir = "/models/" + name;
   m.ok = true;
-  m.info = {"qwen3", bits > 0, bits, 64, 1234567, bits + 0.5, disk, 0};
+  m.info = {"qwen3", bits > 0, bits, 64, 1234567, bits + 0.5, disk, 0, "tok-qwen3", "tmpl-qwen3"};
   m.load.seconds = 0.25;
   m.load.cache_state = "warm";
   m.load.resident_fraction_before = 1.0;
@@ -272,6 +272,23 @@ TEST(Report, ReadsSchemaOneWithoutPlans) {
   EXPECT_FALSE(b.models[0].plan.has_value());
   EXPECT_EQ(b.models[0].plan_warning, "");
   EXPECT_NE(render_markdown(b).find("> No plan for q8: not recorded with this result."), std::string::npos);
+}
+
+// Issue 20: a bench across families says which models share a tokenizer and chat template.
+TEST(Report, SaysWhichModelsShareATokenizerAndTemplate) {
+  BenchResults r = sample_results();
+  EXPECT_NE(render_markdown(r).find("All models share one tokenizer and chat template."), std::string::npos);
+  EXPECT_EQ(render_table(r).find("tokenizers and chat templates differ"), std::string::npos);
+  r.models[1].info.architecture = "qwen2";
+  r.models[1].info.chat_template_digest = "tmpl-qwen2";
+  const std::string md = render_markdown(r);
+  EXPECT_NE(md.find("### Tokenizers and chat templates"), std::string::npos);
+  EXPECT_NE(md.find("| q8 | qwen3 | A | A |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| q6 | qwen2 | A | B |"), std::string::npos) << md;
+  EXPECT_NE(render_table(r).find("q6 tokenizer A template B;"), std::string::npos);
+  // Written and read back.
+  const BenchResults back = bench_results_from_json(to_json(r), "r.json");
+  EXPECT_EQ(back.models[1].info.chat_template_digest, "tmpl-qwen2");
 }
 
 TEST(Report, MarkdownShowsVerdictsQueriesAndFailures) {

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 
@@ -131,6 +132,43 @@ void md_accuracy_breakdown(std::string& out, const BenchResults& r) {
   out += "\n";
 }
 
+// Groups by digest: "A", "B", ... in order of appearance; "none" without the file.
+std::vector<std::string> group_labels(const std::vector<std::string>& digests) {
+  std::vector<std::string> seen, labels;
+  for (const std::string& d : digests) {
+    if (d.empty()) {
+      labels.push_back("none");
+      continue;
+    }
+    auto it = std::find(seen.begin(), seen.end(), d);
+    if (it == seen.end()) it = seen.insert(seen.end(), d);
+    labels.push_back(std::string(1, static_cast<char>('A' + (it - seen.begin()) % 26)));
+  }
+  return labels;
+}
+
+// Whether the models tokenize and render a suite alike: a bench across families (a smaller base) is
+// read by accuracy; its token counts and speeds per token do not compare one to one.
+std::string text_sharing(const BenchResults& r, bool markdown) {
+  std::vector<const ModelResult*> ok;
+  std::vector<std::string> tok, tmpl;
+  for (const ModelResult& m : r.models)
+    if (m.ok) ok.push_back(&m), tok.push_back(m.info.tokenizer_digest), tmpl.push_back(m.info.chat_template_digest);
+  if (ok.size() < 2) return "";
+  const auto same = [](const std::vector<std::string>& v) { return std::all_of(v.begin(), v.end(), [&](const auto& x) { return x == v.front(); }); };
+  if (same(tok) && same(tmpl)) return markdown ? "All models share one tokenizer and chat template.\n\n" : "";
+  const auto tl = group_labels(tok), pl = group_labels(tmpl);
+  std::string out = markdown ? "### Tokenizers and chat templates\n\nThe models do not all share a tokenizer and "
+                               "chat template: the suite's prompts tokenize and render differently, so compare "
+                               "accuracies, not token counts or logits. Same letter, same file.\n\n| model | "
+                               "architecture | tokenizer | chat template |\n|---|---|---|---|\n"
+                             : "\ntokenizers and chat templates differ (same letter, same file):";
+  for (size_t i = 0; i < ok.size(); ++i)
+    out += markdown ? fmt::format("| {} | {} | {} | {} |\n", ok[i]->name, ok[i]->info.architecture, tl[i], pl[i])
+                    : fmt::format(" {} tokenizer {} template {};", ok[i]->name, tl[i], pl[i]);
+  return out + (markdown ? "\n" : "\n");
+}
+
 void md_comparison(std::string& out, const Comparison& c) {
   out += fmt::format("### {} vs {}: **{}**\n\n", c.candidate, c.baseline, verdict_name(c.verdict));
   out += fmt::format(
@@ -240,6 +278,7 @@ std::string render_markdown(const BenchResults& r) {
                      r.settings.criteria.source, r.settings.baseline, r.machine.cpu, r.machine.simd_target);
   md_decision_record(out, r);
   md_models(out, r);
+  out += text_sharing(r, true);
   md_accuracy_breakdown(out, r);
   md_plan(out, r);
   if (!r.comparisons.empty()) out += "## Verdicts\n\n";
@@ -267,6 +306,7 @@ std::string render_table(const BenchResults& r) {
                        accuracy_label(m.accuracy.overall));
   }
   table_plan(out, r);
+  out += text_sharing(r, false);
   for (const Comparison& c : r.comparisons) {
     out += fmt::format(
         "\n{} vs {}: {}  (disk {}, memory {}, speed {:.2f}x, accuracy {:+.1f} points, McNemar p = {:.3g})\n",

@@ -30,6 +30,19 @@ std::string call(const std::string& name, const std::string& args_json = "{\"loc
   return "<tool_call>\n{\"name\": \"" + name + "\", \"arguments\": " + args_json + "}\n</tool_call>";
 }
 
+// Qwen2.5-Instruct replies call tools in the same `<tool_call>` JSON as Qwen3 (its template's own
+// instructions, tests/data/templates/qwen2.5-npm): the one parser reads them, several calls included.
+TEST(Scoring, ReadsQwen25ToolCalls) {
+  const std::string reply =
+      "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"location\": \"Paris\"}}\n</tool_call>\n"
+      "<tool_call>\n{\"name\": \"get_time\", \"arguments\": {\"city\": \"Rome\"}}\n</tool_call>";
+  const QueryScore s = score_reply(tool_query("get_weather", ojson{{"location", "Paris"}}), reply);
+  EXPECT_TRUE(s.decided_tool);
+  EXPECT_EQ(s.called_tool, "get_weather");
+  EXPECT_EQ(s.arguments_correct, true);
+  EXPECT_TRUE(s.correct);
+}
+
 TEST(Scoring, ToolQueryWithTheRightCallIsCorrect) {
   const QueryScore s = score_reply(tool_query("get_weather"), call("get_weather"));
   EXPECT_TRUE(s.decided_tool);

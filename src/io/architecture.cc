@@ -12,10 +12,12 @@ namespace quantlab::io {
 namespace {
 
 // The families. Qwen3-MoE routers at 8 bits / group 64 as mlx-lm's qwen3_moe model predicate does.
-constexpr std::array<ArchitectureInfo, 3> kFamilies = {{
-    {Architecture::kQwen3, "qwen3", "Qwen3ForCausalLM", true, false, 0, 0},
-    {Architecture::kQwen3Moe, "qwen3_moe", "Qwen3MoeForCausalLM", true, true, 8, 64},
-    {Architecture::kLlama, "llama", "LlamaForCausalLM", false, false, 0, 0},
+// Qwen2 (Qwen2 / Qwen2.5): Qwen3's layout without q/k norms, with q/k/v biases.
+constexpr std::array<ArchitectureInfo, 4> kFamilies = {{
+    {Architecture::kQwen3, "qwen3", "Qwen3ForCausalLM", true, false, 0, 0, false},
+    {Architecture::kQwen3Moe, "qwen3_moe", "Qwen3MoeForCausalLM", true, true, 8, 64, false},
+    {Architecture::kLlama, "llama", "LlamaForCausalLM", false, false, 0, 0, false},
+    {Architecture::kQwen2, "qwen2", "Qwen2ForCausalLM", false, false, 0, 0, true},
 }};
 
 std::string layer_prefix(int64_t layer) { return fmt::format("model.layers.{}.", layer); }
@@ -27,8 +29,8 @@ void require_positive(const ModelConfig& c, int64_t value, const char* key) {
 
 void check_sizes(const ModelConfig& c) {
   if (c.arch == Architecture::kUnknown)
-    fail(ErrorKind::kUnsupported, "{}: cannot derive tensor shapes for model_type '{}' (Qwen3, Qwen3-MoE and "
-         "Llama only)", c.path, c.model_type);
+    fail(ErrorKind::kUnsupported, "{}: cannot derive tensor shapes for model_type '{}' (only {})", c.path,
+         c.model_type, supported_architectures_text());
   require_positive(c, c.vocab_size, "vocab_size");
   require_positive(c, c.hidden_size, "hidden_size");
   require_positive(c, c.num_hidden_layers, "num_hidden_layers");
@@ -83,17 +85,18 @@ LayerSpec layer_spec(const ModelConfig& c, int64_t layer) {
   const std::string p = layer_prefix(layer);
   const int64_t H = c.hidden_size, d = c.head_dim;
   const int64_t q_dim = c.num_attention_heads * d, kv_dim = c.num_key_value_heads * d;
-  const bool ab = c.attention_bias;  // HF puts a bias on all four projections (all three families)
+  const bool ab = c.attention_bias;  // HF puts a bias on all four projections when the config says so
+  const ArchitectureInfo* family = find_architecture(c.arch);
+  const bool qkv_bias = ab || (family && family->qkv_bias);
   LayerSpec s;
   s.hidden = H;
   s.head_dim = d;
   s.input_norm = p + "input_layernorm.weight";
   s.post_attention_norm = p + "post_attention_layernorm.weight";
-  s.q = {p + "self_attn.q_proj", q_dim, H, ab};
-  s.k = {p + "self_attn.k_proj", kv_dim, H, ab};
-  s.v = {p + "self_attn.v_proj", kv_dim, H, ab};
+  s.q = {p + "self_attn.q_proj", q_dim, H, qkv_bias};
+  s.k = {p + "self_attn.k_proj", kv_dim, H, qkv_bias};
+  s.v = {p + "self_attn.v_proj", kv_dim, H, qkv_bias};
   s.o = {p + "self_attn.o_proj", H, q_dim, ab};
-  const ArchitectureInfo* family = find_architecture(c.arch);
   if (family && family->qk_norm) {
     s.q_norm = p + "self_attn.q_norm.weight";
     s.k_norm = p + "self_attn.k_norm.weight";

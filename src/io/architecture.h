@@ -15,7 +15,7 @@
 
 namespace quantlab::io {
 
-enum class Architecture { kQwen3, kQwen3Moe, kLlama, kUnknown };
+enum class Architecture { kQwen3, kQwen3Moe, kLlama, kQwen2, kUnknown };
 
 struct ModelConfig;
 
@@ -30,6 +30,9 @@ struct ArchitectureInfo {
   // a slightly wrong router logit sends a token to another expert).
   int router_bits = 0;
   int router_group_size = 0;
+  // Additive biases on q/k/v (not o) whatever config.json's attention_bias says (Qwen2). They stay
+  // float when the weights are quantized, as mlx-lm keeps every bias.
+  bool qkv_bias = false;
 };
 
 // Every family quantlab runs, in the order messages list them.
@@ -38,7 +41,7 @@ std::span<const ArchitectureInfo> all_architectures();
 const ArchitectureInfo* find_architecture(Architecture arch);
 // Detects a family from config.json's model_type or architecture class; kUnknown when neither matches.
 Architecture detect_architecture(const std::string& model_type, const std::string& class_name);
-std::string_view architecture_name(Architecture a);  // "qwen3", "qwen3_moe", "llama", "unknown"
+std::string_view architecture_name(Architecture a);  // "qwen3", "qwen3_moe", "llama", "qwen2", "unknown"
 // "Qwen3ForCausalLM, Qwen3MoeForCausalLM and LlamaForCausalLM", for messages.
 std::string supported_architectures_text();
 

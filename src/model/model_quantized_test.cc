@@ -4,6 +4,8 @@
 // embeddings used as the output head, and several group sizes.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "core/error.h"
 #include "io/model_config.h"
 #include "model/model.h"
@@ -88,8 +90,42 @@ INSTANTIATE_TEST_SUITE_P(
                       QuantCase{"qwen3moe-tiny", 8, 32},
                       // Group 128: the experts' down_proj (64 inputs) stays float beside packed modules.
                       QuantCase{"qwen3moe-tiny", 3, 128}, QuantCase{"llama-tiny", 3, 64},
-                      QuantCase{"llama-tiny", 5, 32}, QuantCase{"llama-tiny", 8, 128}),
+                      QuantCase{"llama-tiny", 5, 32}, QuantCase{"llama-tiny", 8, 128},
+                      // Qwen2 (issue 20): every width, its q/k/v biases added after the packed matvec.
+                      QuantCase{"qwen2-tiny", 2, 64}, QuantCase{"qwen2-tiny", 3, 32}, QuantCase{"qwen2-tiny", 4, 64},
+                      QuantCase{"qwen2-tiny", 5, 128}, QuantCase{"qwen2-tiny", 6, 64}, QuantCase{"qwen2-tiny", 7, 32},
+                      QuantCase{"qwen2-tiny", 8, 64}),
     case_name);
+
+// Qwen2's q/k/v biases are never quantized (mlx-lm keeps every bias float): the quantized files hold
+// them byte for byte as the source does, and o_proj has none.
+TEST(QuantizedModel, Qwen2BiasesStayFloatAndUnchanged) {
+  const std::string src = data_path("reference-models/qwen2-tiny");
+  TempDir tmp;
+  ThreadPool pool(2);
+  quant::QuantizeOptions q;
+  q.plan.bits = 4;
+  q.plan.group_size = 64;
+  q.show_progress = false;
+  quant::quantize_model(src, tmp / "q", q, pool);
+  const auto before = io::ModelWeights::open(src);
+  const auto after = io::ModelWeights::open(tmp / "q");
+  for (const char* proj : {"q_proj", "k_proj", "v_proj"}) {
+    const std::string bias = std::string("model.layers.1.self_attn.") + proj + ".bias";
+    SCOPED_TRACE(bias);
+    ASSERT_TRUE(after.contains(bias));
+    EXPECT_EQ(after.at(bias).info->dtype, before.at(bias).info->dtype);
+    const auto a = after.bytes(bias), b = before.bytes(bias);
+    EXPECT_TRUE(std::equal(a.begin(), a.end(), b.begin(), b.end()));
+    // The weight beside it is packed, with MLX's scales and (affine) biases, a different tensor.
+    EXPECT_EQ(after.at(std::string("model.layers.1.self_attn.") + proj + ".weight").info->dtype, DType::kU32);
+    EXPECT_TRUE(after.contains(std::string("model.layers.1.self_attn.") + proj + ".biases"));
+  }
+  EXPECT_FALSE(after.contains("model.layers.1.self_attn.o_proj.bias"));
+  const Model model = Model::load(tmp / "q");
+  EXPECT_EQ(model.layers()[1].attention.q.bias.size(), 128u);
+  EXPECT_TRUE(model.layers()[1].attention.o.bias.empty());
+}
 
 // The MoE checkpoint after quantization has stacked experts and a router at 8 bits / group 64.
 TEST(QuantizedModel, MoeUsesStackedExpertsAndEightBitRouter) {

@@ -48,6 +48,7 @@ INSTANTIATE_TEST_SUITE_P(
         ReferenceCase{"reference-models/qwen3-tiny", "reference-models/qwen3-tiny/reference.safetensors", "logits", 1e-4f},
         ReferenceCase{"reference-models/qwen3moe-tiny", "reference-models/qwen3moe-tiny/reference.safetensors", "logits", 1e-4f},
         ReferenceCase{"reference-models/llama-tiny", "reference-models/llama-tiny/reference.safetensors", "logits", 1e-4f},
+        ReferenceCase{"reference-models/qwen2-tiny", "reference-models/qwen2-tiny/reference.safetensors", "logits", 1e-4f},
         ReferenceCase{"reference-models/qwen3-tiny-lora/merged-f32",
                       "reference-models/qwen3-tiny-lora/reference.safetensors", "logits_merged", 1e-4f},
         ReferenceCase{"tool-calling/dense-fused-strong-f16", "tool-calling/dense-fused-strong-f16/reference.safetensors",
@@ -83,7 +84,7 @@ TEST_P(ReferenceGreedy, ReproducesTransformersTokens) {
   EXPECT_EQ(session.position(), prompt.size() + expected.size() - 1);
 }
 
-INSTANTIATE_TEST_SUITE_P(Fixtures, ReferenceGreedy, ::testing::Values("qwen3-tiny", "qwen3moe-tiny", "llama-tiny"),
+INSTANTIATE_TEST_SUITE_P(Fixtures, ReferenceGreedy, ::testing::Values("qwen3-tiny", "qwen3moe-tiny", "llama-tiny", "qwen2-tiny"),
                          [](const auto& info) {
                            std::string name = info.param;
                            for (char& ch : name)

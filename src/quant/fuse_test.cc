@@ -6,11 +6,13 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <tuple>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
 #include "core/half.h"
 #include "io/safetensors.h"
+#include "io/safetensors_writer.h"
 #include "quant/convert.h"
 #include "quant/quantizer.h"
 #include "quant/testing.h"
@@ -166,6 +168,67 @@ TEST(Fuse, MissingModuleAndWrongRankAreReported) {
     FAIL();
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("adapter module"), std::string::npos) << e.what();
+  }
+}
+
+// Issue 20: a PEFT adapter on every projection of Qwen2 (q/k/v carry biases): each fused weight is
+// W + (alpha / r) B A, and the biases come through untouched (PEFT's bias "none").
+TEST(Fuse, Qwen2ProjectionsWithBiasesUntouched) {
+  const std::string base = data_path("reference-models/qwen2-tiny");
+  TempDir tmp;
+  const std::string adapter = tmp / "adapter";
+  std::filesystem::create_directories(adapter);
+  const int r = 4, alpha = 8;
+  const auto base_weights = io::ModelWeights::open(base);
+  std::vector<std::vector<float>> buffers;
+  std::vector<io::TensorData> tensors;
+  std::vector<std::string> modules;
+  uint32_t seed = 1;
+  const auto next = [&seed] {
+    seed = seed * 1664525u + 1013904223u;
+    return static_cast<float>(static_cast<int32_t>(seed >> 8) % 2001 - 1000) / 20000.0f;
+  };
+  for (int layer = 0; layer < 2; ++layer)
+    for (const char* proj : {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj"}) {
+      const std::string module = "model.layers." + std::to_string(layer) + "." + proj;
+      const auto& shape = base_weights.at(module + ".weight").info->shape;
+      modules.push_back(module);
+      for (const auto& [suffix, rows, cols] : {std::tuple{".lora_A.weight", int64_t(r), shape[1]},
+                                               std::tuple{".lora_B.weight", shape[0], int64_t(r)}}) {
+        buffers.emplace_back(static_cast<size_t>(rows * cols));
+        for (float& v : buffers.back()) v = next();
+        tensors.push_back({{"base_model.model." + module + suffix, DType::kF32, {rows, cols}},
+                           {reinterpret_cast<const uint8_t*>(buffers.back().data()), buffers.back().size() * 4}});
+      }
+    }
+  io::write_safetensors_file(adapter + "/adapter_model.safetensors", tensors, {});
+  std::ofstream(adapter + "/adapter_config.json")
+      << nlohmann::json{{"peft_type", "LORA"}, {"r", r}, {"lora_alpha", alpha}, {"bias", "none"},
+                        {"target_modules", {"q_proj", "k_proj", "v_proj", "o_proj"}}}
+             .dump();
+  fuse(base, adapter, tmp / "fused", DType::kF32);
+  const auto fused = io::ModelWeights::open(tmp / "fused");
+  const double scale = double(alpha) / r;
+  for (size_t m = 0; m < modules.size(); ++m) {
+    SCOPED_TRACE(modules[m]);
+    const auto w = load_f32(base_weights, modules[m] + ".weight"), f = load_f32(fused, modules[m] + ".weight");
+    const auto& a = buffers[2 * m];
+    const auto& b = buffers[2 * m + 1];
+    const size_t out = base_weights.at(modules[m] + ".weight").info->shape[0], in = w.size() / out;
+    double worst = 0;
+    for (size_t i = 0; i < out; ++i)
+      for (size_t j = 0; j < in; ++j) {
+        double d = 0;
+        for (int k = 0; k < r; ++k) d += double(b[i * r + k]) * a[k * in + j];
+        worst = std::max(worst, std::abs(f[i * in + j] - (w[i * in + j] + scale * d)));
+      }
+    EXPECT_LT(worst, 1e-6);
+    const std::string bias = modules[m] + ".bias";
+    if (modules[m].ends_with("o_proj")) {
+      EXPECT_FALSE(fused.contains(bias));
+      continue;
+    }
+    EXPECT_EQ(load_f32(fused, bias), load_f32(base_weights, bias));
   }
 }
 

@@ -75,17 +75,49 @@ ojson llama_3_2_1b() {
           {"vocab_size", 128256}};
 }
 
+// Qwen2.5-*-Instruct config.json (transformers v4 spelling): q/k/v biases are implied by the family.
+ojson qwen2_5(int64_t hidden, int64_t intermediate, int64_t layers, int64_t heads, int64_t kv_heads,
+              int64_t max_window_layers, bool tied, int64_t vocab) {
+  return {{"architectures", {"Qwen2ForCausalLM"}},
+          {"attention_dropout", 0.0},
+          {"bos_token_id", 151643},
+          {"eos_token_id", 151645},
+          {"hidden_act", "silu"},
+          {"hidden_size", hidden},
+          {"initializer_range", 0.02},
+          {"intermediate_size", intermediate},
+          {"max_position_embeddings", 32768},
+          {"max_window_layers", max_window_layers},
+          {"model_type", "qwen2"},
+          {"num_attention_heads", heads},
+          {"num_hidden_layers", layers},
+          {"num_key_value_heads", kv_heads},
+          {"rms_norm_eps", 1e-6},
+          {"rope_scaling", nullptr},
+          {"rope_theta", 1000000.0},
+          {"sliding_window", 32768},
+          {"tie_word_embeddings", tied},
+          {"use_cache", true},
+          {"use_sliding_window", false},
+          {"vocab_size", vocab}};
+}
+
 ojson preset(std::string_view like) {
   if (like == "qwen3-0.6b") return qwen3_dense(1024, 3072, 28, 16, true);
   if (like == "qwen3-8b") return qwen3_dense(4096, 12288, 36, 32, false);
   if (like == "qwen3-30b-a3b") return qwen3_30b_a3b();
   if (like == "llama-3.2-1b") return llama_3_2_1b();
+  if (like == "qwen2.5-0.5b") return qwen2_5(896, 4864, 24, 14, 2, 21, true, 151936);
+  if (like == "qwen2.5-3b") return qwen2_5(2048, 11008, 36, 16, 2, 70, true, 151936);
+  if (like == "qwen2.5-7b") return qwen2_5(3584, 18944, 28, 28, 4, 28, false, 152064);
   fail(ErrorKind::kUsage, "--like {}: unknown model (choose one of {})", like, fmt::join(synth_preset_names(), ", "));
 }
 
 }  // namespace
 
-std::vector<std::string> synth_preset_names() { return {"qwen3-0.6b", "qwen3-8b", "qwen3-30b-a3b", "llama-3.2-1b"}; }
+std::vector<std::string> synth_preset_names() {
+  return {"qwen3-0.6b", "qwen3-8b", "qwen3-30b-a3b", "llama-3.2-1b", "qwen2.5-0.5b", "qwen2.5-3b", "qwen2.5-7b"};
+}
 
 nlohmann::ordered_json synth_config(std::string_view like, std::optional<int64_t> layers, DType dtype) {
   ojson j = preset(like);
@@ -115,14 +147,20 @@ void set_layer_count(nlohmann::ordered_json& j, int64_t layers) {
 nlohmann::ordered_json synth_generation_config(const nlohmann::ordered_json& config) {
   ojson g = ojson::object();
   if (config.contains("bos_token_id")) g["bos_token_id"] = config["bos_token_id"];
-  const bool qwen = config.value("model_type", "").rfind("qwen3", 0) == 0;
+  const std::string type = config.value("model_type", "");
+  const bool qwen = type.rfind("qwen3", 0) == 0 || type == "qwen2";
   const bool has_ids = config.contains("bos_token_id") && config.contains("eos_token_id") &&
                        !config["bos_token_id"].is_null() && !config["eos_token_id"].is_null();
   if (qwen && has_ids) {
-    // Qwen3's generation_config.json (model-spec.md §1.3): stop on <|im_end|> (config eos) or on
-    // <|endoftext|> (config bos), pad with <|endoftext|>; the thinking-mode sampling defaults.
+    // Qwen3's and Qwen2.5-Instruct's generation_config.json (model-spec.md §1.3): stop on <|im_end|>
+    // (config eos) or on <|endoftext|> (config bos), pad with <|endoftext|>; their sampling defaults
+    // (Qwen3's thinking mode; Qwen2.5's with its repetition penalty).
     g.update(ojson{{"do_sample", true}, {"eos_token_id", {config["eos_token_id"], config["bos_token_id"]}},
-                   {"pad_token_id", config["bos_token_id"]}, {"temperature", 0.6}, {"top_k", 20}, {"top_p", 0.95}});
+                   {"pad_token_id", config["bos_token_id"]}});
+    if (type == "qwen2")
+      g.update(ojson{{"repetition_penalty", 1.05}, {"temperature", 0.7}, {"top_k", 20}, {"top_p", 0.8}});
+    else
+      g.update(ojson{{"temperature", 0.6}, {"top_k", 20}, {"top_p", 0.95}});
   } else if (config.contains("eos_token_id")) {
     g["eos_token_id"] = config["eos_token_id"];
   }

@@ -216,5 +216,39 @@ TEST(SynthPresets, LayersOverrideAndKnownShapes) {
   EXPECT_THROW(synth_config("qwen3-8b", 0, DType::kBF16), Error);
 }
 
+// Issue 20: Qwen2.5-3B as published (hidden 2048, 36 layers, 16 heads / 2 KV heads, intermediate
+// 11008, vocab 151936, tied embeddings): q/k/v carry biases, o_proj none, no q/k norms, and the
+// parameter count is the published 3.09 B.
+TEST(SynthPresets, Qwen2_5_3B_HasThePublishedShapesAndParameterCount) {
+  const auto c = io::parse_model_config(synth_config("qwen2.5-3b", std::nullopt, DType::kBF16), "preset");
+  EXPECT_EQ(c.arch, io::Architecture::kQwen2);
+  EXPECT_TRUE(c.tie_word_embeddings);
+  EXPECT_EQ(c.head_dim, 128);
+  const auto tensors = source_tensors_from_config(c);
+  std::map<std::string, std::vector<int64_t>> shape;
+  for (const auto& t : tensors) shape[t.name] = t.shape;
+  EXPECT_EQ(shape.at("model.embed_tokens.weight"), (std::vector<int64_t>{151936, 2048}));
+  EXPECT_EQ(shape.at("model.layers.35.self_attn.q_proj.weight"), (std::vector<int64_t>{2048, 2048}));
+  EXPECT_EQ(shape.at("model.layers.35.self_attn.q_proj.bias"), (std::vector<int64_t>{2048}));
+  EXPECT_EQ(shape.at("model.layers.35.self_attn.k_proj.weight"), (std::vector<int64_t>{256, 2048}));
+  EXPECT_EQ(shape.at("model.layers.35.self_attn.k_proj.bias"), (std::vector<int64_t>{256}));
+  EXPECT_EQ(shape.at("model.layers.35.self_attn.v_proj.bias"), (std::vector<int64_t>{256}));
+  EXPECT_EQ(shape.count("model.layers.35.self_attn.o_proj.bias"), 0u);
+  EXPECT_EQ(shape.count("model.layers.35.self_attn.q_norm.weight"), 0u);
+  EXPECT_EQ(shape.at("model.layers.35.mlp.down_proj.weight"), (std::vector<int64_t>{2048, 11008}));
+  EXPECT_EQ(shape.count("lm_head.weight"), 0u);  // tied
+  EXPECT_EQ(shape.count("model.layers.36.input_layernorm.weight"), 0u);
+  // Per layer: q, k, v, o with the three biases, the MLP and two norms; plus embedding and final norm.
+  const uint64_t per_layer = 2048ull * 2048 + 2048 + 2 * (256ull * 2048 + 256) + 2048ull * 2048 +
+                             3ull * 2048 * 11008 + 2 * 2048;
+  EXPECT_EQ(count_parameters(tensors), 151936ull * 2048 + 36 * per_layer + 2048);
+  EXPECT_EQ(count_parameters(tensors) / 10'000'000, 308u);  // 3.09 B
+  const auto seven = io::parse_model_config(synth_config("qwen2.5-7b", std::nullopt, DType::kBF16), "preset");
+  EXPECT_FALSE(seven.tie_word_embeddings);
+  EXPECT_EQ(count_parameters(source_tensors_from_config(seven)) / 10'000'000, 761u);  // 7.61 B
+  const auto half = io::parse_model_config(synth_config("qwen2.5-0.5b", std::nullopt, DType::kBF16), "preset");
+  EXPECT_EQ(count_parameters(source_tensors_from_config(half)) / 1'000'000, 494u);  // 0.49 B
+}
+
 }  // namespace
 }  // namespace quantlab::quant
