@@ -4,7 +4,9 @@
 
 #include "core/error.h"
 #include "core/half.h"
+#include "io/model_config.h"
 #include "model/model.h"
+#include "model/session.h"
 #include "model/testing.h"
 
 namespace quantlab::model {
@@ -146,6 +148,35 @@ TEST(ModelLoad, WrongDtypeIsNamed) {
   edit.put["model.norm.weight"] = {DType::kI32, {128}, std::vector<uint8_t>(128 * 4)};
   expect_mentions(load_error("reference-models/llama-tiny", edit), ErrorKind::kInvalidInput,
                   {"model.norm.weight", "I32"});
+}
+
+// Issue 20: Qwen2 in transformers v5 spelling (dtype, rope_parameters) runs exactly as in v4 spelling;
+// a checkpoint that turns sliding-window attention on is refused by name; a Qwen2 checkpoint without
+// its q/k/v biases names the missing tensor.
+TEST(ModelLoad, Qwen2ConfigSpellingsSlidingWindowAndBiases) {
+  TempDir tmp;
+  ModelEdit v5;
+  v5.config = [](auto& c) {
+    c["dtype"] = c["torch_dtype"];
+    c.erase("torch_dtype");
+    c["rope_parameters"] = {{"rope_type", "default"}, {"rope_theta", c["rope_theta"]}};
+    c.erase("rope_theta");
+  };
+  write_edited_model(data_path("reference-models/qwen2-tiny"), tmp / "v5", v5);
+  const Model a = Model::load(data_path("reference-models/qwen2-tiny")), b = Model::load(tmp / "v5");
+  EXPECT_EQ(io::load_model_config(tmp / "v5").rope_theta, 1e6);
+  ThreadPool pool(1);
+  Session sa(a, pool), sb(b, pool);
+  const std::vector<int32_t> ids = {1, 2, 3, 4};
+  EXPECT_EQ(sa.forward(ids, true), sb.forward(ids, true));
+  ModelEdit sliding;
+  sliding.config = [](auto& c) { c["use_sliding_window"] = true; };
+  expect_mentions(load_error("reference-models/qwen2-tiny", sliding), ErrorKind::kUnsupported,
+                  {"use_sliding_window", "not supported"});
+  ModelEdit no_bias;
+  no_bias.drop = {"model.layers.1.self_attn.k_proj.bias"};
+  expect_mentions(load_error("reference-models/qwen2-tiny", no_bias), ErrorKind::kInvalidInput,
+                  {"model.layers.1.self_attn.k_proj.bias"});
 }
 
 TEST(ModelLoad, MissingDirectoryFails) {
