@@ -176,10 +176,12 @@ void attention_block(const Layer& layer, size_t layer_index, const ModelDims& di
   kernels::axpy(1.0f, s.proj.data(), s.x.data(), n * H);
 }
 
+// The top-k experts by router logit. With norm_topk_prob the weights are the softmax of the chosen
+// logits alone (equal to renormalising the full softmax, as transformers does, up to rounding): they
+// then do not depend on the experts not chosen, so pruning experts a token never picks leaves its
+// output bit-identical (quantlab prune). `logits` becomes the full softmax, which the routing hook reports.
 void route_token(float* logits, const ModelDims& dims, int32_t* experts, float* weights) {
   const size_t E = dims.experts, k = dims.experts_per_token;
-  kernels::softmax(logits, E);
-  float total = 0;
   for (size_t slot = 0; slot < k; ++slot) {
     size_t best = E;
     for (size_t e = 0; e < E; ++e) {
@@ -187,11 +189,16 @@ void route_token(float* logits, const ModelDims& dims, int32_t* experts, float* 
       if (best == E || logits[e] > logits[best]) best = e;
     }
     experts[slot] = static_cast<int32_t>(best);
-    weights[slot] = logits[best];
-    total += logits[best];
   }
-  if (dims.norm_topk_prob)
+  if (dims.norm_topk_prob) {
+    const float top = logits[experts[0]];
+    float total = 0;
+    for (size_t slot = 0; slot < k; ++slot) total += weights[slot] = std::exp(logits[experts[slot]] - top);
     for (size_t slot = 0; slot < k; ++slot) weights[slot] /= total;
+  }
+  kernels::softmax(logits, E);
+  if (!dims.norm_topk_prob)
+    for (size_t slot = 0; slot < k; ++slot) weights[slot] = logits[experts[slot]];
 }
 
 namespace {
