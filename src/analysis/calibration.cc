@@ -9,7 +9,7 @@
 #include "core/error.h"
 #include "core/mapped_file.h"
 #include "core/progress.h"
-#include "eval/suite.h"
+#include "analysis/suite_prompts.h"
 #include "io/architecture.h"
 #include "io/safetensors.h"
 #include "io/safetensors_writer.h"
@@ -92,33 +92,6 @@ class StatsCollector {
   std::map<std::string, ModuleStats> sums_;
 };
 
-std::vector<std::vector<int32_t>> suite_prompts(const CalibrationOptions& o, const chat::ChatModel& chat) {
-  std::vector<std::vector<int32_t>> prompts;
-  if (o.suite_path.empty()) return prompts;
-  std::optional<eval::ToolSet> tools;
-  if (!o.tools_path.empty()) tools = eval::load_tools(o.tools_path);
-  const eval::Suite suite = eval::load_suite(o.suite_path, tools ? &*tools : nullptr);
-  for (const auto& q : suite.queries) {
-    text::ChatRequest request;
-    request.messages = q.messages;
-    if (tools) request.tools = tools->schemas;
-    request.extra = {{"enable_thinking", false}};
-    prompts.push_back(chat.encode_chat(request));
-  }
-  return prompts;
-}
-
-std::vector<std::vector<int32_t>> text_chunks(const CalibrationOptions& o, const chat::ChatModel& chat) {
-  std::vector<std::vector<int32_t>> chunks;
-  if (o.text_path.empty()) return chunks;
-  const std::vector<int32_t> ids = chat.tokenizer().encode(read_text_file(o.text_path));
-  if (ids.empty()) fail_input("{}: the text has no tokens", o.text_path);
-  for (size_t i = 0; i < ids.size(); i += o.text_chunk)
-    chunks.emplace_back(ids.begin() + static_cast<std::ptrdiff_t>(i),
-                        ids.begin() + static_cast<std::ptrdiff_t>(std::min(ids.size(), i + o.text_chunk)));
-  return chunks;
-}
-
 void finish_means(std::map<std::string, ModuleStats>& modules) {
   for (auto& [path, m] : modules)
     for (size_t e = 0; e < m.experts; ++e)
@@ -133,8 +106,8 @@ CalibrationStats calibrate(const CalibrationOptions& o, ThreadPool& pool) {
     fail(ErrorKind::kUsage, "calibrate needs --suite or --text (the inputs to record statistics on)");
   if (!o.tools_path.empty() && o.suite_path.empty()) fail(ErrorKind::kUsage, "--tools goes with --suite");
   const auto chat = chat::ChatModel::open(o.model_dir);
-  const auto prompts = suite_prompts(o, *chat);
-  const auto chunks = text_chunks(o, *chat);
+  const auto prompts = encode_suite_prompts(o.suite_path, o.tools_path, *chat);
+  const auto chunks = encode_text_chunks(o.text_path, o.text_chunk, *chat);
   size_t longest = 1;
   for (const auto& p : prompts) longest = std::max(longest, p.size() + o.max_tokens + 1);
   for (const auto& c : chunks) longest = std::max(longest, c.size() + 1);

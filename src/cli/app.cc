@@ -38,6 +38,8 @@ int run(int argc, char** argv) {
   register_allocate(app);
   register_divergence(app);
   register_suite_size(app);
+  register_experts(app);
+  register_prune(app);
   // (subcommands are added here as they land)
   try {
     app.parse(argc, argv);

@@ -4,6 +4,8 @@
 // settings the size and memory rules already rule out (issue 7). Several models (directories, or
 // published configs by --like name) are planned side by side (issue 20: a smaller base).
 #include <CLI/CLI.hpp>
+#include <cmath>
+#include <stdexcept>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
@@ -26,7 +28,7 @@ namespace {
 
 struct PlanArgs {
   std::vector<std::string> models, likes;
-  std::string criteria_file;
+  std::string criteria_file, keep_experts;
   // Every width and group size of the format table (kernels/format.h) unless the flags narrow them.
   std::vector<int> bits = kernels::supported_bits();
   std::vector<int> groups{kernels::supported_group_sizes().begin(), kernels::supported_group_sizes().end()};
@@ -58,6 +60,20 @@ quant::PlanSource preset_source(const std::string& like) {
   return src;
 }
 
+// --keep-experts N (a count) or R (a share, with a decimal point: 0.5 keeps half, rounded).
+int64_t experts_kept(const std::string& text, const quant::PlanSource& src) {
+  try {
+    size_t used = 0;
+    const double v = std::stod(text, &used);
+    if (used != text.size()) throw std::invalid_argument(text);
+    if (text.find('.') == std::string::npos) return static_cast<int64_t>(v);
+    if (!(v > 0 && v <= 1)) fail(ErrorKind::kUsage, "--keep-experts {}: a share must be in (0, 1]", text);
+    return std::max<int64_t>(1, std::llround(v * static_cast<double>(src.config.num_experts)));
+  } catch (const std::logic_error&) {
+    fail(ErrorKind::kUsage, "--keep-experts {}: expected a count (96) or a share (0.75)", text);
+  }
+}
+
 void run_plan(const PlanArgs& a) {
   if (a.context < 1) fail(ErrorKind::kUsage, "--context {}: must be at least 1", a.context);
   if (a.models.empty() && a.likes.empty()) fail(ErrorKind::kUsage, "give a model directory or --like NAME");
@@ -65,6 +81,8 @@ void run_plan(const PlanArgs& a) {
   std::vector<quant::PlanSource> sources;
   for (const std::string& dir : a.models) sources.push_back(quant::load_plan_source(dir));
   for (const std::string& like : a.likes) sources.push_back(preset_source(like));
+  if (!a.keep_experts.empty())
+    for (quant::PlanSource& src : sources) src = quant::with_experts_kept(src, experts_kept(a.keep_experts, src));
   std::vector<quant::QuantSetting> settings;
   for (int b : a.bits)
     for (int g : a.groups) settings.push_back({b, g});
@@ -112,6 +130,9 @@ void register_plan(CLI::App& app) {
       ->check(bit_width_check());
   cmd->add_option("--baseline-group-size", a->baseline_group, "Group size of the baseline")
       ->check(group_size_check());
+  cmd->add_option("--keep-experts", a->keep_experts,
+                  "MoE: plan the model pruned to N experts per layer (or a share R such as 0.5), as `quantlab prune` "
+                  "writes it");
   cmd->add_option("--context", a->context, "Context length for the KV-cache memory estimate (default 4096)");
   cmd->add_option("--bandwidth", a->bandwidth, "Memory bandwidth in GB/s (default: measured now, ~0.5 s)")
       ->check(CLI::PositiveNumber);

@@ -27,6 +27,8 @@ void register_sensitivity(CLI::App& app);  // cmd_mixed.cc
 void register_allocate(CLI::App& app);     // cmd_mixed.cc
 void register_divergence(CLI::App& app);
 void register_suite_size(CLI::App& app);
+void register_experts(CLI::App& app);  // cmd_experts.cc
+void register_prune(CLI::App& app);    // cmd_experts.cc
 
 
 }  // namespace quantlab::cli

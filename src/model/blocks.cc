@@ -179,12 +179,14 @@ void attention_block(const Layer& layer, size_t layer_index, const ModelDims& di
 // The top-k experts by router logit. With norm_topk_prob the weights are the softmax of the chosen
 // logits alone (equal to renormalising the full softmax, as transformers does, up to rounding): they
 // then do not depend on the experts not chosen, so pruning experts a token never picks leaves its
-// output bit-identical (quantlab prune). `logits` becomes the full softmax, which the routing hook reports.
-void route_token(float* logits, const ModelDims& dims, int32_t* experts, float* weights) {
+// output bit-identical (quantlab prune). Experts `disabled` (when given) are never chosen, which is
+// exactly pruning them. `logits` becomes the full softmax, which the routing hook reports.
+void route_token(float* logits, const ModelDims& dims, int32_t* experts, float* weights, const uint8_t* disabled) {
   const size_t E = dims.experts, k = dims.experts_per_token;
   for (size_t slot = 0; slot < k; ++slot) {
     size_t best = E;
     for (size_t e = 0; e < E; ++e) {
+      if (disabled && disabled[e]) continue;
       if (std::find(experts, experts + slot, static_cast<int32_t>(e)) != experts + slot) continue;
       if (best == E || logits[e] > logits[best]) best = e;
     }
@@ -285,7 +287,8 @@ void moe_mlp(const MoeMlp& m, const ModelDims& dims, size_t n, Scratch& s, Threa
     ScopedPhase phase(t, Phase::kRouter);
     apply_linear(m.router, s.normed.data(), n, s.router.data(), pool);
     for (size_t i = 0; i < n; ++i)
-      route_token(s.router.data() + i * E, dims, s.route_expert.data() + i * k, s.route_weight.data() + i * k);
+      route_token(s.router.data() + i * E, dims, s.route_expert.data() + i * k, s.route_weight.data() + i * k,
+                  s.disabled_experts);
   }
   ScopedPhase phase(t, Phase::kExperts);
   if (n == 1) {

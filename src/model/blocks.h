@@ -38,6 +38,9 @@ struct Scratch {
   std::vector<float> route_weight;    // [n, k] their mixing weights
   std::vector<float> gathered;        // [n * k, H] the (token, slot) rows, grouped by expert
   std::vector<float> expert_out;      // [n, k, H] each chosen expert's output per token
+  // The current MoE layer's experts never to route to ([E], non-zero = disabled), or null: the session's
+  // expert mask (Session::disable_experts), exactly what pruning those experts from the files does.
+  const uint8_t* disabled_experts = nullptr;
 
   // Grows the buffers (never shrinks) to hold the given sizes.
   void ensure(const ModelDims& dims, size_t tokens, size_t context, size_t workers);
@@ -76,7 +79,8 @@ void mlp_block(const Layer& layer, const ModelDims& dims, const Batch& b, Scratc
 // Picks the top-k of softmax(router_logits) for one token (k = dims.experts_per_token), renormalised
 // iff dims.norm_topk_prob; the softmax is taken in place over all E logits, in f32. Ties go to the
 // lower expert index. Writes k expert indices and k mixing weights, highest probability first.
-void route_token(float* router_logits, const ModelDims& dims, int32_t* experts, float* weights);
+void route_token(float* router_logits, const ModelDims& dims, int32_t* experts, float* weights,
+                 const uint8_t* disabled = nullptr);
 
 // The expert of each row after a batch's (token, slot) entries are grouped by expert (the order in
 // which the MoE block runs a batch's experts): rows of expert 0 first, token order within an expert.

@@ -83,6 +83,26 @@ void Session::prepare_rope(size_t first_position, size_t n) {
     model_.rope().at(first_position + i, scratch_.cos.data() + i * half, scratch_.sin.data() + i * half);
 }
 
+void Session::disable_experts(size_t layer, const std::vector<int32_t>& experts) {
+  const ModelDims& d = model_.dims();
+  if (layer >= d.layers || !model_.layers()[layer].is_moe) fail(ErrorKind::kUsage, "layer {} is not a MoE layer", layer);
+  disabled_experts_.resize(d.layers);
+  auto& mask = disabled_experts_[layer];
+  mask.clear();
+  if (experts.empty()) return;
+  mask.assign(d.experts, 0);
+  for (int32_t e : experts) {
+    if (e < 0 || static_cast<size_t>(e) >= d.experts)
+      fail(ErrorKind::kUsage, "layer {}: expert {} does not exist (the model has {})", layer, e, d.experts);
+    mask[static_cast<size_t>(e)] = 1;
+  }
+  size_t left = 0;
+  for (uint8_t m : mask) left += m == 0;
+  if (left < d.experts_per_token)
+    fail(ErrorKind::kUsage, "layer {}: {} experts left, fewer than the {} each token needs", layer, left,
+         d.experts_per_token);
+}
+
 void Session::report_routing(size_t layer, const Batch& batch) const {
   const ModelDims& d = model_.dims();
   const size_t n = batch.n, k = d.experts_per_token;
@@ -133,6 +153,8 @@ void Session::forward_chunk(std::span<const int32_t> tokens, size_t first_row, f
     const Layer& layer = model_.layers()[l];
     attention_block(layer, l, dims, batch, cache_, scratch_, pool_, timings_);
     if (activation_hook_) report_attention_inputs(l, batch);
+    scratch_.disabled_experts =
+        l < disabled_experts_.size() && !disabled_experts_[l].empty() ? disabled_experts_[l].data() : nullptr;
     mlp_block(layer, dims, batch, scratch_, pool_, timings_);
     if (layer.is_moe && routing_hook_) report_routing(l, batch);
     if (activation_hook_) report_mlp_inputs(l, batch);

@@ -88,6 +88,10 @@ class Session {
   MemoryReport memory() const;
   // Called after every MoE layer of every forward pass (empty: none). Costs nothing when unset.
   void set_routing_hook(RoutingHook hook) { routing_hook_ = std::move(hook); }
+  // Never routes layer `layer`'s tokens to `experts` (empty: none disabled): pruning them without
+  // writing a model, for leave-one-out and ablation studies (analysis/expert_study.h). Error(kUsage)
+  // for a dense layer, an expert out of range, or disabling so many that fewer than k remain.
+  void disable_experts(size_t layer, const std::vector<int32_t>& experts);
   // Called with every Linear input of every forward pass (empty: none). Costs nothing when unset.
   void set_activation_hook(ActivationHook hook) { activation_hook_ = std::move(hook); }
 
@@ -108,6 +112,7 @@ class Session {
   Scratch scratch_;
   Timings timings_;
   RoutingHook routing_hook_;
+  std::vector<std::vector<uint8_t>> disabled_experts_;  // [layer][expert]; empty rows: none
   ActivationHook activation_hook_;
   std::vector<int32_t> expert_of_row_;  // kExpertDown's per-row experts
 };

@@ -223,6 +223,31 @@ SizeEstimate estimate_as_stored(const PlanSource& source, const RuntimeAssumptio
   return estimate_from_plan(source, plan, runtime);
 }
 
+PlanSource with_experts_kept(const PlanSource& source, int64_t keep) {
+  const io::ModelConfig& c = source.config;
+  if (!c.is_moe()) fail(ErrorKind::kUsage, "--keep-experts: {} is not a mixture-of-experts model", source.dir);
+  if (keep < 1 || keep > c.num_experts)
+    fail(ErrorKind::kUsage, "--keep-experts {}: choose between 1 and the {} experts the model has", keep, c.num_experts);
+  static const std::regex kExpert(R"(model\.layers\.\d+\.mlp\.experts\.(\d+)\..+)");
+  static const std::regex kRouter(R"(model\.layers\.\d+\.mlp\.gate\.weight)");
+  PlanSource out = source;
+  out.tensors.clear();
+  std::smatch m;
+  for (const SourceTensor& t : source.tensors) {
+    if (std::regex_match(t.name, m, kExpert) && std::stoll(m[1]) >= keep) continue;
+    SourceTensor kept = t;
+    if (std::regex_match(t.name, kRouter)) kept.shape[0] = keep;
+    out.tensors.push_back(std::move(kept));
+  }
+  out.config.num_experts = keep;
+  out.config.num_experts_per_tok = std::min(c.num_experts_per_tok, keep);
+  for (const char* key : {"num_experts", "num_local_experts"})
+    if (out.config.raw.contains(key)) out.config.raw[key] = keep;
+  out.config.raw["num_experts_per_tok"] = out.config.num_experts_per_tok;
+  out.stored_tensor_bytes = 0;  // no longer what is on disk
+  return out;
+}
+
 uint64_t float16_bytes(const PlanSource& source) {
   const QuantPlan plan = make_quant_plan(source.config, source.tensors, PlanOptions{});
   uint64_t n = 0;

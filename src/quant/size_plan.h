@@ -41,6 +41,12 @@ PlanSource load_plan_source(const std::string& dir);
 PlanSource plan_source_of(const io::ModelConfig& config, const io::ModelWeights& weights);
 PlanSource plan_source_from_config(const io::ModelConfig& config);
 
+// The same model with only `keep` experts in every MoE layer (issue 16: `plan --keep-experts`): the
+// per-expert tensors of higher ids and the router rows dropped, num_experts and (capped)
+// num_experts_per_tok rewritten, as `quantlab prune` writes it. Error(kUsage) for a dense model or a
+// count outside [1, experts].
+PlanSource with_experts_kept(const PlanSource& source, int64_t keep);
+
 struct RuntimeAssumptions {
   int64_t context = 4096;       // positions held in the KV cache
   int64_t prefill_chunk = 512;  // tokens per prefill batch (model::SessionOptions' default)

@@ -184,5 +184,32 @@ TEST(SizePlan, RejectsWhatQuantizeRejects) {
   EXPECT_THROW(estimate_size(s, 4, 48, {}), Error);
 }
 
+// Issue 16: Qwen3-30B-A3B with 96 and 64 of its 128 experts per layer, against arithmetic: each expert
+// is 3 x 768 x 2048 weights, each router row 2048 (the router at 8 bits / group 64), 48 layers;
+// affine b-bit g64 stores b/8 bytes per weight plus a bf16 scale and bias per 64 weights.
+TEST(SizePlan, KeepingFewerExpertsOnQwen3_30B_A3B) {
+  const PlanSource full = load_plan_source(data_path("configs/qwen3-30b-a3b"));
+  RuntimeAssumptions runtime;
+  for (int64_t keep : {96, 64}) {
+    const PlanSource pruned = with_experts_kept(full, keep);
+    EXPECT_EQ(pruned.config.num_experts, keep);
+    const double removed_expert_weights = 48.0 * double(128 - keep) * 3 * 768 * 2048;
+    const double removed_router_weights = 48.0 * double(128 - keep) * 2048;
+    EXPECT_EQ(float16_bytes(full) - float16_bytes(pruned),
+              static_cast<uint64_t>(2 * (removed_expert_weights + removed_router_weights)));
+    for (int bits : {4, 6, 8}) {
+      SCOPED_TRACE(::testing::Message() << keep << " experts, " << bits << " bits");
+      const double expert_bytes = removed_expert_weights * (bits / 8.0 + 4.0 / 64);
+      const double router_bytes = removed_router_weights * (1.0 + 4.0 / 64);
+      EXPECT_EQ(estimate_size(full, bits, 64, runtime).tensor_bytes - estimate_size(pruned, bits, 64, runtime).tensor_bytes,
+                static_cast<uint64_t>(expert_bytes + router_bytes));
+    }
+  }
+  EXPECT_EQ(with_experts_kept(full, 4).config.num_experts_per_tok, 4);  // capped at the kept count
+  EXPECT_THROW(with_experts_kept(full, 0), Error);
+  EXPECT_THROW(with_experts_kept(full, 129), Error);
+  EXPECT_THROW(with_experts_kept(load_plan_source(data_path("reference-models/qwen3-tiny")), 1), Error);
+}
+
 }  // namespace
 }  // namespace quantlab::quant
