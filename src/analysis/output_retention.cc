@@ -15,6 +15,8 @@
 #include "eval/suite.h"
 #include "model/model.h"
 #include "model/session.h"
+#include "analysis/expert_profile.h"
+#include "io/model_config.h"
 #include "quant/quantizer.h"
 #include "text/tool_calls.h"
 
@@ -121,12 +123,15 @@ ModelDivergence compare_model(const std::string& dir, const std::vector<Prepared
   return d;
 }
 
-std::string quantize_into_work_dir(const OutputRetentionOptions& o, int bits, ThreadPool& pool) {
-  const std::string dir = (fs::path(o.work_dir) / ("q" + std::to_string(bits) + "-g" + std::to_string(o.group_size))).string();
+// `routers_too`: the MoE routers at the width as well (an override past the 8-bit router rule).
+std::string quantize_into_work_dir(const OutputRetentionOptions& o, int bits, ThreadPool& pool, bool routers_too = false) {
+  const std::string name = "q" + std::to_string(bits) + "-g" + std::to_string(o.group_size) + (routers_too ? "-routers" : "");
+  const std::string dir = (fs::path(o.work_dir) / name).string();
   if (o.keep_models && fs::exists(fs::path(dir) / "config.json")) return dir;  // kept from an earlier run
   quant::QuantizeOptions q;
   q.plan.bits = bits;
   q.plan.group_size = o.group_size;
+  if (routers_too) q.plan.overrides.push_back(quant::parse_module_override(fmt::format("mlp\\.gate$={}", bits), o.group_size));
   q.overwrite = true;
   q.show_progress = false;
   quant::quantize_model(o.fused_dir, dir, q, pool);
@@ -201,16 +206,47 @@ OutputRetention compare_all(const OutputRetentionOptions& o, const std::vector<C
 
 }  // namespace
 
+namespace {
+
+// Routing of every width against the fused model's, routers pinned and quantized (expert_profile.h).
+std::vector<RoutingDrift> routing_drift(const OutputRetentionOptions& o, ThreadPool& pool) {
+  ExpertProfileOptions po;
+  po.model_dir = o.fused_dir;
+  po.suite_path = o.suite_path;
+  po.tools_path = o.tools_path;
+  po.max_tokens = o.max_tokens;
+  po.show_progress = false;
+  for (int bits : o.bits) {
+    po.compare.push_back({"pinned", quantize_into_work_dir(o, bits, pool)});
+    po.compare.push_back({"quantized", quantize_into_work_dir(o, bits, pool, true)});
+  }
+  const ExpertProfile p = profile_experts(po, pool);
+  std::vector<RoutingDrift> drift;
+  for (size_t i = 0; i < o.bits.size(); ++i) {
+    const RoutingAgreement &pinned = p.compare[2 * i], &quantized = p.compare[2 * i + 1];
+    drift.push_back({o.bits[i], pinned.mean_top1(), pinned.mean_jaccard(), quantized.mean_top1(),
+                     quantized.mean_jaccard()});
+  }
+  if (!o.keep_models)
+    for (const NamedModel& m : po.compare) fs::remove_all(m.dir);
+  return drift;
+}
+
+}  // namespace
+
 OutputRetention analyze_output_retention(const OutputRetentionOptions& o, ThreadPool& pool) {
   if (o.work_dir.empty()) fail(ErrorKind::kUsage, "output retention needs a work directory for the quantized models");
   fs::create_directories(o.work_dir);
+  const bool moe = io::load_model_config(o.fused_dir).is_moe();
   std::vector<ComparedModel> widths;
   for (int bits : o.bits)
     widths.push_back({std::to_string(bits) + "-bit", bits, [&o, &pool, bits] { return quantize_into_work_dir(o, bits, pool); },
-                      [&o](const std::string& dir) {
-                        if (!o.keep_models) fs::remove_all(dir);
+                      [&o, moe](const std::string& dir) {
+                        if (!o.keep_models && !moe) fs::remove_all(dir);  // MoE: routing drift still reads it
                       }});
-  return compare_all(o, widths, pool);
+  OutputRetention r = compare_all(o, widths, pool);
+  if (moe) r.routing = routing_drift(o, pool);
+  return r;
 }
 
 OutputRetention compare_outputs(const OutputRetentionOptions& o,

@@ -45,12 +45,22 @@ struct ModelDivergence {
   size_t correct = 0;  // decisions that match the suite's expectation
 };
 
+// MoE models (issue 16): how far a width's routing drifts from the fused model's on the same tokens
+// (teacher-forced on the fused model's prompts and replies), with the routers pinned at 8 bits (what
+// quantize does) and quantized at the width like everything else.
+struct RoutingDrift {
+  int bits = 0;
+  double top1_pinned = 0, jaccard_pinned = 0;      // routers at 8 bits / group 64
+  double top1_quantized = 0, jaccard_quantized = 0;  // routers at the width
+};
+
 struct OutputRetention {
   size_t queries = 0;
   size_t fused_correct = 0;  // the fused float model's own decisions that match the suite
   size_t reply_tokens = 0;   // total reference tokens over all queries
   ModelDivergence base;
   std::vector<ModelDivergence> quantized;  // in options.bits order
+  std::vector<RoutingDrift> routing;       // MoE only, in options.bits order
   double seconds = 0;
 };
 

@@ -108,6 +108,40 @@ TEST(DenseRetention, KeepsTheFineTuneAtEightBitsAndRanksTheWidthsAsTheWeightsDo)
   }
 }
 
+// Issue 16: on the MoE model the routing drift of each width sits beside the output retention; it
+// falls with the width, and quantizing the routers with everything else (instead of pinning them at 8
+// bits) drifts further at 2 bits and makes no difference at 8.
+TEST(MoeRetention, RoutingDriftBesideTheOutputs) {
+  TempDir work;
+  ThreadPool pool(2);
+  OutputRetentionOptions o;
+  o.base_dir = data_path("tool-calling/moe-base-f16");
+  o.fused_dir = data_path("tool-calling/moe-fused-strong-f16");
+  o.suite_path = data_path("tool-calling/queries/seed5.jsonl");
+  o.tools_path = data_path("tool-calling/tools.json");
+  o.bits = {2, 8};
+  o.max_tokens = 16;
+  o.work_dir = work / "models";
+  o.show_progress = false;
+  const OutputRetention r = analyze_output_retention(o, pool);
+  ASSERT_EQ(r.routing.size(), 2u);
+  EXPECT_EQ(r.routing[0].bits, 2);
+  EXPECT_LT(r.routing[0].top1_pinned, r.routing[1].top1_pinned);
+  EXPECT_LT(r.routing[0].jaccard_pinned, r.routing[1].jaccard_pinned);
+  EXPECT_LT(r.routing[0].top1_quantized, r.routing[0].top1_pinned);
+  EXPECT_EQ(r.routing[1].top1_quantized, r.routing[1].top1_pinned);  // 8-bit routers either way
+  EXPECT_FALSE(std::filesystem::exists(work / "models/q2-g64"));
+  EXPECT_FALSE(std::filesystem::exists(work / "models/q2-g64-routers"));
+  WeightRetentionOptions wo;
+  wo.base_dir = o.base_dir;
+  wo.fused_dir = o.fused_dir;
+  wo.bits = o.bits;
+  wo.show_progress = false;
+  const std::string md = retention_markdown({"BASE", "FUSED"}, analyze_weight_retention(wo, pool), &r);
+  EXPECT_NE(md.find("### Routing drift (MoE)"), std::string::npos);
+  EXPECT_NE(md.find("| 2-bit | "), std::string::npos);
+}
+
 TEST(OutputRetention, RejectsAMissingSuite) {
   TempDir work;
   OutputRetentionOptions o;

@@ -65,6 +65,12 @@ ordered_json outputs_json(const OutputRetention& o) {
                     {"seconds", o.seconds}, {"base", divergence_json(o.base)}};
   auto& q = j["quantized"] = ordered_json::array();
   for (const auto& d : o.quantized) q.push_back(divergence_json(d));
+  if (!o.routing.empty()) {
+    auto& r = j["routing"] = ordered_json::array();
+    for (const RoutingDrift& d : o.routing)
+      r.push_back({{"bits", d.bits}, {"top1_routers_pinned", d.top1_pinned}, {"jaccard_routers_pinned", d.jaccard_pinned},
+                   {"top1_routers_quantized", d.top1_quantized}, {"jaccard_routers_quantized", d.jaccard_quantized}});
+  }
   return j;
 }
 
@@ -135,6 +141,15 @@ void outputs_markdown(const WeightRetention& w, const OutputRetention& o, std::s
   md += fmt::format("\nAgreement of the two measures across widths (Spearman rank correlation with the output "
                     "retention over the reply): weight cosine **{}**, weight projection {}.\n",
                     num(weight_output_agreement(w, o), 3), num(weight_output_agreement(w, o, true), 3));
+  if (o.routing.empty()) return;
+  md += "\n### Routing drift (MoE)\n\nEach width run on the fused model's prompts and replies; per token and MoE "
+        "layer, whether the first expert matches the fused model's (top-1) and the overlap of the chosen sets "
+        "(Jaccard), with the routers pinned at 8 bits (what `quantize` does, as mlx-lm) and quantized at the width "
+        "like everything else.\n\n| width | top-1, routers 8-bit | Jaccard, routers 8-bit | top-1, routers at width | "
+        "Jaccard, routers at width |\n|---|---:|---:|---:|---:|\n";
+  for (const RoutingDrift& d : o.routing)
+    md += fmt::format("| {}-bit | {:.1f} % | {:.3f} | {:.1f} % | {:.3f} |\n", d.bits, 100 * d.top1_pinned,
+                      d.jaccard_pinned, 100 * d.top1_quantized, d.jaccard_quantized);
 }
 
 }  // namespace

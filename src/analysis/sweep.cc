@@ -4,10 +4,14 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 
+#include "analysis/expert_profile.h"
 #include "analysis/sweep_report.h"
+#include "io/model_config.h"
+#include "quant/prune.h"
 #include "core/error.h"
 #include "io/output_dir.h"
 #include "quantlab/version.h"
@@ -21,7 +25,44 @@ using nlohmann::ordered_json;
 
 namespace {
 
-std::string width_key(int bits, int group) { return fmt::format("q{}-g{}", bits, group); }
+int ratio_pct(double ratio) { return static_cast<int>(std::lround(100 * ratio)); }
+
+std::string width_key(const SweepWidth& w, int group) {
+  return w.keep_ratio < 1 ? fmt::format("q{}-g{}-e{}", w.bits, group, ratio_pct(w.keep_ratio))
+                          : fmt::format("q{}-g{}", w.bits, group);
+}
+
+std::vector<double> sweep_ratios(const SweepOptions& o) {
+  std::vector<double> ratios = o.keep_ratios;
+  for (double r : ratios)
+    if (!(r > 0 && r <= 1)) fail(ErrorKind::kUsage, "--keep-ratio {}: each share must be in (0, 1]", r);
+  if (std::find(ratios.begin(), ratios.end(), 1.0) == ratios.end()) ratios.push_back(1.0);  // the baseline's
+  std::sort(ratios.rbegin(), ratios.rend());
+  ratios.erase(std::unique(ratios.begin(), ratios.end()), ratios.end());
+  return ratios;
+}
+
+// The fused model pruned to `ratio` of its experts by saliency on the sweep's suite (the profile is
+// made once and kept in OUT/experts.json).
+std::string pruned_source(const SweepOptions& o, double ratio, ThreadPool& pool) {
+  const fs::path out(o.out_dir);
+  const std::string dir = (out / "models" / fmt::format("pruned-e{}", ratio_pct(ratio))).string();
+  if (fs::exists(fs::path(dir) / "config.json")) return dir;
+  const std::string profile_path = (out / "experts.json").string();
+  if (!fs::exists(profile_path)) {
+    ExpertProfileOptions po;
+    po.model_dir = o.fused_dir;
+    po.suite_path = o.bench.suite;
+    po.tools_path = o.bench.tools;
+    po.max_tokens = o.bench.max_tokens;
+    po.show_progress = o.show_progress;
+    io::write_file_atomically(profile_path, profile_json(profile_experts(po, pool)).dump(1) + "\n");
+  }
+  const ExpertProfile p = read_profile(profile_path);
+  const auto keep = std::max<size_t>(1, static_cast<size_t>(std::lround(ratio * static_cast<double>(p.experts))));
+  quant::prune_experts(o.fused_dir, dir, choose_experts(p, keep, PruneRanking::kSaliency), {});
+  return dir;
+}
 
 std::vector<int> sweep_widths(const SweepOptions& o) {
   std::vector<int> bits = o.bits;
@@ -37,7 +78,8 @@ void quantize_width(const SweepOptions& o, SweepWidth& w, ThreadPool& pool) {
   q.plan.bits = w.bits;
   q.plan.group_size = o.group_size;
   q.show_progress = o.show_progress;
-  quant::quantize_model(o.fused_dir, w.model_dir, q, pool);
+  const std::string source = w.keep_ratio < 1 ? pruned_source(o, w.keep_ratio, pool) : o.fused_dir;
+  quant::quantize_model(source, w.model_dir, q, pool);
   w.quantized_now = true;
 }
 
@@ -55,7 +97,7 @@ std::optional<eval::ModelResult> stored_result(const fs::path& path, const order
 }
 
 void bench_width(const SweepOptions& o, const ModelBencher& bench, SweepWidth& w) {
-  const fs::path path = fs::path(o.out_dir) / "results" / (width_key(w.bits, o.group_size) + ".json");
+  const fs::path path = fs::path(o.out_dir) / "results" / (width_key(w, o.group_size) + ".json");
   const ordered_json settings = sweep_settings_json(o);
   if (auto stored = stored_result(path, settings)) {
     w.result = std::move(*stored);
@@ -70,15 +112,18 @@ void bench_width(const SweepOptions& o, const ModelBencher& bench, SweepWidth& w
 
 void add_retention(const SweepOptions& o, SweepResult& r, ThreadPool& pool) {
   if (o.base_dir.empty()) return;
+  // Weight retention compares the same tensors: unpruned widths only.
   WeightRetentionOptions wo;
   wo.base_dir = o.base_dir;
   wo.fused_dir = o.fused_dir;
   wo.bits.clear();
-  for (const auto& w : r.widths) wo.bits.push_back(w.bits);
+  std::vector<SweepWidth*> unpruned;
+  for (auto& w : r.widths)
+    if (w.keep_ratio == 1.0) wo.bits.push_back(w.bits), unpruned.push_back(&w);
   wo.group_size = o.group_size;
   wo.show_progress = o.show_progress;
   const WeightRetention wr = analyze_weight_retention(wo, pool);
-  for (size_t i = 0; i < r.widths.size(); ++i) r.widths[i].retention = wr.overall[i];
+  for (size_t i = 0; i < unpruned.size(); ++i) unpruned[i]->retention = wr.overall[i];
 }
 
 void add_verdicts(SweepResult& r) {
@@ -90,7 +135,7 @@ void add_verdicts(SweepResult& r) {
     for (const auto& c : all.comparisons)
       if (c.candidate == w.name) w.comparison = c;
   for (const auto& w : r.widths) {  // widths run high to low: the last one that passes is the lowest
-    if (!w.comparison) continue;
+    if (!w.comparison || w.keep_ratio < 1) continue;
     if (w.comparison->verdict != eval::Verdict::kFailure) r.lowest_minimum_viable = w.bits;
     if (w.comparison->verdict == eval::Verdict::kOptimal) r.lowest_optimal = w.bits;
   }
@@ -122,13 +167,18 @@ SweepResult run_sweep(const SweepOptions& o, const ModelBencher& bench, ThreadPo
   r.bench.settings.baseline = r.baseline;
   fs::create_directories(fs::path(o.out_dir) / "models");
   fs::create_directories(fs::path(o.out_dir) / "results");
-  for (int bits : sweep_widths(o)) {
-    SweepWidth w;
-    w.bits = bits;
-    w.name = fmt::format("{}-bit", bits);
-    w.model_dir = (fs::path(o.out_dir) / "models" / width_key(bits, o.group_size)).string();
-    r.widths.push_back(std::move(w));
-  }
+  const std::vector<double> ratios = sweep_ratios(o);
+  if (ratios.size() > 1 && !io::load_model_config(o.fused_dir).is_moe())
+    fail(ErrorKind::kUsage, "--keep-ratio: {} is not a mixture-of-experts model", o.fused_dir);
+  for (double ratio : ratios)
+    for (int bits : sweep_widths(o)) {
+      SweepWidth w;
+      w.bits = bits;
+      w.keep_ratio = ratio;
+      w.name = ratio < 1 ? fmt::format("{}-bit, {} % experts", bits, ratio_pct(ratio)) : fmt::format("{}-bit", bits);
+      w.model_dir = (fs::path(o.out_dir) / "models" / width_key(w, o.group_size)).string();
+      r.widths.push_back(std::move(w));
+    }
   for (auto& w : r.widths) {
     quantize_width(o, w, pool);
     bench_width(o, bench, w);

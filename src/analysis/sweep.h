@@ -8,6 +8,9 @@
 //   models/q<b>-g<G>/        the quantized models (skipped when config.json is there)
 //   results/q<b>-g<G>.json   one width's bench result and the settings it was measured with (reused
 //                            only when the settings match)
+// With keep ratios below 1 (MoE, issue 16), also experts.json (the fused model's expert profile on the
+// suite), models/pruned-e<P>/ (the fused model with P % of its experts per layer, the least salient
+// dropped) and models/q<b>-g<G>-e<P>/, results/q<b>-g<G>-e<P>.json for every width of it.
 //   results.json, report.md, chart.svg   written at the end
 #pragma once
 
@@ -28,6 +31,7 @@ struct SweepOptions {
   std::string fused_dir;
   std::string base_dir;  // optional: weight-only retention per width
   std::vector<int> bits = {8, 7, 6, 5, 4, 3};
+  std::vector<double> keep_ratios = {1.0};  // MoE: shares of the experts kept, each crossed with every width
   int group_size = 64;
   int baseline_bits = 8;  // added to the widths when missing
   std::string out_dir;
@@ -42,7 +46,8 @@ using ModelBencher = std::function<eval::ModelResult(const std::string& name, co
 
 struct SweepWidth {
   int bits = 0;
-  std::string name;       // "8-bit"
+  double keep_ratio = 1.0;  // share of the experts kept (1: unpruned)
+  std::string name;       // "8-bit", or "8-bit, 50 % experts"
   std::string model_dir;
   bool quantized_now = false, benched_now = false;  // false: reused from an earlier run
   eval::ModelResult result;
@@ -53,7 +58,7 @@ struct SweepWidth {
 struct SweepResult {
   std::vector<SweepWidth> widths;  // highest bits first
   std::string baseline;            // name of the baseline width
-  std::optional<int> lowest_minimum_viable;  // lowest width whose verdict is at least minimum viable
+  std::optional<int> lowest_minimum_viable;  // lowest unpruned width whose verdict is at least minimum viable
   std::optional<int> lowest_optimal;
   eval::BenchResults bench;  // every width's result and the comparisons, as `bench` writes them
   double seconds = 0;

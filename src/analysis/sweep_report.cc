@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include <cmath>
 #include <limits>
 
@@ -44,6 +46,7 @@ ordered_json width_plan_json(const SweepWidth& w) {
 ordered_json width_json(const SweepWidth& w, const std::string& baseline) {
   const auto& a = w.result.accuracy.overall;
   ordered_json j = {{"bits", w.bits},
+                    {"keep_ratio", w.keep_ratio},
                     {"name", w.name},
                     {"model_dir", w.model_dir},
                     {"ok", w.result.ok},
@@ -69,14 +72,14 @@ ordered_json width_json(const SweepWidth& w, const std::string& baseline) {
 }
 
 void table_markdown(const SweepResult& r, std::string& md) {
-  md += "| bits | disk | bits/weight | accuracy (95 % CI) | decode tok/s | memory | fine-tune retention (weight cosine) | erased codes | verdict | rules failed |\n"
+  md += "| width | disk | bits/weight | accuracy (95 % CI) | decode tok/s | memory | fine-tune retention (weight cosine) | erased codes | verdict | rules failed |\n"
         "|---:|---:|---:|---|---:|---:|---:|---:|---|---|\n";
   for (const auto& w : r.widths) {
     const auto& a = w.result.accuracy.overall;
     const std::string accuracy = w.result.ok ? fmt::format("{:.0f} % ({}/{}; {:.0f}–{:.0f} %)", a.pct(), a.correct, a.total,
                                                            100 * a.wilson95.low, 100 * a.wilson95.high)
                                              : "error: " + w.result.error;
-    md += fmt::format("| {} | {} | {:.2f} | {} | {:.1f} | {} | {} | {} | {} | {} |\n", w.bits,
+    md += fmt::format("| {} | {} | {:.2f} | {} | {:.1f} | {} | {} | {} | {} | {} |\n", w.name,
                       megabytes(w.result.info.disk_bytes), w.result.info.bits_per_weight, accuracy,
                       eval::figures_of(w.result).decode_tps, megabytes(w.result.memory.model_bytes()), w.retention ? fmt::format("{:.3f}", w.retention->cosine()) : "–",
                       w.retention ? pct(100 * w.retention->erased_share()) : "–", verdict_text(w, r.baseline),
@@ -85,14 +88,14 @@ void table_markdown(const SweepResult& r, std::string& md) {
 }
 
 std::string plan_row(const SweepWidth& w) {
-  if (!w.result.ok) return fmt::format("| {} | not measured | | | | | | | | |\n", w.bits);
+  if (!w.result.ok) return fmt::format("| {} | not measured | | | | | | | | |\n", w.name);
   if (!w.result.plan)
-    return fmt::format("| {} | no plan: {} | | | | | | | | |\n", w.bits,
+    return fmt::format("| {} | no plan: {} | | | | | | | | |\n", w.name,
                        w.result.plan_warning.empty() ? "not recorded with this result" : w.result.plan_warning);
   const eval::PlanPrediction& p = *w.result.plan;
   const eval::PlanVsMeasured v = eval::plan_vs_measured(w.result);
   const double bound = p.decode_tps_bound();
-  return fmt::format("| {} | {} | {} | {:.3f} | {} | {} | {:.3f} | {} | {:.1f} | {} |\n", w.bits,
+  return fmt::format("| {} | {} | {} | {:.3f} | {} | {} | {:.3f} | {} | {:.1f} | {} |\n", w.name,
                      megabytes(p.disk_bytes()), megabytes(w.result.info.disk_bytes), v.disk_ratio,
                      megabytes(p.memory_bytes()), megabytes(w.result.memory.model_bytes()), v.memory_ratio,
                      bound > 0 ? fmt::format("{:.1f}", bound) : "n/a", eval::figures_of(w.result).decode_tps,
@@ -107,7 +110,7 @@ void plan_markdown(const SweepResult& r, std::string& md) {
       "{} / weight bytes read per token.\n\n",
       m.bandwidth_gb_per_s > 0 ? fmt::format("{:.1f} GB/s ({})", m.bandwidth_gb_per_s, m.bandwidth_source)
                                : "the bandwidth (not measured)");
-  md += "| bits | disk plan | disk measured | measured/plan | memory plan | memory measured | measured/plan | "
+  md += "| width | disk plan | disk measured | measured/plan | memory plan | memory measured | measured/plan | "
         "decode bound tok/s | decode measured tok/s | % of plan bound |\n"
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
   for (const auto& w : r.widths) md += plan_row(w);
@@ -128,10 +131,10 @@ void notes_markdown(const SweepResult& r, std::string& md) {
 }
 
 ChartSeries series(const SweepResult& r, const std::string& name, const std::string& color, bool dashed, bool by_disk,
-                   double (*value)(const SweepWidth&)) {
+                   double (*value)(const SweepWidth&), double keep_ratio = 1.0) {
   ChartSeries s{name, color, {}, dashed};
   for (const auto& w : r.widths) {
-    if (!w.result.ok) continue;
+    if (!w.result.ok || w.keep_ratio != keep_ratio) continue;
     const double x = by_disk ? double(w.result.info.disk_bytes) / 1e6 : double(w.bits);
     s.points.push_back({x, value(w), by_disk ? w.name : ""});
   }
@@ -172,6 +175,17 @@ std::vector<ChartPanel> sweep_chart_panels(const SweepResult& r) {
       if (level) p.y_guides.push_back(*level);
     p.series.push_back(series(r, "accuracy", "#1f77b4", false, by_disk,
                               [](const SweepWidth& w) { return w.result.accuracy.overall.pct(); }));
+    // Pruned grids (issue 16): one accuracy series per share of experts kept, so "8-bit with half the
+    // experts" and "4-bit with all" stand at their disk sizes side by side.
+    const char* colors[] = {"#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"};
+    std::vector<double> ratios;
+    for (const auto& w : r.widths)
+      if (w.keep_ratio < 1 && std::find(ratios.begin(), ratios.end(), w.keep_ratio) == ratios.end())
+        ratios.push_back(w.keep_ratio);
+    for (size_t i = 0; i < ratios.size(); ++i)
+      p.series.push_back(series(r, fmt::format("accuracy, {:.0f} % experts", 100 * ratios[i]), colors[i % 4], false,
+                                by_disk, [](const SweepWidth& w) { return w.result.accuracy.overall.pct(); },
+                                ratios[i]));
     if (with_retention)
       p.series.push_back(series(r, "fine-tune retention (weight cosine)", "#d62728", true, by_disk, retention_pct));
     panels.push_back(std::move(p));

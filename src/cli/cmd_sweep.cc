@@ -1,6 +1,6 @@
 // quantlab sweep FUSED --suite Q [--tools T] [--bits 8,7,6,5,4,3] [--group-size G] [--criteria C]
-//                [--baseline-bits 8] [--base BASE] [--max-tokens N] [--runs R] [--no-cold] [--bandwidth GB/s]
-//                --out DIR
+//                [--baseline-bits 8] [--base BASE] [--keep-ratio 1,0.75,0.5] [--max-tokens N] [--runs R]
+//                [--no-cold] [--bandwidth GB/s] --out DIR
 // Quantizes each width into DIR/models, benchmarks each with the bench machinery (one child process
 // per model), and writes DIR/report.md, DIR/results.json and DIR/chart.svg. Rerunning the same command
 // resumes: widths already quantized and measured with the same settings are reused.
@@ -26,6 +26,7 @@ namespace {
 
 struct SweepArgs {
   std::string fused, base, bits = "8,7,6,5,4,3", suite, tools, criteria, out;
+  std::vector<double> keep_ratios = {1.0};
   int group_size = 64, baseline_bits = 8;
   size_t max_tokens = 64, runs = 1, threads = 0;
   double bandwidth = 0;  // GB/s; 0: measured once at the start
@@ -33,7 +34,7 @@ struct SweepArgs {
 };
 
 void print_summary(const analysis::SweepResult& r, const std::string& out) {
-  fmt::print("{:>5}  {:>10}  {:>9}  {:>9}  {:>8}  {}\n", "bits", "disk", "accuracy", "retention", "of bound",
+  fmt::print("{:>20}  {:>10}  {:>9}  {:>9}  {:>8}  {}\n", "width", "disk", "accuracy", "retention", "of bound",
              "verdict");
   for (const auto& w : r.widths) {
     const std::string kept = w.retention ? fmt::format("{:.3f}", w.retention->cosine()) : "-";
@@ -43,7 +44,7 @@ void print_summary(const analysis::SweepResult& r, const std::string& out) {
     // Measured decode speed as a share of the plan's bound (bandwidth / bytes read per token).
     const double of_bound = w.result.ok && w.result.plan ? eval::plan_vs_measured(w.result).decode_fraction_of_bound : 0;
     const std::string bound = of_bound > 0 ? fmt::format("{:.0f} %", 100 * of_bound) : "-";
-    fmt::print("{:>5}  {:>10}  {:>8.1f}%  {:>9}  {:>8}  {}{}\n", w.bits, human_bytes(w.result.info.disk_bytes),
+    fmt::print("{:>20}  {:>10}  {:>8.1f}%  {:>9}  {:>8}  {}{}\n", w.name, human_bytes(w.result.info.disk_bytes),
                w.result.accuracy.overall.pct(), kept, bound, verdict, w.benched_now ? "" : " (reused)");
   }
   fmt::print("lowest minimum viable: {}; lowest optimal: {}\n",
@@ -57,6 +58,7 @@ void run_sweep_command(const SweepArgs& a) {
   o.fused_dir = a.fused;
   o.base_dir = a.base;
   o.bits = parse_bit_widths(a.bits);
+  o.keep_ratios = a.keep_ratios;
   o.group_size = a.group_size;
   o.baseline_bits = a.baseline_bits;
   o.out_dir = a.out;
@@ -87,6 +89,10 @@ void register_sweep(CLI::App& app) {
   cmd->add_option("--suite", a->suite, "Query suite (JSONL)")->required();
   cmd->add_option("--tools", a->tools, "Tool schemas (JSON) rendered into the prompts");
   cmd->add_option("--bits", a->bits, "Widths to sweep, comma-separated")->capture_default_str();
+  cmd->add_option("--keep-ratio", a->keep_ratios,
+                  "MoE: shares of the experts to keep (least salient on the suite dropped), each crossed with every "
+                  "width, e.g. 1,0.75,0.5")
+      ->delimiter(',');
   cmd->add_option("--group-size", a->group_size, "Quantization group size (32, 64, 128)")->capture_default_str();
   cmd->add_option("--criteria", a->criteria, "Decision rules (TOML); default: ARCHITECTURE.md's");
   cmd->add_option("--baseline-bits", a->baseline_bits, "Width the others are compared with")
