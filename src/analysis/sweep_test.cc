@@ -8,7 +8,9 @@
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
+#include <nlohmann/json.hpp>
 
 #include "core/error.h"
 #include "io/safetensors.h"
@@ -185,11 +187,11 @@ TEST(Sweep, ShowsThePlanNextToEachWidth) {
   const std::string md = read_text_file(out / "report.md");
   EXPECT_NE(md.find("## Plan vs measured"), std::string::npos);
   EXPECT_NE(md.find("decode bound = 10.0 GB/s (given (--bandwidth))"), std::string::npos) << md;
-  EXPECT_NE(md.find(fmt::format("| 8 | {:.2f} MB | {:.2f} MB | {:.3f} |", (disk - 500) / 1e6, disk / 1e6,
+  EXPECT_NE(md.find(fmt::format("| 8-bit | {:.2f} MB | {:.2f} MB | {:.3f} |", (disk - 500) / 1e6, disk / 1e6,
                                 disk / (disk - 500))),
             std::string::npos)
       << md;
-  EXPECT_NE(md.find("| 6 | no plan: the plan cannot describe this model: test |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| 6-bit | no plan: the plan cannot describe this model: test |"), std::string::npos) << md;
 
   FakeBench again{{{8, 5}, {6, 5}}};  // no plans now: the reused results keep theirs
   sweep(o, again);
@@ -210,6 +212,38 @@ TEST(Sweep, ReportsACorruptStoredResult) {
     EXPECT_EQ(e.kind(), ErrorKind::kInvalidInput);
     EXPECT_NE(std::string(e.what()).find("q8-g64.json"), std::string::npos) << e.what();
   }
+}
+
+// Issue 16: a MoE sweep over shares of experts kept crosses every share with every width; the pruned
+// models keep the share of experts (least salient on the suite dropped, the profile kept in OUT), the
+// grid's points stand on the chart one series per share, and the lowest-width verdicts read the
+// unpruned widths only.
+TEST(Sweep, KeepRatiosCrossTheWidthsOnMoe) {
+  TempDir tmp;
+  SweepOptions o = options(tmp / "sweep", {8, 4});
+  o.fused_dir = testing::data_path("tool-calling/moe-fused-strong-f16");
+  o.base_dir.clear();
+  o.keep_ratios = {0.5};
+  FakeBench bench{{{8, 5}, {4, 5}}};
+  ThreadPool pool(2);
+  const SweepResult r = run_sweep(o, std::ref(bench), pool);
+  ASSERT_EQ(r.widths.size(), 4u);
+  EXPECT_EQ(r.widths[0].name, "8-bit");
+  EXPECT_EQ(r.widths[2].name, "8-bit, 50 % experts");
+  EXPECT_EQ(r.widths[3].keep_ratio, 0.5);
+  EXPECT_TRUE(fs::exists(tmp / "sweep/experts.json"));
+  const auto pruned = nlohmann::json::parse(read_text_file(tmp / "sweep/models/q4-g64-e50/config.json"));
+  EXPECT_EQ(pruned["num_local_experts"], 4);
+  EXPECT_LT(r.widths[3].result.info.disk_bytes, r.widths[1].result.info.disk_bytes);
+  EXPECT_TRUE(fs::exists(tmp / "sweep/results/q8-g64-e50.json"));
+  EXPECT_NE(read_text_file(tmp / "sweep/chart.svg").find("accuracy, 50 % experts"), std::string::npos);
+  EXPECT_EQ(r.lowest_minimum_viable, 4);
+  // Shares are checked, and only a MoE model can be pruned.
+  o.keep_ratios = {1.5};
+  EXPECT_THROW(run_sweep(o, std::ref(bench), pool), Error);
+  SweepOptions dense = options(tmp / "dense", {8});
+  dense.keep_ratios = {0.5};
+  EXPECT_THROW(run_sweep(dense, std::ref(bench), pool), Error);
 }
 
 }  // namespace
