@@ -15,7 +15,7 @@
 #include "model/model.h"
 #include "model/session.h"
 #include "quant/prune.h"
-#include "quant/quantizer.h"
+#include "quant/testing.h"
 #include "test_support.h"
 
 namespace quantlab::analysis {
@@ -28,13 +28,7 @@ using namespace quantlab::testing::tool_calling;
 const std::string kMoe = data_path("tool-calling/moe-fused-strong-f16");
 
 std::string quantized_moe(const TempDir& tmp, int bits) {
-  quant::QuantizeOptions o;
-  o.plan.bits = bits;
-  o.show_progress = false;
-  ThreadPool pool(2);
-  const std::string out = tmp / ("q" + std::to_string(bits));
-  quant::quantize_model(kMoe, out, o, pool);
-  return out;
+  return quant::test_helpers::quantize_for_test(kMoe, tmp / ("q" + std::to_string(bits)), bits);
 }
 
 ExpertProfile profile(const std::string& dir, const std::string& suite, const std::string& text,

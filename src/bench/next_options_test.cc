@@ -10,7 +10,7 @@
 
 #include "bench/plan_prediction.h"
 #include "eval/report_text.h"
-#include "quant/quantizer.h"
+#include "quant/testing.h"
 #include "quant/size_plan.h"
 #include "test_support.h"
 
@@ -21,16 +21,6 @@ using testing::TempDir;
 using testing::tool_calling::kDev40;
 using testing::tool_calling::kFused;
 using testing::tool_calling::kTools;
-
-std::string quantize(const std::string& out, int bits, int group) {
-  quant::QuantizeOptions o;
-  o.plan.bits = bits;
-  o.plan.group_size = group;
-  o.show_progress = false;
-  ThreadPool pool(2);
-  quant::quantize_model(kFused, out, o, pool);
-  return out;
-}
 
 // A measured model: its plan as bench predicts it, disk and memory taken from the plan, and the
 // first `right` of `n` queries answered correctly.
@@ -66,8 +56,8 @@ class NextOptions : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     work_ = new TempDir;
-    quantize(*work_ / "q8", 8, 64);
-    quantize(*work_ / "q6", 6, 64);
+    quant::test_helpers::quantize_for_test(kFused, *work_ / "q8", 8);
+    quant::test_helpers::quantize_for_test(kFused, *work_ / "q6", 6);
   }
   static void TearDownTestSuite() { delete work_; }
 

@@ -15,7 +15,7 @@
 #include "model/model.h"
 #include "model/session.h"
 #include "quant/size_plan.h"
-#include "quant/quantizer.h"
+#include "quant/testing.h"
 #include "test_support.h"
 
 namespace quantlab::bench {
@@ -34,13 +34,7 @@ using testing::WeightFiles;
 nlohmann::json config_of(const std::string& dir) { return nlohmann::json::parse(read_text_file(dir + "/config.json")); }
 
 std::string quantize(const std::string& in, const std::string& out, int bits, int group) {
-  quant::QuantizeOptions o;
-  o.plan.bits = bits;
-  o.plan.group_size = group;
-  o.show_progress = false;
-  ThreadPool pool(2);
-  quant::quantize_model(in, out, o, pool);
-  return out;
+  return quant::test_helpers::quantize_for_test(in, out, bits, group);
 }
 
 quant::RuntimeAssumptions runtime(int64_t context, int64_t batch, size_t threads) {

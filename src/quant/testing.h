@@ -4,8 +4,10 @@
 #include <string>
 #include <vector>
 
+#include "core/thread_pool.h"
 #include "io/safetensors.h"
 #include "quant/convert.h"
+#include "quant/quantizer.h"
 
 namespace quantlab::quant::test_helpers {
 
@@ -14,6 +16,17 @@ inline std::vector<float> load_f32(const io::ModelWeights& w, const std::string&
   const auto& e = w.at(name);
   std::vector<float> out(static_cast<size_t>(e.info->numel()));
   load_as_f32_scalar(e.info->dtype, w.bytes(e).data(), out.size(), out.data());
+  return out;
+}
+
+// Quantizes `in` into `out` at bits / group size (no progress bar) and returns `out`.
+inline std::string quantize_for_test(const std::string& in, const std::string& out, int bits, int group = 64) {
+  QuantizeOptions o;
+  o.plan.bits = bits;
+  o.plan.group_size = group;
+  o.show_progress = false;
+  ThreadPool pool(2);
+  quantize_model(in, out, o, pool);
   return out;
 }
 
