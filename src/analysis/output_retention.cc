@@ -208,17 +208,19 @@ OutputRetention compare_all(const OutputRetentionOptions& o, const std::vector<C
 
 namespace {
 
-// Routing of every width against the fused model's, routers pinned and quantized (expert_profile.h).
-std::vector<RoutingDrift> routing_drift(const OutputRetentionOptions& o, ThreadPool& pool) {
+// Routing of every width against the fused model's, routers pinned (the directories the outputs were
+// compared on, `pinned_dirs` in o.bits order) and quantized (expert_profile.h).
+std::vector<RoutingDrift> routing_drift(const OutputRetentionOptions& o, const std::vector<std::string>& pinned_dirs,
+                                        ThreadPool& pool) {
   ExpertProfileOptions po;
   po.model_dir = o.fused_dir;
   po.suite_path = o.suite_path;
   po.tools_path = o.tools_path;
   po.max_tokens = o.max_tokens;
   po.show_progress = false;
-  for (int bits : o.bits) {
-    po.compare.push_back({"pinned", quantize_into_work_dir(o, bits, pool)});
-    po.compare.push_back({"quantized", quantize_into_work_dir(o, bits, pool, true)});
+  for (size_t i = 0; i < o.bits.size(); ++i) {
+    po.compare.push_back({"pinned", pinned_dirs[i]});
+    po.compare.push_back({"quantized", quantize_into_work_dir(o, o.bits[i], pool, true)});
   }
   const ExpertProfile p = profile_experts(po, pool);
   std::vector<RoutingDrift> drift;
@@ -238,14 +240,16 @@ OutputRetention analyze_output_retention(const OutputRetentionOptions& o, Thread
   if (o.work_dir.empty()) fail(ErrorKind::kUsage, "output retention needs a work directory for the quantized models");
   fs::create_directories(o.work_dir);
   const bool moe = io::load_model_config(o.fused_dir).is_moe();
+  std::vector<std::string> kept_for_routing;  // MoE: the widths' directories, read again for routing drift
   std::vector<ComparedModel> widths;
   for (int bits : o.bits)
     widths.push_back({std::to_string(bits) + "-bit", bits, [&o, &pool, bits] { return quantize_into_work_dir(o, bits, pool); },
-                      [&o, moe](const std::string& dir) {
-                        if (!o.keep_models && !moe) fs::remove_all(dir);  // MoE: routing drift still reads it
+                      [&o, moe, &kept_for_routing](const std::string& dir) {
+                        if (moe) kept_for_routing.push_back(dir);
+                        else if (!o.keep_models) fs::remove_all(dir);
                       }});
   OutputRetention r = compare_all(o, widths, pool);
-  if (moe) r.routing = routing_drift(o, pool);
+  if (moe) r.routing = routing_drift(o, kept_for_routing, pool);
   return r;
 }
 

@@ -153,19 +153,20 @@ class OptionBuilder {
     const auto better = [](const std::optional<quant::SizeEstimate>& have, const quant::SizeEstimate& e) {
       return !have || e.bits_per_weight() > have->bits_per_weight();
     };
+    std::vector<quant::SizeEstimate> smaller;  // every setting below the candidate's, estimated once
     for (int b = bits; b >= 2; --b)
-      for (int g : {128, 64, 32}) {
-        if (b == bits && g <= k_.model->info.group_size) continue;
-        const quant::SizeEstimate e = quant::estimate_size(*k_.source, b, g, k_.runtime);
-        if (passes(e, target_) && better(best_all, e)) best_all = e;
-        if (passes(e, disk_only) && better(best_disk, e)) best_disk = e;
-      }
+      for (int g : {128, 64, 32})
+        if (b < bits || g > k_.model->info.group_size) smaller.push_back(quant::estimate_size(*k_.source, b, g, k_.runtime));
+    for (const quant::SizeEstimate& e : smaller) {
+      if (passes(e, target_) && better(best_all, e)) best_all = e;
+      if (passes(e, disk_only) && better(best_disk, e)) best_disk = e;
+    }
+    // The next passing width below the best one: the second option when the disk rule offers nothing closer.
     if (best_all)
-      for (int b = best_all->bits - 1; b >= 2 && !next_all; --b)
-        for (int g : {128, 64, 32}) {
-          const quant::SizeEstimate e = quant::estimate_size(*k_.source, b, g, k_.runtime);
-          if (passes(e, target_) && better(next_all, e)) next_all = e;
-        }
+      for (const quant::SizeEstimate& e : smaller)
+        if (e.bits < best_all->bits && passes(e, target_) && (!next_all || e.bits > next_all->bits ||
+                                                              (e.bits == next_all->bits && better(next_all, e))))
+          next_all = e;
     const bool disk_closer = best_disk && (!best_all || best_disk->bits_per_weight() > best_all->bits_per_weight());
     for (const auto& e : {best_all, disk_closer ? best_disk : next_all})
       if (e)

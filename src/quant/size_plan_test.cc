@@ -10,6 +10,7 @@
 #include "io/safetensors.h"
 #include "quant/quantizer.h"
 #include "quant/synth.h"
+#include "quant/testing.h"
 #include "test_support.h"
 
 namespace quantlab::quant {
@@ -41,15 +42,6 @@ WrittenFiles measure_written(const std::string& dir) {
   return w;
 }
 
-void quantize(const std::string& in, const std::string& out, int bits, int group) {
-  QuantizeOptions o;
-  o.plan.bits = bits;
-  o.plan.group_size = group;
-  o.show_progress = false;
-  ThreadPool pool(2);
-  quantize_model(in, out, o, pool);
-}
-
 // A synth model whose expert width (96) is not a multiple of 64 or 128: down_proj then stays float
 // at those group sizes, which the prediction must follow.
 std::string make_synth(const TempDir& tmp) {
@@ -75,7 +67,7 @@ TEST_P(PredictedEqualsWritten, ForEveryFixtureAndASynthModel) {
   for (size_t i = 0; i < models.size(); ++i) {
     const SizeEstimate e = estimate_size(load_plan_source(models[i]), bits, group, RuntimeAssumptions{});
     const std::string out = tmp / ("q" + std::to_string(i));
-    quantize(models[i], out, bits, group);
+    test_helpers::quantize_for_test(models[i], out, bits, group);
     const WrittenFiles w = measure_written(out);
     // Tensor bytes are exact; the files differ from them by their headers only.
     EXPECT_EQ(w.file_bytes - w.header_bytes, e.tensor_bytes) << models[i];
@@ -95,7 +87,7 @@ INSTANTIATE_TEST_SUITE_P(AllSettings, PredictedEqualsWritten,
 TEST(SizePlan, QuantizedInputReconstructsTheFloatTensors) {
   TempDir tmp;
   const std::string fixture = data_path("reference-models/qwen3moe-tiny");
-  quantize(fixture, tmp / "q4", 4, 64);
+  test_helpers::quantize_for_test(fixture, tmp / "q4", 4, 64);
   auto sorted = [](std::vector<SourceTensor> v) {
     std::sort(v.begin(), v.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
     return v;
