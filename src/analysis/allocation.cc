@@ -38,22 +38,28 @@ std::vector<size_t> lower_hull(const TensorSensitivity& t, const std::vector<dou
   return hull;
 }
 
+// With measured gains (module_gain.h) every error is scaled by its module's gain, so the sum is the
+// predicted KL instead of a sum of output errors in different currencies.
+double gain_of(const Sensitivity& s, const TensorSensitivity& t) { return s.has_gains && t.probe.bits ? t.probe.gain : 1.0; }
+
 std::vector<std::vector<double>> objective_errors(const Sensitivity& s, Objective o) {
   // "both": each error relative to its sum at every tensor's cheapest candidate, so neither dominates.
   double out_scale = 0, ft_scale = 0;
   for (const auto& t : s.tensors) {
     const auto cheapest = std::min_element(t.candidates.begin(), t.candidates.end(),
                                            [](const Candidate& a, const Candidate& b) { return a.bytes < b.bytes; });
-    out_scale += cheapest->output_error;
-    ft_scale += cheapest->finetune_error;
+    out_scale += gain_of(s, t) * cheapest->output_error;
+    ft_scale += gain_of(s, t) * cheapest->finetune_error;
   }
   std::vector<std::vector<double>> err;
   for (const auto& t : s.tensors) {
     std::vector<double> e;
+    const double g = gain_of(s, t);
     for (const auto& c : t.candidates) {
-      if (o == Objective::kOutput) e.push_back(c.output_error);
-      else if (o == Objective::kFinetune) e.push_back(c.finetune_error);
-      else e.push_back((out_scale > 0 ? c.output_error / out_scale : 0) + (ft_scale > 0 ? c.finetune_error / ft_scale : 0));
+      const double out = g * c.output_error, ft = g * c.finetune_error;
+      if (o == Objective::kOutput) e.push_back(out);
+      else if (o == Objective::kFinetune) e.push_back(ft);
+      else e.push_back((out_scale > 0 ? out / out_scale : 0) + (ft_scale > 0 ? ft / ft_scale : 0));
     }
     err.push_back(std::move(e));
   }
@@ -143,6 +149,7 @@ Allocation allocate(const Sensitivity& s, uint64_t max_bytes, Objective objectiv
     a.error += err[i][c];
     a.output_error += s.tensors[i].candidates[c].output_error;
     a.finetune_error += s.tensors[i].candidates[c].finetune_error;
+    if (s.has_gains) a.predicted_kl += gain_of(s, s.tensors[i]) * s.tensors[i].candidates[c].output_error;
   }
   return a;
 }
@@ -157,6 +164,11 @@ nlohmann::ordered_json allocation_plan_json(const Sensitivity& s, const Allocati
     coverage[{c.bits, c.group_size}] += s.tensors[i].parameters;
     modules[s.tensors[i].module] = {{"bits", c.bits}, {"group_size", c.group_size}};
   }
+  nlohmann::ordered_json predicted = {{"objective", objective_name(objective)}, {"budget", budget},
+                                      {"error", a.error}, {"output_error", a.output_error},
+                                      {"finetune_error", a.finetune_error}, {"measured_gains", s.has_gains}};
+  if (s.has_gains) predicted["kl"] = a.predicted_kl;  // Σ gain · output error: the predicted KL(fused ‖ plan)
+  predicted["model"] = s.model_dir;
   std::pair<int, int> global{4, 64};
   uint64_t best = 0;
   for (const auto& [setting, n] : coverage)
@@ -167,9 +179,7 @@ nlohmann::ordered_json allocation_plan_json(const Sensitivity& s, const Allocati
           {"tensor_bytes", a.bytes},
           {"parameters", a.parameters},
           {"bits_per_weight", a.bits_per_weight()},
-          {"predicted", {{"objective", objective_name(objective)}, {"budget", budget}, {"error", a.error},
-                         {"output_error", a.output_error}, {"finetune_error", a.finetune_error},
-                         {"model", s.model_dir}}},
+          {"predicted", predicted},
           {"modules", modules}};
 }
 

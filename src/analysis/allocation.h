@@ -29,6 +29,7 @@ struct Allocation {
   double error = 0;             // the objective's summed error
   double output_error = 0;
   double finetune_error = 0;
+  double predicted_kl = 0;      // with measured gains: Σ gain · output error (module_gain.h)
   double bits_per_weight() const { return parameters ? 8.0 * static_cast<double>(bytes) / static_cast<double>(parameters) : 0; }
 };
 

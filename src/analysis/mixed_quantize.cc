@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "analysis/calibration.h"
+#include "analysis/module_gain.h"
 #include "core/error.h"
 #include "quant/plan_file.h"
 
@@ -83,11 +84,20 @@ MixedQuantizeResult quantize_to_budget(const MixedQuantizeOptions& o, ThreadPool
   so.bits = o.bits;
   so.group_sizes = o.group_sizes;
   so.show_progress = o.show_progress;
-  const Sensitivity sens = analyze_sensitivity(so, pool);
+  Sensitivity sens = analyze_sensitivity(so, pool);
+  if (o.measure_gains) {
+    GainOptions go;
+    go.fused_dir = o.fused_dir;
+    go.suite_path = o.suite_path;
+    go.tools_path = o.tools_path;
+    go.max_tokens = std::min<size_t>(o.max_tokens, 16);
+    go.show_progress = o.show_progress;
+    measure_gains(go, sens, pool);
+  }
 
   MixedQuantizeResult r;
   const uint64_t budget = resolve_budget(sens, o.budget, &r.budget);
-  const Objective objective = o.objective.value_or(sens.has_base ? Objective::kFinetune : Objective::kOutput);
+  const Objective objective = o.objective.value_or(Objective::kOutput);
   r.allocation = allocate(sens, budget, objective);
   const nlohmann::ordered_json plan = allocation_plan_json(sens, r.allocation, objective, r.budget);
 

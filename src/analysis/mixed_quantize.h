@@ -34,11 +34,12 @@ struct MixedQuantizeOptions {
   std::string suite_path, tools_path;     // calibration
   std::string base_dir, adapter_dir;      // the fine-tune, when known
   BudgetSpec budget;
-  std::optional<Objective> objective;     // default: finetune with a base, else output
+  std::optional<Objective> objective;     // default: output (docs/mixed-precision.md says why)
   std::vector<int> bits = {2, 3, 4, 5, 6, 8};
   std::vector<int> group_sizes = {64};
   std::optional<DType> dtype;
   size_t max_tokens = 64;
+  bool measure_gains = true;              // probe each module's output gain on the suite (module_gain.h)
   bool overwrite = false;
   bool show_progress = true;
 };

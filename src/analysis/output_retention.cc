@@ -16,6 +16,7 @@
 #include "model/model.h"
 #include "model/session.h"
 #include "analysis/expert_profile.h"
+#include "analysis/reference_replies.h"
 #include "io/model_config.h"
 #include "quant/quantizer.h"
 #include "text/tool_calls.h"
@@ -26,94 +27,31 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct PreparedQuery {
-  std::vector<int32_t> prompt;
-  bool expect_tool = false;
-  std::vector<int32_t> reply;       // the fused model's greedy reply (the reference)
-  std::vector<float> reply_logits;  // fused logits predicting each reply token, [reply.size(), vocab]
-  bool fused_tool = false;          // the fused model's decision
-};
-
-// Everything that turns a suite into token ids and replies into decisions.
 // The fused model, opened once through the chat layer, is the conversation's reference.
 struct Conversation {
   const chat::ChatModel& fused;
   size_t decision_tokens = 12;
 
   bool decides_tool(std::span<const int32_t> reply) const {
-    const size_t n = std::min(reply.size(), decision_tokens);
-    return text::starts_with_tool_call(fused.tokenizer().decode(reply.first(n)));
+    return analysis::decides_tool(fused, reply, decision_tokens);
   }
 };
 
-// Logits of the positions that predict each reply token, run teacher-forced after the prompt.
-std::vector<float> teacher_forced_logits(model::Session& session, const PreparedQuery& q) {
-  session.reset();
-  std::vector<float> logits = session.forward(q.prompt);
-  if (q.reply.size() > 1) {
-    const std::vector<float> rest = session.forward(std::span(q.reply).first(q.reply.size() - 1), true);
-    logits.insert(logits.end(), rest.begin(), rest.end());
-  }
-  return logits;
-}
-
-std::vector<int32_t> greedy_reply(model::Session& session, const PreparedQuery& q, const Conversation& c,
+std::vector<int32_t> greedy_reply(model::Session& session, const ReferenceQuery& q, const Conversation& c,
                                   size_t max_tokens) {
   session.reset();
   return chat::respond(session, q.prompt, chat::greedy_options(c.fused, max_tokens)).tokens;
 }
 
-size_t context_needed(const std::vector<PreparedQuery>& queries, size_t max_tokens) {
-  size_t n = 0;
-  for (const auto& q : queries) n = std::max(n, q.prompt.size() + max_tokens + 1);
-  return n;
-}
-
-std::vector<PreparedQuery> prepare_queries(const OutputRetentionOptions& o, const Conversation& c) {
-  std::optional<eval::ToolSet> tools;
-  if (!o.tools_path.empty()) tools = eval::load_tools(o.tools_path);
-  const eval::Suite suite = eval::load_suite(o.suite_path, tools ? &*tools : nullptr);
-  if (suite.queries.empty()) fail_input("{}: the suite has no queries", o.suite_path);
-  std::vector<PreparedQuery> out;
-  for (const auto& q : suite.queries) {
-    text::ChatRequest request;
-    request.messages = q.messages;
-    if (tools) request.tools = tools->schemas;
-    request.extra = {{"enable_thinking", false}};
-    out.push_back({c.fused.encode_chat(request), q.expect_tool, {}, {}, false});
-  }
-  return out;
-}
-
-// Runs the fused float model: its greedy replies become the reference, its logits the yardstick.
-void run_reference(const OutputRetentionOptions& o, const Conversation& c, std::vector<PreparedQuery>& queries,
-                   ThreadPool& pool) {
-  model::Session session(c.fused.model(), pool, {context_needed(queries, o.max_tokens), 512});
-  for (auto& q : queries) {
-    q.reply = greedy_reply(session, q, c, o.max_tokens);
-    if (q.reply.empty()) fail_input("{}: the fused model produced no reply token (--max-tokens 0?)", o.fused_dir);
-    q.reply_logits = teacher_forced_logits(session, q);
-    q.fused_tool = c.decides_tool(q.reply);
-  }
-}
-
-ModelDivergence compare_model(const std::string& dir, const std::vector<PreparedQuery>& queries,
+ModelDivergence compare_model(const std::string& dir, const std::vector<ReferenceQuery>& queries,
                               const OutputRetentionOptions& o, const Conversation& c, ThreadPool& pool) {
   const model::Model m = model::Model::load(dir);
   model::Session session(m, pool, {context_needed(queries, std::max(o.max_tokens, o.decision_tokens)), 512});
-  const size_t vocab = m.dims().vocab;
   ModelDivergence d;
   for (const auto& q : queries) {
-    const std::vector<float> logits = teacher_forced_logits(session, q);
-    if (logits.size() != q.reply_logits.size())
-      fail_input("{}: vocabulary of {} tokens differs from the fused model's", dir, vocab);
-    double sum = 0;
-    for (size_t i = 0; i < q.reply.size(); ++i) {
-      const double kl = kl_divergence_from_logits(q.reply_logits.data() + i * vocab, logits.data() + i * vocab, vocab);
-      if (i == 0) d.kl_first += kl;
-      sum += kl;
-    }
-    d.kl_reply += sum / double(q.reply.size());
+    const QueryKl kl = reply_kl(session, q, m.dims().vocab, dir);
+    d.kl_first += kl.first;
+    d.kl_reply += kl.mean;
     const bool tool = c.decides_tool(greedy_reply(session, q, c, c.decision_tokens));
     d.flipped += tool != q.fused_tool;
     d.correct += tool == q.expect_tool;
@@ -142,25 +80,6 @@ double retention(double kl_quant, double kl_base) {
   return kl_base > 0 ? 1.0 - kl_quant / kl_base : std::numeric_limits<double>::quiet_NaN();
 }
 
-}  // namespace
-
-double kl_divergence_from_logits(const float* p_logits, const float* q_logits, size_t n) {
-  const double p_max = *std::max_element(p_logits, p_logits + n), q_max = *std::max_element(q_logits, q_logits + n);
-  double p_sum = 0, q_sum = 0;
-  for (size_t i = 0; i < n; ++i) {
-    p_sum += std::exp(double(p_logits[i]) - p_max);
-    q_sum += std::exp(double(q_logits[i]) - q_max);
-  }
-  const double p_log_z = p_max + std::log(p_sum), q_log_z = q_max + std::log(q_sum);
-  double kl = 0;
-  for (size_t i = 0; i < n; ++i) {
-    const double log_p = p_logits[i] - p_log_z, log_q = q_logits[i] - q_log_z;
-    kl += std::exp(log_p) * (log_p - log_q);
-  }
-  return std::max(kl, 0.0);  // rounding can leave -1e-17 for identical distributions
-}
-
-namespace {
 
 // The fused model's reference replies, then the base; `models` (label, how to get its directory, what
 // to do after) are compared in order.
@@ -175,9 +94,9 @@ OutputRetention compare_all(const OutputRetentionOptions& o, const std::vector<C
   const auto start = std::chrono::steady_clock::now();
   const std::unique_ptr<chat::ChatModel> fused = chat::ChatModel::open(o.fused_dir);
   const Conversation c{*fused, o.decision_tokens};
-  std::vector<PreparedQuery> queries = prepare_queries(o, c);
+  std::vector<ReferenceQuery> queries = encode_suite(*fused, o.suite_path, o.tools_path);
   Progress progress("retention (outputs)", models.size() + 2, 0, o.show_progress);
-  run_reference(o, c, queries, pool);
+  record_reference(*fused, queries, o.max_tokens, o.decision_tokens, pool);
   progress.advance(1, 0);
   OutputRetention r;
   r.queries = queries.size();

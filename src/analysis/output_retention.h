@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "analysis/reference_replies.h"  // kl_divergence_from_logits
 #include "core/thread_pool.h"
 
 namespace quantlab::analysis {
@@ -70,8 +71,5 @@ OutputRetention analyze_output_retention(const OutputRetentionOptions& options, 
 // files), labelled by name, instead of widths quantized here (options.bits and work_dir are unused).
 OutputRetention compare_outputs(const OutputRetentionOptions& options,
                                 const std::vector<std::pair<std::string, std::string>>& models, ThreadPool& pool);
-
-// KL(P ‖ Q) in nats between the softmax distributions of two logit vectors (double precision).
-double kl_divergence_from_logits(const float* p_logits, const float* q_logits, size_t n);
 
 }  // namespace quantlab::analysis

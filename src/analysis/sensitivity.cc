@@ -218,8 +218,11 @@ ojson sensitivity_json(const Sensitivity& s) {
                        {"output_error", c.output_error}, {"finetune_error", c.finetune_error}});
     tensors.push_back({{"module", t.module}, {"shape", t.shape}, {"parameters", t.parameters},
                        {"delta_energy", t.delta_energy}, {"pinned", t.pinned}, {"candidates", cands}});
+    if (t.probe.bits)
+      tensors.back()["probe"] = {{"bits", t.probe.bits}, {"group_size", t.probe.group_size}, {"kl", t.probe.kl},
+                                 {"gain", t.probe.gain}};
   }
-  return {{"format", kSensitivityFormat}, {"model", s.model_dir},    {"has_base", s.has_base},
+  return {{"format", kSensitivityFormat}, {"model", s.model_dir},    {"has_base", s.has_base}, {"has_gains", s.has_gains},
           {"fixed_bytes", s.fixed_bytes},  {"fixed_parameters", s.fixed_parameters}, {"tensors", tensors}};
 }
 
@@ -249,6 +252,7 @@ Sensitivity read_sensitivity(const std::string& path) {
   Sensitivity s;
   s.model_dir = field<std::string>(j, "model", path);
   s.has_base = field<bool>(j, "has_base", path);
+  s.has_gains = j.contains("has_gains") && field<bool>(j, "has_gains", path);
   s.fixed_bytes = field<uint64_t>(j, "fixed_bytes", path);
   s.fixed_parameters = field<uint64_t>(j, "fixed_parameters", path);
   if (!j.contains("tensors") || !j["tensors"].is_array()) fail_input("{}: 'tensors' must be a list", path);
@@ -267,6 +271,15 @@ Sensitivity read_sensitivity(const std::string& path) {
       ts.candidates.push_back({field<int>(c, "bits", where), field<int>(c, "group_size", where),
                                field<uint64_t>(c, "bytes", where), field<double>(c, "output_error", where),
                                field<double>(c, "finetune_error", where)});
+    if (t.contains("probe")) {
+      const ojson& p = t["probe"];
+      const std::string at = where + ".probe";
+      ts.probe = {field<int>(p, "bits", at), field<int>(p, "group_size", at), field<double>(p, "kl", at),
+                  field<double>(p, "gain", at)};
+      if (!(ts.probe.gain >= 0)) fail_input("{}: 'gain' must be a number >= 0", at);
+    } else if (s.has_gains && ts.candidates.size() > 1) {
+      fail_input("{}: 'probe' missing although 'has_gains' is true", where);
+    }
     s.tensors.push_back(std::move(ts));
   }
   return s;

@@ -39,6 +39,15 @@ struct Candidate {
   double finetune_error = 0;
 };
 
+// What one unit of the module's output error costs at the model's output (module_gain.h): KL(fused ‖ only
+// this module quantized at bits/group_size) on the calibration suite, and gain = kl / that candidate's
+// output error. bits == 0: not measured.
+struct MeasuredGain {
+  int bits = 0, group_size = 0;
+  double kl = 0;
+  double gain = 0;
+};
+
 struct TensorSensitivity {
   std::string module;
   std::vector<int64_t> shape;   // logical, [E, out, in] for stacked experts
@@ -46,11 +55,13 @@ struct TensorSensitivity {
   double delta_energy = 0;      // Σ <ΔW, ΔW>_m (0 without a base)
   bool pinned = false;          // a router: one candidate only
   std::vector<Candidate> candidates;
+  MeasuredGain probe;
 };
 
 struct Sensitivity {
   std::string model_dir;
   bool has_base = false;
+  bool has_gains = false;         // every tensor with a choice has its probe (module_gain.h)
   uint64_t fixed_bytes = 0;       // tensors that stay float (norms, biases)
   uint64_t fixed_parameters = 0;
   std::vector<TensorSensitivity> tensors;

@@ -147,9 +147,9 @@ void register_quantize(CLI::App& app) {
       ->check(CLI::ExistingFile);
   cmd->add_option("--tools", args->tools, "Tool schemas rendered into the calibration prompts")
       ->check(CLI::ExistingFile);
-  cmd->add_option("--base", args->base, "Base model: allocate for the fine-tune (default objective then)");
+  cmd->add_option("--base", args->base, "Base model: records the fine-tune error too (and allows --objective finetune|both)");
   cmd->add_option("--adapter", args->adapter, "LoRA adapter, with --base, for the fine-tune's delta");
-  cmd->add_option("--objective", args->objective, "finetune, output or both");
+  cmd->add_option("--objective", args->objective, "output (default), finetune or both");
   cmd->add_option("--candidates", args->candidates, "Widths the allocation chooses from")->capture_default_str();
   add_dtype_option(cmd, &args->dtype, "Cast float tensors to this dtype first (default: config's dtype)");
   cmd->add_option("--max-shard-size", args->max_shard, "Largest output shard (e.g. 5GiB, 500MB)");

@@ -135,6 +135,33 @@ void Model::bind_layer(WeightBinder& binder, size_t index) {
   m.down = experts(s.expert_projections[2]);
 }
 
+std::vector<kernels::MatrixView*> Model::module_views(const std::string& module) {
+  const bool tied = output_.weight.data == embedding_.data;
+  const io::ModelSpec spec = io::model_spec(config_, tied);
+  std::vector<kernels::MatrixView*> views;
+  if (module == spec.embedding.path) {
+    views.push_back(&embedding_);
+    if (tied) views.push_back(&output_.weight);
+    return views;
+  }
+  if (spec.output && module == spec.output->path) return {&output_.weight};
+  for (size_t i = 0; i < layers_.size() && views.empty(); ++i) {
+    const io::LayerSpec s = io::layer_spec(config_, static_cast<int64_t>(i));
+    Layer& l = layers_[i];
+    const std::pair<const io::LinearSpec*, Linear*> linears[] = {
+        {&s.q, &l.attention.q}, {&s.k, &l.attention.k}, {&s.v, &l.attention.v}, {&s.o, &l.attention.o},
+        {&s.gate, &l.mlp.gate}, {&s.up, &l.mlp.up},     {&s.down, &l.mlp.down}, {&s.router, &l.moe.router}};
+    for (const auto& [linear_spec, linear] : linears)
+      if (!linear_spec->path.empty() && linear_spec->path == module) return {&linear->weight};
+    if (!l.is_moe) continue;
+    std::vector<kernels::MatrixView>* stacks[] = {&l.moe.gate, &l.moe.up, &l.moe.down};
+    for (size_t p = 0; p < s.expert_projections.size() && p < 3; ++p)
+      if (s.expert_projections[p].stacked_path() == module)
+        for (auto& v : *stacks[p]) views.push_back(&v);
+  }
+  return views;
+}
+
 uint64_t Model::resident_weight_bytes() const {
   const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
   uint64_t resident = 0;

@@ -90,6 +90,13 @@ class Model {
   // matrices and all but one embedding row (for memory-bandwidth rooflines).
   uint64_t bytes_read_per_token() const;
 
+  // The weight views module path P is read through (quant plan names: `model.layers.3.self_attn.q_proj`,
+  // `model.layers.3.mlp.switch_mlp.down_proj` = one view per expert, `model.embed_tokens` = the
+  // embedding and, when tied, the output head). Empty for an unknown path. For analysis probes that
+  // swap in a quantized copy of one module and restore it (analysis/module_gain.h); no Session may run
+  // on the model while a view is swapped.
+  std::vector<kernels::MatrixView*> module_views(const std::string& module);
+
  private:
   Model(io::ModelConfig config, io::ModelWeights weights);
   void bind_all();
