@@ -62,10 +62,8 @@ struct WorkDir {
 
 }  // namespace
 
-MixedQuantizeResult quantize_to_budget(const MixedQuantizeOptions& o, ThreadPool& pool) {
+Sensitivity calibrated_sensitivity(const MixedQuantizeOptions& o, ThreadPool& pool) {
   if (o.suite_path.empty()) fail(ErrorKind::kUsage, "--target-bpw (and the other budgets) need --calibration SUITE");
-  if (fs::exists(o.out_dir) && !o.overwrite)
-    fail(ErrorKind::kUsage, "{} exists; pass --overwrite to replace it", o.out_dir);
   const WorkDir work;
   CalibrationOptions co;
   co.model_dir = o.fused_dir;
@@ -94,7 +92,12 @@ MixedQuantizeResult quantize_to_budget(const MixedQuantizeOptions& o, ThreadPool
     go.show_progress = o.show_progress;
     measure_gains(go, sens, pool);
   }
+  return sens;
+}
 
+MixedQuantizeResult quantize_allocated(const Sensitivity& sens, const MixedQuantizeOptions& o, ThreadPool& pool) {
+  if (fs::exists(o.out_dir) && !o.overwrite)
+    fail(ErrorKind::kUsage, "{} exists; pass --overwrite to replace it", o.out_dir);
   MixedQuantizeResult r;
   const uint64_t budget = resolve_budget(sens, o.budget, &r.budget);
   const Objective objective = o.objective.value_or(Objective::kOutput);
@@ -110,6 +113,13 @@ MixedQuantizeResult quantize_to_budget(const MixedQuantizeOptions& o, ThreadPool
   q.plan_record = plan;
   r.report = quant::quantize_model(o.fused_dir, o.out_dir, q, pool);
   return r;
+}
+
+MixedQuantizeResult quantize_to_budget(const MixedQuantizeOptions& o, ThreadPool& pool) {
+  if (o.suite_path.empty()) fail(ErrorKind::kUsage, "--target-bpw (and the other budgets) need --calibration SUITE");
+  if (fs::exists(o.out_dir) && !o.overwrite)
+    fail(ErrorKind::kUsage, "{} exists; pass --overwrite to replace it", o.out_dir);
+  return quantize_allocated(calibrated_sensitivity(o, pool), o, pool);
 }
 
 }  // namespace quantlab::analysis

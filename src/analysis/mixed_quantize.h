@@ -50,6 +50,13 @@ struct MixedQuantizeResult {
   std::string budget;
 };
 
+// calibrate → sensitivity → gains → allocate → quantize.
 MixedQuantizeResult quantize_to_budget(const MixedQuantizeOptions& options, ThreadPool& pool);
+
+// The two halves, for callers that allocate several budgets from one measurement (sweep --target-bpw):
+// the calibrated sensitivity (with measured gains unless options.measure_gains is false), then one
+// allocation and its quantized model (options.out_dir, options.budget).
+Sensitivity calibrated_sensitivity(const MixedQuantizeOptions& options, ThreadPool& pool);
+MixedQuantizeResult quantize_allocated(const Sensitivity& sens, const MixedQuantizeOptions& options, ThreadPool& pool);
 
 }  // namespace quantlab::analysis

@@ -9,6 +9,8 @@
 #include <fstream>
 
 #include "analysis/expert_profile.h"
+#include "analysis/mixed_quantize.h"
+#include "analysis/sensitivity.h"
 #include "analysis/sweep_report.h"
 #include "io/model_config.h"
 #include "quant/prune.h"
@@ -17,17 +19,26 @@
 #include "quantlab/version.h"
 #include "core/mapped_file.h"
 #include "quant/quantizer.h"
+#include "quant/recipe.h"
 
 namespace quantlab::analysis {
 
 namespace fs = std::filesystem;
 using nlohmann::ordered_json;
 
+std::string_view SweepWidth::kind() const {
+  if (target_bpw > 0) return "mixed";
+  if (!recipe.empty()) return "recipe";
+  return keep_ratio < 1 ? "pruned" : "uniform";
+}
+
 namespace {
 
 int ratio_pct(double ratio) { return static_cast<int>(std::lround(100 * ratio)); }
 
 std::string width_key(const SweepWidth& w, int group) {
+  if (w.target_bpw > 0) return fmt::format("mixed-{}bpw-g{}", w.target_bpw, group);
+  if (!w.recipe.empty()) return fmt::format("recipe-{}-g{}", w.recipe, group);
   return w.keep_ratio < 1 ? fmt::format("q{}-g{}-e{}", w.bits, group, ratio_pct(w.keep_ratio))
                           : fmt::format("q{}-g{}", w.bits, group);
 }
@@ -72,15 +83,49 @@ std::vector<int> sweep_widths(const SweepOptions& o) {
   return bits;
 }
 
-void quantize_width(const SweepOptions& o, SweepWidth& w, ThreadPool& pool) {
+MixedQuantizeOptions mixed_options(const SweepOptions& o) {
+  MixedQuantizeOptions m;
+  m.fused_dir = o.fused_dir;
+  m.base_dir = o.base_dir;
+  m.suite_path = o.calibration_suite.empty() ? o.bench.suite : o.calibration_suite;
+  m.tools_path = o.bench.tools;
+  m.group_sizes = {o.group_size};
+  m.max_tokens = std::min<size_t>(o.bench.max_tokens, 64);
+  m.show_progress = o.show_progress;
+  return m;
+}
+
+// The calibrated sensitivity with measured gains, made once per sweep (OUT/sensitivity.json).
+const Sensitivity& sweep_sensitivity(const SweepOptions& o, std::optional<Sensitivity>& cache, ThreadPool& pool) {
+  if (cache) return *cache;
+  const std::string path = (fs::path(o.out_dir) / "sensitivity.json").string();
+  if (fs::exists(path)) {
+    cache = read_sensitivity(path);
+  } else {
+    cache = calibrated_sensitivity(mixed_options(o), pool);
+    io::write_file_atomically(path, sensitivity_json(*cache).dump(1) + "\n");
+  }
+  return *cache;
+}
+
+void quantize_width(const SweepOptions& o, SweepWidth& w, std::optional<Sensitivity>& sens, ThreadPool& pool) {
   if (fs::exists(fs::path(w.model_dir) / "config.json")) return;  // done by an earlier run
+  w.quantized_now = true;
+  if (w.target_bpw > 0) {
+    MixedQuantizeOptions m = mixed_options(o);
+    m.out_dir = w.model_dir;
+    m.budget.target_bpw = w.target_bpw;
+    m.overwrite = true;  // a directory without config.json is an interrupted write
+    quantize_allocated(sweep_sensitivity(o, sens, pool), m, pool);
+    return;
+  }
   quant::QuantizeOptions q;
-  q.plan.bits = w.bits;
+  q.plan.bits = w.recipe.empty() ? w.bits : 4;  // a recipe's global block is mlx-lm's default --q-bits
+  q.plan.recipe = w.recipe;
   q.plan.group_size = o.group_size;
   q.show_progress = o.show_progress;
   const std::string source = w.keep_ratio < 1 ? pruned_source(o, w.keep_ratio, pool) : o.fused_dir;
   quant::quantize_model(source, w.model_dir, q, pool);
-  w.quantized_now = true;
 }
 
 // A stored result, when it was measured with the same settings.
@@ -119,7 +164,7 @@ void add_retention(const SweepOptions& o, SweepResult& r, ThreadPool& pool) {
   wo.bits.clear();
   std::vector<SweepWidth*> unpruned;
   for (auto& w : r.widths)
-    if (w.keep_ratio == 1.0) wo.bits.push_back(w.bits), unpruned.push_back(&w);
+    if (w.keep_ratio == 1.0 && w.uniform()) wo.bits.push_back(w.bits), unpruned.push_back(&w);
   wo.group_size = o.group_size;
   wo.show_progress = o.show_progress;
   const WeightRetention wr = analyze_weight_retention(wo, pool);
@@ -135,9 +180,40 @@ void add_verdicts(SweepResult& r) {
     for (const auto& c : all.comparisons)
       if (c.candidate == w.name) w.comparison = c;
   for (const auto& w : r.widths) {  // widths run high to low: the last one that passes is the lowest
-    if (!w.comparison || w.keep_ratio < 1) continue;
+    if (!w.comparison || w.keep_ratio < 1 || !w.uniform()) continue;
     if (w.comparison->verdict != eval::Verdict::kFailure) r.lowest_minimum_viable = w.bits;
     if (w.comparison->verdict == eval::Verdict::kOptimal) r.lowest_optimal = w.bits;
+  }
+  const auto smaller = [&r](const std::optional<size_t>& best, size_t i) {
+    return !best || r.widths[i].result.info.disk_bytes < r.widths[*best].result.info.disk_bytes;
+  };
+  for (size_t i = 0; i < r.widths.size(); ++i) {
+    const SweepWidth& w = r.widths[i];
+    if (!w.comparison || !w.result.ok) continue;
+    if (w.comparison->verdict != eval::Verdict::kFailure && smaller(r.smallest_minimum_viable, i))
+      r.smallest_minimum_viable = i;
+    if (w.comparison->verdict == eval::Verdict::kOptimal && smaller(r.smallest_optimal, i)) r.smallest_optimal = i;
+  }
+}
+
+void add_mixed_points(const SweepOptions& o, SweepResult& r) {
+  std::vector<double> targets = o.target_bpw;
+  for (double t : targets)
+    if (!(t > 0 && t <= 16)) fail(ErrorKind::kUsage, "--target-bpw {}: bits per weight must be in (0, 16]", t);
+  std::sort(targets.rbegin(), targets.rend());
+  targets.erase(std::unique(targets.begin(), targets.end()), targets.end());
+  for (double t : targets) {
+    SweepWidth w;
+    w.target_bpw = t;
+    w.name = fmt::format("mixed {} bpw", t);
+    r.widths.push_back(std::move(w));
+  }
+  for (const std::string& recipe : o.recipes) {
+    quant::find_recipe(recipe);  // Error(kUsage) naming the known recipes
+    SweepWidth w;
+    w.recipe = recipe;
+    w.name = recipe;
+    r.widths.push_back(std::move(w));
   }
 }
 
@@ -165,8 +241,6 @@ SweepResult run_sweep(const SweepOptions& o, const ModelBencher& bench, ThreadPo
   r.bench.machine = o.machine;
   r.bench.settings = o.bench;
   r.bench.settings.baseline = r.baseline;
-  fs::create_directories(fs::path(o.out_dir) / "models");
-  fs::create_directories(fs::path(o.out_dir) / "results");
   const std::vector<double> ratios = sweep_ratios(o);
   if (ratios.size() > 1 && !io::load_model_config(o.fused_dir).is_moe())
     fail(ErrorKind::kUsage, "--keep-ratio: {} is not a mixture-of-experts model", o.fused_dir);
@@ -176,11 +250,15 @@ SweepResult run_sweep(const SweepOptions& o, const ModelBencher& bench, ThreadPo
       w.bits = bits;
       w.keep_ratio = ratio;
       w.name = ratio < 1 ? fmt::format("{}-bit, {} % experts", bits, ratio_pct(ratio)) : fmt::format("{}-bit", bits);
-      w.model_dir = (fs::path(o.out_dir) / "models" / width_key(w, o.group_size)).string();
       r.widths.push_back(std::move(w));
     }
+  add_mixed_points(o, r);  // validates --target-bpw and --recipe before anything is written
+  fs::create_directories(fs::path(o.out_dir) / "models");
+  fs::create_directories(fs::path(o.out_dir) / "results");
+  for (auto& w : r.widths) w.model_dir = (fs::path(o.out_dir) / "models" / width_key(w, o.group_size)).string();
+  std::optional<Sensitivity> sensitivity;  // made on the first mixed point
   for (auto& w : r.widths) {
-    quantize_width(o, w, pool);
+    quantize_width(o, w, sensitivity, pool);
     bench_width(o, bench, w);
   }
   add_retention(o, r, pool);

@@ -11,6 +11,8 @@
 // With keep ratios below 1 (MoE, issue 16), also experts.json (the fused model's expert profile on the
 // suite), models/pruned-e<P>/ (the fused model with P % of its experts per layer, the least salient
 // dropped) and models/q<b>-g<G>-e<P>/, results/q<b>-g<G>-e<P>.json for every width of it.
+// With --target-bpw (issue 15): sensitivity.json (calibrated on the calibration suite, measured gains;
+// made once) and models/mixed-<X>bpw-g<G>/ for each budget; with --recipe, models/recipe-<R>-g<G>/.
 //   results.json, report.md, chart.svg   written at the end
 #pragma once
 
@@ -18,6 +20,7 @@
 
 #include <functional>
 #include <optional>
+#include <string_view>
 #include <string>
 #include <vector>
 
@@ -32,6 +35,9 @@ struct SweepOptions {
   std::string base_dir;  // optional: weight-only retention per width
   std::vector<int> bits = {8, 7, 6, 5, 4, 3};
   std::vector<double> keep_ratios = {1.0};  // MoE: shares of the experts kept, each crossed with every width
+  std::vector<double> target_bpw;           // mixed precision: one allocated plan per budget (bits per weight)
+  std::vector<std::string> recipes;         // mlx-lm mixed recipes (quant/recipe.h)
+  std::string calibration_suite;            // for the mixed plans; default: the bench suite (and its tools)
   int group_size = 64;
   int baseline_bits = 8;  // added to the widths when missing
   std::string out_dir;
@@ -45,9 +51,13 @@ struct SweepOptions {
 using ModelBencher = std::function<eval::ModelResult(const std::string& name, const std::string& dir)>;
 
 struct SweepWidth {
-  int bits = 0;
+  int bits = 0;             // uniform width (0 for mixed plans and recipes)
   double keep_ratio = 1.0;  // share of the experts kept (1: unpruned)
-  std::string name;       // "8-bit", or "8-bit, 50 % experts"
+  double target_bpw = 0;    // a mixed plan allocated to this many bits per weight (0: none)
+  std::string recipe;       // an mlx-lm recipe (empty: none)
+  std::string name;       // "8-bit", "8-bit, 50 % experts", "mixed 3.5 bpw", "mixed_3_6"
+  bool uniform() const { return target_bpw == 0 && recipe.empty(); }
+  std::string_view kind() const;  // "uniform", "pruned", "mixed", "recipe"
   std::string model_dir;
   bool quantized_now = false, benched_now = false;  // false: reused from an earlier run
   eval::ModelResult result;
@@ -60,6 +70,9 @@ struct SweepResult {
   std::string baseline;            // name of the baseline width
   std::optional<int> lowest_minimum_viable;  // lowest unpruned width whose verdict is at least minimum viable
   std::optional<int> lowest_optimal;
+  // The configuration of any kind (uniform, pruned, mixed, recipe) with the fewest disk bytes whose
+  // verdict is at least minimum viable / optimal: an index into widths.
+  std::optional<size_t> smallest_minimum_viable, smallest_optimal;
   eval::BenchResults bench;  // every width's result and the comparisons, as `bench` writes them
   double seconds = 0;
 };

@@ -3,8 +3,8 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-
 #include <cmath>
+#include <functional>
 #include <limits>
 
 namespace quantlab::analysis {
@@ -46,6 +46,7 @@ ordered_json width_plan_json(const SweepWidth& w) {
 ordered_json width_json(const SweepWidth& w, const std::string& baseline) {
   const auto& a = w.result.accuracy.overall;
   ordered_json j = {{"bits", w.bits},
+                    {"kind", w.kind()},
                     {"keep_ratio", w.keep_ratio},
                     {"name", w.name},
                     {"model_dir", w.model_dir},
@@ -58,6 +59,8 @@ ordered_json width_json(const SweepWidth& w, const std::string& baseline) {
                     {"decode_tps", eval::figures_of(w.result).decode_tps},
                     {"memory_bytes", w.result.memory.model_bytes()},
                     {"verdict", verdict_text(w, baseline)}};
+  if (w.target_bpw > 0) j["target_bpw"] = w.target_bpw;
+  if (!w.recipe.empty()) j["recipe"] = w.recipe;
   if (!w.result.ok) j["error"] = w.result.error;
   j["plan"] = width_plan_json(w);
   if (w.result.ok && !w.result.plan)
@@ -130,15 +133,33 @@ void notes_markdown(const SweepResult& r, std::string& md) {
   for (const auto& text : notes) md += "- " + text + "\n";
 }
 
+// The points of the widths `member` selects (by default the uniform unpruned widths).
 ChartSeries series(const SweepResult& r, const std::string& name, const std::string& color, bool dashed, bool by_disk,
-                   double (*value)(const SweepWidth&), double keep_ratio = 1.0) {
+                   double (*value)(const SweepWidth&),
+                   const std::function<bool(const SweepWidth&)>& member = [](const SweepWidth& w) {
+                     return w.uniform() && w.keep_ratio == 1.0;
+                   }) {
   ChartSeries s{name, color, {}, dashed};
   for (const auto& w : r.widths) {
-    if (!w.result.ok || w.keep_ratio != keep_ratio) continue;
+    if (!w.result.ok || !member(w)) continue;
     const double x = by_disk ? double(w.result.info.disk_bytes) / 1e6 : double(w.bits);
     s.points.push_back({x, value(w), by_disk ? w.name : ""});
   }
   return s;
+}
+
+ordered_json smallest_json(const SweepResult& r, const std::optional<size_t>& i) {
+  if (!i) return nullptr;
+  const SweepWidth& w = r.widths[*i];
+  return {{"name", w.name}, {"kind", w.kind()}, {"disk_bytes", w.result.info.disk_bytes},
+          {"bits_per_weight", w.result.info.bits_per_weight}};
+}
+
+std::string smallest_text(const SweepResult& r, const std::optional<size_t>& i) {
+  if (!i) return "none";
+  const SweepWidth& w = r.widths[*i];
+  return fmt::format("{} ({}, {:.2f} bits per weight, {})", w.name, w.kind(), w.result.info.bits_per_weight,
+                     megabytes(w.result.info.disk_bytes));
 }
 
 }  // namespace
@@ -153,6 +174,8 @@ ordered_json sweep_json(const SweepResult& r, const SweepOptions& o) {
                     {"baseline", r.baseline},
                     {"lowest_minimum_viable", r.lowest_minimum_viable ? ordered_json(*r.lowest_minimum_viable) : ordered_json()},
                     {"lowest_optimal", r.lowest_optimal ? ordered_json(*r.lowest_optimal) : ordered_json()},
+                    {"smallest_minimum_viable", smallest_json(r, r.smallest_minimum_viable)},
+                    {"smallest_optimal", smallest_json(r, r.smallest_optimal)},
                     {"seconds", r.seconds},
                     {"widths", widths}};
   j["bench"] = eval::to_json(r.bench);
@@ -185,7 +208,17 @@ std::vector<ChartPanel> sweep_chart_panels(const SweepResult& r) {
     for (size_t i = 0; i < ratios.size(); ++i)
       p.series.push_back(series(r, fmt::format("accuracy, {:.0f} % experts", 100 * ratios[i]), colors[i % 4], false,
                                 by_disk, [](const SweepWidth& w) { return w.result.accuracy.overall.pct(); },
-                                ratios[i]));
+                                [ratio = ratios[i]](const SweepWidth& w) { return w.keep_ratio == ratio; }));
+    // Mixed plans and recipes (issue 15) have no single width: they stand on the disk-size axis only,
+    // beside the uniform widths.
+    const auto kind_series = [&](const char* label, const char* color, std::string_view kind) {
+      ChartSeries s = series(r, label, color, false, true, [](const SweepWidth& w) { return w.result.accuracy.overall.pct(); },
+                             [kind](const SweepWidth& w) { return w.kind() == kind; });
+      std::sort(s.points.begin(), s.points.end(), [](const auto& a, const auto& b) { return a.x < b.x; });
+      if (by_disk && !s.points.empty()) p.series.push_back(std::move(s));
+    };
+    kind_series("accuracy, mixed plans (allocated)", "#17becf", "mixed");
+    kind_series("accuracy, mlx-lm recipes", "#e377c2", "recipe");
     if (with_retention)
       p.series.push_back(series(r, "fine-tune retention (weight cosine)", "#d62728", true, by_disk, retention_pct));
     panels.push_back(std::move(p));
@@ -209,6 +242,12 @@ std::string sweep_markdown(const SweepResult& r, const SweepOptions& o) {
                                        : fmt::format("; retention against the base `{}`", o.base_dir));
   md += fmt::format("**Lowest width that is minimum viable: {}. Lowest width that is optimal: {}.**\n\n",
                     width_or_none(r.lowest_minimum_viable), width_or_none(r.lowest_optimal));
+  const bool other_kinds = std::any_of(r.widths.begin(), r.widths.end(), [](const SweepWidth& w) {
+    return !w.uniform() || w.keep_ratio < 1;
+  });
+  if (other_kinds)
+    md += fmt::format("**Smallest configuration of any kind that is minimum viable: {}. That is optimal: {}.**\n\n",
+                      smallest_text(r, r.smallest_minimum_viable), smallest_text(r, r.smallest_optimal));
   md += "![accuracy and retention against bits and disk size](chart.svg)\n\n";
   table_markdown(r, md);
   plan_markdown(r, md);

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -30,13 +31,14 @@ using testing::tool_calling::kFused;
 // proportional to it, and `right[bits]` of 5 queries right.
 struct FakeBench {
   std::map<int, size_t> right;
+  std::map<std::string, size_t> right_by_name = {};  // mixed plans and recipes, by name
   int calls = 0;
   int fail_at_bits = 0;  // throw when asked to measure this width (an interrupted sweep)
   bool with_plan = false;  // attach a plan prediction (all widths but 6: a warning instead)
 
   eval::ModelResult operator()(const std::string& name, const std::string& dir) {
-    const int bits = std::stoi(name);
-    if (bits == fail_at_bits) throw Error(ErrorKind::kIo, "interrupted");
+    const int bits = std::isdigit(static_cast<unsigned char>(name[0])) ? std::stoi(name) : 0;
+    if (bits != 0 && bits == fail_at_bits) throw Error(ErrorKind::kIo, "interrupted");
     ++calls;
     eval::ModelResult r;
     r.name = name;
@@ -49,7 +51,7 @@ struct FakeBench {
     run.decode_tokens = 100;
     run.decode_seconds = double(r.info.disk_bytes) / 1e7;
     r.speed.runs = {run};
-    const size_t right_here = right.at(bits);
+    const size_t right_here = bits ? right.at(bits) : right_by_name.at(name);
     for (size_t i = 0; i < 5; ++i) {
       eval::QueryResult q;
       q.id = "q" + std::to_string(i);
@@ -244,6 +246,65 @@ TEST(Sweep, KeepRatiosCrossTheWidthsOnMoe) {
   SweepOptions dense = options(tmp / "dense", {8});
   dense.keep_ratios = {0.5};
   EXPECT_THROW(run_sweep(dense, std::ref(bench), pool), Error);
+}
+
+// Issue 15: mixed plans (--target-bpw) and recipes stand beside the uniform widths; the answer names
+// the smallest configuration of any kind; the sensitivity is measured once and a rerun reuses it all.
+TEST(Sweep, MixedPlansAndRecipesStandBesideTheWidths) {
+  TempDir tmp;
+  SweepOptions o = options(tmp / "sweep", {8, 4, 3});
+  o.base_dir.clear();
+  o.bench.tools = testing::tool_calling::kTools;
+  o.bench.max_tokens = 8;
+  o.target_bpw = {3.6};
+  o.recipes = {"mixed_3_6"};
+  FakeBench bench{{{8, 5}, {4, 5}, {3, 2}}, {{"mixed 3.6 bpw", 5}, {"mixed_3_6", 5}}};
+  const SweepResult r = sweep(o, bench);
+  ASSERT_EQ(r.widths.size(), 5u);
+  EXPECT_EQ(r.widths[3].name, "mixed 3.6 bpw");
+  EXPECT_EQ(r.widths[3].kind(), "mixed");
+  EXPECT_EQ(r.widths[4].kind(), "recipe");
+  EXPECT_TRUE(fs::exists(tmp / "sweep/models/mixed-3.6bpw-g64/quantlab_plan.json"));
+  const auto plan = nlohmann::json::parse(read_text_file(tmp / "sweep/models/mixed-3.6bpw-g64/quantlab_plan.json"));
+  EXPECT_LE(plan["bits_per_weight"].get<double>(), 3.6);
+  EXPECT_TRUE(plan["predicted"]["measured_gains"].get<bool>());
+  const auto recipe = nlohmann::json::parse(read_text_file(tmp / "sweep/models/recipe-mixed_3_6-g64/config.json"));
+  EXPECT_EQ(recipe["quantization"]["model.layers.0.self_attn.v_proj"]["bits"], 3);
+  EXPECT_EQ(recipe["quantization"]["model.layers.3.self_attn.v_proj"]["bits"], 6);  // layer >= 7L//8
+  // Uniform 4-bit is the lowest viable width; the mixed plan, smaller than it, is the smallest of any kind.
+  EXPECT_EQ(r.lowest_minimum_viable, 4);
+  ASSERT_TRUE(r.smallest_minimum_viable);
+  EXPECT_EQ(r.widths[*r.smallest_minimum_viable].name, "mixed 3.6 bpw");
+  EXPECT_LT(r.widths[3].result.info.disk_bytes, r.widths[1].result.info.disk_bytes);
+  const auto results = nlohmann::json::parse(read_text_file(tmp / "sweep/results.json"));
+  EXPECT_EQ(results["smallest_minimum_viable"]["name"], "mixed 3.6 bpw");
+  EXPECT_EQ(results["widths"][3]["kind"], "mixed");
+  EXPECT_EQ(results["widths"][3]["target_bpw"], 3.6);
+  const std::string chart = read_text_file(tmp / "sweep/chart.svg");
+  EXPECT_NE(chart.find("mixed plans (allocated)"), std::string::npos);
+  EXPECT_NE(chart.find("mlx-lm recipes"), std::string::npos);
+  EXPECT_NE(read_text_file(tmp / "sweep/report.md").find("minimum viable: mixed 3.6 bpw (mixed"), std::string::npos);
+  // A rerun measures nothing again and reuses the stored sensitivity.
+  const auto stamp = fs::last_write_time(tmp / "sweep/sensitivity.json");
+  const int calls = bench.calls;
+  const SweepResult again = sweep(o, bench);
+  EXPECT_EQ(bench.calls, calls);
+  EXPECT_EQ(fs::last_write_time(tmp / "sweep/sensitivity.json"), stamp);
+  EXPECT_EQ(again.smallest_minimum_viable, r.smallest_minimum_viable);
+}
+
+TEST(Sweep, BadMixedPointsAreRefusedBeforeAnythingIsWritten) {
+  TempDir tmp;
+  FakeBench bench{{{8, 5}}};
+  SweepOptions o = options(tmp / "recipe", {8});
+  o.recipes = {"mixed_9_9"};
+  EXPECT_THROW(sweep(o, bench), Error);
+  EXPECT_FALSE(fs::exists(tmp / "recipe"));
+  o = options(tmp / "bpw", {8});
+  o.target_bpw = {0};
+  EXPECT_THROW(sweep(o, bench), Error);
+  EXPECT_FALSE(fs::exists(tmp / "bpw"));
+  EXPECT_EQ(bench.calls, 0);
 }
 
 }  // namespace

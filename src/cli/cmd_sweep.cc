@@ -1,5 +1,6 @@
 // quantlab sweep FUSED --suite Q [--tools T] [--bits 8,7,6,5,4,3] [--group-size G] [--criteria C]
-//                [--baseline-bits 8] [--base BASE] [--keep-ratio 1,0.75,0.5] [--max-tokens N] [--runs R]
+//                [--baseline-bits 8] [--base BASE] [--keep-ratio 1,0.75,0.5] [--target-bpw 3,3.5,4]
+//                [--recipe mixed_3_6,...] [--calibration SUITE] [--max-tokens N] [--runs R]
 //                [--no-cold] [--bandwidth GB/s] --out DIR
 // Quantizes each width into DIR/models, benchmarks each with the bench machinery (one child process
 // per model), and writes DIR/report.md, DIR/results.json and DIR/chart.svg. Rerunning the same command
@@ -26,7 +27,9 @@ namespace {
 
 struct SweepArgs {
   std::string fused, base, bits = "8,7,6,5,4,3", suite, tools, criteria, out;
-  std::vector<double> keep_ratios = {1.0};
+  std::vector<double> keep_ratios = {1.0}, target_bpw;
+  std::vector<std::string> recipes;
+  std::string calibration;
   int group_size = 64, baseline_bits = 8;
   size_t max_tokens = 64, runs = 1, threads = 0;
   double bandwidth = 0;  // GB/s; 0: measured once at the start
@@ -50,6 +53,14 @@ void print_summary(const analysis::SweepResult& r, const std::string& out) {
   fmt::print("lowest minimum viable: {}; lowest optimal: {}\n",
              r.lowest_minimum_viable ? fmt::format("{}-bit", *r.lowest_minimum_viable) : "none",
              r.lowest_optimal ? fmt::format("{}-bit", *r.lowest_optimal) : "none");
+  const auto smallest = [&r](const std::optional<size_t>& i) {
+    return i ? fmt::format("{} ({:.2f} bits per weight, {})", r.widths[*i].name, r.widths[*i].result.info.bits_per_weight,
+                           human_bytes(r.widths[*i].result.info.disk_bytes))
+             : std::string("none");
+  };
+  if (r.widths.size() > 1)
+    fmt::print("smallest of any kind: minimum viable {}; optimal {}\n", smallest(r.smallest_minimum_viable),
+               smallest(r.smallest_optimal));
   fmt::print("report: {0}/report.md, {0}/results.json, {0}/chart.svg\n", out);
 }
 
@@ -59,6 +70,9 @@ void run_sweep_command(const SweepArgs& a) {
   o.base_dir = a.base;
   o.bits = parse_bit_widths(a.bits);
   o.keep_ratios = a.keep_ratios;
+  o.target_bpw = a.target_bpw;
+  o.recipes = a.recipes;
+  o.calibration_suite = a.calibration;
   o.group_size = a.group_size;
   o.baseline_bits = a.baseline_bits;
   o.out_dir = a.out;
@@ -93,6 +107,13 @@ void register_sweep(CLI::App& app) {
                   "MoE: shares of the experts to keep (least salient on the suite dropped), each crossed with every "
                   "width, e.g. 1,0.75,0.5")
       ->delimiter(',');
+  cmd->add_option("--target-bpw", a->target_bpw,
+                  "Mixed precision: one plan allocated per budget in bits per weight (calibrate, sensitivity, measured "
+                  "gains, allocate; docs/mixed-precision.md), e.g. 3,3.5,4,4.5")
+      ->delimiter(',');
+  cmd->add_option("--recipe", a->recipes, "mlx-lm mixed recipes to add, e.g. mixed_3_6,mixed_4_6")->delimiter(',');
+  cmd->add_option("--calibration", a->calibration, "Suite the mixed plans are calibrated on (default: --suite)")
+      ->check(CLI::ExistingFile);
   cmd->add_option("--group-size", a->group_size, "Quantization group size (32, 64, 128)")->capture_default_str();
   cmd->add_option("--criteria", a->criteria, "Decision rules (TOML); default: ARCHITECTURE.md's");
   cmd->add_option("--baseline-bits", a->baseline_bits, "Width the others are compared with")

@@ -130,5 +130,19 @@ TEST(SweepCli, RejectsABadSuiteBeforeQuantizing) {
   EXPECT_FALSE(fs::exists(tmp / "sweep/models"));
 }
 
+TEST(SweepCli, RejectsAnUnknownRecipeOrBudgetBeforeQuantizing) {
+  TempDir tmp;
+  const std::string common = "sweep " + shell_quote(kFused) + " --bits 4 --suite " + shell_quote(kSeed5) + " --tools " +
+                             shell_quote(kTools) + " --out " + shell_quote(tmp / "sweep");
+  auto r = run_quantlab(common + " --recipe mixed_9_9");
+  EXPECT_EQ(r.exit_code, kUsage) << r.err;
+  EXPECT_NE(r.err.find("quantlab: error:"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("mixed_9_9"), std::string::npos) << r.err;
+  r = run_quantlab(common + " --target-bpw 3,-1");
+  EXPECT_EQ(r.exit_code, kUsage) << r.err;
+  EXPECT_NE(r.err.find("--target-bpw -1"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(tmp / "sweep"));
+}
+
 }  // namespace
 }  // namespace quantlab::testing
