@@ -37,7 +37,7 @@ nlohmann::ordered_json level_json(const eval::CriteriaLevel& l) {
 
 nlohmann::ordered_json row_json(const quant::PlanRow& r, const eval::StaticCheck& c) {
   const auto& e = r.estimate;
-  return {{"bits", e.bits}, {"group_size", e.group_size}, {"parameters", e.parameters},
+  nlohmann::ordered_json j = {{"bits", e.bits}, {"group_size", e.group_size}, {"parameters", e.parameters},
           {"tensor_bytes", e.tensor_bytes}, {"header_bytes", e.header_bytes}, {"disk_bytes", e.disk_bytes()},
           {"bits_per_weight", e.bits_per_weight()}, {"disk_smaller_pct", r.disk_smaller_pct},
           {"float16_smaller_pct", r.float16_smaller_pct}, {"kv_cache_bytes", e.kv_cache_bytes},
@@ -45,6 +45,8 @@ nlohmann::ordered_json row_json(const quant::PlanRow& r, const eval::StaticCheck
           {"memory_less_pct", r.memory_less_pct}, {"bytes_per_token", e.bytes_per_token},
           {"tokens_per_s_bound", r.tokens_per_s}, {"speed_ratio", r.speed_ratio},
           {"verdict", eval::static_verdict_name(c.verdict)}, {"reasons", c.reasons}};
+  if (!e.label.empty()) j["plan"] = e.label;  // a mixed plan: bits and group_size are its global block
+  return j;
 }
 
 }  // namespace
@@ -84,8 +86,10 @@ std::string plan_markdown(const PlanReport& p) {
   for (size_t i = 0; i < t.rows.size(); ++i) {
     const auto& r = t.rows[i];
     const auto& e = r.estimate;
-    const bool is_base = e.bits == a.baseline_bits && e.group_size == a.baseline_group;
-    fmt::format_to(sink, "| {} | {} | {} | {:.3f} | {} | {} | {} | {} | {:.3f} | {:.1f} | {:.2f}x | {} |\n", e.bits, e.group_size,
+    const bool is_base = e.label.empty() && e.bits == a.baseline_bits && e.group_size == a.baseline_group;
+    const std::string bits = e.label.empty() ? std::to_string(e.bits) : e.label;
+    const std::string group = e.label.empty() ? std::to_string(e.group_size) : "mixed";
+    fmt::format_to(sink, "| {} | {} | {} | {:.3f} | {} | {} | {} | {} | {:.3f} | {:.1f} | {:.2f}x | {} |\n", bits, group,
                amount(e.disk_bytes(), u), e.bits_per_weight(), pct(r.disk_smaller_pct), pct(r.float16_smaller_pct),
                amount(e.memory_bytes(), u), pct(r.memory_less_pct), e.bytes_per_token / u.bytes, r.tokens_per_s,
                r.speed_ratio, verdict_text(checks[i], is_base));
@@ -157,7 +161,8 @@ std::string plan_side_by_side_markdown(const std::vector<PlanReport>& reports) {
     for (const auto& r : p.table.rows) {
       const auto& e = r.estimate;
       fmt::format_to(sink, "| {} | {:.3f} | {} | {} | {:.2f} | {:.2f} | {:.1f} | {} | {} |\n", model_label(p),
-                     e.parameters / 1e9, e.bits, e.group_size, e.disk_bytes() / 1e9, e.memory_bytes() / 1e9,
+                     e.parameters / 1e9, e.label.empty() ? std::to_string(e.bits) : e.label,
+                     e.label.empty() ? std::to_string(e.group_size) : "mixed", e.disk_bytes() / 1e9, e.memory_bytes() / 1e9,
                      r.tokens_per_s, pct(100.0 * (1.0 - double(e.disk_bytes()) / double(ref_disk))),
                      pct(100.0 * (1.0 - double(e.memory_bytes()) / double(ref_mem))));
     }

@@ -77,6 +77,46 @@ TEST(PlanCli, SynthQuantizePlanRoundTrip) {
   EXPECT_EQ(r.exit_code, 0) << r.err;
 }
 
+// Issue 15: `plan` sizes per-module plans and recipes exactly as quantize writes them, and answers the
+// seed's adapter-floor question from config.json plus an adapter config.
+TEST(PlanCli, SizesPlanFilesRecipesAndAnAdapterFloor) {
+  TempDir tmp;
+  const std::string fused = shell_quote(data_path("tool-calling/dense-fused-strong-f16"));
+  auto r = run_quantlab("quantize " + fused + " " + shell_quote(tmp / "r") + " --recipe mixed_3_6 --quiet");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto written = nlohmann::json::parse(run_quantlab("inspect " + shell_quote(tmp / "r") + " --json").out);
+  const auto p = plan_json(fused + " --bits 4 --group-size 64 --plan " + shell_quote(tmp / "r/quantlab_plan.json") +
+                           " --recipe mixed_3_6 --adapter " + shell_quote(data_path("tool-calling/dense-lora-strong")));
+  ASSERT_EQ(p["rows"].size(), 4u);
+  EXPECT_EQ(p["rows"][1]["plan"], "quantlab_plan.json");
+  EXPECT_EQ(p["rows"][2]["plan"], "mixed_3_6");
+  EXPECT_EQ(p["rows"][1]["tensor_bytes"], written["tensor_bytes"]);
+  EXPECT_EQ(p["rows"][2]["tensor_bytes"], written["tensor_bytes"]);
+  // The adapter touches every projection of the 4 layers; only the tied embedding is left to shrink,
+  // and at 4 bits it brings the model just past the 25 % disk rule.
+  EXPECT_TRUE(p["adapter_floor"]["fits"].get<bool>());
+  EXPECT_EQ(p["adapter_floor"]["rest_bits"], 4);
+  EXPECT_EQ(p["adapter_floor"]["touched_modules"], 28);
+  EXPECT_LE(p["adapter_floor"]["tensor_bytes"], p["adapter_floor"]["budget_tensor_bytes"]);
+
+  fs::create_directories(tmp / "attn");
+  std::ofstream(tmp / "attn/adapter_config.json") << R"({"target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]})";
+  r = run_quantlab("plan --like qwen3-30b-a3b --bits 8 --group-size 64 --bandwidth 10 --adapter " + shell_quote(tmp / "attn"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("adapter floor: the 192 modules"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("the rest at 5-bit"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("meets it"), std::string::npos) << r.out;
+
+  // A plan naming a module the model lacks, and an unknown recipe, are refused by name.
+  std::ofstream(tmp / "bad.json") << R"({"format": "quantlab.plan/1", "bits": 4, "group_size": 64, "modules": {"model.layers.9.mlp.up_proj": {"bits": 8, "group_size": 64}}})";
+  r = run_quantlab("plan " + fused + " --bandwidth 10 --plan " + shell_quote(tmp / "bad.json"));
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  EXPECT_NE(r.err.find("model.layers.9.mlp.up_proj"), std::string::npos) << r.err;
+  r = run_quantlab("plan " + fused + " --bandwidth 10 --recipe mixed_9_9");
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("mixed_9_9"), std::string::npos) << r.err;
+}
+
 TEST(SynthCli, UsageErrors) {
   TempDir tmp;
   EXPECT_EQ(run_quantlab("synth " + shell_quote(tmp / "a") + " --quiet").exit_code, 2);  // neither --like nor --config

@@ -204,6 +204,15 @@ SizeEstimate estimate_size(const PlanSource& source, int bits, int group_size, c
   return e;
 }
 
+SizeEstimate estimate_mixed(const PlanSource& source, const PlanOptions& options, const std::string& label,
+                            const RuntimeAssumptions& runtime) {
+  SizeEstimate e = estimate_from_plan(source, make_quant_plan(source.config, source.tensors, options), runtime);
+  e.bits = options.bits;
+  e.group_size = options.group_size;
+  e.label = label;
+  return e;
+}
+
 SizeEstimate estimate_as_stored(const PlanSource& source, const RuntimeAssumptions& runtime) {
   if (source.stored_quant) {
     PlanOptions options;

@@ -54,7 +54,8 @@ struct RuntimeAssumptions {
 };
 
 struct SizeEstimate {
-  int bits = 0, group_size = 0;
+  int bits = 0, group_size = 0;  // a uniform setting (a mixed plan: its global block)
+  std::string label;            // a mixed plan's name ("plan.json", "mixed_3_6"); empty for uniform settings
   uint64_t parameters = 0;      // logical weights of the written tensors
   uint64_t tensor_bytes = 0;    // exactly what quantize writes as tensor data
   uint64_t header_bytes = 0;    // safetensors length prefixes + JSON headers (estimated)
@@ -69,6 +70,11 @@ struct SizeEstimate {
 
 // Throws Error(kUsage) for unsupported bits / group sizes (as quantize does).
 SizeEstimate estimate_size(const PlanSource& source, int bits, int group_size, const RuntimeAssumptions& runtime);
+
+// A per-module plan (`plan --plan FILE.json` or `--recipe NAME`): the plan options as quantize would
+// apply them (quant/plan_file.h), labelled. Errors as make_quant_plan's (a module the model lacks...).
+SizeEstimate estimate_mixed(const PlanSource& source, const PlanOptions& options, const std::string& label,
+                            const RuntimeAssumptions& runtime);
 
 // The directory's own storage as the engine maps it, for comparing a plan with a measurement
 // (`bench`): an MLX-quantized source at its stored bits and group size with its per-module entries, a float
