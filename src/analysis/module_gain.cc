@@ -75,16 +75,26 @@ const Candidate& probe_candidate(const TensorSensitivity& t, int probe_bits) {
 struct ModuleProbe::State {
   GainOptions options;
   ThreadPool& pool;
-  std::unique_ptr<chat::ChatModel> fused;  // the reference and the prompts' encoding
-  model::Model probe;                      // a second view of the same files, whose modules are swapped
+  model::Model probe;  // the fused model, whose modules are swapped one at a time
   std::vector<ReferenceQuery> queries;
 };
 
-ModuleProbe::ModuleProbe(const GainOptions& o, ThreadPool& pool) {
-  std::unique_ptr<chat::ChatModel> fused = chat::ChatModel::open(o.fused_dir);
+namespace {
+
+// The reference replies through the chat layer (prompts, stop rules), which is closed again before the
+// probe model is loaded, so the files are mapped once at a time.
+std::vector<ReferenceQuery> reference_queries(const GainOptions& o, ThreadPool& pool) {
+  const std::unique_ptr<chat::ChatModel> fused = chat::ChatModel::open(o.fused_dir);
   std::vector<ReferenceQuery> queries = encode_suite(*fused, o.suite_path, o.tools_path, o.max_queries);
   record_reference(*fused, queries, o.max_tokens, 1, pool);
-  state_.reset(new State{o, pool, std::move(fused), model::Model::load(o.fused_dir), std::move(queries)});
+  return queries;
+}
+
+}  // namespace
+
+ModuleProbe::ModuleProbe(const GainOptions& o, ThreadPool& pool) {
+  std::vector<ReferenceQuery> queries = reference_queries(o, pool);
+  state_.reset(new State{o, pool, model::Model::load(o.fused_dir), std::move(queries)});
 }
 
 ModuleProbe::~ModuleProbe() = default;

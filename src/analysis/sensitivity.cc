@@ -12,6 +12,7 @@
 #include "core/mapped_file.h"
 #include "core/progress.h"
 #include "io/adapter.h"
+#include "io/architecture.h"
 #include "io/model_config.h"
 #include "kernels/kernels.h"
 #include "quant/convert.h"
@@ -57,40 +58,30 @@ struct RowSums {
 };
 
 // One row's errors for every candidate. w: the fused row (rounded to the storage dtype), d: the
-// fine-tune's delta (empty without a base), m: E[x²] per column.
-void add_row(const std::vector<float>& w, const std::vector<float>& d, const double* m, const std::vector<Setting>& cands,
-             DType dtype, RowSums sums) {
-  const size_t cols = w.size();
-  std::vector<uint32_t> packed(cols);
-  std::vector<float> scales(cols), biases(cols), deq(cols);
+// fine-tune's delta (empty without a base), m: E[x²] per column (f32), m64: the same in double.
+void add_row(const std::vector<float>& w, const std::vector<float>& d, const float* m, const double* m64,
+             const std::vector<Setting>& cands, DType dtype, RowSums sums) {
   double dd = 0;
-  for (size_t j = 0; j < d.size(); ++j) dd += m[j] * static_cast<double>(d[j]) * d[j];
+  for (size_t j = 0; j < d.size(); ++j) dd += m64[j] * static_cast<double>(d[j]) * d[j];
   *sums.delta = dd;
   for (size_t c = 0; c < cands.size(); ++c) {
-    const Setting& s = cands[c];
-    kernels::affine_quantize(w.data(), 1, cols, s.bits, s.group_size, packed.data(), scales.data(), biases.data());
-    const size_t groups = cols / static_cast<size_t>(s.group_size);
-    quant::round_to_dtype(scales.data(), groups, dtype);
-    quant::round_to_dtype(biases.data(), groups, dtype);
-    kernels::MatrixView v;
-    v.type = kernels::WeightType::kAffine;
-    v.rows = 1;
-    v.cols = cols;
-    v.data = packed.data();
-    v.bits = s.bits;
-    v.group_size = s.group_size;
-    v.scale_type = DType::kF32;
-    v.scales = scales.data();
-    v.biases = biases.data();
-    kernels::dequantize_row(v, 0, deq.data());
     double err = 0, along = 0;
-    for (size_t j = 0; j < cols; ++j) {
-      const double e = static_cast<double>(w[j]) - deq[j];
-      err += m[j] * e * e;
-      if (!d.empty()) along += m[j] * e * d[j];
-    }
+    kernels::affine_rounding_error(w.data(), m, d.empty() ? nullptr : d.data(), w.size(), cands[c].bits,
+                                   cands[c].group_size, dtype, &err, &along);
     sums.output[c] = err;
     sums.finetune[c] = dd > 0 ? along * along / dd : 0.0;
+  }
+}
+
+// Each tensor is read once: its pages are dropped afterwards, so the resident part of the mapped
+// files stays near one tensor's worth whatever the model size (quantize's streaming reads do the same).
+void release_pages(const io::ModelWeights& weights, const std::vector<std::string>& names) {
+  for (const std::string& name : names) {
+    const io::ModelWeights::Entry* e = weights.find(name);
+    if (!e) continue;
+    const std::span<const uint8_t> bytes = weights.bytes(*e);
+    const MappedFile& file = e->file->mapped();
+    file.advise_dontneed(static_cast<size_t>(bytes.data() - file.data()), bytes.size());
   }
 }
 
@@ -112,6 +103,7 @@ TensorSensitivity measure_tensor(const quant::OutputTensor& t, const std::vector
   const size_t total = static_cast<size_t>(t.rows());
   const size_t n_cands = cands.size();
   std::vector<double> output(total * n_cands), finetune(total * n_cands), delta(total);
+  const std::vector<float> m32(st.mean_x2.begin(), st.mean_x2.end());
   pool.parallel_for(total, 16, [&](size_t begin, size_t end, size_t) {
     std::vector<float> base, fused, d;
     for (size_t r = begin; r < end; ++r) {
@@ -125,7 +117,7 @@ TensorSensitivity measure_tensor(const quant::OutputTensor& t, const std::vector
         for (size_t j = 0; j < fused.size(); ++j) d[j] = fused[j] - base[j];
       }
       const size_t expert = st.experts > 1 ? source : 0;
-      add_row(fused, d, st.mean_x2.data() + expert * st.cols, cands, t.float_dtype,
+      add_row(fused, d, m32.data() + expert * st.cols, st.mean_x2.data() + expert * st.cols, cands, t.float_dtype,
               {output.data() + r * n_cands, finetune.data() + r * n_cands, delta.data() + r});
     }
   });
@@ -192,6 +184,7 @@ Sensitivity analyze_sensitivity(const SensitivityOptions& o, ThreadPool& pool) {
   Sensitivity out;
   out.model_dir = o.fused_dir;
   out.has_base = pair.has_value();
+  const std::string embedding = io::model_spec(config, true).embedding.path;
   Progress progress("sensitivity", plan.tensors.size(), 0, o.show_progress);
   for (const auto& t : plan.tensors) {
     const bool matrix = !t.module.empty() && t.shape.size() >= 2 && is_float(t.source_dtype);
@@ -200,7 +193,15 @@ Sensitivity analyze_sensitivity(const SensitivityOptions& o, ThreadPool& pool) {
       out.fixed_bytes += static_cast<uint64_t>(t.numel()) * dtype_size(t.float_dtype);
       out.fixed_parameters += static_cast<uint64_t>(t.numel());
     } else {
-      out.tensors.push_back(measure_tensor(t, cands, stats_for(stats, t, o.stats_path), rows, out.has_base, pool));
+      // An untied embedding is a table lookup, not a Linear: calibration sees no input for it, and each
+      // looked-up row reaches the residual stream as stored, so every column weighs the same (1).
+      const bool lookup = t.module == embedding && !stats.modules.count(t.module);
+      const ModuleStats unit{1, static_cast<size_t>(t.cols()), std::vector<double>(static_cast<size_t>(t.cols()), 1.0),
+                             {static_cast<double>(stats.tokens)}};
+      out.tensors.push_back(measure_tensor(t, cands, lookup ? unit : stats_for(stats, t, o.stats_path), rows,
+                                           out.has_base, pool));
+      release_pages(weights, t.sources);
+      if (base) release_pages(*base, t.sources);
       out.tensors.back().pinned = cands.size() == 1 && io::is_router_module(config.arch, t.module);
     }
     progress.advance(1, 0);

@@ -9,7 +9,8 @@
 //   bytes          = what the module stores at that setting.
 // Rows are streamed (any model size); quantization is the MLX-exact kernel, scales and biases rounded
 // to the storage dtype as `quantize` writes them. MoE routers keep 8 bits / group 64 (their only
-// candidate), as the uniform plan does.
+// candidate), as the uniform plan does. An untied embedding (a lookup, which calibration does not see)
+// weighs every column 1.
 #pragma once
 
 #include <nlohmann/json.hpp>

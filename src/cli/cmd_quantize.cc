@@ -27,7 +27,7 @@ struct QuantizeArgs {
   double target_bpw = 0, by = 0;
   uint64_t max_bytes = 0;
   size_t threads = 0;
-  bool overwrite = false, json = false, quiet = false;
+  bool overwrite = false, json = false, quiet = false, no_gains = false;
 };
 
 bool wants_allocation(const QuantizeArgs& a) {
@@ -55,6 +55,7 @@ void run_allocated_quantize(const QuantizeArgs& a) {
   o.group_sizes = {a.group_size};
   o.dtype = parse_dtype_flag(a.dtype);
   o.overwrite = a.overwrite;
+  o.measure_gains = !a.no_gains;
   o.show_progress = !a.quiet && !a.json && Progress::stderr_is_terminal();
   ThreadPool pool(a.threads);
   const analysis::MixedQuantizeResult r = analysis::quantize_to_budget(o, pool);
@@ -156,6 +157,8 @@ void register_quantize(CLI::App& app) {
   cmd->add_option("--kernel", args->kernel, "simd (default) or scalar (the reference, for comparisons)")
       ->check(CLI::IsMember({"simd", "scalar"}));
   add_threads_option(cmd, &args->threads);
+  cmd->add_flag("--no-gains", args->no_gains, "With a budget: skip the measured module gains (one forward pass over the "
+                                            "calibration suite per tensor) and allocate on the proxy alone");
   cmd->add_flag("--overwrite", args->overwrite, "Replace OUTPUT if it exists");
   cmd->add_flag("--json", args->json, "Print a JSON summary");
   cmd->add_flag("--quiet", args->quiet, "No progress bar");

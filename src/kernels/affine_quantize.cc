@@ -14,6 +14,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "core/half.h"
 #include "hwy/highway.h"
 #include "kernels/format.h"
 #include "kernels/kernels.h"
@@ -99,6 +100,47 @@ void AffineQuantizeImpl(const float* w, size_t rows, size_t cols, int bits, int 
   }
 }
 
+inline float RoundParam(float v, DType dtype) {
+  return dtype == DType::kF16 ? round_to_f16(v) : dtype == DType::kBF16 ? round_to_bf16(v) : v;
+}
+
+// The codes of affine_quantize (fit from the unrounded parameters), dequantized with the parameters as
+// stored; per group the weighted sums run in f32 lanes and are added in double.
+void AffineRoundingErrorImpl(const float* w, const float* m, const float* d, size_t cols, int bits, int group_size,
+                             DType param_dtype, double* err, double* along) {
+  const DQ df;
+  const size_t N = hn::Lanes(df), group = static_cast<size_t>(group_size);
+  const float n_bins = static_cast<float>((1u << bits) - 1u);
+  double err_sum = 0, along_sum = 0;
+  for (size_t g0 = 0; g0 < cols; g0 += group) {
+    auto lo = hn::LoadU(df, w + g0);
+    auto hi = lo;
+    for (size_t i = N; i < group; i += N) {
+      const auto v = hn::LoadU(df, w + g0 + i);
+      lo = hn::Min(lo, v);
+      hi = hn::Max(hi, v);
+    }
+    const GroupFit fit = FitGroup(hn::GetLane(hn::MinOfLanes(df, lo)), hn::GetLane(hn::MaxOfLanes(df, hi)), n_bins);
+    const auto scale = hn::Set(df, fit.scale), bias = hn::Set(df, fit.bias);
+    const auto stored_scale = hn::Set(df, RoundParam(fit.scale, param_dtype));
+    const auto stored_bias = hn::Set(df, RoundParam(fit.bias, param_dtype));
+    const auto zero = hn::Zero(df), top = hn::Set(df, n_bins);
+    auto e2 = hn::Zero(df), ed = hn::Zero(df);
+    for (size_t i = g0; i < g0 + group; i += N) {
+      const auto v = hn::LoadU(df, w + i);
+      const auto q = hn::Min(hn::Max(hn::Round(hn::Div(hn::Sub(v, bias), scale)), zero), top);
+      const auto e = hn::Sub(v, hn::MulAdd(q, stored_scale, stored_bias));
+      const auto me = hn::Mul(hn::LoadU(df, m + i), e);
+      e2 = hn::MulAdd(me, e, e2);
+      if (d) ed = hn::MulAdd(me, hn::LoadU(df, d + i), ed);
+    }
+    err_sum += hn::GetLane(hn::SumOfLanes(df, e2));
+    along_sum += hn::GetLane(hn::SumOfLanes(df, ed));
+  }
+  *err = err_sum;
+  *along = along_sum;
+}
+
 }  // namespace quantlab::kernels::HWY_NAMESPACE
 HWY_AFTER_NAMESPACE();
 
@@ -116,6 +158,15 @@ void affine_quantize(const float* w, size_t rows, size_t cols, int bits, int gro
   QL_CHECK(cols % static_cast<size_t>(group_size) == 0,
            "affine_quantize: {} columns are not a multiple of the group size {}", cols, group_size);
   HWY_DYNAMIC_DISPATCH(AffineQuantizeImpl)(w, rows, cols, bits, group_size, packed, scales, biases);
+}
+
+HWY_EXPORT(AffineRoundingErrorImpl);
+
+void affine_rounding_error(const float* w, const float* m, const float* d, size_t cols, int bits, int group_size,
+                           DType param_dtype, double* err, double* along) {
+  QL_CHECK(is_supported_bits(bits) && is_supported_group_size(group_size) && cols % static_cast<size_t>(group_size) == 0,
+           "affine_rounding_error: bits {}, group size {}, {} columns", bits, group_size, cols);
+  HWY_DYNAMIC_DISPATCH(AffineRoundingErrorImpl)(w, m, d, cols, bits, group_size, param_dtype, err, along);
 }
 
 }  // namespace quantlab::kernels

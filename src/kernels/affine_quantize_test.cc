@@ -103,6 +103,41 @@ TEST(AffineQuantizeTest, WorkedExampleFromSpec) {
   });
 }
 
+// affine_rounding_error (sensitivity's inner loop) against the long way: the reference quantizer, the
+// parameters rounded to the storage dtype, dequantized, and the weighted sums in double.
+TEST(AffineRoundingErrorTest, MatchesQuantizeDequantizeTheLongWay) {
+  std::mt19937 rng(7);
+  std::normal_distribution<float> normal(0.0f, 0.05f);
+  std::uniform_real_distribution<float> weight(0.0f, 3.0f);
+  const size_t cols = 256;
+  std::vector<float> w(cols), m(cols), d(cols);
+  for (size_t j = 0; j < cols; ++j) w[j] = normal(rng), m[j] = weight(rng), d[j] = 0.1f * normal(rng);
+  for (int bits : {2, 3, 4, 6, 8})
+    for (int group : {32, 64, 128})
+      for (DType dtype : {DType::kF16, DType::kBF16, DType::kF32}) {
+        std::vector<uint32_t> packed(cols * bits / 32);
+        std::vector<float> scales(cols / group), biases(cols / group);
+        quantize_row_reference(w.data(), cols, bits, group, packed.data(), scales.data(), biases.data());
+        double err = 0, along = 0;
+        for (size_t j = 0; j < cols; ++j) {
+          const size_t g = j / group;
+          const uint32_t q = static_cast<uint32_t>((uint64_t{packed[j * bits / 32]} | uint64_t{j * bits % 32 + bits > 32 ? packed[j * bits / 32 + 1] : 0u} << 32) >> (j * bits % 32)) & ((1u << bits) - 1);
+          const float deq = static_cast<float>(q) * testing::round_to(dtype, scales[g]) + testing::round_to(dtype, biases[g]);
+          const double e = double(w[j]) - deq;
+          err += m[j] * e * e;
+          along += m[j] * e * d[j];
+        }
+        for_each_target([&] {
+          double got_err = 0, got_along = 0;
+          affine_rounding_error(w.data(), m.data(), d.data(), cols, bits, group, dtype, &got_err, &got_along);
+          EXPECT_NEAR(got_err, err, 1e-4 * err) << bits << "/" << group;
+          EXPECT_NEAR(got_along, along, 1e-4 * std::abs(err) + 1e-12) << bits << "/" << group;
+          affine_rounding_error(w.data(), m.data(), nullptr, cols, bits, group, dtype, &got_err, &got_along);
+          EXPECT_EQ(got_along, 0.0);
+        });
+      }
+}
+
 TEST(AffineQuantizeTest, RejectsUnsupportedShapes) {
   std::vector<float> w(96);
   std::vector<uint32_t> packed(96);

@@ -133,4 +133,11 @@ void attend_heads(const float* q, size_t q_stride, size_t count, const float* k,
 void affine_quantize(const float* w, size_t rows, size_t cols, int bits, int group_size,
                      uint32_t* packed, float* scales, float* biases);
 
+// The weighted rounding error of one row of `cols` values at one setting (analysis/sensitivity.h),
+// without writing codes: each group quantized by affine_quantize's rule, its scale and bias rounded
+// to `param_dtype` as written, dequantized, e = w − deq; *err = Σ m_j e_j², *along = Σ m_j e_j d_j
+// (0 when d is null). Sums in f32 lanes per group, added in double.
+void affine_rounding_error(const float* w, const float* m, const float* d, size_t cols, int bits, int group_size,
+                           DType param_dtype, double* err, double* along);
+
 }  // namespace quantlab::kernels
