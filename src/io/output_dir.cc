@@ -1,17 +1,55 @@
 #include "io/output_dir.h"
 
-#include <fstream>
-
+#include <fmt/format.h>
+#include <signal.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <charconv>
+#include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <system_error>
 
 #include "core/error.h"
+#include "core/interrupt.h"
 
 namespace quantlab::io {
 
 namespace fs = std::filesystem;
+
+namespace {
+
+// The PID in a temporary name "<prefix><pid>" or "<prefix><pid>.old"; 0 when the name is not one.
+pid_t temporary_owner(const std::string& name, const std::string& prefix) {
+  if (name.rfind(prefix, 0) != 0) return 0;
+  std::string_view rest = std::string_view(name).substr(prefix.size());
+  if (rest.ends_with(".old")) rest.remove_suffix(4);
+  pid_t pid = 0;
+  const auto [end, ec] = std::from_chars(rest.data(), rest.data() + rest.size(), pid);
+  return ec == std::errc() && end == rest.data() + rest.size() && pid > 0 ? pid : 0;
+}
+
+bool process_is_gone(pid_t pid) { return ::kill(pid, 0) != 0 && errno == ESRCH; }
+
+}  // namespace
+
+void remove_stale_temporaries(const std::string& final_path) {
+  const fs::path target(final_path);
+  const fs::path parent = target.has_parent_path() ? target.parent_path() : fs::path(".");
+  const std::string prefix = "." + target.filename().string() + ".tmp-";
+  std::error_code ec;
+  for (fs::directory_iterator it(parent, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    const pid_t owner = temporary_owner(name, prefix);
+    if (owner == 0 || owner == ::getpid() || !process_is_gone(owner)) continue;  // a live run's, or not ours
+    std::error_code rm;
+    fs::remove_all(it->path(), rm);
+    if (!rm)
+      fmt::print(stderr, "quantlab: notice: removed {}, left by an interrupted run (process {} is gone)\n",
+                 it->path().string(), owner);
+  }
+}
 
 AtomicOutputDir::AtomicOutputDir(std::string final_path, bool overwrite)
     : final_path_(std::move(final_path)), overwrite_(overwrite) {
@@ -26,6 +64,8 @@ AtomicOutputDir::AtomicOutputDir(std::string final_path, bool overwrite)
   // Same parent directory, so the final rename is atomic and never crosses a filesystem.
   temp_path_ = (parent / ("." + target.filename().string() + ".tmp-" + std::to_string(::getpid())))
                    .string();
+  remove_stale_temporaries(final_path_);
+  register_temporary(temp_path_);
   fs::remove_all(temp_path_, ec);
   fs::create_directory(temp_path_, ec);
   if (ec) fail(ErrorKind::kIo, "{}: cannot create directory: {}", temp_path_, ec.message());
@@ -36,6 +76,7 @@ AtomicOutputDir::~AtomicOutputDir() {
     std::error_code ec;
     fs::remove_all(temp_path_, ec);
   }
+  unregister_temporary(temp_path_);
 }
 
 std::string AtomicOutputDir::file(const std::string& name) const {
@@ -69,6 +110,7 @@ void check_output_not_input(const std::string& input, const std::string& output)
 
 void write_file_atomically(const std::string& path, const std::string& text) {
   const std::string tmp = path + ".tmp";
+  const TemporaryPath removed_if_interrupted(tmp);
   {
     std::ofstream out(tmp, std::ios::binary);
     out << text;

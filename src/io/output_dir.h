@@ -1,6 +1,8 @@
 // An output directory that appears all at once: everything is written into a hidden temporary
-// sibling, which commit() renames into place. If the work fails or is interrupted, the destructor
-// removes the temporary directory, so no half-written model is ever left at the output path.
+// sibling (`.NAME.tmp-PID`), which commit() renames into place. If the work fails, the destructor
+// removes the temporary directory; on SIGINT/SIGTERM the interrupt watcher does (core/interrupt.h); a
+// temporary left by SIGKILL or a power cut is removed by the next run on the same output, once its
+// owner's PID is gone — so no half-written model is ever left at the output path.
 #pragma once
 
 #include <string>
@@ -29,6 +31,10 @@ class AtomicOutputDir {
   bool overwrite_;
   bool committed_ = false;
 };
+
+// Removes `.NAME.tmp-PID[.old]` siblings of `final_path` whose process no longer exists, with a one-line
+// notice on stderr each (a PID reused by another live process keeps its directory: never guess).
+void remove_stale_temporaries(const std::string& final_path);
 
 // Writes `text` to `path` through a temporary sibling (`path`.tmp) and a rename, so a failed or
 // interrupted write never leaves half a file. Throws Error(kIo) naming the file.

@@ -1,0 +1,116 @@
+// Stopped and killed (issue 19): SIGTERM and SIGINT remove the unfinished output and exit 128+signal
+// with a message; a temporary left by SIGKILL is removed by the next run on the same output, with a
+// notice, and the rerun's files equal an uninterrupted run's. The runs are stopped as soon as their
+// hidden temporary directory appears, i.e. in the middle of writing.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <thread>
+
+#include "cli_support.h"
+
+extern char** environ;
+
+namespace quantlab::testing {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Stopped {
+  int status = 0;
+  std::string err;
+};
+
+bool has_temporary(const fs::path& dir) {
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
+    if (it->path().filename().string().find(".tmp-") != std::string::npos) return true;
+  return false;
+}
+
+// Starts quantlab ARGS (stderr to a file), waits until a temporary appears in `dir`, sends `signal`.
+Stopped stop_midway(const std::vector<std::string>& args, const fs::path& dir, int signal) {
+  const std::string err_path = (dir / "stderr.txt").string();
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 2, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  std::vector<char*> argv{const_cast<char*>(QUANTLAB_BINARY)};
+  for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  pid_t pid = 0;
+  EXPECT_EQ(posix_spawn(&pid, QUANTLAB_BINARY, &actions, nullptr, argv.data(), environ), 0);
+  posix_spawn_file_actions_destroy(&actions);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (!has_temporary(dir) && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  EXPECT_TRUE(has_temporary(dir)) << "the run never started writing";
+  kill(pid, signal);
+  Stopped s;
+  waitpid(pid, &s.status, 0);
+  s.err = slurp(err_path);
+  fs::remove(err_path);
+  return s;
+}
+
+const std::vector<std::string> kLongSynth = {"synth", "", "--like", "qwen3-8b", "--layers", "1", "--quiet"};
+
+std::vector<std::string> synth_into(const fs::path& out) {
+  std::vector<std::string> args = kLongSynth;
+  args[1] = out.string();
+  return args;
+}
+
+TEST(Interrupt, SigtermAndSigintRemoveTheUnfinishedOutput) {
+  for (const auto& [signal, name] : {std::pair{SIGTERM, "SIGTERM"}, std::pair{SIGINT, "SIGINT"}}) {
+    SCOPED_TRACE(name);
+    TempDir tmp;
+    const Stopped s = stop_midway(synth_into(tmp / "model"), tmp.path(), signal);
+    ASSERT_TRUE(WIFEXITED(s.status)) << s.err;
+    EXPECT_EQ(WEXITSTATUS(s.status), 128 + signal);
+    EXPECT_NE(s.err.find(std::string("interrupted by ") + name + "; removed the unfinished output"), std::string::npos)
+        << s.err;
+    EXPECT_TRUE(fs::is_empty(tmp.path())) << "left behind: " << fs::directory_iterator(tmp.path())->path();
+  }
+}
+
+TEST(Interrupt, ATemporaryLeftBySigkillIsRemovedByTheNextRun) {
+  TempDir tmp;
+  const Stopped s = stop_midway(synth_into(tmp / "model"), tmp.path(), SIGKILL);
+  ASSERT_TRUE(WIFSIGNALED(s.status));
+  EXPECT_TRUE(has_temporary(tmp.path()));  // SIGKILL cannot be caught
+  EXPECT_FALSE(fs::exists(tmp / "model"));  // but nothing under the final name
+  // The next run on the same output (a smaller model, to keep the test short) removes it.
+  const RunResult r = run_quantlab("synth " + shell_quote(tmp / "model") + " --like qwen3-0.6b --layers 1 --quiet");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("quantlab: notice: removed"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("left by an interrupted run"), std::string::npos) << r.err;
+  EXPECT_FALSE(has_temporary(tmp.path()));
+  EXPECT_TRUE(fs::exists(tmp / "model/config.json"));
+}
+
+TEST(Interrupt, QuantizeKilledThenRerunWritesWhatAnUninterruptedRunWrites) {
+  TempDir tmp;
+  RunResult r = run_quantlab("synth " + shell_quote(tmp / "f") + " --like qwen3-0.6b --layers 1 --quiet");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::vector<std::string> args = {"quantize", tmp / "f", tmp / "q", "--bits", "4",
+                                         "--quiet"};
+  const Stopped s = stop_midway(args, tmp.path(), SIGKILL);
+  ASSERT_TRUE(WIFSIGNALED(s.status));
+  EXPECT_FALSE(fs::exists(tmp / "q"));
+  r = run_quantlab("quantize " + shell_quote(tmp / "f") + " " + shell_quote(tmp / "q") + " --bits 4 --quiet");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("left by an interrupted run"), std::string::npos) << r.err;
+  r = run_quantlab("quantize " + shell_quote(tmp / "f") + " " + shell_quote(tmp / "again") + " --bits 4 --quiet");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(slurp(tmp / "q/model.safetensors"), slurp(tmp / "again/model.safetensors"));
+  EXPECT_FALSE(has_temporary(tmp.path()));
+}
+
+}  // namespace
+}  // namespace quantlab::testing

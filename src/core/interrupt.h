@@ -1,0 +1,38 @@
+// Stopping cleanly on SIGINT and SIGTERM (issue 19): the temporary outputs being written (hidden
+// output directories, files written through a temporary sibling) are removed, a one-line message says
+// what happened, and the process exits with 128 + the signal number (130 for SIGINT, 143 for SIGTERM),
+// as shells report a process killed by that signal.
+//
+// How: install_interrupt_cleanup() blocks both signals in the calling thread — and so in every thread it
+// starts later, which inherit the mask — and starts one watcher thread that waits for them with
+// sigwait(). The cleanup then runs as ordinary code in that thread (std::filesystem is not
+// async-signal-safe, so a signal handler could not do it), and _exit() ends the process with every
+// worker thread. SIGKILL cannot be caught: what it leaves behind is recognised by the next run on the
+// same output (io/output_dir.h).
+#pragma once
+
+#include <string>
+
+namespace quantlab {
+
+// Call once, first thing in main(), before any thread starts. Later calls do nothing.
+void install_interrupt_cleanup();
+
+// Paths removed (recursively) when an interrupt arrives; thread-safe. Unregistering a path that was
+// never registered does nothing.
+void register_temporary(const std::string& path);
+void unregister_temporary(const std::string& path);
+
+// Registers `path` for as long as it lives.
+class TemporaryPath {
+ public:
+  explicit TemporaryPath(std::string path) : path_(std::move(path)) { register_temporary(path_); }
+  ~TemporaryPath() { unregister_temporary(path_); }
+  TemporaryPath(const TemporaryPath&) = delete;
+  TemporaryPath& operator=(const TemporaryPath&) = delete;
+
+ private:
+  std::string path_;
+};
+
+}  // namespace quantlab
