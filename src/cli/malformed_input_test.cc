@@ -205,6 +205,80 @@ TEST_F(MalformedInput, MissingExpertNamed) {
   expect_failure(kInvalid, {"model.layers.0.mlp.switch_mlp.up_proj", "expert 1 is missing"});
 }
 
+TEST_F(MalformedInput, OffsetsThatOverflowInt64) {
+  weights(safetensors(R"({"model.norm.weight": {"dtype": "F32", "shape": [32],
+                         "data_offsets": [9223372036854775807, 9223372036854775935]}})", kNormData));
+  expect_failure(kInvalid, {"model.norm.weight", "9223372036854775807", "past the end"});
+}
+
+TEST_F(MalformedInput, DuplicateTensorNames) {
+  weights(safetensors("{" + kNorm + ", " + kNorm + "}", kNormData));
+  expect_failure(kInvalid, {"model.safetensors", "'model.norm.weight' is named twice"});
+}
+
+TEST_F(MalformedInput, ZeroDimension) {
+  weights(safetensors(R"({"model.layers.0.mlp.up_proj.weight": {"dtype": "F32", "shape": [64, 0], "data_offsets": [0, 0]}})", ""));
+  expect_failure(kInvalid, {"model.layers.0.mlp.up_proj.weight", "zero dimension", "[64, 0]"});
+}
+
+TEST_F(MalformedInput, DtypeOfAnotherFormat) {
+  weights(safetensors(R"({"model.norm.weight": {"dtype": "F8_E4M3", "shape": [32], "data_offsets": [0, 32]}})",
+                      std::string(32, '\0')));
+  expect_failure(kUnsupported, {"model.norm.weight", "F8_E4M3"});
+}
+
+TEST_F(MalformedInput, NoExperts) {
+  auto cfg = nlohmann::json::parse(kConfig);
+  cfg["model_type"] = "qwen3_moe";
+  cfg["architectures"] = {"Qwen3MoeForCausalLM"};
+  cfg["num_experts"] = 0;
+  cfg["num_experts_per_tok"] = 1;
+  cfg["moe_intermediate_size"] = 32;
+  write_file(dir() + "/config.json", cfg.dump());
+  weights(safetensors("{" + kNorm + "}", kNormData));
+  expect_failure(kInvalid, {"config.json", "'num_experts' must be positive, got 0"});
+}
+
+// Text inputs: a tokenizer, a chat template and a query suite, each through the command that reads it.
+TEST(MalformedText, TokenizerMergeNamingAnUnknownToken) {
+  TempDir tmp;
+  auto tok = nlohmann::json::parse(slurp(data_path("tool-calling/tokenizer.json")));
+  auto& merges = tok["model"]["merges"];
+  merges.insert(merges.begin(), merges[0].is_array() ? nlohmann::json::array({"zzq", "qqz"}) : nlohmann::json("zzq qqz"));
+  write_file(tmp / "tokenizer.json", tok.dump());
+  const auto r = run_quantlab("tokenize " + shell_quote(tmp.path()) + " --text hello");
+  EXPECT_EQ(r.exit_code, kInvalid) << r.err;
+  EXPECT_NE(r.err.find("tokenizer.json: model.merges: merge 0"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("\"zzq\""), std::string::npos) << r.err;
+  EXPECT_TRUE(r.out.empty());
+}
+
+TEST(MalformedText, TemplateThatRecursesWithoutEnd) {
+  TempDir tmp;
+  fs::copy_file(data_path("tool-calling/tokenizer.json"), tmp / "tokenizer.json");
+  auto cfg = nlohmann::json::parse(slurp(data_path("tool-calling/tokenizer_config.json")));
+  cfg["chat_template"] = "{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}";
+  write_file(tmp / "tokenizer_config.json", cfg.dump());
+  write_file(tmp / "m.json", R"([{"role": "user", "content": "hi"}])");
+  const auto r = run_quantlab("chat-template " + shell_quote(tmp.path()) + " --messages " + shell_quote(tmp / "m.json"));
+  EXPECT_EQ(r.exit_code, kInvalid) << r.err;
+  EXPECT_NE(r.err.find("tokenizer_config.json (chat_template):1:"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("nest deeper than"), std::string::npos) << r.err;
+  EXPECT_TRUE(r.out.empty());
+}
+
+TEST(MalformedText, SuiteLineThatIsNotUtf8) {
+  TempDir tmp;
+  write_file(tmp / "bad.jsonl", "{\"id\": \"a\", \"messages\": [{\"role\": \"user\", \"content\": \"caf\xe9\"}], "
+                                "\"expect\": {\"tool\": false}}\n");
+  const auto r = run_quantlab("calibrate " + shell_quote(data_path("tool-calling/dense-fused-strong-f16")) + " --suite " +
+                              shell_quote(tmp / "bad.jsonl") + " --out " + shell_quote(tmp / "s.safetensors"));
+  EXPECT_EQ(r.exit_code, kInvalid) << r.err;
+  EXPECT_NE(r.err.find("bad.jsonl:1:"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("UTF-8"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(tmp / "s.safetensors"));
+}
+
 TEST_F(MalformedInput, BitsOutOfRange) {
   weights(safetensors("{" + kNorm + "}", kNormData));
   expect_failure(kUsage, {"--bits"}, "--bits 9");

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <filesystem>
 #include <limits>
+#include <set>
 
 #include "core/error.h"
 
@@ -113,11 +114,22 @@ void SafetensorsFile::parse_header() {
                header_len, file_.size());
   const char* text = reinterpret_cast<const char*>(file_.data() + 8);
   json header;
+  // JSON parsers keep one of two equal keys silently; a header naming a tensor twice is corrupt (which
+  // bytes would be the tensor?), so the top-level keys are checked as they are read.
+  std::set<std::string> names;
+  std::string duplicate;
+  const json::parser_callback_t check_names = [&](int depth, json::parse_event_t event, json& parsed) {
+    if (depth == 1 && event == json::parse_event_t::key && !names.insert(parsed.get<std::string>()).second &&
+        duplicate.empty())
+      duplicate = parsed.get<std::string>();
+    return true;
+  };
   try {
-    header = json::parse(text, text + header_len);
+    header = json::parse(text, text + header_len, check_names);
   } catch (const json::parse_error& e) {
     fail_input("{}: header is not valid JSON: {}", path, e.what());
   }
+  if (!duplicate.empty()) fail_input("{}: tensor '{}' is named twice in the header", path, duplicate);
   if (!header.is_object()) fail_input("{}: header is not a JSON object", path);
 
   const uint64_t data_start = 8 + header_len;

@@ -1,6 +1,7 @@
 #include "quant/plan.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -268,6 +269,10 @@ std::vector<SourceTensor> source_tensors(const io::ModelWeights& weights) {
   std::vector<SourceTensor> out;
   for (const auto& name : weights.names()) {
     const auto& info = *weights.at(name).info;
+    // safetensors allows empty tensors; no weight of a model is one, and an empty matrix would be
+    // "quantized" into nothing without a word.
+    if (std::find(info.shape.begin(), info.shape.end(), 0) != info.shape.end())
+      fail_input("{}: tensor '{}' has a zero dimension (shape [{}])", weights.dir(), name, fmt::join(info.shape, ", "));
     out.push_back({name, info.dtype, info.shape});
   }
   return out;
