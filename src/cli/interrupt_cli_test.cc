@@ -13,7 +13,10 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <thread>
+
+#include <nlohmann/json.hpp>
 
 #include "cli_support.h"
 
@@ -36,8 +39,9 @@ bool has_temporary(const fs::path& dir) {
   return false;
 }
 
-// Starts quantlab ARGS (stderr to a file), waits until a temporary appears in `dir`, sends `signal`.
-Stopped stop_midway(const std::vector<std::string>& args, const fs::path& dir, int signal) {
+// Starts quantlab ARGS (stderr to a file in `dir`), waits until `ready()` holds, sends `signal`.
+Stopped stop_when(const std::vector<std::string>& args, const fs::path& dir, int signal,
+                  const std::function<bool()>& ready) {
   const std::string err_path = (dir / "stderr.txt").string();
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
@@ -49,15 +53,20 @@ Stopped stop_midway(const std::vector<std::string>& args, const fs::path& dir, i
   EXPECT_EQ(posix_spawn(&pid, QUANTLAB_BINARY, &actions, nullptr, argv.data(), environ), 0);
   posix_spawn_file_actions_destroy(&actions);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (!has_temporary(dir) && std::chrono::steady_clock::now() < deadline)
+  while (!ready() && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  EXPECT_TRUE(has_temporary(dir)) << "the run never started writing";
+  EXPECT_TRUE(ready()) << "the run never got there";
   kill(pid, signal);
   Stopped s;
   waitpid(pid, &s.status, 0);
   s.err = slurp(err_path);
   fs::remove(err_path);
   return s;
+}
+
+// Stopped as soon as a temporary appears in `dir`: in the middle of writing.
+Stopped stop_midway(const std::vector<std::string>& args, const fs::path& dir, int signal) {
+  return stop_when(args, dir, signal, [&dir] { return has_temporary(dir); });
 }
 
 const std::vector<std::string> kLongSynth = {"synth", "", "--like", "qwen3-8b", "--layers", "1", "--quiet"};
@@ -124,6 +133,42 @@ TEST(Interrupt, QuantizeAndDequantizeKilledThenRerunWriteWhatUninterruptedRunsWr
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(slurp(tmp / "d/model.safetensors"), slurp(tmp / "d2/model.safetensors"));
   EXPECT_FALSE(has_temporary(tmp.path()));
+}
+
+// A sweep killed after its first width was measured, then run again, resumes to the same answer as a
+// sweep that was never interrupted (timings aside).
+TEST(Interrupt, SweepKilledThenResumedGivesTheUninterruptedAnswer) {
+  TempDir tmp;
+  const auto sweep_args = [&](const std::string& out) {
+    return std::vector<std::string>{"sweep", data_path("tool-calling/dense-fused-strong-f16"), "--bits", "6,4", "--suite",
+                                    data_path("tool-calling/queries/seed5.jsonl"), "--tools",
+                                    data_path("tool-calling/tools.json"), "--max-tokens", "8", "--no-cold", "--quiet",
+                                    "--bandwidth", "20", "--out", tmp / out};
+  };
+  const fs::path first_result = tmp / "killed/results/q8-g64.json";
+  const Stopped s = stop_when(sweep_args("killed"), tmp.path(), SIGKILL, [&] { return fs::exists(first_result); });
+  ASSERT_TRUE(WIFSIGNALED(s.status));
+  EXPECT_FALSE(fs::exists(tmp / "killed/results.json"));
+  const auto command = [](const std::vector<std::string>& args) {
+    std::string c;
+    for (size_t i = 0; i < args.size(); ++i) c += (i ? " " : "") + shell_quote(args[i]);
+    return c;
+  };
+  RunResult r = run_quantlab(command(sweep_args("killed")));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("(reused)"), std::string::npos) << r.out;  // the 8-bit width was not measured again
+  r = run_quantlab(command(sweep_args("whole")));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto resumed = nlohmann::json::parse(slurp(tmp / "killed/results.json"));
+  const auto whole = nlohmann::json::parse(slurp(tmp / "whole/results.json"));
+  ASSERT_EQ(resumed["widths"].size(), whole["widths"].size());
+  for (size_t i = 0; i < whole["widths"].size(); ++i) {
+    for (const char* key : {"name", "disk_bytes", "accuracy_pct", "verdict"})
+      EXPECT_EQ(resumed["widths"][i][key], whole["widths"][i][key]) << key;
+  }
+  EXPECT_EQ(resumed["lowest_minimum_viable"], whole["lowest_minimum_viable"]);
+  EXPECT_EQ(resumed["lowest_optimal"], whole["lowest_optimal"]);
+  EXPECT_FALSE(has_temporary(tmp / "killed/models"));
 }
 
 // A small file system of its own (tmpfs, 2 MB; read-only when asked), unmounted at the end. Needs root
