@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "bench_inputs.h"
 #include "analysis/expert_profile.h"
 #include "analysis/suite_prompts.h"
 #include "bench/machine_probe.h"
@@ -46,19 +47,10 @@ std::string prepare_model(const std::string& work, int layers, int bits, ThreadP
     quant::quantize_model(f16, q, o, pool);
     fs::remove_all(f16);
   }
-  const fs::path tok = fs::path(QUANTLAB_SOURCE_DIR) / "tests/data/tool-calling/dense-fused-strong-f16";
-  for (const char* f : {"tokenizer.json", "tokenizer_config.json"})
-    fs::copy_file(tok / f, fs::path(q) / f, fs::copy_options::overwrite_existing);
+  benchmarks::copy_tokenizer(q);
   return q;
 }
 
-std::string prepare_text(const std::string& work, size_t tokens) {
-  const std::string path = work + "/text.txt";
-  std::ifstream in(fs::path(QUANTLAB_SOURCE_DIR) / "tests/data/generator/corpus.jsonl");
-  std::string corpus((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  std::ofstream(path) << corpus.substr(0, tokens * 3);  // about 3 characters per token of this tokenizer
-  return path;
-}
 
 }  // namespace
 
@@ -77,7 +69,7 @@ int main(int argc, char** argv) {
   fs::create_directories(work);
   ThreadPool pool(threads);
   const std::string model = prepare_model(work, layers, bits, pool);
-  const std::string text = prepare_text(work, tokens);
+  const std::string text = benchmarks::prepare_text(work, tokens);
   const auto bandwidth = bench::measure_read_bandwidth(pool, size_t{256} << 20, 3);
   double best_plain = 1e30, best_profile = 1e30;
   size_t counted = 0;

@@ -15,6 +15,7 @@
 #include <fstream>
 #include <functional>
 
+#include "bench_inputs.h"
 #include "analysis/allocation.h"
 #include "analysis/calibration.h"
 #include "analysis/module_gain.h"
@@ -33,7 +34,7 @@ namespace fs = std::filesystem;
 using namespace quantlab;
 using Clock = std::chrono::steady_clock;
 
-const fs::path kData = fs::path(QUANTLAB_SOURCE_DIR) / "tests/data/tool-calling";
+const fs::path kData = benchmarks::kToolCalling;
 
 std::string prepare_model(const std::string& work, int layers, ThreadPool& pool) {
   const std::string dir = fmt::format("{}/syn-l{}-bf16", work, layers);
@@ -42,18 +43,10 @@ std::string prepare_model(const std::string& work, int layers, ThreadPool& pool)
     so.show_progress = false;
     quant::synthesize_model(quant::synth_config("qwen3-30b-a3b", layers, DType::kBF16), dir, so, pool);
   }
-  for (const char* f : {"tokenizer.json", "tokenizer_config.json"})
-    fs::copy_file(kData / "dense-fused-strong-f16" / f, fs::path(dir) / f, fs::copy_options::overwrite_existing);
+  benchmarks::copy_tokenizer(dir);
   return dir;
 }
 
-std::string prepare_text(const std::string& work, size_t tokens) {
-  const std::string path = work + "/text.txt";
-  std::ifstream in(fs::path(QUANTLAB_SOURCE_DIR) / "tests/data/generator/corpus.jsonl");
-  std::string corpus((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  std::ofstream(path) << corpus.substr(0, tokens * 3);  // about 3 characters per token of this tokenizer
-  return path;
-}
 
 // Peak resident set since the last reset, in MB; reset() starts a new phase.
 struct PeakRss {
@@ -95,7 +88,7 @@ int main(int argc, char** argv) {
   fs::create_directories(work);
   ThreadPool pool(threads);
   const std::string model = prepare_model(work, layers, pool);
-  const std::string text = prepare_text(work, tokens);
+  const std::string text = benchmarks::prepare_text(work, tokens);
   const std::string stats_path = work + "/stats.safetensors";
   const auto bandwidth = bench::measure_read_bandwidth(pool, size_t{256} << 20, 3);
   std::vector<Phase> phases;

@@ -33,6 +33,17 @@ const char* kConfig = R"({"model_type": "qwen3", "architectures": ["Qwen3ForCaus
   "num_key_value_heads": 1, "head_dim": 16, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0,
   "tie_word_embeddings": true, "torch_dtype": "float32"})";
 
+// kConfig as a Qwen3-MoE model with `experts` experts, one per token.
+std::string moe_config(int experts) {
+  auto cfg = nlohmann::json::parse(kConfig);
+  cfg["model_type"] = "qwen3_moe";
+  cfg["architectures"] = {"Qwen3MoeForCausalLM"};
+  cfg["num_experts"] = experts;
+  cfg["num_experts_per_tok"] = 1;
+  cfg["moe_intermediate_size"] = 32;
+  return cfg.dump();
+}
+
 class MalformedInput : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -193,13 +204,7 @@ TEST_F(MalformedInput, NonFiniteWeightNamed) {
 }
 
 TEST_F(MalformedInput, MissingExpertNamed) {
-  auto cfg = nlohmann::json::parse(kConfig);
-  cfg["model_type"] = "qwen3_moe";
-  cfg["architectures"] = {"Qwen3MoeForCausalLM"};
-  cfg["num_experts"] = 2;
-  cfg["num_experts_per_tok"] = 1;
-  cfg["moe_intermediate_size"] = 32;
-  write_file(dir() + "/config.json", cfg.dump());
+  write_file(dir() + "/config.json", moe_config(2));
   weights(safetensors(R"({"model.layers.0.mlp.experts.0.up_proj.weight": {"dtype": "F32", "shape": [32, 32], "data_offsets": [0, 4096]}})",
                       std::string(4096, '\0')));
   expect_failure(kInvalid, {"model.layers.0.mlp.switch_mlp.up_proj", "expert 1 is missing"});
@@ -228,13 +233,7 @@ TEST_F(MalformedInput, DtypeOfAnotherFormat) {
 }
 
 TEST_F(MalformedInput, NoExperts) {
-  auto cfg = nlohmann::json::parse(kConfig);
-  cfg["model_type"] = "qwen3_moe";
-  cfg["architectures"] = {"Qwen3MoeForCausalLM"};
-  cfg["num_experts"] = 0;
-  cfg["num_experts_per_tok"] = 1;
-  cfg["moe_intermediate_size"] = 32;
-  write_file(dir() + "/config.json", cfg.dump());
+  write_file(dir() + "/config.json", moe_config(0));
   weights(safetensors("{" + kNorm + "}", kNormData));
   expect_failure(kInvalid, {"config.json", "'num_experts' must be positive, got 0"});
 }
