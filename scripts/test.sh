@@ -34,11 +34,13 @@ if [ "${QUANTLAB_SKIP_SANITIZERS:-0}" != "1" ]; then
   phase_end "sanitizer build"
   # End-to-end runs of 1.5 to 4 minutes each under the sanitizers whose code paths smaller tests run
   # there too (bench: Seed5ResultsHoldEveryField; retention: MoeRetention; the mixed pipeline: the
-  # Pipeline tests, which measure gains too; experts: ExpertProfile.*; gains: ModuleProbe.*; thread-count
-  # determinism: every path runs under the sanitizers in the other tests): they run
+  # Pipeline tests; experts: ExpertProfile.*; the measured gains: ModuleProbe.*; thread-count
+  # determinism: every path runs under the sanitizers in the other tests; mixed sweep points and a killed
+  # sweep: Sweep.* and SweepCli.* run the sweep's code, Pipeline.* and ModuleProbe.* the mixed path): they run
   # in the Release tree above.
   ASAN_SKIP='BenchCli\.EightAndSixBitKeepTheFloat16AccuracyOnDev40|DenseRetention\.|MixedCli\.CalibrateSensitivity'
   ASAN_SKIP+='|RetentionCli\.FromTheOutputsWithAnAdapter|ExpertStudy\.|Gains\.|AllocatedPlan\.|Determinism\.'
+  ASAN_SKIP+='|Sweep\.MixedPlansAndRecipes|Interrupt\.SweepKilled'
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --test-dir build-asan --output-on-failure -j "$JOBS" --timeout 900 -E "$ASAN_SKIP"
   phase_end "sanitizer tests"
