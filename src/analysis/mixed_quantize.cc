@@ -116,7 +116,7 @@ MixedQuantizeResult quantize_allocated(const Sensitivity& sens, const MixedQuant
 }
 
 MixedQuantizeResult quantize_to_budget(const MixedQuantizeOptions& o, ThreadPool& pool) {
-  if (o.suite_path.empty()) fail(ErrorKind::kUsage, "--target-bpw (and the other budgets) need --calibration SUITE");
+  // quantize_allocated checks this too, but only after calibration's forward passes: refuse first.
   if (fs::exists(o.out_dir) && !o.overwrite)
     fail(ErrorKind::kUsage, "{} exists; pass --overwrite to replace it", o.out_dir);
   return quantize_allocated(calibrated_sensitivity(o, pool), o, pool);
