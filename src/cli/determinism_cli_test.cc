@@ -1,6 +1,7 @@
 // Deterministic everywhere (issue 19): every artefact that is not a timing is byte-identical for 1, 2
 // and 4 threads — quantized files (dense and MoE), fused and pruned models, expert profiles, logits,
-// calibration statistics, sensitivities with measured gains, weight and output retention, greedy text.
+// calibration statistics, sensitivities with measured gains, mixed-precision plans, weight and output
+// retention, bench decisions, greedy text.
 // JSON outputs are compared with their timing fields removed.
 #include <gtest/gtest.h>
 
@@ -112,6 +113,30 @@ TEST(Determinism, AnalysesAreTheSameForOneTwoAndFourThreads) {
                q(d / "r") + " --quiet --threads " + t;
       },
       [](auto d) { return json_file(d / "r/retention.json"); });
+  expect_same_for_every_thread_count(
+      "mixed-precision plan and its model",
+      [](auto t, auto d) {
+        return "quantize " + kDense + " " + q(d / "m") + " --target-bpw 3.5 --calibration " +
+               shell_quote(data_path("tool-calling/queries/seed5.jsonl")) + " --quiet --threads " + t;
+      },
+      [](auto d) { return json_file(d / "m/quantlab_plan.json") + file(d / "m/model.safetensors"); });
+  expect_same_for_every_thread_count(
+      "bench decisions",
+      [](auto t, auto d) {
+        return "bench --model f16=" + kDense + kSuite + " --max-tokens 24 --no-cold --out " + q(d / "r.json") +
+               " --threads " + t;
+      },
+      [](auto d) {  // per query: the decision, the tool called, the reply and its tokens; then the tally
+        const json r = json::parse(slurp(d / "r.json"));
+        std::string seen;
+        for (const json& m : r["models"]) {
+          for (const json& query : m["queries"])
+            seen += query["decision"].dump() + query["called_tool"].dump() + query["reply"].dump() +
+                    query["generated_tokens"].dump();
+          seen += m["accuracy"].dump();
+        }
+        return seen;
+      });
   expect_same_for_every_thread_count(
       "greedy text",
       [](auto t, auto d) {

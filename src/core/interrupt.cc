@@ -5,7 +5,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <mutex>
@@ -56,11 +58,56 @@ sigset_t interrupt_signals() {
   }
 }
 
+// QUANTLAB_TEST_STOP_AT, parsed once: "tensor:3:KILL" -> point "tensor", pass 3, SIGKILL.
+struct StopAt {
+  std::string point;
+  long pass = 0;
+  int signal = 0;
+  std::atomic<long> seen{0};
+};
+
+StopAt* parse_stop_at() {
+  const char* spec = std::getenv("QUANTLAB_TEST_STOP_AT");
+  if (spec == nullptr || *spec == '\0') return nullptr;
+  static StopAt stop;
+  const std::string text = spec;
+  const size_t a = text.find(':'), b = text.rfind(':');
+  if (a == std::string::npos || b == a) {
+    std::fprintf(stderr, "quantlab: error: QUANTLAB_TEST_STOP_AT=%s: expected POINT:N:KILL|TERM\n", spec);
+    std::exit(2);
+  }
+  stop.point = text.substr(0, a);
+  stop.pass = std::atol(text.substr(a + 1, b - a - 1).c_str());
+  const std::string sig = text.substr(b + 1);
+  stop.signal = sig == "KILL" ? SIGKILL : sig == "TERM" ? SIGTERM : 0;
+  if (stop.pass < 1 || stop.signal == 0) {
+    std::fprintf(stderr, "quantlab: error: QUANTLAB_TEST_STOP_AT=%s: expected POINT:N:KILL|TERM\n", spec);
+    std::exit(2);
+  }
+  return &stop;
+}
+
+StopAt* stop_at() {
+  static StopAt* const stop = parse_stop_at();
+  return stop;
+}
+
 }  // namespace
+
+void stop_point(const char* point) {
+  StopAt* const stop = stop_at();
+  if (stop == nullptr || stop->point != point) return;
+  if (stop->seen.fetch_add(1) + 1 != stop->pass) return;
+  kill(getpid(), stop->signal);
+  // SIGTERM goes to the watcher thread, which removes the temporaries and exits; this thread must not
+  // go on and finish the output meanwhile.
+  for (;;) pause();
+}
 
 void install_interrupt_cleanup() {
   static std::once_flag once;
   std::call_once(once, [] {
+    (void)stop_at();  // a malformed test hook is refused before any work starts
     const sigset_t set = interrupt_signals();
     pthread_sigmask(SIG_BLOCK, &set, nullptr);
     std::thread([set] {

@@ -23,6 +23,14 @@ void install_interrupt_cleanup();
 void register_temporary(const std::string& path);
 void unregister_temporary(const std::string& path);
 
+// Test hook for the kill tests (issue 19): with QUANTLAB_TEST_STOP_AT=POINT:N:SIGNAL in the environment,
+// the N-th pass (counted from 1, over all threads) through stop_point("POINT") sends SIGNAL (KILL or
+// TERM) to this process, so a test stops a run at an exact place ("tensor": after a tensor's bytes
+// are written; "commit": before the finished output is renamed into place) instead of by timing. After
+// sending SIGTERM the calling thread waits for the cleanup to end the process. Without the variable
+// (always, outside tests) a call costs one load of a cached flag.
+void stop_point(const char* point);
+
 // Registers `path` for as long as it lives.
 class TemporaryPath {
  public:

@@ -84,6 +84,7 @@ std::string AtomicOutputDir::file(const std::string& name) const {
 }
 
 void AtomicOutputDir::commit() {
+  stop_point("commit");  // the kill tests' hook (core/interrupt.h)
   std::error_code ec;
   std::string old_path;
   if (fs::exists(final_path_)) {

@@ -49,7 +49,7 @@ float just_below_half_step() {
 class AffineQuantizeTest : public ::testing::TestWithParam<std::tuple<int, int>> {};
 
 TEST_P(AffineQuantizeTest, RandomRowsMatchReferenceBitForBit) {
-  const auto [bits, group] = GetParam();
+  const int bits = std::get<0>(GetParam()), group = std::get<1>(GetParam());  // lambdas capture these
   std::mt19937 rng(bits * 100 + group);
   const size_t rows = 6, cols = 4 * 128;
   std::vector<float> w = testing::random_floats(rng, rows * cols, -1.0f, 1.0f);
@@ -62,7 +62,7 @@ TEST_P(AffineQuantizeTest, RandomRowsMatchReferenceBitForBit) {
 }
 
 TEST_P(AffineQuantizeTest, EdgeCaseGroupsMatchReference) {
-  const auto [bits, group] = GetParam();
+  const int bits = std::get<0>(GetParam()), group = std::get<1>(GetParam());  // lambdas capture these
   const size_t g = static_cast<size_t>(group);
   std::vector<float> w;
   auto add_group = [&](auto value_of) {

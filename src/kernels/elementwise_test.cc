@@ -10,8 +10,11 @@
 #include <vector>
 
 #include "core/half.h"
+#include "kernels/highway_config.h"  // before any hwy header
+#include <hwy/detect_targets.h>
 #include "kernels/kernels.h"
 #include "kernels/kernels_test_util.h"
+#include "kernels/targets.h"
 
 namespace quantlab::kernels {
 namespace {
@@ -22,6 +25,21 @@ using testing::random_floats;
 
 constexpr size_t kLengths[] = {1, 3, 17, 64, 100, 1000};
 constexpr double kU = FLT_EPSILON / 2;  // unit roundoff of f32
+
+// Which targets the other tests run each kernel on, on this CPU: printed for the Arm run's log
+// (scripts/test-arm64.sh) and CI, checked to include the portable fallback and the baseline SIMD.
+TEST(Targets, EveryCompiledTargetThisCpuSupportsRuns) {
+  std::string names;
+  bool fallback = false, baseline_simd = false;
+  for (int64_t target : compiled_targets()) {
+    names += std::string(names.empty() ? "" : " ") + target_name(target);
+    fallback = fallback || target == HWY_SCALAR || target == HWY_EMU128;
+    baseline_simd = baseline_simd || target == HWY_NEON || target == HWY_SSE4 || target == HWY_AVX2 || target == HWY_AVX3;
+  }
+  std::printf("highway targets: %s (active: %s)\n", names.c_str(), active_target());
+  EXPECT_TRUE(fallback) << names;
+  EXPECT_TRUE(baseline_simd) << names;
+}
 
 TEST(ConvertTest, EveryHalfAndBfloatBitPatternIsExact) {
   std::vector<uint16_t> all(65536);

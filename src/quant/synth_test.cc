@@ -197,7 +197,7 @@ TEST(SynthPresets, SetLayerCountKeepsPerLayerListsConsistent) {
   EXPECT_EQ(j["num_hidden_layers"], 2);
   EXPECT_EQ(j["max_window_layers"], 2);
   EXPECT_EQ(j["layer_types"], nlohmann::ordered_json({"full_attention", "sliding_attention"}));
-  EXPECT_EQ(j["mlp_only_layers"], nlohmann::ordered_json({0}));
+  EXPECT_EQ(j["mlp_only_layers"], nlohmann::ordered_json::array({0}));
   set_layer_count(j, 3);  // growing repeats the last layer type
   EXPECT_EQ(j["layer_types"].size(), 3u);
   EXPECT_EQ(j["layer_types"][2], "sliding_attention");

@@ -237,7 +237,8 @@ class Interpreter {
     if (args.positional.size() > macro.params.size()) {
       runtime_fail("macro '{}' takes {} arguments, {} given", macro.text, macro.params.size(), args.positional.size());
     }
-    for (const auto& [key, value] : args.keyword) {
+    for (const auto& entry : args.keyword) {
+      const auto& key = entry.first;  // a named variable: clang 14 cannot capture structured bindings
       bool known = std::any_of(macro.params.begin(), macro.params.end(), [&](const MacroParam& p) { return p.name == key; });
       if (!known) runtime_fail("macro '{}' has no parameter '{}'", macro.text, key);
     }
