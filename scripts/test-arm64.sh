@@ -6,13 +6,14 @@
 #   a64fx                    SVE at 512 bits (no SVE2)        -> SVE, NEON, fallback
 #   max,sve-default-vector-length=16   SVE2 at 128 bits       -> SVE on an SVE2 CPU, short vectors
 # The kernel tests run each kernel once per target the CPU supports (kernels_test_util.h).
-# Usage: scripts/test-arm64.sh [GTEST_FILTER]   (CI passes a subset; default: every test)
+# Usage: scripts/test-arm64.sh [GTEST_FILTER]; QUANTLAB_ARM_LAYERS="kernels quant" runs those layers only
+# (CI does, for time; default: all six).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${QUANTLAB_ARM_BUILD:-build-arm64}
 JOBS=${JOBS:-$(nproc)}
 FILTER=${1:-*}
-LAYERS=(core io kernels quant model text)
+read -r -a LAYERS <<<"${QUANTLAB_ARM_LAYERS:-core io kernels quant model text}"
 bash scripts/install-deps.sh --arm64
 
 cmake -S . -B "$BUILD" -G Ninja -DCMAKE_TOOLCHAIN_FILE=cmake/aarch64-linux-gnu.cmake \

@@ -81,7 +81,7 @@ ExpertProfile read_profile(const std::string& path) {
   } catch (const nlohmann::json::exception& e) {
     fail_input("{}: not valid JSON: {}", path, e.what());
   }
-  if (!j.is_object() || j.value("format", "") != kFormat)
+  if (!j.is_object() || j.value("format", ojson()) != kFormat)
     fail_input("{}: not an expert profile (expected \"format\": \"{}\", as `quantlab experts` writes)", path, kFormat);
   ExpertProfile p;
   try {

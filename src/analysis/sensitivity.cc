@@ -246,10 +246,10 @@ Sensitivity read_sensitivity(const std::string& path) {
   ojson j;
   try {
     j = ojson::parse(read_text_file(path));
-  } catch (const ojson::parse_error& e) {
+  } catch (const ojson::exception& e) {  // bad syntax, and numbers beyond a double (406)
     fail_input("{}: not valid JSON: {}", path, e.what());
   }
-  if (!j.is_object() || j.value("format", "") != kSensitivityFormat)
+  if (!j.is_object() || j.value("format", ojson()) != kSensitivityFormat)
     fail_input("{}: 'format' must be \"{}\" (written by `quantlab sensitivity`)", path, kSensitivityFormat);
   Sensitivity s;
   s.model_dir = field<std::string>(j, "model", path);

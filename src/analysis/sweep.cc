@@ -134,7 +134,7 @@ std::optional<eval::ModelResult> stored_result(const fs::path& path, const order
   ordered_json j;
   try {
     j = ordered_json::parse(read_text_file(path.string()));
-  } catch (const ordered_json::parse_error& e) {
+  } catch (const ordered_json::exception& e) {  // bad syntax, and numbers beyond a double (406)
     fail_input("{}: not valid JSON ({}); delete it to measure this width again", path.string(), e.what());
   }
   if (!j.is_object() || j.value("settings", ordered_json()) != settings || !j.contains("result")) return std::nullopt;

@@ -22,7 +22,7 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 json read_json(const fs::path& path) {
   try {
     return json::parse(read_text_file(path.string()));
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // bad syntax, and numbers beyond a double (406)
     fail_input("{}: not valid JSON: {}", path.string(), e.what());
   }
 }

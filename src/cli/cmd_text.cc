@@ -41,7 +41,7 @@ void tokenize_file(const text::Tokenizer& tok, const std::string& path) {
     ojson j;
     try {
       j = ojson::parse(line);
-    } catch (const ojson::parse_error& e) {
+    } catch (const ojson::exception& e) {  // bad syntax, and numbers beyond a double (406)
       fail_input("{}:{}: not valid JSON: {}", path, n, e.what());
     }
     if (!j.is_string()) fail_input("{}:{}: each line must be one JSON string", path, n);
@@ -67,7 +67,7 @@ void run_tokenize(const TokenizeArgs& a) {
 ojson read_json_file(const std::string& path, const char* what) {
   try {
     return ojson::parse(read_text_file(path));
-  } catch (const ojson::parse_error& e) {
+  } catch (const ojson::exception& e) {  // bad syntax, and numbers beyond a double (406)
     fail_input("{}: {} is not valid JSON: {}", path, what, e.what());
   }
 }

@@ -164,6 +164,24 @@ TEST_F(MalformedInput, ConfigWrongType) {
   expect_failure(kInvalid, {"config.json", "num_attention_heads", "integer"});
 }
 
+// Found by the config.json fuzzer (fuzz/regressions/model_config): JSON allows 1e999, a double does
+// not; it was an uncaught nlohmann exception (exit 1, "internal error") in every JSON reader.
+TEST_F(MalformedInput, NumberBeyondADouble) {
+  std::string cfg = kConfig;
+  cfg.replace(cfg.find("\"hidden_size\": 32"), 18, "\"hidden_size\": 1e999");
+  write_file(dir() + "/config.json", cfg);
+  weights(safetensors("{" + kNorm + "}", kNormData));
+  expect_failure(kInvalid, {"config.json", "number overflow"});
+}
+
+// Found by the plan fuzzer (fuzz/regressions/plan_file): a field of the wrong type where the reader
+// asked json::value() for a string.
+TEST_F(MalformedInput, PlanFieldOfTheWrongType) {
+  weights(safetensors("{" + kNorm + "}", kNormData));
+  write_file(tmp_ / "plan.json", R"({"format": 2000000011267068134065})");
+  expect_failure(kInvalid, {"plan.json", "'format' must be"}, "--plan " + shell_quote(tmp_ / "plan.json"));
+}
+
 TEST_F(MalformedInput, IndexNamesMissingShard) {
   weights(safetensors("{" + kNorm + "}", kNormData), "model-00001-of-00002.safetensors");
   write_file(dir() + "/model.safetensors.index.json",

@@ -30,7 +30,7 @@ ToolSet load_tools(const std::string& path) {
   t.path = path;
   try {
     t.schemas = ojson::parse(read_text_file(path));
-  } catch (const ojson::parse_error& e) {
+  } catch (const ojson::exception& e) {  // bad syntax, and numbers beyond a double (406)
     fail_input("{}: not valid JSON: {}", path, e.what());
   }
   if (!t.schemas.is_array()) fail_input("{}: expected a JSON list of tool schemas", path);
@@ -88,10 +88,15 @@ Suite load_suite(const std::string& path, const ToolSet* tools) {
     ojson j;
     try {
       j = ojson::parse(text);
-    } catch (const ojson::parse_error& e) {
+    } catch (const ojson::exception& e) {  // bad syntax, and numbers beyond a double (406)
       fail_input("{}:{}: not valid JSON: {}", path, line, e.what());
     }
-    Query q = parse_query(j, path, line, tools);
+    Query q;
+    try {
+      q = parse_query(j, path, line, tools);
+    } catch (const ojson::exception& e) {  // a field of the wrong type
+      fail_input("{}:{}: {}", path, line, e.what());
+    }
     if (!ids.insert(q.id).second) fail_input("{}:{}: duplicate query id '{}'", path, line, q.id);
     s.queries.push_back(std::move(q));
   }

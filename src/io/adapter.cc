@@ -21,7 +21,7 @@ namespace {
 json read_json(const std::string& path) {
   try {
     return json::parse(read_text_file(path));
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // bad syntax, and numbers beyond a double (406)
     fail_input("{}: not valid JSON: {}", path, e.what());
   }
 }
@@ -209,8 +209,12 @@ Adapter load_adapter(const std::string& dir) {
   if (!fs::exists(cfg_path)) fail_input("{}: missing adapter_config.json", dir);
   const json cfg = read_json(cfg_path);
   if (!cfg.is_object()) fail_input("{}: must be a JSON object", cfg_path);
-  if (cfg.contains("peft_type") || fs::exists(fs::path(dir) / "adapter_model.safetensors")) return load_peft(dir, cfg, cfg_path);
-  if (cfg.contains("lora_parameters") || fs::exists(fs::path(dir) / "adapters.safetensors")) return load_mlx(dir, cfg, cfg_path);
+  try {
+    if (cfg.contains("peft_type") || fs::exists(fs::path(dir) / "adapter_model.safetensors")) return load_peft(dir, cfg, cfg_path);
+    if (cfg.contains("lora_parameters") || fs::exists(fs::path(dir) / "adapters.safetensors")) return load_mlx(dir, cfg, cfg_path);
+  } catch (const json::exception& e) {  // a field of the wrong type (e.g. "lora_alpha": "16")
+    fail_input("{}: {}", cfg_path, e.what());
+  }
   fail_input("{}: neither a PEFT adapter (peft_type, adapter_model.safetensors) nor an mlx-lm one "
              "(lora_parameters, adapters.safetensors)", dir);
 }

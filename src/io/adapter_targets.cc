@@ -92,13 +92,15 @@ bool AdapterTargets::touches(const std::string& module, int64_t num_layers) cons
   return false;
 }
 
-AdapterTargets read_adapter_targets(const std::string& dir) {
+namespace {
+
+AdapterTargets read_adapter_targets_unchecked(const std::string& dir) {
   const std::string path = (std::filesystem::path(dir) / "adapter_config.json").string();
   if (!std::filesystem::exists(path)) fail_input("{}: no adapter_config.json (a LoRA adapter directory?)", path);
   json cfg;
   try {
     cfg = json::parse(read_text_file(path));
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // bad syntax, and numbers beyond a double (406)
     fail_input("{}: not valid JSON: {}", path, e.what());
   }
   if (!cfg.is_object()) fail_input("{}: expected a JSON object", path);
@@ -108,6 +110,16 @@ AdapterTargets read_adapter_targets(const std::string& dir) {
   else if (cfg.contains("lora_parameters")) read_mlx_lm(cfg, path, t);
   else fail_input("{}: neither PEFT's 'target_modules' nor mlx-lm's 'lora_parameters'", path);
   return t;
+}
+
+}  // namespace
+
+AdapterTargets read_adapter_targets(const std::string& dir) {
+  try {
+    return read_adapter_targets_unchecked(dir);
+  } catch (const json::exception& e) {  // a field of the wrong type
+    fail_input("{}: {}", (std::filesystem::path(dir) / "adapter_config.json").string(), e.what());
+  }
 }
 
 }  // namespace quantlab::io

@@ -225,10 +225,14 @@ ModelConfig load_model_config(const std::string& dir) {
   ojson j;
   try {
     j = ojson::parse(read_text_file(path));
-  } catch (const ojson::parse_error& e) {
+  } catch (const ojson::exception& e) {  // bad syntax, and numbers beyond a double (406)
     fail_input("{}: not valid JSON: {}", path, e.what());
   }
-  return parse_model_config(j, path);
+  try {
+    return parse_model_config(j, path);
+  } catch (const ojson::exception& e) {  // a field of the wrong type that no check named
+    fail_input("{}: {}", path, e.what());
+  }
 }
 
 ojson config_for_output(const ModelConfig& config, std::optional<DType> dtype,

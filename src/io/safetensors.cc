@@ -126,7 +126,7 @@ void SafetensorsFile::parse_header() {
   };
   try {
     header = json::parse(text, text + header_len, check_names);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // bad syntax, and numbers beyond a double (406)
     fail_input("{}: header is not valid JSON: {}", path, e.what());
   }
   if (!duplicate.empty()) fail_input("{}: tensor '{}' is named twice in the header", path, duplicate);
@@ -230,7 +230,7 @@ ModelWeights ModelWeights::open(const std::string& dir) {
     json index;
     try {
       index = json::parse(read_text_file(index_path.string()));
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {  // bad syntax, and numbers beyond a double (406)
       fail_input("{}: not valid JSON: {}", index_path.string(), e.what());
     }
     if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object())

@@ -35,15 +35,19 @@ PlanOptions load_plan_file(const std::string& path) {
   ojson j;
   try {
     j = ojson::parse(read_text_file(path));
-  } catch (const ojson::parse_error& e) {
+  } catch (const ojson::exception& e) {  // bad syntax, and numbers beyond a double (406)
     fail_input("{}: not valid JSON: {}", path, e.what());
   }
-  return plan_options_from_json(j, path);
+  try {
+    return plan_options_from_json(j, path);
+  } catch (const ojson::exception& e) {  // a field of the wrong type
+    fail_input("{}: {}", path, e.what());
+  }
 }
 
 PlanOptions plan_options_from_json(const ojson& j, const std::string& path) {
   if (!j.is_object()) fail_input("{}: a plan must be a JSON object", path);
-  if (j.value("format", "") != kPlanFormat)
+  if (j.value("format", ojson()) != kPlanFormat)
     fail_input("{}: 'format' must be \"{}\" (a plan written by `quantlab allocate` or `quantize`)", path, kPlanFormat);
   const io::ModuleQuant global = read_setting(j, path);
   PlanOptions o;

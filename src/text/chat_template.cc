@@ -16,7 +16,7 @@ json parse_config(const std::string& path) {
     json config = json::parse(text);
     if (!config.is_object()) fail_input("{}: expected a JSON object at the top level", path);
     return config;
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // bad syntax, and numbers beyond a double (406)
     fail_input("{}: malformed JSON: {}", path, e.what());
   }
 }
