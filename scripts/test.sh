@@ -51,8 +51,8 @@ fi
 if [ "${QUANTLAB_SKIP_ARM:-0}" != "1" ]; then
   echo "== Arm (aarch64 under qemu): kernels and quantization on NEON, SVE and the fallback"
   # A subset in CI, for time (docs/arm.md): the kernel tests (every Highway target the emulated CPU
-  # supports) and the quantizer's bit-exactness against MLX. scripts/test-arm64.sh alone runs all
-  # of the kernel, quant, model and text tests.
-  QUANTLAB_ARM_LAYERS="kernels quant" bash scripts/test-arm64.sh
+  # supports) and the quantizer's bit-exactness against MLX, on a NEON CPU and an SVE one.
+  # scripts/test-arm64.sh alone runs the kernel, quant, model and text tests on three CPUs.
+  QUANTLAB_ARM_LAYERS="kernels quant" QUANTLAB_ARM_CPUS="cortex-a57 a64fx" bash scripts/test-arm64.sh
   phase_end "Arm"
 fi

@@ -87,7 +87,8 @@ class AffineUnpacker {
       if (lanes_ > 4) words = hn::TableLookupLanes(words, hn::SetTableIndices(du, word_index_));
       const auto bytes = hn::TableLookupBytesOr0(hn::BitCast(d8, words), hn::LoadU(d8, byte_index_));
       auto lanes = hn::BitCast(du, bytes);
-      if constexpr (kBits == 5 || kBits == 7) lanes = lanes >> hn::LoadU(du, bit_shift_);
+      // hn::Shr, not operator>>: SVE vectors are sizeless types without operators.
+      if constexpr (kBits == 5 || kBits == 7) lanes = hn::Shr(lanes, hn::LoadU(du, bit_shift_));
       return lanes;
     }
 #endif
