@@ -5,7 +5,7 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace quantlab;
-  static const std::string model = fuzz::test_data("tool-calling/moe-fused-strong-f16");
+  static const std::string model = fuzz::data_path("tool-calling/moe-fused-strong-f16");
   const auto& dir = fuzz::scratch();
   dir.clear();
   const std::string path = dir.write("experts.json", {reinterpret_cast<const char*>(data), size});

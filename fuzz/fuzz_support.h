@@ -7,8 +7,6 @@
 // input.
 #pragma once
 
-#include <unistd.h>
-
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -19,6 +17,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "test_support.h"
 
 namespace quantlab::fuzz {
 
@@ -61,28 +60,16 @@ inline std::vector<std::string_view> split_parts(const uint8_t* data, size_t siz
   return out;
 }
 
-// A directory of this process's own under $TMPDIR (default /tmp), emptied per input and removed at exit.
-// Parsers that take paths (most of quantlab's do: the file name belongs in their messages) read the
-// fuzz input from here.
+// A scratch directory (tests/test_support.h's TempDir: under $TMPDIR, removed at exit), emptied per
+// input. Parsers that take paths (most of quantlab's do: the file name belongs in their messages) read
+// the fuzz input from here.
 class ScratchDir {
  public:
-  ScratchDir() {
-    const char* tmp = std::getenv("TMPDIR");
-    path_ = std::filesystem::path(tmp && *tmp ? tmp : "/tmp") / ("quantlab-fuzz-" + std::to_string(::getpid()));
-    std::filesystem::create_directories(path_);
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  ScratchDir(const ScratchDir&) = delete;
-  ScratchDir& operator=(const ScratchDir&) = delete;
-
-  const std::filesystem::path& path() const { return path_; }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
+  std::filesystem::path path() const { return dir_.path(); }
+  std::string file(const std::string& name) const { return dir_ / name; }
   // Removes everything the previous input wrote.
   void clear() const {
-    for (const auto& entry : std::filesystem::directory_iterator(path_)) std::filesystem::remove_all(entry.path());
+    for (const auto& entry : std::filesystem::directory_iterator(dir_.path())) std::filesystem::remove_all(entry.path());
   }
   std::string write(const std::string& name, std::string_view bytes) const {
     const std::string p = file(name);
@@ -91,7 +78,7 @@ class ScratchDir {
   }
 
  private:
-  std::filesystem::path path_;
+  testing::TempDir dir_;
 };
 
 // One scratch directory per process, made on first use.
@@ -101,6 +88,6 @@ inline const ScratchDir& scratch() {
 }
 
 // The bundled test data (tests/data), for targets that need a valid counterpart (a tokenizer, a model).
-inline std::string test_data(const std::string& relative) { return std::string(QUANTLAB_TEST_DATA) + "/" + relative; }
+using testing::data_path;
 
 }  // namespace quantlab::fuzz

@@ -8,7 +8,7 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace quantlab;
-  static const std::string model = fuzz::test_data("reference-models/qwen3moe-tiny");
+  static const std::string model = fuzz::data_path("reference-models/qwen3moe-tiny");
   static const io::ModelConfig config = io::load_model_config(model);
   static const std::vector<quant::SourceTensor> sources = quant::source_tensors(io::ModelWeights::open(model));
   const auto& dir = fuzz::scratch();

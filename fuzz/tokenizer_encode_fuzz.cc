@@ -9,7 +9,7 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace quantlab;
-  static const text::Tokenizer tokenizer = text::Tokenizer::from_file(fuzz::test_data("tool-calling/tokenizer.json"));
+  static const text::Tokenizer tokenizer = text::Tokenizer::from_file(fuzz::data_path("tool-calling/tokenizer.json"));
   const auto parts = fuzz::split_parts(data, size, 2);
   const std::vector<int32_t> ids = tokenizer.encode(parts[0]);
   std::string bytes;

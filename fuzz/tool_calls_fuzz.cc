@@ -11,7 +11,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   fuzz::require(parsed.content.size() <= reply.size(), "content is part of the reply");
   for (const text::ToolCall& call : parsed.tool_calls) {
     fuzz::require(reply.find(call.raw) != std::string_view::npos, "a call's raw text is in the reply");
-    fuzz::require(call.ok() != call.error.size() > 0, "ok() agrees with error");
+    fuzz::require(call.ok() == call.error.empty(), "ok() agrees with error");
   }
   const bool starts = text::starts_with_tool_call(reply, false);
   fuzz::require(!starts || text::starts_with_tool_call(reply, true), "skipping reasoning keeps a leading call");

@@ -37,6 +37,15 @@ inline std::string slurp(const std::string& path) {
   return ss.str();
 }
 
+// Whether `dir` holds an output's hidden temporary (`.NAME.tmp-PID`, io/output_dir.h): what a killed
+// run leaves behind.
+inline bool has_temporary(const std::filesystem::path& dir) {
+  std::error_code ec;
+  for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
+    if (it->path().filename().string().find(".tmp-") != std::string::npos) return true;
+  return false;
+}
+
 // args is appended verbatim (quote paths with shell_quote).
 inline RunResult run_quantlab(const std::string& args) {
   TempDir io;

@@ -32,13 +32,6 @@ struct Stopped {
   std::string err;
 };
 
-bool has_temporary(const fs::path& dir) {
-  std::error_code ec;
-  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
-    if (it->path().filename().string().find(".tmp-") != std::string::npos) return true;
-  return false;
-}
-
 // Starts quantlab ARGS (stderr to a file in `dir`), waits until `ready()` holds, sends `signal`.
 Stopped stop_when(const std::vector<std::string>& args, const fs::path& dir, int signal,
                   const std::function<bool()>& ready) {

@@ -17,12 +17,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-bool has_temporary(const fs::path& dir) {
-  for (const auto& e : fs::directory_iterator(dir))
-    if (e.path().filename().string().find(".tmp-") != std::string::npos) return true;
-  return false;
-}
-
 // Runs quantlab ARGS with QUANTLAB_TEST_STOP_AT=stop_at.
 RunResult run_stopped(const std::string& stop_at, const std::string& args) {
   setenv("QUANTLAB_TEST_STOP_AT", stop_at.c_str(), 1);

@@ -72,14 +72,12 @@ StopAt* parse_stop_at() {
   static StopAt stop;
   const std::string text = spec;
   const size_t a = text.find(':'), b = text.rfind(':');
-  if (a == std::string::npos || b == a) {
-    std::fprintf(stderr, "quantlab: error: QUANTLAB_TEST_STOP_AT=%s: expected POINT:N:KILL|TERM\n", spec);
-    std::exit(2);
+  if (a != std::string::npos && b != a) {
+    stop.point = text.substr(0, a);
+    stop.pass = std::atol(text.substr(a + 1, b - a - 1).c_str());
+    const std::string sig = text.substr(b + 1);
+    stop.signal = sig == "KILL" ? SIGKILL : sig == "TERM" ? SIGTERM : 0;
   }
-  stop.point = text.substr(0, a);
-  stop.pass = std::atol(text.substr(a + 1, b - a - 1).c_str());
-  const std::string sig = text.substr(b + 1);
-  stop.signal = sig == "KILL" ? SIGKILL : sig == "TERM" ? SIGTERM : 0;
   if (stop.pass < 1 || stop.signal == 0) {
     std::fprintf(stderr, "quantlab: error: QUANTLAB_TEST_STOP_AT=%s: expected POINT:N:KILL|TERM\n", spec);
     std::exit(2);
