@@ -2,6 +2,8 @@
 // contract (exit codes, messages, no partial output).
 #pragma once
 
+#include <fcntl.h>
+#include <spawn.h>
 #include <sys/wait.h>
 
 #include <cstdlib>
@@ -9,8 +11,11 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "test_support.h"
+
+extern char** environ;
 
 namespace quantlab::testing {
 
@@ -57,6 +62,22 @@ inline RunResult run_quantlab(const std::string& args) {
   r.out = slurp(io / "out");
   r.err = slurp(io / "err");
   return r;
+}
+
+// Starts quantlab ARGS in the background (no shell), stderr to `err_path`; returns its PID, or -1 when
+// it could not be started.
+inline pid_t spawn_quantlab(const std::vector<std::string>& args, const std::string& err_path) {
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, 2, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  std::vector<char*> argv{const_cast<char*>(QUANTLAB_BINARY)};
+  for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  pid_t pid = -1;
+  if (posix_spawn(&pid, QUANTLAB_BINARY, &actions, nullptr, argv.data(), environ) != 0) pid = -1;
+  posix_spawn_file_actions_destroy(&actions);
+  return pid;
 }
 
 }  // namespace quantlab::testing

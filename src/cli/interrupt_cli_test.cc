@@ -6,7 +6,6 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -19,8 +18,6 @@
 #include <nlohmann/json.hpp>
 
 #include "cli_support.h"
-
-extern char** environ;
 
 namespace quantlab::testing {
 namespace {
@@ -36,15 +33,11 @@ struct Stopped {
 Stopped stop_when(const std::vector<std::string>& args, const fs::path& dir, int signal,
                   const std::function<bool()>& ready) {
   const std::string err_path = (dir / "stderr.txt").string();
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 2, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  std::vector<char*> argv{const_cast<char*>(QUANTLAB_BINARY)};
-  for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  pid_t pid = 0;
-  EXPECT_EQ(posix_spawn(&pid, QUANTLAB_BINARY, &actions, nullptr, argv.data(), environ), 0);
-  posix_spawn_file_actions_destroy(&actions);
+  const pid_t pid = spawn_quantlab(args, err_path);
+  if (pid <= 0) {
+    ADD_FAILURE() << "could not start quantlab";
+    return {};
+  }
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   while (!ready() && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(2));

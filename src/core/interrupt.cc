@@ -14,6 +14,8 @@
 #include <thread>
 #include <vector>
 
+#include "core/input_guard.h"
+
 namespace quantlab {
 
 namespace {
@@ -28,33 +30,75 @@ std::vector<std::string>& registry() {
   return paths;
 }
 
-sigset_t interrupt_signals() {
+// SIGUSR1 is how a bus-error handler hands the fault over to the watcher thread.
+constexpr int kInputFaultSignal = SIGUSR1;
+
+sigset_t watched_signals() {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
+  sigaddset(&set, kInputFaultSignal);
   return set;
 }
 
-[[noreturn]] void clean_up_and_exit(int signal) {
-  std::vector<std::string> removed;
-  {
-    // Held to the end: no path is registered or unregistered while the outputs are removed.
-    std::lock_guard<std::mutex> lock(registry_mutex());
-    for (const std::string& path : registry()) {
-      std::error_code ec;
-      // A worker may still be adding files: retry until the directory is gone (or stays put).
-      for (int attempt = 0; attempt < 5 && std::filesystem::exists(path, ec); ++attempt)
-        std::filesystem::remove_all(path, ec);
-      removed.push_back(path);
+// `headline` is printed first; then one line per unfinished output removed (with `why`), or one saying
+// that nothing was being written.
+[[noreturn]] void clean_up_and_exit(const std::string& headline, const char* why, int exit_code) {
+  // Held to the end: no path is registered or unregistered while the outputs are removed.
+  std::lock_guard<std::mutex> lock(registry_mutex());
+  std::fputc('\n', stderr);  // off a progress bar's line
+  if (!headline.empty()) std::fprintf(stderr, "%s\n", headline.c_str());
+  for (const std::string& path : registry()) {
+    std::error_code ec;
+    // A worker may still be adding files: retry until the directory is gone (or stays put).
+    for (int attempt = 0; attempt < 5 && std::filesystem::exists(path, ec); ++attempt)
+      std::filesystem::remove_all(path, ec);
+    std::fprintf(stderr, "quantlab: %s; removed the unfinished output %s\n", why, path.c_str());
+  }
+  if (registry().empty()) std::fprintf(stderr, "quantlab: %s; nothing was being written\n", why);
+  std::fflush(stderr);
+  _exit(exit_code);
+}
+
+// The address of a bus error inside a watched input (core/input_guard.h), 0 while there was none.
+std::atomic<uintptr_t> g_input_fault{0};
+
+// Runs in the faulting thread, so it may only do async-signal-safe things: record the address, wake the
+// watcher, and wait for it to end the process (returning would retry the read and fault again).
+void on_bus_error(int, siginfo_t* info, void*) {
+  const auto address = reinterpret_cast<uintptr_t>(info->si_addr);
+  if (!address_in_watched_input(address)) {
+    signal(SIGBUS, SIG_DFL);  // not a file that shrank: the retried access dies as it always did
+    return;
+  }
+  uintptr_t none = 0;
+  g_input_fault.compare_exchange_strong(none, address);
+  kill(getpid(), kInputFaultSignal);
+  for (;;) pause();
+}
+
+void install_bus_error_handler() {
+  struct sigaction action {};
+  action.sa_sigaction = on_bus_error;
+  action.sa_flags = SA_SIGINFO;
+  sigemptyset(&action.sa_mask);
+  sigaction(SIGBUS, &action, nullptr);
+}
+
+// The watcher thread: waits for an interrupt or a handed-over input fault, then cleans up and exits.
+[[noreturn]] void watch_signals(sigset_t set) {
+  for (;;) {
+    int signal = 0;
+    if (sigwait(&set, &signal) != 0) continue;
+    if (signal == kInputFaultSignal) {
+      const uintptr_t fault = g_input_fault.load();
+      if (fault == 0) continue;  // a stray SIGUSR1 from outside: not ours
+      clean_up_and_exit("quantlab: error: " + describe_input_fault(fault), "stopped by an input error",
+                        5);  // ErrorKind::kIo
     }
-    const char* name = signal == SIGINT ? "SIGINT" : "SIGTERM";
-    if (removed.empty())
-      std::fprintf(stderr, "\nquantlab: interrupted by %s; nothing was being written\n", name);
-    for (const std::string& path : removed)
-      std::fprintf(stderr, "\nquantlab: interrupted by %s; removed the unfinished output %s\n", name, path.c_str());
-    std::fflush(stderr);
-    _exit(128 + signal);
+    const std::string name = signal == SIGINT ? "SIGINT" : "SIGTERM";
+    clean_up_and_exit("", ("interrupted by " + name).c_str(), 128 + signal);
   }
 }
 
@@ -76,10 +120,10 @@ StopAt* parse_stop_at() {
     stop.point = text.substr(0, a);
     stop.pass = std::atol(text.substr(a + 1, b - a - 1).c_str());
     const std::string sig = text.substr(b + 1);
-    stop.signal = sig == "KILL" ? SIGKILL : sig == "TERM" ? SIGTERM : 0;
+    stop.signal = sig == "KILL" ? SIGKILL : sig == "TERM" ? SIGTERM : sig == "STOP" ? SIGSTOP : 0;
   }
   if (stop.pass < 1 || stop.signal == 0) {
-    std::fprintf(stderr, "quantlab: error: QUANTLAB_TEST_STOP_AT=%s: expected POINT:N:KILL|TERM\n", spec);
+    std::fprintf(stderr, "quantlab: error: QUANTLAB_TEST_STOP_AT=%s: expected POINT:N:KILL|TERM|STOP\n", spec);
     std::exit(2);
   }
   return &stop;
@@ -97,6 +141,7 @@ void stop_point(const char* point) {
   if (stop == nullptr || stop->point != point) return;
   if (stop->seen.fetch_add(1) + 1 != stop->pass) return;
   kill(getpid(), stop->signal);
+  if (stop->signal == SIGSTOP) return;  // continued by the test (SIGCONT) once it has done its part
   // SIGTERM goes to the watcher thread, which removes the temporaries and exits; this thread must not
   // go on and finish the output meanwhile.
   for (;;) pause();
@@ -106,14 +151,10 @@ void install_interrupt_cleanup() {
   static std::once_flag once;
   std::call_once(once, [] {
     (void)stop_at();  // a malformed test hook is refused before any work starts
-    const sigset_t set = interrupt_signals();
+    const sigset_t set = watched_signals();
     pthread_sigmask(SIG_BLOCK, &set, nullptr);
-    std::thread([set] {
-      int signal = 0;
-      while (sigwait(&set, &signal) != 0) {
-      }
-      clean_up_and_exit(signal);
-    }).detach();
+    install_bus_error_handler();
+    std::thread([set] { watch_signals(set); }).detach();
   });
 }
 

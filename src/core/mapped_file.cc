@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "core/error.h"
+#include "core/input_guard.h"
 
 namespace quantlab {
 
@@ -35,6 +36,7 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
     ::close(fd);
     fail(ErrorKind::kIo, "{}: is a directory, expected a file", path);
   }
+  const FileIdentity identity = identity_of(st);
   size_ = static_cast<size_t>(st.st_size);
   if (size_ > 0) {
     void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
@@ -46,13 +48,14 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
     data_ = static_cast<const uint8_t*>(p);
   }
   ::close(fd);  // the mapping keeps the file alive
+  watch_ = watch_input(path_, identity, data_, size_);
 }
 
 MappedFile::~MappedFile() { release(); }
 
 MappedFile::MappedFile(MappedFile&& other) noexcept
     : path_(std::move(other.path_)), data_(std::exchange(other.data_, nullptr)),
-      size_(std::exchange(other.size_, 0)) {}
+      size_(std::exchange(other.size_, 0)), watch_(std::exchange(other.watch_, 0)) {}
 
 MappedFile& MappedFile::operator=(MappedFile&& other) noexcept {
   if (this != &other) {
@@ -60,11 +63,13 @@ MappedFile& MappedFile::operator=(MappedFile&& other) noexcept {
     path_ = std::move(other.path_);
     data_ = std::exchange(other.data_, nullptr);
     size_ = std::exchange(other.size_, 0);
+    watch_ = std::exchange(other.watch_, 0);
   }
   return *this;
 }
 
 void MappedFile::release() {
+  if (watch_ != 0) unwatch_input(std::exchange(watch_, 0));  // before unmapping: the range leaves the table first
   if (data_ != nullptr) ::munmap(const_cast<uint8_t*>(data_), size_);
   data_ = nullptr;
   size_ = 0;

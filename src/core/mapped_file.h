@@ -1,5 +1,6 @@
 // A read-only memory map of a whole file. Weights stay in the page cache and are read in place;
-// nothing is copied at load time.
+// nothing is copied at load time. Every mapped file is watched for changes while it is open
+// (core/input_guard.h): a file truncated or replaced under the process is an I/O error, not a crash.
 #pragma once
 
 #include <cstddef>
@@ -34,6 +35,7 @@ class MappedFile {
   std::string path_;
   const uint8_t* data_ = nullptr;
   size_t size_ = 0;
+  uint64_t watch_ = 0;  // input_guard handle, 0 when nothing is watched
 };
 
 // Bytes of a file, read fully (for small text files such as config.json).

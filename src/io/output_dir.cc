@@ -12,6 +12,7 @@
 #include <system_error>
 
 #include "core/error.h"
+#include "core/input_guard.h"
 #include "core/interrupt.h"
 
 namespace quantlab::io {
@@ -85,6 +86,7 @@ std::string AtomicOutputDir::file(const std::string& name) const {
 
 void AtomicOutputDir::commit() {
   stop_point("commit");  // the kill tests' hook (core/interrupt.h)
+  verify_inputs_unchanged();  // an output built from an input that changed meanwhile is not committed
   std::error_code ec;
   std::string old_path;
   if (fs::exists(final_path_)) {
@@ -117,6 +119,7 @@ void write_file_atomically(const std::string& path, const std::string& text) {
     out << text;
     if (!out.flush()) fail(ErrorKind::kIo, "{}: cannot write", tmp);
   }
+  verify_inputs_unchanged();
   std::error_code ec;
   std::filesystem::rename(tmp, path, ec);
   if (ec) fail(ErrorKind::kIo, "{}: cannot rename into place: {}", path, ec.message());

@@ -91,9 +91,12 @@ void SafetensorsFile::read(const TensorInfo& t, uint64_t offset, uint64_t n, voi
   while (n > 0) {
     const ssize_t r = ::pread(fd_, out, n, static_cast<off_t>(pos));
     if (r < 0 && errno == EINTR) continue;
-    if (r <= 0)
-      fail(ErrorKind::kIo, "{}: reading tensor '{}' failed: {}", path(), t.name,
-           r == 0 ? "unexpected end of file" : std::strerror(errno));
+    // The header placed every tensor inside the file when it was opened: an end of file here means the
+    // file shrank since (core/input_guard.h).
+    if (r == 0)
+      fail(ErrorKind::kIo, "{}: truncated while being read (tensor '{}' ends at byte {}; {} bytes when opened)",
+           path(), t.name, t.offset + t.nbytes, file_size());
+    if (r < 0) fail(ErrorKind::kIo, "{}: reading tensor '{}' failed: {}", path(), t.name, std::strerror(errno));
     out += r;
     pos += static_cast<uint64_t>(r);
     n -= static_cast<uint64_t>(r);

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/input_guard.h"
 #include "core/interrupt.h"
 
 namespace quantlab::io {
@@ -53,6 +54,9 @@ void pwrite_all(int fd, const uint8_t* data, uint64_t n, uint64_t offset, const 
     const ssize_t w = ::pwrite(fd, data, n, static_cast<off_t>(offset));
     if (w < 0) {
       if (errno == EINTR) continue;
+      // EFAULT: the bytes came straight from a mapped input that shrank since it was opened — name the
+      // input, not this output (core/input_guard.h).
+      if (errno == EFAULT) verify_inputs_unchanged();
       fail(ErrorKind::kIo, "{}: write failed: {}", path, std::strerror(errno));
     }
     data += w;

@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "core/error.h"
+#include "core/interrupt.h"
 #include "kernels/kernels.h"
 
 namespace quantlab::model {
@@ -41,6 +42,7 @@ Session::Session(const Model& model, ThreadPool& pool, SessionOptions options)
 }
 
 std::vector<float> Session::forward(std::span<const int32_t> tokens, bool all_logits) {
+  stop_point("forward");  // the changed-input tests' hook (core/interrupt.h)
   if (tokens.empty()) fail(ErrorKind::kUsage, "no tokens to run");
   const size_t V = model_.dims().vocab;
   for (int32_t id : tokens)
