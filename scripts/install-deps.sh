@@ -14,6 +14,7 @@ PACKAGES=(
   libpcre2-dev          # tokenizer pre-split regex with Unicode classes (text/)
   libutf8proc-dev       # NFC normalisation (text/)
   libtomlplusplus-dev   # criteria files (eval/)
+  libeigen3-dev         # Cholesky factorisation and dense products of GPTQ rounding (quant/gptq.cc)
   libgtest-dev libgmock-dev  # unit tests
   libbenchmark-dev      # micro-benchmarks
   clang libclang-rt-14-dev   # the sanitizer tree and libFuzzer (scripts/sanitizer-tree.sh, fuzz.sh)

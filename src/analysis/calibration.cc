@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <Eigen/Core>
+
 #include <algorithm>
 #include <cstring>
 
@@ -24,7 +26,8 @@ constexpr const char* kStatsFormat = "quantlab.stats/1";
 class StatsCollector {
  public:
   // The registry's names of every layer, built once (events arrive per layer per forward pass).
-  explicit StatsCollector(const io::ModelConfig& config) : config_(config) {
+  StatsCollector(const io::ModelConfig& config, bool second_moments)
+      : config_(config), second_moments_(second_moments) {
     for (int64_t l = 0; l < config.num_hidden_layers; ++l) layers_.push_back(io::layer_spec(config, l));
   }
 
@@ -69,15 +72,29 @@ class StatsCollector {
       m.cols = e.cols;
       m.mean_x2.assign(experts * e.cols, 0.0);
       m.tokens.assign(experts, 0.0);
+      if (second_moments_) {
+        second_moment_bytes_ += experts * e.cols * e.cols * sizeof(double);
+        // Every module's matrices are allocated during the first forward pass, so a model too large
+        // for them fails within seconds, not after the calibration.
+        if (second_moment_bytes_ > kSecondMomentBudget)
+          fail(ErrorKind::kUnsupported,
+               "the second moments E[x xᵀ] of this model's Linears need more than {:.1f} GiB (at '{}', {} x {}x{} "
+               "doubles): statistics held whole in memory are limited to models of a few billion parameters "
+               "(docs/rounding.md); use --method rtn, or a smaller model",
+               kSecondMomentBudget / 1073741824.0, path, experts, e.cols, e.cols);
+        m.xxt.assign(experts * e.cols * e.cols, 0.0);
+      }
     }
     const size_t per_row = experts_of.empty() ? 0 : experts_of.size() / std::max<size_t>(e.rows, 1);
+    // Rows of the event per expert (all rows to expert 0 for a plain Linear), in order.
+    std::map<size_t, std::vector<size_t>> rows_of;
     for (size_t r = 0; r < e.rows; ++r) {
-      const float* x = e.x + r * e.cols;
-      if (per_row == 0) {
-        accumulate(m, 0, x);
-        continue;
-      }
-      for (size_t j = 0; j < per_row; ++j) accumulate(m, static_cast<size_t>(experts_of[r * per_row + j]), x);
+      if (per_row == 0) rows_of[0].push_back(r);
+      for (size_t j = 0; j < per_row; ++j) rows_of[static_cast<size_t>(experts_of[r * per_row + j])].push_back(r);
+    }
+    for (const auto& [expert, rows] : rows_of) {
+      for (size_t r : rows) accumulate(m, expert, e.x + r * e.cols);
+      if (!m.xxt.empty()) accumulate_moments(m, expert, e, rows);
     }
   }
 
@@ -87,16 +104,38 @@ class StatsCollector {
     m.tokens[expert] += 1;
   }
 
+  // H += XᵀX over the given rows, upper triangle only (finish_means mirrors it): one symmetric rank-k
+  // update through Eigen per event and expert, at matrix-product speed.
+  static void accumulate_moments(ModuleStats& m, size_t expert, const model::ActivationEvent& e,
+                                 const std::vector<size_t>& rows) {
+    using RowMajor = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+    RowMajor x(rows.size(), m.cols);
+    for (size_t i = 0; i < rows.size(); ++i)
+      for (size_t c = 0; c < m.cols; ++c) x(i, c) = e.x[rows[i] * e.cols + c];
+    Eigen::Map<RowMajor> h(m.xxt.data() + expert * m.cols * m.cols, m.cols, m.cols);
+    h.selfadjointView<Eigen::Upper>().rankUpdate(x.transpose());
+  }
+
+  // 8 GiB: a third of this project's 24 GiB development machines, the weights stay mapped beside it.
+  static constexpr size_t kSecondMomentBudget = size_t{8} << 30;
   const io::ModelConfig& config_;
+  bool second_moments_;
+  size_t second_moment_bytes_ = 0;
   std::vector<io::LayerSpec> layers_;
   std::map<std::string, ModuleStats> sums_;
 };
 
 void finish_means(std::map<std::string, ModuleStats>& modules) {
   for (auto& [path, m] : modules)
-    for (size_t e = 0; e < m.experts; ++e)
+    for (size_t e = 0; e < m.experts; ++e) {
       if (m.tokens[e] > 0)
         for (size_t c = 0; c < m.cols; ++c) m.mean_x2[e * m.cols + c] /= m.tokens[e];
+      if (m.xxt.empty()) continue;
+      double* h = m.xxt.data() + e * m.cols * m.cols;
+      const double n = std::max(m.tokens[e], 1.0);
+      for (size_t i = 0; i < m.cols; ++i)
+        for (size_t j = i; j < m.cols; ++j) h[j * m.cols + i] = h[i * m.cols + j] /= n;
+    }
 }
 
 }  // namespace
@@ -112,7 +151,7 @@ CalibrationStats calibrate(const CalibrationOptions& o, ThreadPool& pool) {
   for (const auto& p : prompts) longest = std::max(longest, p.size() + o.max_tokens + 1);
   for (const auto& c : chunks) longest = std::max(longest, c.size() + 1);
   model::Session session(chat->model(), pool, {longest, 512});
-  StatsCollector collector(chat->config());
+  StatsCollector collector(chat->config(), o.second_moments);
   chat::DecodeHooks hooks;
   hooks.on_activation = [&](const model::ActivationEvent& e) { collector.on_activation(e); };
   CalibrationStats stats;
@@ -148,7 +187,7 @@ CalibrationStats calibrate(const CalibrationOptions& o, ThreadPool& pool) {
 void write_stats(const CalibrationStats& s, const std::string& path) {
   std::vector<std::vector<float>> buffers;
   std::vector<io::TensorData> tensors;
-  buffers.reserve(s.modules.size() * 2);
+  buffers.reserve(s.modules.size() * 3);
   for (const auto& [module, m] : s.modules) {
     const bool stacked = m.experts > 1;
     buffers.emplace_back(m.mean_x2.begin(), m.mean_x2.end());
@@ -157,6 +196,11 @@ void write_stats(const CalibrationStats& s, const std::string& path) {
     tensors.push_back({{module, DType::kF32, shape}, {}});
     buffers.emplace_back(m.tokens.begin(), m.tokens.end());
     tensors.push_back({{module + ".tokens", DType::kF32, {static_cast<int64_t>(m.experts)}}, {}});
+    if (m.xxt.empty()) continue;
+    buffers.emplace_back(m.xxt.begin(), m.xxt.end());
+    std::vector<int64_t> square = {static_cast<int64_t>(m.cols), static_cast<int64_t>(m.cols)};
+    if (stacked) square.insert(square.begin(), static_cast<int64_t>(m.experts));
+    tensors.push_back({{module + ".xxt", DType::kF32, square}, {}});
   }
   for (size_t i = 0; i < tensors.size(); ++i)
     tensors[i].bytes = {reinterpret_cast<const uint8_t*>(buffers[i].data()), buffers[i].size() * sizeof(float)};
@@ -206,7 +250,7 @@ CalibrationStats read_stats(const std::string& path) {
   s.num_experts = metadata_int(f, "num_experts");
   s.tokens = static_cast<uint64_t>(metadata_int(f, "tokens"));
   for (const auto& t : f.tensors()) {
-    if (t.name.ends_with(".tokens")) continue;
+    if (t.name.ends_with(".tokens") || t.name.ends_with(".xxt")) continue;
     const auto* count = f.find(t.name + ".tokens");
     if (!count) fail_input("{}: tensor '{}' has no '{}.tokens'", path, t.name, t.name);
     ModuleStats m;
@@ -216,6 +260,12 @@ CalibrationStats read_stats(const std::string& path) {
     m.cols = static_cast<size_t>(t.shape.back());
     if (t.shape.size() > 2 || m.tokens.size() != m.experts)
       fail_input("{}: tensor '{}' has shape {} and {} token counts", path, t.name, t.shape_string(), m.tokens.size());
+    if (const auto* xxt = f.find(t.name + ".xxt")) {
+      if (xxt->numel() != static_cast<int64_t>(m.experts * m.cols * m.cols))
+        fail_input("{}: tensor '{}' has shape {}; expected {} square matrices of {} columns", path, xxt->name,
+                   xxt->shape_string(), m.experts, m.cols);
+      m.xxt = read_f32(f, *xxt);
+    }
     s.modules.emplace(t.name, std::move(m));
   }
   return s;

@@ -6,7 +6,8 @@
 // of the number of tokens; weights stay mapped.
 //
 // File (stats.safetensors): for each module M, tensor "M" F32 [cols] (or [experts, cols] for stacked
-// experts) = mean x², and "M.tokens" F32 [1] (or [experts]); metadata format "quantlab.stats/1",
+// experts) = mean x², and "M.tokens" F32 [1] (or [experts]); with second moments also "M.xxt" F32
+// [cols, cols] (or [experts, cols, cols]) = E[x xᵀ]; metadata format "quantlab.stats/1",
 // model_type, hidden_size, num_hidden_layers, vocab_size, num_experts, tokens.
 #pragma once
 
@@ -28,6 +29,9 @@ struct CalibrationOptions {
   size_t max_tokens = 64;  // reply length per prompt
   size_t text_chunk = 256;
   bool show_progress = true;
+  // Also record the full second-moment matrix E[x xᵀ] of every Linear's input (what GPTQ rounding
+  // needs, quant/gptq.h): cols² doubles per module (per expert), so only for models where that fits.
+  bool second_moments = false;
 };
 
 struct ModuleStats {
@@ -35,6 +39,7 @@ struct ModuleStats {
   size_t cols = 0;
   std::vector<double> mean_x2;   // [experts, cols]
   std::vector<double> tokens;    // [experts]
+  std::vector<double> xxt;       // [experts, cols, cols] = E[x xᵀ], when second moments were recorded
 };
 
 struct CalibrationStats {

@@ -28,7 +28,7 @@ namespace {
 struct CalibrateArgs {
   std::string model, suite, tools, text, out;
   size_t max_tokens = 64, threads = 0;
-  bool quiet = false;
+  bool quiet = false, second_moments = false;
 };
 
 void run_calibrate(const CalibrateArgs& a) {
@@ -38,6 +38,7 @@ void run_calibrate(const CalibrateArgs& a) {
   o.tools_path = a.tools;
   o.text_path = a.text;
   o.max_tokens = a.max_tokens;
+  o.second_moments = a.second_moments;
   o.show_progress = !a.quiet && Progress::stderr_is_terminal();
   ThreadPool pool(a.threads);
   const analysis::CalibrationStats s = analysis::calibrate(o, pool);
@@ -126,6 +127,9 @@ void register_calibrate(CLI::App& app) {
   cmd->add_option("--max-tokens", a->max_tokens, "Reply tokens per prompt")->check(CLI::Range(1, 4096))
       ->capture_default_str();
   cmd->add_option("--out", a->out, "Statistics file (.safetensors)")->required();
+  cmd->add_flag("--second-moments", a->second_moments,
+                "Also record E[x xᵀ] per Linear (cols² per module and expert), for `quantize --method gptq|delta "
+                "--stats`");
   add_threads_option(cmd, &a->threads);
   cmd->add_flag("--quiet", a->quiet, "No progress bar");
   cmd->callback([a] { run_calibrate(*a); });

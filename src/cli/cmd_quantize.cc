@@ -1,8 +1,9 @@
-// quantlab quantize IN OUT --bits B --group-size G [--dtype ...] [--threads N]
+// quantlab quantize IN OUT --bits B --group-size G [--method rtn|gptq|delta ...] [--dtype ...] [--threads N]
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "analysis/calibration.h"
 #include "analysis/mixed_quantize.h"
 #include "cli/bit_widths.h"
 #include "cli/commands.h"
@@ -10,6 +11,7 @@
 #include "core/error.h"
 #include "core/progress.h"
 #include "core/thread_pool.h"
+#include "io/model_config.h"
 #include "quant/plan_file.h"
 #include "quant/quantizer.h"
 
@@ -28,14 +30,74 @@ struct QuantizeArgs {
   uint64_t max_bytes = 0;
   size_t threads = 0;
   bool overwrite = false, json = false, quiet = false, no_gains = false;
+  // Rounding (quant/rounding.h).
+  std::string method = "rtn", stats;
+  double damp = 0.1, delta_weight = 1.0;
+  bool act_order = false;
+  size_t calibration_tokens = 64;
 };
 
 bool wants_allocation(const QuantizeArgs& a) {
-  return a.target_bpw != 0 || a.max_bytes != 0 || !a.smaller_than.empty() || !a.calibration.empty();
+  // --calibration alone asks for an allocation with round-to-nearest (wave 1's meaning); with gptq or
+  // delta it is where the rounding's statistics come from.
+  return a.target_bpw != 0 || a.max_bytes != 0 || !a.smaller_than.empty() ||
+         (!a.calibration.empty() && a.method == "rtn");
+}
+
+// The method and its statistics: recorded now on --calibration, or read from --stats.
+quant::RoundingOptions rounding_options(const QuantizeArgs& a, ThreadPool& pool) {
+  quant::RoundingOptions r;
+  r.method = quant::parse_rounding_method(a.method);
+  r.gptq = {a.damp, a.act_order};
+  r.delta_weight = a.delta_weight;
+  const bool calibrated = r.method != quant::RoundingMethod::kRtn;
+  if (!calibrated) {
+    if (!a.stats.empty() || a.act_order) fail(ErrorKind::kUsage, "--stats and --act-order go with --method gptq|delta");
+    return r;
+  }
+  if (a.calibration.empty() == a.stats.empty())
+    fail(ErrorKind::kUsage, "--method {} needs the inputs' statistics: --calibration SUITE.jsonl or --stats FILE "
+         "(one of them)", a.method);
+  if (r.method == quant::RoundingMethod::kDelta) {
+    if (!a.adapter.empty())
+      fail(ErrorKind::kUsage, "--method delta reads the fine-tune's change as fused − base: give --base BASE (an "
+           "adapter alone is not read by this method; fuse it first with `quantlab fuse`)");
+    if (a.base.empty()) fail(ErrorKind::kUsage, "--method delta needs --base BASE, the model the fine-tune started from");
+    r.base_dir = a.base;
+  } else if (!a.base.empty() || !a.adapter.empty()) {
+    fail(ErrorKind::kUsage, "--base and --adapter go with --method delta (or with a budget)");
+  }
+  analysis::CalibrationStats stats;
+  if (!a.stats.empty()) {
+    stats = analysis::read_stats(a.stats);
+    analysis::check_stats_match(stats, io::load_model_config(a.input), a.stats);
+  } else {
+    analysis::CalibrationOptions c;
+    c.model_dir = a.input;
+    c.suite_path = a.calibration;
+    c.tools_path = a.tools;
+    c.max_tokens = a.calibration_tokens;
+    c.second_moments = true;
+    c.show_progress = !a.quiet && !a.json && Progress::stderr_is_terminal();
+    stats = analysis::calibrate(c, pool);
+  }
+  // Rounded to float32 as a statistics file stores them, so calibrating inline and through
+  // `calibrate --second-moments` + --stats give the same files.
+  for (auto& [module, m] : stats.modules) {
+    for (double& v : m.xxt) v = static_cast<float>(v);
+    if (!m.xxt.empty()) r.moments.emplace(module, std::move(m.xxt));
+  }
+  if (r.moments.empty())
+    fail_input("{}: no second moments in the statistics (record them with `quantlab calibrate --second-moments`)",
+               a.stats);
+  return r;
 }
 
 // calibrate → sensitivity → allocate → quantize, the plan beside the model.
 void run_allocated_quantize(const QuantizeArgs& a) {
+  if (a.method != "rtn")
+    fail(ErrorKind::kUsage, "--method {} does not combine with a budget yet (the allocation rounds to nearest): "
+         "quantize with --plan from `allocate`, or without a budget", a.method);
   if (!a.recipe.empty() || !a.plan_file.empty() || !a.overrides.empty())
     fail(ErrorKind::kUsage, "a budget (--target-bpw, --max-bytes, --smaller-than) chooses every module's width; "
          "it does not combine with --recipe, --plan or --override");
@@ -92,6 +154,7 @@ void run_quantize(const QuantizeArgs& a) {
   o.show_progress = !a.quiet && !a.json;
   o.kernel = a.kernel == "scalar" ? quant::KernelPath::kScalarReference : quant::KernelPath::kSimd;
   ThreadPool pool(a.threads);
+  o.rounding = rounding_options(a, pool);
   const auto r = quant::quantize_model(a.input, a.output, o, pool);
   for (const auto& note : r.plan.notes) fmt::print(stderr, "{}\n", note);
   size_t quantized = 0;
@@ -103,7 +166,8 @@ void run_quantize(const QuantizeArgs& a) {
                                 {"quantized_modules", quantized}, {"input_bytes", r.input_bytes},
                                 {"output_bytes", r.output_bytes}, {"seconds", r.seconds},
                                 {"input_gb_per_s", gbps},     {"threads", pool.size()},
-                                {"shards", r.shards}};
+                                {"shards", r.shards},         {"method", a.method},
+                                {"gptq_tensors", r.gptq_tensors}};
     fmt::print("{}\n", j.dump(2));
     return;
   }
@@ -113,6 +177,9 @@ void run_quantize(const QuantizeArgs& a) {
   fmt::print("quantized {} -> {}: {} of {} tensors {} ({} -> {}), {:.2f} s, {:.2f} GB/s\n", a.input, a.output,
              quantized, r.plan.tensors.size(), setting, human_bytes(r.input_bytes), human_bytes(r.output_bytes),
              r.seconds, gbps);
+  if (a.method != "rtn")
+    fmt::print("rounding: {} on {} tensors (the rest to nearest: embeddings, modules no calibration input reached)\n",
+               a.method, r.gptq_tensors);
   if (a.bits == 7) fmt::print("note: 7-bit is a quantlab extension; mlx-lm refuses to load it\n");
 }
 
@@ -154,6 +221,25 @@ void register_quantize(CLI::App& app) {
   cmd->add_option("--candidates", args->candidates, "Widths the allocation chooses from")->capture_default_str();
   add_dtype_option(cmd, &args->dtype, "Cast float tensors to this dtype first (default: config's dtype)");
   cmd->add_option("--max-shard-size", args->max_shard, "Largest output shard (e.g. 5GiB, 500MB)");
+  cmd->add_option("--method", args->method,
+                  "How codes are chosen: rtn (round to nearest, MLX's rule, default), gptq (error-compensated on "
+                  "--calibration/--stats inputs) or delta (gptq aimed at keeping fused − --base); docs/rounding.md")
+      ->check(CLI::IsMember({"rtn", "gptq", "delta"}))
+      ->capture_default_str();
+  cmd->add_option("--stats", args->stats, "gptq/delta: statistics from `quantlab calibrate --second-moments`")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--damp", args->damp, "gptq/delta: damping, a fraction of the mean diagonal of E[x xᵀ]")
+      ->check(CLI::Range(0.0, 10.0))
+      ->capture_default_str();
+  cmd->add_flag("--act-order", args->act_order, "gptq/delta: round columns in decreasing input energy (static groups)");
+  cmd->add_option("--delta-weight", args->delta_weight,
+                  "delta: weight of the fine-tune's input directions against the output error (docs/rounding.md)")
+      ->check(CLI::Range(0.0, 1000.0))
+      ->capture_default_str();
+  cmd->add_option("--calibration-tokens", args->calibration_tokens,
+                  "gptq/delta with --calibration: reply tokens generated per prompt")
+      ->check(CLI::Range(1, 4096))
+      ->capture_default_str();
   cmd->add_option("--kernel", args->kernel, "simd (default) or scalar (the reference, for comparisons)")
       ->check(CLI::IsMember({"simd", "scalar"}));
   add_threads_option(cmd, &args->threads);

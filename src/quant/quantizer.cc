@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <fstream>
+#include <optional>
 
 #include "core/error.h"
 #include "core/progress.h"
@@ -28,6 +29,7 @@ struct Job {
   size_t source;    // index into tensor->sources
   RowRange rows;    // rows of that source
   int64_t out_row;  // first row in the output tensor
+  const GptqFactor* factor = nullptr;  // GPTQ rounding of a quantized tensor; null: to nearest
 };
 
 struct Scratch {
@@ -36,6 +38,7 @@ struct Scratch {
   std::vector<uint32_t> packed;
   std::vector<float> scales, biases;
   std::vector<uint8_t> scales_out, biases_out, float_out;
+  GptqScratch gptq;
 };
 
 class ModelQuantizer {
@@ -87,7 +90,10 @@ class ModelQuantizer {
     s.packed.resize(rows * words_per_row);
     s.scales.resize(rows * groups_per_row);
     s.biases.resize(rows * groups_per_row);
-    if (kernel_ == KernelPath::kSimd) {
+    if (job.factor != nullptr) {
+      gptq_quantize_rows(*job.factor, s.values.data(), static_cast<size_t>(rows), bits, group, t.float_dtype,
+                         s.packed.data(), s.scales.data(), s.biases.data(), s.gptq);
+    } else if (kernel_ == KernelPath::kSimd) {
       kernels::affine_quantize(s.values.data(), rows, cols, bits, group, s.packed.data(), s.scales.data(),
                                s.biases.data());
     } else {
@@ -117,26 +123,48 @@ class ModelQuantizer {
   KernelPath kernel_;
 };
 
-std::vector<Job> make_jobs(const QuantPlan& plan, const io::ModelWeights& weights) {
+// The jobs of one source of one tensor: the unit GPTQ rounds with one factor.
+struct SourceJobs {
+  const OutputTensor* tensor;
+  size_t source;
   std::vector<Job> jobs;
+};
+
+std::vector<SourceJobs> make_jobs(const QuantPlan& plan, const io::ModelWeights& weights) {
+  std::vector<SourceJobs> units;
   for (const auto& t : plan.tensors) {
     const int64_t cols = t.shape.empty() ? 1 : t.cols();
     int64_t out_row = 0;
     for (size_t s = 0; s < t.sources.size(); ++s) {
       const int64_t rows = weights.at(t.sources[s]).info->numel() / std::max<int64_t>(cols, 1);
-      for (const RowRange& r : split_rows(rows, cols, kJobElements)) jobs.push_back({&t, s, r, out_row + r.begin});
+      SourceJobs& unit = units.emplace_back(SourceJobs{&t, s, {}});
+      for (const RowRange& r : split_rows(rows, cols, kJobElements)) unit.jobs.push_back({&t, s, r, out_row + r.begin});
       out_row += rows;
     }
   }
-  return jobs;
+  return units;
 }
 
-std::map<std::string, std::string> output_metadata(const QuantPlan& plan) {
+std::map<std::string, std::string> output_metadata(const QuantPlan& plan, RoundingMethod method) {
   std::map<std::string, std::string> m{{"format", "mlx"}};
+  // Only for the calibrated methods: a round-to-nearest file stays byte for byte what mlx-lm writes.
+  if (method != RoundingMethod::kRtn) m["quantization_method"] = rounding_method_name(method);
   for (const auto& t : plan.tensors)
     if (t.quant && !kernels::is_mlx_bits(t.quant->bits))
       m["quantlab_extension"] = "7-bit affine: MLX layout, but mlx-lm itself refuses 7-bit";
   return m;
+}
+
+// What quantlab_plan.json says about the rounding: the method and its settings.
+nlohmann::ordered_json rounding_method_record(const RoundingOptions& r, const QuantizeReport& report) {
+  nlohmann::ordered_json j = {{"damp", r.gptq.damp},
+                              {"act_order", r.gptq.act_order},
+                              {"gptq_tensors", report.gptq_tensors}};
+  if (r.method == RoundingMethod::kDelta) {
+    j["delta_weight"] = r.delta_weight;
+    j["base"] = r.base_dir;
+  }
+  return j;
 }
 
 }  // namespace
@@ -171,23 +199,59 @@ QuantizeReport quantize_model(const std::string& in_dir, const std::string& out_
   report.plan = make_quant_plan(config, source_tensors(weights), options.plan);
   io::check_output_not_input(in_dir, out_dir);
   io::AtomicOutputDir out(out_dir, options.overwrite);
+  const RoundingOptions& rounding = options.rounding;
+  std::optional<io::ModelWeights> base;
+  if (rounding.method == RoundingMethod::kDelta) base = io::ModelWeights::open(rounding.base_dir);
   {
     io::SafetensorsWriter writer(out.temp_path(), report.plan.output_specs(), options.max_shard_bytes,
-                                 output_metadata(report.plan));
-    const std::vector<Job> jobs = make_jobs(report.plan, weights);
-    for (const auto& t : report.plan.tensors)
+                                 output_metadata(report.plan, rounding.method));
+    std::vector<SourceJobs> units = make_jobs(report.plan, weights);
+    for (const auto& t : report.plan.tensors) {
       for (const auto& s : t.sources) report.input_bytes += weights.at(s).info->nbytes;
-    Progress progress("quantize", jobs.size(), report.input_bytes, options.show_progress);
+      report.gptq_tensors += uses_gptq(t, rounding);
+    }
+    size_t job_count = 0;
+    for (const auto& u : units) job_count += u.jobs.size();
+    Progress progress("quantize", job_count, report.input_bytes, options.show_progress);
     std::vector<Scratch> scratch(pool.size());
     ModelQuantizer quantizer(weights, writer, options.kernel);
-    pool.parallel_for(jobs.size(), 1, [&](size_t begin, size_t end, size_t worker) {
-      for (size_t j = begin; j < end; ++j) {
-        quantizer.run_job(jobs[j], scratch[worker]);
-        const auto& t = *jobs[j].tensor;
-        progress.advance(1, static_cast<uint64_t>((jobs[j].rows.end - jobs[j].rows.begin) * t.cols()) *
-                                dtype_size(t.source_dtype));
-      }
-    });
+    const auto run = [&](const std::vector<Job>& jobs) {
+      pool.parallel_for(jobs.size(), 1, [&](size_t begin, size_t end, size_t worker) {
+        for (size_t j = begin; j < end; ++j) {
+          quantizer.run_job(jobs[j], scratch[worker]);
+          const auto& t = *jobs[j].tensor;
+          progress.advance(1, static_cast<uint64_t>((jobs[j].rows.end - jobs[j].rows.begin) * t.cols()) *
+                                  dtype_size(t.source_dtype));
+        }
+      });
+    };
+    // Round-to-nearest work all at once; each GPTQ source after it with its own factor (one factor in
+    // memory at a time: cols² floats), its rows spread over the threads.
+    std::vector<Job> nearest;
+    for (const auto& u : units)
+      if (!uses_gptq(*u.tensor, rounding)) nearest.insert(nearest.end(), u.jobs.begin(), u.jobs.end());
+    run(nearest);
+    // GPTQ sources in batches of one per thread: their factors in parallel (each a single-threaded
+    // factorisation), then all their rows.
+    std::vector<SourceJobs*> pending;
+    for (auto& u : units)
+      if (uses_gptq(*u.tensor, rounding)) pending.push_back(&u);
+    for (size_t first = 0; first < pending.size(); first += pool.size()) {
+      const size_t count = std::min(pool.size(), pending.size() - first);
+      std::vector<GptqFactor> factors(count);
+      pool.parallel_for(count, 1, [&](size_t begin, size_t end, size_t) {
+        for (size_t i = begin; i < end; ++i)
+          factors[i] = rounding_factor(*pending[first + i]->tensor, pending[first + i]->source, weights,
+                                       base ? &*base : nullptr, rounding);
+      });
+      std::vector<Job> batch;
+      for (size_t i = 0; i < count; ++i)
+        for (Job job : pending[first + i]->jobs) {
+          job.factor = &factors[i];
+          batch.push_back(job);
+        }
+      run(batch);
+    }
     progress.finish();
     writer.finish(report.plan.total_parameters());
     report.output_bytes = writer.total_tensor_bytes();
@@ -196,10 +260,14 @@ QuantizeReport quantize_model(const std::string& in_dir, const std::string& out_
   std::ofstream(out.file("config.json"))
       << io::config_for_output(config, report.plan.output_dtype, report.plan.quantization).dump(4) << "\n";
   copy_side_files(in_dir, out.temp_path());
-  if (options.write_plan_file)
-    io::write_file_atomically(
-        out.file("quantlab_plan.json"),
-        (options.plan_record.is_null() ? plan_file_json(report.plan) : options.plan_record).dump(2) + "\n");
+  if (options.write_plan_file || rounding.method != RoundingMethod::kRtn) {
+    nlohmann::ordered_json record = options.plan_record.is_null() ? plan_file_json(report.plan) : options.plan_record;
+    if (rounding.method != RoundingMethod::kRtn) {
+      record["quantization_method"] = rounding_method_name(rounding.method);
+      record["rounding"] = rounding_method_record(rounding, report);
+    }
+    io::write_file_atomically(out.file("quantlab_plan.json"), record.dump(2) + "\n");
+  }
   out.commit();
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return report;

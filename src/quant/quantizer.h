@@ -14,6 +14,7 @@
 #include "core/thread_pool.h"
 #include "io/safetensors_writer.h"
 #include "quant/plan.h"
+#include "quant/rounding.h"
 
 namespace quantlab::quant {
 
@@ -30,6 +31,9 @@ struct QuantizeOptions {
   bool write_plan_file = false;
   // What that file holds when set (an allocation's plan with its prediction); else the plan as made.
   nlohmann::ordered_json plan_record;
+  // How codes are chosen (quant/rounding.h); rtn, MLX's rule, by default. Other methods always write
+  // quantlab_plan.json, and record the method there and in the safetensors metadata.
+  RoundingOptions rounding;
 };
 
 struct QuantizeReport {
@@ -38,6 +42,7 @@ struct QuantizeReport {
   uint64_t output_bytes = 0;  // bytes of tensors written
   double seconds = 0;
   std::vector<std::string> shards;
+  size_t gptq_tensors = 0;  // tensors rounded with GPTQ (the others to nearest)
 };
 
 // Quantizes in_dir into out_dir (created atomically; nothing is left behind on failure).

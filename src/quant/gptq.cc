@@ -1,0 +1,179 @@
+#include "quant/gptq.h"
+
+#include <Eigen/Cholesky>
+#include <Eigen/Core>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "core/error.h"
+#include "kernels/affine_reference.h"
+#include "quant/convert.h"
+
+namespace quantlab::quant {
+
+namespace {
+
+// The factorisation runs in float32, as GPTQ's reference implementation does: the damping bounds the
+// condition number, and float halves the time of the two O(cols³) steps that dominate the method's cost.
+using MatrixF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+// H in processing order, dead columns given H_ii = 1 (their error then goes nowhere), not yet damped.
+MatrixF ordered_moments(std::span<const double> h, size_t cols, const std::vector<int32_t>& order) {
+  MatrixF m(cols, cols);
+  for (size_t i = 0; i < cols; ++i)
+    for (size_t j = 0; j < cols; ++j) m(i, j) = static_cast<float>(h[static_cast<size_t>(order[i]) * cols + order[j]]);
+  for (size_t i = 0; i < cols; ++i)
+    if (m(i, i) <= 0) {
+      m.row(i).setZero();
+      m.col(i).setZero();
+      m(i, i) = 1;
+    }
+  return m;
+}
+
+// MLX's group fit (kernels/affine_reference.h) with scale and bias rounded to the stored dtype.
+kernels::AffineGroupParams fit_group(const float* w, int group_size, int bits, DType param_dtype) {
+  uint8_t codes[256];
+  QL_CHECK(group_size <= 256, "group size {} above 256", group_size);
+  kernels::AffineGroupParams p = kernels::quantize_group_reference(w, static_cast<size_t>(group_size), bits, codes);
+  round_to_dtype(&p.scale, 1, param_dtype);
+  round_to_dtype(&p.bias, 1, param_dtype);
+  return p;
+}
+
+uint8_t code_of(float w, const kernels::AffineGroupParams& p, int bits) {
+  if (p.scale == 0) return 0;  // a flat group whose scale vanished in the stored dtype: every code gives bias
+  const float q = std::rint((w - p.bias) / p.scale);
+  return static_cast<uint8_t>(std::clamp(q, 0.0f, static_cast<float>(kernels::max_code(bits))));
+}
+
+}  // namespace
+
+GptqFactor gptq_factor(std::span<const double> h, size_t cols, const GptqOptions& options) {
+  QL_CHECK(h.size() == cols * cols, "H has {} values for {} columns", h.size(), cols);
+  for (double v : h)
+    if (!std::isfinite(v)) fail_input("the input second moments are not finite (corrupt statistics?)");
+  GptqFactor f;
+  f.cols = cols;
+  f.act_order = options.act_order;
+  f.order.resize(cols);
+  std::iota(f.order.begin(), f.order.end(), 0);
+  if (options.act_order)  // stable: equal H_ii keep their column order, so the result is reproducible
+    std::stable_sort(f.order.begin(), f.order.end(),
+                     [&](int32_t a, int32_t b) { return h[a * cols + a] > h[b * cols + b]; });
+  const MatrixF moments = ordered_moments(h, cols, f.order);
+  const float mean_diag = moments.diagonal().mean();
+  // U, the upper Cholesky factor of H⁻¹ (H⁻¹ = UᵀU), without forming H⁻¹: factor the reversed matrix,
+  // PHP = L̃L̃ᵀ, so H = RRᵀ with R = PL̃P upper triangular; then H⁻¹ = R⁻ᵀR⁻¹ and U = R⁻¹ (unique, as
+  // both have a positive diagonal). One factorisation and one triangular inverse instead of two
+  // factorisations and an inverse. Damping is raised tenfold (up to 1000x) for a matrix that is still
+  // not positive definite in floating point (very few calibration tokens for a wide input).
+  const MatrixF reversed = moments.reverse();
+  for (double damp = options.damp; damp <= options.damp * 1000 + 1e-12; damp *= 10) {
+    MatrixF damped = reversed;
+    damped.diagonal().array() += static_cast<float>(damp) * mean_diag;
+    const Eigen::LLT<MatrixF> llt(damped);
+    if (llt.info() != Eigen::Success) continue;
+    const MatrixF r = MatrixF(llt.matrixL()).reverse();  // P L̃ P: upper triangular
+    MatrixF u = MatrixF::Identity(cols, cols);
+    r.triangularView<Eigen::Upper>().solveInPlace(u);
+    if (!u.allFinite()) continue;
+    u.triangularView<Eigen::StrictlyLower>().setZero();
+    f.u.assign(u.data(), u.data() + u.size());
+    f.damp_used = damp;
+    return f;
+  }
+  fail_input("the input second moments stay indefinite even with damping {} (too few calibration tokens?)",
+             options.damp * 1000);
+}
+
+std::vector<double> gram(std::span<const float> m, size_t rows, size_t cols) {
+  QL_CHECK(m.size() == rows * cols, "{} values for a {}x{} matrix", m.size(), rows, cols);
+  const Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> d(m.data(), rows, cols);
+  const Eigen::MatrixXd g = d.cast<double>().transpose() * d.cast<double>();  // symmetric: layout does not matter
+  return {g.data(), g.data() + g.size()};
+}
+
+void add_delta_weighting(std::vector<double>& h, std::span<const double> delta_gram, size_t cols, double lambda) {
+  QL_CHECK(h.size() == cols * cols && delta_gram.size() == cols * cols, "H and ΔWᵀΔW must be {0}x{0}", cols);
+  double trace_h = 0, trace_d = 0;
+  for (size_t i = 0; i < cols; ++i) {
+    trace_h += h[i * cols + i];
+    trace_d += delta_gram[i * cols + i];
+  }
+  if (trace_d <= 0 || lambda == 0) return;
+  const double weight = lambda * trace_h / trace_d;
+  for (size_t i = 0; i < h.size(); ++i) h[i] += weight * delta_gram[i];
+}
+
+void gptq_quantize_rows(const GptqFactor& f, const float* w, size_t rows, int bits, int group_size,
+                        DType param_dtype, uint32_t* packed, float* scales, float* biases, GptqScratch& s) {
+  constexpr size_t kBlock = 128;
+  const size_t n = f.cols, groups = n / group_size, words = n * bits / 32;
+  QL_CHECK(n % static_cast<size_t>(group_size) == 0, "row of {} is not a multiple of group size {}", n, group_size);
+  // A group fitted when its first column comes up must lie inside that column's block.
+  QL_CHECK(f.act_order || kBlock % static_cast<size_t>(group_size) == 0, "group size {} does not divide {}",
+           group_size, kBlock);
+  std::vector<kernels::AffineGroupParams> params(rows * groups);
+  if (f.act_order)
+    for (size_t r = 0; r < rows; ++r)
+      for (size_t g = 0; g < groups; ++g)
+        params[r * groups + g] = fit_group(w + r * n + g * group_size, group_size, bits, param_dtype);
+  s.x.resize(rows * n);  // the rows in processing order, updated as errors are propagated
+  for (size_t r = 0; r < rows; ++r)
+    for (size_t k = 0; k < n; ++k) s.x[r * n + k] = w[r * n + f.order[k]];
+  s.codes.resize(rows * n);
+  s.errors.resize(rows * kBlock);
+  using MatrixF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  using Stride = Eigen::OuterStride<>;
+  for (size_t b0 = 0; b0 < n; b0 += kBlock) {
+    const size_t b1 = std::min(n, b0 + kBlock);
+    for (size_t r = 0; r < rows; ++r) {
+      float* __restrict x = s.x.data() + r * n;
+      float* __restrict e = s.errors.data() + r * kBlock;
+      kernels::AffineGroupParams* p = params.data() + r * groups;
+      for (size_t k = b0; k < b1; ++k) {
+        const size_t col = static_cast<size_t>(f.order[k]), g = col / group_size;
+        if (!f.act_order && col % group_size == 0) p[g] = fit_group(x + k, group_size, bits, param_dtype);
+        const uint8_t q = code_of(x[k], p[g], bits);
+        s.codes[r * n + col] = q;
+        const float err = (x[k] - std::fma(static_cast<float>(q), p[g].scale, p[g].bias)) / f.u[k * n + k];
+        e[k - b0] = err;
+        const float* __restrict u = f.u.data() + k * n;
+        for (size_t m = k + 1; m < b1; ++m) x[m] -= err * u[m];
+      }
+    }
+    if (b1 == n) break;
+    // Every row's block errors to the columns after the block: X[:, b1:] -= E · U[b0:b1, b1:].
+    Eigen::Map<MatrixF, 0, Stride> rest(s.x.data() + b1, rows, n - b1, Stride(n));
+    const Eigen::Map<const MatrixF, 0, Stride> e(s.errors.data(), rows, b1 - b0, Stride(kBlock));
+    const Eigen::Map<const MatrixF, 0, Stride> u(f.u.data() + b0 * n + b1, b1 - b0, n - b1, Stride(n));
+    rest.noalias() -= e * u;
+  }
+  for (size_t r = 0; r < rows; ++r) {
+    for (size_t g = 0; g < groups; ++g) {
+      scales[r * groups + g] = params[r * groups + g].scale;
+      biases[r * groups + g] = params[r * groups + g].bias;
+    }
+    kernels::pack_codes_reference(s.codes.data() + r * n, n, bits, packed + r * words);
+  }
+}
+
+double weighted_error(std::span<const float> w, std::span<const float> w_hat, std::span<const double> h,
+                      size_t rows, size_t cols) {
+  double total = 0;
+  std::vector<double> e(cols);
+  for (size_t r = 0; r < rows; ++r) {
+    for (size_t c = 0; c < cols; ++c) e[c] = static_cast<double>(w[r * cols + c]) - w_hat[r * cols + c];
+    for (size_t i = 0; i < cols; ++i) {
+      double hi = 0;
+      for (size_t j = 0; j < cols; ++j) hi += h[i * cols + j] * e[j];
+      total += e[i] * hi;
+    }
+  }
+  return total;
+}
+
+}  // namespace quantlab::quant

@@ -1,0 +1,89 @@
+#include "quant/rounding.h"
+
+#include <algorithm>
+
+#include "core/error.h"
+#include "quant/convert.h"
+#include "quant/quantizer.h"
+
+namespace quantlab::quant {
+
+namespace {
+
+constexpr int64_t kChunkElements = 1 << 20;
+
+// Rows [r0, r1) of a float source tensor as f32.
+void read_rows(const io::ModelWeights::Entry& e, int64_t r0, int64_t r1, int64_t cols, std::vector<uint8_t>& raw,
+               std::vector<float>& out) {
+  const DType dtype = e.info->dtype;
+  const size_t n = static_cast<size_t>((r1 - r0) * cols);
+  raw.resize(n * dtype_size(dtype));
+  e.file->read(*e.info, static_cast<uint64_t>(r0 * cols) * dtype_size(dtype), raw.size(), raw.data());
+  out.resize(n);
+  load_as_f32_scalar(dtype, raw.data(), n, out.data());
+}
+
+// ΔWᵀΔW with ΔW = fused − base, read in row chunks (never the whole tensor at once).
+std::vector<double> delta_gram(const io::ModelWeights::Entry& fused, const io::ModelWeights::Entry& base, int64_t cols) {
+  const int64_t rows = fused.info->numel() / cols;
+  std::vector<double> total(static_cast<size_t>(cols * cols), 0.0);
+  std::vector<uint8_t> raw;
+  std::vector<float> f, b;
+  for (const RowRange& r : split_rows(rows, cols, kChunkElements)) {
+    read_rows(fused, r.begin, r.end, cols, raw, f);
+    read_rows(base, r.begin, r.end, cols, raw, b);
+    for (size_t i = 0; i < f.size(); ++i) f[i] -= b[i];
+    const auto part = gram(f, static_cast<size_t>(r.end - r.begin), static_cast<size_t>(cols));
+    for (size_t i = 0; i < total.size(); ++i) total[i] += part[i];
+  }
+  return total;
+}
+
+}  // namespace
+
+std::string_view rounding_method_name(RoundingMethod method) {
+  switch (method) {
+    case RoundingMethod::kRtn: return "rtn";
+    case RoundingMethod::kGptq: return "gptq";
+    case RoundingMethod::kDelta: return "delta";
+  }
+  return "rtn";
+}
+
+RoundingMethod parse_rounding_method(std::string_view text) {
+  for (RoundingMethod m : {RoundingMethod::kRtn, RoundingMethod::kGptq, RoundingMethod::kDelta})
+    if (text == rounding_method_name(m)) return m;
+  fail(ErrorKind::kUsage, "--method {}: expected rtn, gptq or delta", text);
+}
+
+bool uses_gptq(const OutputTensor& t, const RoundingOptions& options) {
+  return options.method != RoundingMethod::kRtn && t.quant.has_value() && options.moments.count(t.module) != 0 &&
+         t.module.find("embed_tokens") == std::string::npos;
+}
+
+GptqFactor rounding_factor(const OutputTensor& t, size_t source, const io::ModelWeights& weights,
+                           const io::ModelWeights* base, const RoundingOptions& options) {
+  const std::vector<double>& all = options.moments.at(t.module);
+  const size_t cols = static_cast<size_t>(t.cols());
+  const size_t square = cols * cols;
+  if (all.size() != square * t.sources.size())
+    fail_input("the second moments of '{}' hold {} values; its {} source(s) of {} columns need {}", t.module,
+               all.size(), t.sources.size(), cols, square * t.sources.size());
+  std::vector<double> h(all.begin() + static_cast<std::ptrdiff_t>(source * square),
+                        all.begin() + static_cast<std::ptrdiff_t>((source + 1) * square));
+  if (options.method == RoundingMethod::kDelta) {
+    QL_CHECK(base != nullptr, "delta rounding without a base model");
+    const std::string& name = t.sources[source];
+    const io::ModelWeights::Entry* b = base->find(name);
+    const io::ModelWeights::Entry& f = weights.at(name);
+    if (b == nullptr) fail_input("{}: the base model has no tensor '{}' (is it the model the fine-tune started from?)",
+                                 base->dir(), name);
+    if (b->info->shape != f.info->shape || !is_float(b->info->dtype))
+      fail_input("{}: tensor '{}' is {} {} in the base model but {} in the fused one", base->dir(), name,
+                 dtype_name(b->info->dtype), b->info->shape_string(), f.info->shape_string());
+    add_delta_weighting(h, delta_gram(f, *b, t.cols()), cols, options.delta_weight);
+  }
+  return gptq_factor(h, cols, options.gptq);
+}
+
+}  // namespace quantlab::quant

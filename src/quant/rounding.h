@@ -1,0 +1,44 @@
+// How a quantized tensor's codes are chosen (issue 21): round-to-nearest (`rtn`, MLX's own rule and the
+// default, bit-exact with mlx-lm), error-compensated GPTQ (`gptq`), or GPTQ aimed at the fine-tune
+// (`delta`) — quant/gptq.h has the mathematics. All three write the same MLX affine layout.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "io/safetensors.h"
+#include "quant/gptq.h"
+#include "quant/plan.h"
+
+namespace quantlab::quant {
+
+enum class RoundingMethod { kRtn, kGptq, kDelta };
+std::string_view rounding_method_name(RoundingMethod method);
+// Throws Error(kUsage) naming the text and the choices.
+RoundingMethod parse_rounding_method(std::string_view text);
+
+struct RoundingOptions {
+  RoundingMethod method = RoundingMethod::kRtn;
+  GptqOptions gptq;
+  double delta_weight = 1.0;  // λ of quant/gptq.h's delta weighting (docs/rounding.md)
+  // E[x xᵀ] of each Linear's input by module path (the plan's names; switch_mlp paths for experts):
+  // experts × cols × cols values, one matrix per expert in order (calibration's ModuleStats::xxt).
+  std::map<std::string, std::vector<double>> moments;
+  std::string base_dir;  // delta: the base model the fused input was made from (float, same names)
+};
+
+// Which modules of the plan are rounded with GPTQ: quantized, with recorded moments, and not an
+// embedding table (its rows are looked up, not multiplied by an input; a tied head shares it).
+bool uses_gptq(const OutputTensor& t, const RoundingOptions& options);
+
+// The factor for source `source` (expert index for stacked experts) of tensor `t`: its moments,
+// delta-weighted against `base` when the method is delta. Throws Error(kInvalidInput) naming the tensor
+// when the moments or the base tensor do not fit it.
+GptqFactor rounding_factor(const OutputTensor& t, size_t source, const io::ModelWeights& weights,
+                           const io::ModelWeights* base, const RoundingOptions& options);
+
+}  // namespace quantlab::quant
