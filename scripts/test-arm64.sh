@@ -25,7 +25,8 @@ read -r -a CPUS <<<"${QUANTLAB_ARM_CPUS:-cortex-a57 a64fx max,sve-default-vector
 # SVE CPUs (17 minutes for the kernel tests) against 47 s for all kernel tests on NEON. On SVE they
 # are left out unless QUANTLAB_ARM_FULL=1; the SVE matmul micro-kernel still runs in the other
 # MatmulTest cases and every width's unpacking in the matvec tests (docs/arm.md).
-SVE_SKIP='*AffineMatmulTest.MatchesDoubleReferenceWithinBound*:MatmulTest.LongRowsWalkedInChunksOfK'
+# GPTQ's linear algebra (Eigen) has no SVE code: its tests run on the NEON CPU only.
+SVE_SKIP='*AffineMatmulTest.MatchesDoubleReferenceWithinBound*:MatmulTest.LongRowsWalkedInChunksOfK:Gptq.*'
 status=0
 for cpu in "${CPUS[@]}"; do
   filter=$FILTER

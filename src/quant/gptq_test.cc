@@ -17,7 +17,7 @@ namespace {
 // Fixed data with what makes GPTQ matter in real layers: correlated input channels of very different
 // scales (activations with outlier channels), weights with a few large values.
 struct Layer {
-  size_t rows = 24, cols = 320, tokens = 1024;  // 320: two whole blocks of 128 and a partial one
+  size_t rows = 24, cols = 320, tokens = 512;  // 320: two whole blocks of 128 and a partial one
   std::vector<float> w;
   std::vector<double> h;  // E[x xᵀ]
 };

@@ -155,6 +155,29 @@ std::map<std::string, std::string> output_metadata(const QuantPlan& plan, Roundi
   return m;
 }
 
+// GPTQ sources in batches of one per thread: their factors in parallel (each a single-threaded
+// factorisation; one factor per thread in memory, cols² floats), then all their rows through `run`.
+template <typename RunJobs>
+void run_gptq_sources(const std::vector<SourceJobs*>& sources, const io::ModelWeights& weights,
+                      const io::ModelWeights* base, const RoundingOptions& rounding, ThreadPool& pool,
+                      const RunJobs& run) {
+  for (size_t first = 0; first < sources.size(); first += pool.size()) {
+    const size_t count = std::min(pool.size(), sources.size() - first);
+    std::vector<GptqFactor> factors(count);
+    pool.parallel_for(count, 1, [&](size_t begin, size_t end, size_t) {
+      for (size_t i = begin; i < end; ++i)
+        factors[i] = rounding_factor(*sources[first + i]->tensor, sources[first + i]->source, weights, base, rounding);
+    });
+    std::vector<Job> batch;
+    for (size_t i = 0; i < count; ++i)
+      for (Job job : sources[first + i]->jobs) {
+        job.factor = &factors[i];
+        batch.push_back(job);
+      }
+    run(batch);
+  }
+}
+
 // What quantlab_plan.json says about the rounding: the method and its settings.
 nlohmann::ordered_json rounding_method_record(const RoundingOptions& r, const QuantizeReport& report) {
   nlohmann::ordered_json j = {{"damp", r.gptq.damp},
@@ -225,33 +248,15 @@ QuantizeReport quantize_model(const std::string& in_dir, const std::string& out_
         }
       });
     };
-    // Round-to-nearest work all at once; each GPTQ source after it with its own factor (one factor in
-    // memory at a time: cols² floats), its rows spread over the threads.
+    // Round-to-nearest work all at once, then the GPTQ sources.
     std::vector<Job> nearest;
-    for (const auto& u : units)
-      if (!uses_gptq(*u.tensor, rounding)) nearest.insert(nearest.end(), u.jobs.begin(), u.jobs.end());
-    run(nearest);
-    // GPTQ sources in batches of one per thread: their factors in parallel (each a single-threaded
-    // factorisation), then all their rows.
-    std::vector<SourceJobs*> pending;
-    for (auto& u : units)
-      if (uses_gptq(*u.tensor, rounding)) pending.push_back(&u);
-    for (size_t first = 0; first < pending.size(); first += pool.size()) {
-      const size_t count = std::min(pool.size(), pending.size() - first);
-      std::vector<GptqFactor> factors(count);
-      pool.parallel_for(count, 1, [&](size_t begin, size_t end, size_t) {
-        for (size_t i = begin; i < end; ++i)
-          factors[i] = rounding_factor(*pending[first + i]->tensor, pending[first + i]->source, weights,
-                                       base ? &*base : nullptr, rounding);
-      });
-      std::vector<Job> batch;
-      for (size_t i = 0; i < count; ++i)
-        for (Job job : pending[first + i]->jobs) {
-          job.factor = &factors[i];
-          batch.push_back(job);
-        }
-      run(batch);
+    std::vector<SourceJobs*> calibrated;
+    for (auto& u : units) {
+      if (uses_gptq(*u.tensor, rounding)) calibrated.push_back(&u);
+      else nearest.insert(nearest.end(), u.jobs.begin(), u.jobs.end());
     }
+    run(nearest);
+    run_gptq_sources(calibrated, weights, base ? &*base : nullptr, rounding, pool, run);
     progress.finish();
     writer.finish(report.plan.total_parameters());
     report.output_bytes = writer.total_tensor_bytes();
