@@ -102,7 +102,11 @@ void unwatch_input(uint64_t handle) {
   if (it == r.inputs.end()) return;
   if (it->second.slot >= 0) g_slots[it->second.slot].begin.store(0, std::memory_order_release);
   try {
-    if (auto change = change_of(it->second)) r.changed.push_back(std::move(*change));
+    // A file gone from its path by now was read whole and consistent (a temporary output renamed into
+    // place, a cache entry removed): only a file still there can have been rewritten under the reads.
+    struct stat st {};
+    if (::stat(it->second.path.c_str(), &st) == 0)
+      if (auto change = change_of(it->second)) r.changed.push_back(std::move(*change));
   } catch (...) {  // out of memory while formatting: the check is lost, the close must not throw
   }
   r.inputs.erase(it);

@@ -35,8 +35,9 @@ FileIdentity identity_of(const struct stat& st);
 // Starts watching `path` (opened as `identity`, mapped at [data, data + size) when size > 0); returns
 // the handle to pass to unwatch_input. Thread-safe.
 uint64_t watch_input(const std::string& path, const FileIdentity& identity, const uint8_t* data, size_t size);
-// Stops watching; if the file changed while it was open, the change is remembered and reported by the
-// next verify_inputs_unchanged(). Never throws.
+// Stops watching; if the file changed while it was open (and is still at its path: one renamed or
+// removed after the reads is not a torn read), the change is remembered and reported by the next
+// verify_inputs_unchanged(). Never throws.
 void unwatch_input(uint64_t handle);
 
 // Throws Error(kIo) naming the first input that changed since it was opened (watched now, or closed
