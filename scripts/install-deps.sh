@@ -15,6 +15,7 @@ PACKAGES=(
   libutf8proc-dev       # NFC normalisation (text/)
   libtomlplusplus-dev   # criteria files (eval/)
   libeigen3-dev         # Cholesky factorisation and dense products of GPTQ rounding (quant/gptq.cc)
+  libcpp-httplib-dev    # the HTTP server of `serve` and the client of `bench --model NAME=URL` (serve/)
   libgtest-dev libgmock-dev  # unit tests
   libbenchmark-dev      # micro-benchmarks
   clang libclang-rt-14-dev   # the sanitizer tree and libFuzzer (scripts/sanitizer-tree.sh, fuzz.sh)
@@ -22,7 +23,7 @@ PACKAGES=(
 ARM64_PACKAGES=(
   g++-aarch64-linux-gnu qemu-user  # cross compiler and the emulator the Arm tests run under
   libhwy-dev:arm64 libfmt-dev:arm64 libpcre2-dev:arm64 libutf8proc-dev:arm64
-  libtomlplusplus-dev:arm64 libgtest-dev:arm64 libgmock-dev:arm64
+  libtomlplusplus-dev:arm64 libgtest-dev:arm64 libgmock-dev:arm64 libcpp-httplib-dev:arm64
 )
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -64,12 +64,13 @@ inline RunResult run_quantlab(const std::string& args) {
   return r;
 }
 
-// Starts quantlab ARGS in the background (no shell), stderr to `err_path`; returns its PID, or -1 when
-// it could not be started.
-inline pid_t spawn_quantlab(const std::vector<std::string>& args, const std::string& err_path) {
+// Starts quantlab ARGS in the background (no shell), stderr to `err_path` (stdout to `out_path`);
+// returns its PID, or -1 when it could not be started.
+inline pid_t spawn_quantlab(const std::vector<std::string>& args, const std::string& err_path,
+                            const std::string& out_path = "/dev/null") {
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, 1, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   posix_spawn_file_actions_addopen(&actions, 2, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   std::vector<char*> argv{const_cast<char*>(QUANTLAB_BINARY)};
   for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));

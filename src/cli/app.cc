@@ -27,6 +27,7 @@ int run(int argc, char** argv) {
   register_tokenize(app);
   register_chat_template(app);
   register_generate(app);
+  register_serve(app);
   register_logits(app);
   register_synth(app);
   register_plan(app);

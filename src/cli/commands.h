@@ -29,6 +29,7 @@ void register_divergence(CLI::App& app);
 void register_suite_size(CLI::App& app);
 void register_experts(CLI::App& app);  // cmd_experts.cc
 void register_prune(CLI::App& app);    // cmd_experts.cc
+void register_serve(CLI::App& app);
 
 
 }  // namespace quantlab::cli

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -86,6 +87,24 @@ void install_bus_error_handler() {
   sigaction(SIGBUS, &action, nullptr);
 }
 
+std::mutex& graceful_mutex() {
+  static std::mutex m;
+  return m;
+}
+
+std::function<void(const char*)>& graceful_handler() {
+  static std::function<void(const char*)> handler;
+  return handler;
+}
+
+// The graceful handler, taken out of its slot: it runs once; a second interrupt cleans up and exits.
+std::function<void(const char*)> take_graceful_handler() {
+  std::lock_guard<std::mutex> lock(graceful_mutex());
+  std::function<void(const char*)> handler;
+  handler.swap(graceful_handler());
+  return handler;
+}
+
 // The watcher thread: waits for an interrupt or a handed-over input fault, then cleans up and exits.
 [[noreturn]] void watch_signals(sigset_t set) {
   for (;;) {
@@ -98,6 +117,10 @@ void install_bus_error_handler() {
                         5);  // ErrorKind::kIo
     }
     const std::string name = signal == SIGINT ? "SIGINT" : "SIGTERM";
+    if (const std::function<void(const char*)> handler = take_graceful_handler()) {
+      handler(name.c_str());
+      continue;
+    }
     clean_up_and_exit("", ("interrupted by " + name).c_str(), 128 + signal);
   }
 }
@@ -156,6 +179,11 @@ void install_interrupt_cleanup() {
     install_bus_error_handler();
     std::thread([set] { watch_signals(set); }).detach();
   });
+}
+
+void set_graceful_stop(std::function<void(const char* signal_name)> handler) {
+  std::lock_guard<std::mutex> lock(graceful_mutex());
+  graceful_handler() = std::move(handler);
 }
 
 void register_temporary(const std::string& path) {

@@ -12,12 +12,18 @@
 // handed to the same watcher, which names the file, removes the temporaries and exits 5 (an I/O error).
 #pragma once
 
+#include <functional>
 #include <string>
 
 namespace quantlab {
 
 // Call once, first thing in main(), before any thread starts. Later calls do nothing.
 void install_interrupt_cleanup();
+
+// For a long-running service (`serve`): the first SIGINT or SIGTERM calls `handler` (in the watcher
+// thread) instead of cleaning up and exiting, so the service can finish its work in flight and return
+// normally; a second one exits as usual. Pass an empty function to go back to the default.
+void set_graceful_stop(std::function<void(const char* signal_name)> handler);
 
 // Paths removed (recursively) when an interrupt arrives; thread-safe. Unregistering a path that was
 // never registered does nothing.
