@@ -156,4 +156,8 @@ function(quantlab_layer_tests)
   add_test(NAME golden.outputs COMMAND ${QL_BASH} ${CMAKE_SOURCE_DIR}/tests/golden_outputs_test.sh
                                        ${CMAKE_BINARY_DIR}/bin/quantlab)
   set_tests_properties(golden.outputs PROPERTIES LABELS cli)
+  # The official OpenAI client (npm `openai`, pinned) against `quantlab serve` (tests/openai-client/).
+  add_test(NAME serve.openai_client COMMAND ${QL_BASH} ${CMAKE_SOURCE_DIR}/tests/openai_client_test.sh
+                                            ${CMAKE_BINARY_DIR}/bin/quantlab ${CMAKE_BINARY_DIR}/openai-client)
+  set_tests_properties(serve.openai_client PROPERTIES LABELS serve TIMEOUT 300)
 endfunction()

@@ -8,6 +8,7 @@
 #include <optional>
 #include <utility>
 
+#include "serve/openai_client.h"
 #include "eval/report_text.h"
 #include "quant/size_plan.h"
 
@@ -131,7 +132,7 @@ class OptionBuilder {
   std::string source_dir() const {
     if (!ctx_.source_dir.empty()) return ctx_.source_dir;
     for (const ModelResult& m : r_.models)
-      if (m.ok && !m.info.quantized) return m.dir;
+      if (m.ok && !m.info.quantized && !serve::is_remote_spec(m.dir)) return m.dir;  // a server is no source
     return "FLOAT_MODEL";
   }
   std::string calibration_flags() const {

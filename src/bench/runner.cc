@@ -8,11 +8,13 @@
 
 #include "bench/page_cache.h"
 #include "bench/process.h"
+#include "bench/remote_runner.h"
 #include "core/error.h"
 #include "io/output_dir.h"
 #include "eval/criteria.h"
 #include "eval/suite.h"
 #include "core/mapped_file.h"
+#include "serve/openai_client.h"
 
 namespace quantlab::bench {
 
@@ -103,6 +105,16 @@ MeasuredModels measure_models(const BenchPlan& plan, const std::function<void(si
     WorkerSpec spec = plan.common;
     spec.name = plan.models[i].name;
     spec.model_dir = plan.models[i].dir;
+    if (serve::is_remote_spec(spec.model_dir)) {  // a server: measured from here, no worker, no cold load
+      if (on_model) on_model(i, "suite (server)");
+      const int64_t start = monotonic_ns();
+      eval::ModelResult result = measure_remote(spec.name, spec.model_dir, spec);
+      out.workers_seconds += seconds_between(start, monotonic_ns());
+      if (result.plan) result.plan->bandwidth_gb_per_s = plan.bandwidth_gb_per_s;
+      result.load.cold.note = "a server: load time is not measured";
+      out.models.push_back(std::move(result));
+      continue;
+    }
     const std::string result_path = scratch.file(fmt::format("model-{}.json", i));
     const std::vector<std::string> files = model_files(spec.model_dir);
     eval::ColdLoad cold;

@@ -28,6 +28,7 @@
 #include "eval/report_schema.h"
 #include "eval/report_text.h"
 #include "eval/suite.h"
+#include "serve/openai_client.h"
 
 namespace quantlab::cli {
 
@@ -50,6 +51,7 @@ eval::BenchResults prepare(const BenchArgs& a, bench::BenchPlan& plan) {
   std::set<std::string> names;
   for (const std::string& m : a.models) {
     const NamedDir named = parse_named_dir(m);
+    if (serve::is_remote_spec(named.dir)) (void)serve::parse_remote_endpoint(named.dir);  // a bad URL: a usage error now
     models.push_back({named.name, named.dir});
     if (!names.insert(models.back().name).second)
       fail(ErrorKind::kUsage, "--model: the name '{}' is used twice", models.back().name);
@@ -100,7 +102,7 @@ void run_bench(const BenchArgs& a) {
 void register_bench(CLI::App& app) {
   auto a = std::make_shared<BenchArgs>();
   auto* cmd = app.add_subcommand("bench", "Benchmark models on a tool-or-answer suite and apply the decision rules");
-  cmd->add_option("--model", a->models, "NAME=DIR (repeat for each model; the first is the default baseline)")
+  cmd->add_option("--model", a->models, "NAME=DIR, or NAME=URL[#MODEL_ID][@DIR] for an OpenAI-compatible server (repeat for each model; the first is the default baseline)")
       ->required();
   cmd->add_option("--suite", a->suite, "Query suite (JSON lines)")->required()->check(CLI::ExistingFile);
   cmd->add_option("--tools", a->tools, "Tool schemas (JSON list); default: tools.json beside the suite or one up")

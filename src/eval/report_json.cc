@@ -310,6 +310,7 @@ constexpr Problem kProblems[] = {Problem::kNone, Problem::kSuite, Problem::kAccu
 ojson check_json(const CriterionCheck& k) {
   ojson j = {{"level", level_name(k.level)}, {"rule", k.rule},     {"value", k.value},
              {"threshold", k.threshold},     {"passed", k.passed}, {"text", k.text}};
+  if (!k.measured) j["measured"] = false;
   if (!k.passed) {
     j["relation"] = relation_name(k.relation);
     j["baseline_fails"] = k.baseline_fails;
@@ -320,7 +321,8 @@ ojson check_json(const CriterionCheck& k) {
 
 CriterionCheck read_check(const JsonReader& k) {
   CriterionCheck c{enum_named(k, "level", k.str("level"), kLevels, level_name), k.str("rule"), k.num("value"),
-                   k.num("threshold"), k.flag("passed"), k.str("text"), Relation::kNotApplicable, false, ""};
+                   k.num("threshold"), k.flag("passed"), k.opt_flag("measured").value_or(true), k.str("text"),
+                   Relation::kNotApplicable, false, ""};
   if (const auto relation = k.opt_str("relation"))
     c.relation = enum_named(k, "relation", *relation, kRelations, relation_name);
   c.baseline_fails = k.opt_flag("baseline_fails").value_or(false);

@@ -71,6 +71,9 @@ ModelFigures figures_of(const ModelResult& r) {
   f.bits = r.info.bits;
   f.group_size = r.info.group_size;
   f.moe = r.info.experts > 0;
+  // Every local model has files and a session; only a server without @DIR leaves these at 0.
+  f.disk_measured = r.info.disk_bytes > 0;
+  f.memory_measured = r.memory.model_bytes() > 0;
   return f;
 }
 

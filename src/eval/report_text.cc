@@ -12,6 +12,7 @@ namespace quantlab::eval {
 namespace {
 
 std::string bits_label(const ModelResult& m) {
+  if (m.info.disk_bytes == 0 && m.info.architecture.starts_with("remote")) return "server";  // no @DIR: unknown
   if (!m.info.quantized) return "float";
   return m.info.bits ? fmt::format("{}-bit g{}", m.info.bits, m.info.group_size) : "mixed";
 }
@@ -24,6 +25,13 @@ std::string spread(const Summary& s, int precision) {
 // "23.4 % smaller" / "87.7 % larger": a negative saving reads better as its opposite.
 std::string relative(double pct_less, const char* less, const char* more) {
   return fmt::format("{:.1f} % {}", std::abs(pct_less), pct_less >= 0 ? less : more);
+}
+
+// The same for a comparison's disk or memory rule, which a server without @DIR leaves unmeasured.
+std::string relative(const Comparison& c, std::string_view rule, double pct_less, const char* less, const char* more) {
+  for (const CriterionCheck& k : c.checks)
+    if (k.rule == rule && !k.measured) return "not measured";
+  return relative(pct_less, less, more);
 }
 
 std::string cold_label(const LoadResult& l) {
@@ -174,7 +182,8 @@ void md_comparison(std::string& out, const Comparison& c) {
   out += fmt::format(
       "Disk {}, memory {}, decode speed {:.3f}×. Accuracy {:+.1f} points "
       "({} lost, {} gained, {} both right, {} both wrong; exact McNemar p = {:.3g}).\n\n",
-      relative(c.disk_smaller_pct, "smaller", "larger"), relative(c.memory_less_pct, "less", "more"), c.speed_ratio,
+      relative(c, "disk_smaller_pct", c.disk_smaller_pct, "smaller", "larger"),
+      relative(c, "memory_less_pct", c.memory_less_pct, "less", "more"), c.speed_ratio,
       c.paired.difference_pct, c.paired.lost, c.paired.gained, c.paired.both_right, c.paired.both_wrong,
       c.paired.mcnemar_p);
   out += "| level | rule | value | threshold | result |\n|---|---|---|---|---|\n";
@@ -310,8 +319,8 @@ std::string render_table(const BenchResults& r) {
   for (const Comparison& c : r.comparisons) {
     out += fmt::format(
         "\n{} vs {}: {}  (disk {}, memory {}, speed {:.2f}x, accuracy {:+.1f} points, McNemar p = {:.3g})\n",
-        c.candidate, c.baseline, verdict_name(c.verdict), relative(c.disk_smaller_pct, "smaller", "larger"),
-        relative(c.memory_less_pct, "less", "more"), c.speed_ratio, c.paired.difference_pct, c.paired.mcnemar_p);
+        c.candidate, c.baseline, verdict_name(c.verdict), relative(c, "disk_smaller_pct", c.disk_smaller_pct, "smaller", "larger"),
+        relative(c, "memory_less_pct", c.memory_less_pct, "less", "more"), c.speed_ratio, c.paired.difference_pct, c.paired.mcnemar_p);
     for (const std::string& f : c.failing) out += fmt::format("  - {}\n", f);
     out += fmt::format("  next step: {}\n", c.advice);
     for (const NextOption& o : c.options) out += fmt::format("  try: {}\n       ({})\n", o.command, o.prediction);

@@ -22,6 +22,7 @@ struct RuleInput {
   std::optional<double> CriteriaLevel::*field;
   double value;
   std::string_view format;  // fmt pattern for value and threshold
+  bool measured = true;
 };
 
 void check_level(const CriteriaLevel& level, Level which, std::span<const RuleInput> inputs,
@@ -34,8 +35,10 @@ void check_level(const CriteriaLevel& level, Level which, std::span<const RuleIn
     c.rule = in.rule;
     c.value = in.value;
     c.threshold = *threshold;
-    c.passed = in.value + kTolerance >= *threshold;
-    c.text = fmt::format(fmt::runtime(in.format), in.value, *threshold) + (c.passed ? ": passes" : ": fails");
+    c.measured = in.measured;
+    c.passed = in.measured && in.value + kTolerance >= *threshold;
+    c.text = in.measured ? fmt::format(fmt::runtime(in.format), in.value, *threshold) + (c.passed ? ": passes" : ": fails")
+                         : fmt::format("{}: not measured (a server without @DIR), so not passed", in.rule);
     out.push_back(std::move(c));
   }
 }
@@ -238,10 +241,12 @@ Comparison compare_models(const Criteria& criteria, const ModelFigures& baseline
       relative_pct_less(static_cast<double>(baseline.memory_bytes), static_cast<double>(candidate.memory_bytes));
   c.speed_ratio = baseline.decode_tps > 0 ? candidate.decode_tps / baseline.decode_tps : 0.0;
   const RuleInput inputs[] = {
-      {"accuracy_min_pct", &CriteriaLevel::accuracy_min_pct, candidate.accuracy_pct, "accuracy {:.1f} % >= {:g} %"},
-      {"disk_smaller_pct", &CriteriaLevel::disk_smaller_pct, c.disk_smaller_pct, "disk {:.1f} % smaller >= {:g} %"},
-      {"memory_less_pct", &CriteriaLevel::memory_less_pct, c.memory_less_pct, "memory {:.1f} % less >= {:g} %"},
-      {"speed_ratio", &CriteriaLevel::speed_ratio, c.speed_ratio, "decode speed {:.3f}x >= {:g}x"},
+      {"accuracy_min_pct", &CriteriaLevel::accuracy_min_pct, candidate.accuracy_pct, "accuracy {:.1f} % >= {:g} %", true},
+      {"disk_smaller_pct", &CriteriaLevel::disk_smaller_pct, c.disk_smaller_pct, "disk {:.1f} % smaller >= {:g} %",
+       baseline.disk_measured && candidate.disk_measured},
+      {"memory_less_pct", &CriteriaLevel::memory_less_pct, c.memory_less_pct, "memory {:.1f} % less >= {:g} %",
+       baseline.memory_measured && candidate.memory_measured},
+      {"speed_ratio", &CriteriaLevel::speed_ratio, c.speed_ratio, "decode speed {:.3f}x >= {:g}x", true},
   };
   check_level(criteria.optimal, Level::kOptimal, inputs, c.checks);
   check_level(criteria.minimum_viable, Level::kMinimumViable, inputs, c.checks);

@@ -27,6 +27,9 @@ struct ModelFigures {
   int bits = 0;  // quantization bits (0: float or mixed/unknown)
   int group_size = 0;  // quantization group size (0: float or unknown)
   bool moe = false;
+  // A model behind a server without its directory (bench --model NAME=URL) has no disk size or memory:
+  // its disk and memory rules are "not measured", which never passes.
+  bool disk_measured = true, memory_measured = true;
 };
 
 // Outcomes of the same queries under baseline and candidate (paired by query).
@@ -57,6 +60,7 @@ struct CriterionCheck {
   double value = 0;
   double threshold = 0;
   bool passed = false;
+  bool measured = true;  // false: the figure is unknown (a server without @DIR); the rule does not pass
   std::string text;  // "disk 23.4 % smaller >= 25 %: fails"
   // Failed rules only: against the baseline, and whether the baseline fails the same (absolute) rule.
   Relation relation = Relation::kNotApplicable;

@@ -79,6 +79,8 @@ void explain_failed_checks(Comparison& c, const Criteria& criteria, const ModelF
       explain_accuracy(k, baseline, c.paired);
     } else if (k.rule == "speed_ratio") {
       explain_speed(k, baseline, candidate);
+    } else if (!k.measured) {
+      k.cause = "not measured: give the server's model directory (NAME=URL@DIR)";
     } else {
       k.cause = "measured exactly: a size shortfall";
     }
@@ -154,6 +156,7 @@ std::string failure_headline(const Comparison& c, const Criteria& criteria, cons
 }
 
 bool stores_more_bits(const ModelFigures& baseline, const ModelFigures& candidate) {
+  if (!baseline.disk_measured || !candidate.disk_measured) return false;  // a server's width is unknown
   return candidate.bits == 0 ? baseline.bits != 0 : baseline.bits != 0 && candidate.bits > baseline.bits;
 }
 
