@@ -28,7 +28,7 @@ function(quantlab_fuzz_targets)
     else()
       add_executable(${name} ${src} ${CMAKE_SOURCE_DIR}/fuzz/replay_main.cc)
     endif()
-    target_link_libraries(${name} PRIVATE ql_analysis)
+    target_link_libraries(${name} PRIVATE ql_analysis ql_serve)
     target_include_directories(${name} PRIVATE ${CMAKE_SOURCE_DIR}/tests)  # test_support.h
     target_compile_definitions(${name} PRIVATE QUANTLAB_TEST_DATA="${CMAKE_SOURCE_DIR}/tests/data")
     set_target_properties(${name} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/fuzz)

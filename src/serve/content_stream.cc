@@ -3,6 +3,7 @@
 #include <array>
 #include <string_view>
 
+#include "serve/engine.h"
 #include "text/tool_calls.h"
 
 namespace quantlab::serve {
@@ -35,8 +36,7 @@ bool ContentStream::update(const std::string& text) {
   safe = safe.substr(0, char_boundary(safe, safe.size() > hold_back_ ? safe.size() - hold_back_ : 0));
   if (const size_t call = safe.find("<tool_call>"); call != std::string_view::npos) safe = safe.substr(0, call);
   safe = safe.substr(0, without_partial_tag(safe));
-  const std::string parse_text = (opened_think_ ? "<think>" : "") + std::string(safe);
-  return send_up_to(text::parse_reply(parse_text).content);
+  return send_up_to(text::parse_reply(reply_for_parsing(safe, opened_think_)).content);
 }
 
 bool ContentStream::finish(const std::string& content) { return !sink_ || send_up_to(content); }

@@ -122,8 +122,15 @@ ChatReply Engine::run_chat(const PreparedChat& p, const ContentSink& on_content)
   return reply;
 }
 
+std::string reply_for_parsing(std::string_view text, bool prompt_opened_think) {
+  // The parser takes a `</think>` before any `<think>` as the end of reasoning the prompt began. The
+  // server knows whether its prompt did: when it did not, an empty block first makes a stray
+  // `</think>` plain text, so content streamed before it is never taken back.
+  return (prompt_opened_think ? "<think>" : "<think></think>") + std::string(text);
+}
+
 void split_reply(ChatReply& reply, bool prompt_opened_think) {
-  const text::ParsedReply parsed = text::parse_reply(prompt_opened_think ? "<think>" + reply.text : reply.text);
+  const text::ParsedReply parsed = text::parse_reply(reply_for_parsing(reply.text, prompt_opened_think));
   reply.reasoning = parsed.reasoning;
   const bool all_ok = std::all_of(parsed.tool_calls.begin(), parsed.tool_calls.end(),
                                   [](const text::ToolCall& c) { return c.ok(); });

@@ -94,6 +94,8 @@ class Engine {
 // calls when every one parsed; a call that did not parse stays in the content as it was written
 // (the client sees what the model said, and a benchmark scores it as text).
 void split_reply(ChatReply& reply, bool prompt_opened_think);
+// The text split_reply and the content stream parse: the reply after what the prompt opened.
+std::string reply_for_parsing(std::string_view text, bool prompt_opened_think);
 
 // The log-probabilities of `logits` (log-softmax in double) for `chosen` and the `top` most likely.
 TokenLogprob token_logprob(std::span<const float> logits, int32_t chosen, size_t top);

@@ -124,6 +124,10 @@ TEST(ContentStream, PiecesJoinToTheFinishedContent) {
     split_reply(opened, true);
     EXPECT_EQ(opened.reasoning, "still thinking");
     EXPECT_EQ(stream_in_steps(opened.text, opened.content, step, 0, true), "Sure.");
+    ChatReply stray = reply_of("Yes</think> and no");  // the prompt opened no think block: plain text
+    split_reply(stray, false);
+    EXPECT_EQ(stray.content, "Yes</think> and no");
+    EXPECT_EQ(stream_in_steps(stray.text, stray.content, step), stray.content);
     ChatReply broken = reply_of("<tool_call>\n{\"name\": \"f\", \"arguments\": \n</tool_call>");
     split_reply(broken, false);
     EXPECT_TRUE(broken.tool_calls.empty());  // a call that does not parse stays text
