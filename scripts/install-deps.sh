@@ -25,6 +25,9 @@ ARM64_PACKAGES=(
   libhwy-dev:arm64 libfmt-dev:arm64 libpcre2-dev:arm64 libutf8proc-dev:arm64
   libtomlplusplus-dev:arm64 libgtest-dev:arm64 libgmock-dev:arm64 libcpp-httplib-dev:arm64
 )
+# node and npm run the OpenAI client compatibility test (tests/openai_client_test.sh); a node already on
+# PATH (e.g. NodeSource's, which bundles npm and conflicts with Debian's npm package) is used as it is.
+command -v npm >/dev/null 2>&1 || PACKAGES+=(nodejs npm)
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 if [ "${1:-}" = "--arm64" ]; then
