@@ -217,7 +217,44 @@ void add_mixed_points(const SweepOptions& o, SweepResult& r) {
   }
 }
 
+// Every point of the sweep, in its fixed order: widths (high to low) for each share of experts, then
+// mixed budgets and recipes; each with its model directory under OUT/models.
+std::vector<SweepWidth> sweep_points(const SweepOptions& o) {
+  std::vector<SweepWidth> points;
+  const std::vector<double> ratios = sweep_ratios(o);
+  if (ratios.size() > 1 && !io::load_model_config(o.fused_dir).is_moe())
+    fail(ErrorKind::kUsage, "--keep-ratio: {} is not a mixture-of-experts model", o.fused_dir);
+  for (double ratio : ratios)
+    for (int bits : sweep_widths(o)) {
+      SweepWidth w;
+      w.bits = bits;
+      w.keep_ratio = ratio;
+      w.name = ratio < 1 ? fmt::format("{}-bit, {} % experts", bits, ratio_pct(ratio)) : fmt::format("{}-bit", bits);
+      points.push_back(std::move(w));
+    }
+  SweepResult mixed;
+  add_mixed_points(o, mixed);  // validates --target-bpw and --recipe before anything is written
+  for (SweepWidth& w : mixed.widths) points.push_back(std::move(w));
+  for (auto& w : points) w.model_dir = (fs::path(o.out_dir) / "models" / width_key(w, o.group_size)).string();
+  return points;
+}
+
+// A point's result as a shard measured it; a missing one is named (which shard did not run?).
+void merged_result(const SweepOptions& o, SweepWidth& w) {
+  const fs::path path = fs::path(o.out_dir) / "results" / (width_key(w, o.group_size) + ".json");
+  auto stored = stored_result(path, sweep_settings_json(o));
+  if (!stored) fail_input("sweep merge: no result for {} ({}) with these settings in the shards", w.name, path.string());
+  w.result = std::move(*stored);
+  w.result.name = w.name;
+}
+
 }  // namespace
+
+std::vector<std::string> sweep_point_keys(const SweepOptions& o) {
+  std::vector<std::string> keys;
+  for (const SweepWidth& w : sweep_points(o)) keys.push_back(width_key(w, o.group_size));
+  return keys;
+}
 
 ordered_json sweep_settings_json(const SweepOptions& o) {
   const eval::BenchSettings& b = o.bench;
@@ -234,6 +271,7 @@ SweepResult run_sweep(const SweepOptions& o, const ModelBencher& bench, ThreadPo
   const auto start = std::chrono::steady_clock::now();
   if (o.out_dir.empty()) fail(ErrorKind::kUsage, "sweep needs --out DIR");
   if (!fs::is_directory(o.fused_dir)) fail(ErrorKind::kIo, "{}: not a model directory", o.fused_dir);
+  QL_CHECK(o.shard_index >= 1 && o.shard_index <= o.shard_count, "shard {}/{}", o.shard_index, o.shard_count);
   SweepResult r;
   r.baseline = fmt::format("{}-bit", o.baseline_bits);
   r.bench.quantlab_version = std::string(kQuantlabVersion);
@@ -241,26 +279,21 @@ SweepResult run_sweep(const SweepOptions& o, const ModelBencher& bench, ThreadPo
   r.bench.machine = o.machine;
   r.bench.settings = o.bench;
   r.bench.settings.baseline = r.baseline;
-  const std::vector<double> ratios = sweep_ratios(o);
-  if (ratios.size() > 1 && !io::load_model_config(o.fused_dir).is_moe())
-    fail(ErrorKind::kUsage, "--keep-ratio: {} is not a mixture-of-experts model", o.fused_dir);
-  for (double ratio : ratios)
-    for (int bits : sweep_widths(o)) {
-      SweepWidth w;
-      w.bits = bits;
-      w.keep_ratio = ratio;
-      w.name = ratio < 1 ? fmt::format("{}-bit, {} % experts", bits, ratio_pct(ratio)) : fmt::format("{}-bit", bits);
-      r.widths.push_back(std::move(w));
-    }
-  add_mixed_points(o, r);  // validates --target-bpw and --recipe before anything is written
+  r.widths = sweep_points(o);
   fs::create_directories(fs::path(o.out_dir) / "models");
   fs::create_directories(fs::path(o.out_dir) / "results");
-  for (auto& w : r.widths) w.model_dir = (fs::path(o.out_dir) / "models" / width_key(w, o.group_size)).string();
   std::optional<Sensitivity> sensitivity;  // made on the first mixed point
-  for (auto& w : r.widths) {
+  for (size_t i = 0; i < r.widths.size(); ++i) {
+    SweepWidth& w = r.widths[i];
+    if (o.merge_only) {
+      merged_result(o, w);
+      continue;
+    }
+    if (i % o.shard_count != o.shard_index - 1) continue;  // another shard's point
     quantize_width(o, w, sensitivity, pool);
     bench_width(o, bench, w);
   }
+  if (o.shard_count > 1) return r;  // a shard: `sweep merge` reports on all of them
   add_retention(o, r, pool);
   add_verdicts(r);
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -45,6 +45,12 @@ struct SweepOptions {
   eval::MachineInfo machine;  // recorded in results.json with the bench results
   std::string created_utc;
   bool show_progress = true;
+  // Sweeps across machines (issue 17): shard `shard_index` of `shard_count` (1-based) measures only the
+  // points whose position in the sweep's fixed order is shard_index - 1 modulo shard_count, and writes
+  // no report (`sweep merge` does). merge_only: measure nothing; every point's result must be in
+  // OUT/results (copied there from the shards).
+  size_t shard_index = 1, shard_count = 1;
+  bool merge_only = false;
 };
 
 // Measures one model (in its own process, as `bench` does). The CLI binds it to the bench runner.
@@ -78,6 +84,9 @@ struct SweepResult {
 };
 
 SweepResult run_sweep(const SweepOptions& options, const ModelBencher& bench, ThreadPool& pool);
+
+// The result file names (OUT/results/<key>.json) of every point of the sweep, in its fixed order.
+std::vector<std::string> sweep_point_keys(const SweepOptions& options);
 
 // The per-width settings that decide whether a stored result can be reused.
 nlohmann::ordered_json sweep_settings_json(const SweepOptions& options);
