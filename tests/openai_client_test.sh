@@ -10,6 +10,9 @@ WORK=$(realpath -m "$2")
 SRC="$(cd "$(dirname "$0")" && pwd)"
 MODEL="$SRC/data/tool-calling/dense-fused-strong-f16"
 command -v node >/dev/null && command -v npm >/dev/null || { echo "openai client test: node and npm are needed (scripts/install-deps.sh installs them)"; exit 1; }
+# openai 6 supports Node.js 20 and later (its README); Debian 12's own nodejs is 18.
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+[ "$node_major" -ge 20 ] || { echo "openai client test: Node.js >= 20 is needed (found $(node --version)); the npm package openai 6 does not support older ones"; exit 1; }
 mkdir -p "$WORK"
 cp "$SRC/openai-client/package.json" "$SRC/openai-client/package-lock.json" "$SRC/openai-client/client_test.mjs" "$WORK/"
 want=$(node -e 'console.log(require(process.argv[1]).dependencies.openai)' "$WORK/package.json")

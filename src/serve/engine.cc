@@ -12,10 +12,13 @@ namespace quantlab::serve {
 
 namespace {
 
+// The whitespace the reply parser trims (text/tool_calls.cc), so contents built here match its.
+constexpr std::string_view kSpace = " \t\n\r\f\v";
+
 std::string_view trim(std::string_view s) {
-  const size_t a = s.find_first_not_of(" \t\r\n");
+  const size_t a = s.find_first_not_of(kSpace);
   if (a == std::string_view::npos) return {};
-  return s.substr(a, s.find_last_not_of(" \t\r\n") - a + 1);
+  return s.substr(a, s.find_last_not_of(kSpace) - a + 1);
 }
 
 bool is_stop_token(const chat::ChatModel& chat, int32_t id) {
@@ -122,6 +125,23 @@ ChatReply Engine::run_chat(const PreparedChat& p, const ContentSink& on_content)
   return reply;
 }
 
+// The text outside `<think>…</think>` blocks, trimmed: what parse_reply keeps as content when tool
+// calls are taken as plain text.
+std::string without_reasoning(std::string_view text) {
+  constexpr std::string_view kOpen = "<think>", kClose = "</think>";
+  std::string kept;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    const size_t open = text.find(kOpen, pos);
+    kept.append(text.substr(pos, open == std::string_view::npos ? std::string_view::npos : open - pos));
+    if (open == std::string_view::npos) break;
+    const size_t close = text.find(kClose, open + kOpen.size());
+    if (close == std::string_view::npos) break;  // still thinking
+    pos = close + kClose.size();
+  }
+  return std::string(trim(kept));
+}
+
 std::string reply_for_parsing(std::string_view text, bool prompt_opened_think) {
   // The parser takes a `</think>` before any `<think>` as the end of reasoning the prompt began. The
   // server knows whether its prompt did: when it did not, an empty block first makes a stray
@@ -140,12 +160,8 @@ void split_reply(ChatReply& reply, bool prompt_opened_think) {
     if (!reply.tool_calls.empty()) reply.finish_reason = "tool_calls";
     return;
   }
-  // A call that did not parse: everything after the think block, as written.
-  std::string_view visible = reply.text;
-  const size_t think_end = visible.find("</think>");
-  if (think_end != std::string_view::npos && (prompt_opened_think || trim(visible).starts_with("<think>")))
-    visible = visible.substr(think_end + std::string_view("</think>").size());
-  reply.content = std::string(trim(visible));
+  // A call that did not parse: the reply as written, tool-call blocks included, think blocks left out.
+  reply.content = without_reasoning(reply_for_parsing(reply.text, prompt_opened_think));
   reply.tool_calls.clear();
 }
 

@@ -206,7 +206,7 @@ ojson parse_body(const std::string& body) {
   ojson j;
   try {
     j = ojson::parse(body);
-  } catch (const ojson::parse_error& e) {
+  } catch (const ojson::exception& e) {  // bad syntax, and numbers beyond a double (out_of_range 406)
     throw ApiError(400, "invalid_request_error", "", fmt::format("the request body is not valid JSON: {}", e.what()));
   }
   if (!j.is_object()) throw ApiError(400, "invalid_request_error", "", "the request body must be a JSON object");

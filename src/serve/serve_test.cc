@@ -36,6 +36,7 @@ TEST(Request, RefusalsNameTheField) {
   EXPECT_EQ(refused_field(R"({"messages": [{"role": "user", "content": "hi"}]})"), "accepted");
   EXPECT_EQ(refused_field(R"({"messages": )"), "(body)");
   EXPECT_EQ(refused_field(R"([1, 2])"), "(body)");
+  EXPECT_EQ(refused_field(R"({"messages": 1e999})"), "(body)");  // beyond a double: found by fuzzing
   EXPECT_EQ(refused_field(R"({})"), "messages");
   EXPECT_EQ(refused_field(R"({"messages": []})"), "messages");
   EXPECT_EQ(refused_field(R"({"messages": [{"role": "user", "content": "a"}, {"role": 5}]})"), "messages[1].role");
