@@ -5,12 +5,15 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 
+#include <atomic>
 #include <cmath>
 #include <fstream>
 #include <thread>
 
 #include "chat/chat_model.h"
 #include "model/session.h"
+#include "core/error.h"
+#include "serve/openai_client.h"
 #include "serve/server.h"
 #include "test_support.h"
 
@@ -290,6 +293,60 @@ TEST_F(ServerTest, QueueRefusesOnlyBeyondItsBound) {
   EXPECT_GE(ok, 2u);  // the one in flight and the one waiting at least
   EXPECT_GE(busy, 1u);
   EXPECT_EQ(live.server().stats().rejected, busy);
+}
+
+// A stand-in server that refuses with 503 (Retry-After: 0) `refusals` times, then answers a chat
+// completion; the client must retry through the refusals, and give up with an I/O error after its
+// attempts.
+TEST(OpenAiClient, RetriesBusyServersAndNamesTheOnesThatKeepRefusing) {
+  for (const int refusals : {2, 100}) {
+    httplib::Server stub;
+    std::atomic<int> seen{0};
+    stub.Post("/v1/chat/completions", [&](const httplib::Request&, httplib::Response& res) {
+      if (seen.fetch_add(1) < refusals) {
+        res.status = 503;
+        res.set_header("Retry-After", "0");
+        res.set_content(R"({"error": {"message": "busy"}})", "application/json");
+        return;
+      }
+      res.set_content(R"({"choices": [{"message": {"role": "assistant", "content": "hi"}}]})", "application/json");
+    });
+    const int port = stub.bind_to_any_port("127.0.0.1");
+    std::thread serving([&] { stub.listen_after_bind(); });
+    const std::string url = "http://127.0.0.1:" + std::to_string(port) + "/v1";
+    OpenAiClient client(parse_remote_endpoint(url), "", {.attempts = 4, .first_wait_seconds = 0.01, .max_wait_seconds = 0.02});
+    if (refusals == 2) {
+      const Exchange e = client.chat({{"messages", ojson::array()}});
+      EXPECT_EQ(e.retries, 2);
+      EXPECT_EQ(reply_text(e.response["choices"][0]["message"]), "hi");
+    } else {
+      try {
+        (void)client.chat({{"messages", ojson::array()}});
+        ADD_FAILURE() << "a server that keeps refusing must be an error";
+      } catch (const Error& e) {
+        EXPECT_EQ(e.kind(), ErrorKind::kIo);
+        EXPECT_NE(std::string(e.what()).find(url + "/chat/completions: the server refused 4 times (HTTP 503: busy)"),
+                  std::string::npos)
+            << e.what();
+      }
+    }
+    stub.stop();
+    serving.join();
+  }
+}
+
+TEST(OpenAiClient, EndpointsAndRepliesAsTheModelWritesThem) {
+  const RemoteEndpoint e = parse_remote_endpoint("https://gpu-host:8000/v1/#fused@/models/q8");
+  EXPECT_EQ(e.origin, "https://gpu-host:8000");
+  EXPECT_EQ(e.prefix, "/v1");
+  EXPECT_EQ(e.model_id, "fused");
+  EXPECT_EQ(e.dir, "/models/q8");
+  EXPECT_EQ(parse_remote_endpoint("http://[::1]:8080").prefix, "/v1");
+  EXPECT_THROW(parse_remote_endpoint("http://host:80:80/v1"), Error);
+  EXPECT_THROW(parse_remote_endpoint("http://host/v1#"), Error);
+  const ojson message = ojson::parse(R"({"content": null, "tool_calls": [{"function": {"name": "get_time",
+      "arguments": "{\"city\":\"Rome\",\"n\":[1,2]}"}}]})");
+  EXPECT_EQ(reply_text(message), "<tool_call>\n{\"name\": \"get_time\", \"arguments\": {\"city\": \"Rome\", \"n\": [1, 2]}}\n</tool_call>");
 }
 
 }  // namespace
