@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "analysis/calibration.h"
 #include "analysis/expert_profile.h"
 #include "analysis/mixed_quantize.h"
 #include "analysis/sensitivity.h"
@@ -20,6 +21,7 @@
 #include "core/mapped_file.h"
 #include "quant/quantizer.h"
 #include "quant/recipe.h"
+#include "quant/rounding.h"
 
 namespace quantlab::analysis {
 
@@ -27,6 +29,7 @@ namespace fs = std::filesystem;
 using nlohmann::ordered_json;
 
 std::string_view SweepWidth::kind() const {
+  if (method != "rtn") return method;
   if (target_bpw > 0) return "mixed";
   if (!recipe.empty()) return "recipe";
   return keep_ratio < 1 ? "pruned" : "uniform";
@@ -39,6 +42,7 @@ int ratio_pct(double ratio) { return static_cast<int>(std::lround(100 * ratio));
 std::string width_key(const SweepWidth& w, int group) {
   if (w.target_bpw > 0) return fmt::format("mixed-{}bpw-g{}", w.target_bpw, group);
   if (!w.recipe.empty()) return fmt::format("recipe-{}-g{}", w.recipe, group);
+  if (w.method != "rtn") return fmt::format("q{}-g{}-{}", w.bits, group, w.method);
   return w.keep_ratio < 1 ? fmt::format("q{}-g{}-e{}", w.bits, group, ratio_pct(w.keep_ratio))
                           : fmt::format("q{}-g{}", w.bits, group);
 }
@@ -108,7 +112,34 @@ const Sensitivity& sweep_sensitivity(const SweepOptions& o, std::optional<Sensit
   return *cache;
 }
 
-void quantize_width(const SweepOptions& o, SweepWidth& w, std::optional<Sensitivity>& sens, ThreadPool& pool) {
+// The statistics GPTQ and delta rounding need, calibrated once per sweep (and only when a point still
+// has to be quantized): second moments of every Linear's inputs on the calibration suite.
+const quant::RoundingOptions& sweep_moments(const SweepOptions& o, std::optional<quant::RoundingOptions>& cache,
+                                            ThreadPool& pool) {
+  if (cache) return *cache;
+  CalibrationOptions c;
+  c.model_dir = o.fused_dir;
+  c.suite_path = o.calibration_suite.empty() ? o.bench.suite : o.calibration_suite;
+  c.tools_path = o.bench.tools;
+  c.max_tokens = o.calibration_tokens;
+  c.second_moments = true;
+  c.show_progress = o.show_progress;
+  CalibrationStats stats = calibrate(c, pool);
+  cache.emplace();
+  for (auto& [module, m] : stats.modules) {
+    for (double& v : m.xxt) v = static_cast<float>(v);  // as `quantize --method` stores and reads them
+    if (!m.xxt.empty()) cache->moments.emplace(module, std::move(m.xxt));
+  }
+  return *cache;
+}
+
+struct SweepCaches {
+  std::optional<Sensitivity> sensitivity;        // made on the first mixed point
+  std::optional<quant::RoundingOptions> moments;  // made on the first gptq/delta point
+};
+
+void quantize_width(const SweepOptions& o, SweepWidth& w, SweepCaches& caches, ThreadPool& pool) {
+  std::optional<Sensitivity>& sens = caches.sensitivity;
   if (fs::exists(fs::path(w.model_dir) / "config.json")) return;  // done by an earlier run
   w.quantized_now = true;
   if (w.target_bpw > 0) {
@@ -124,6 +155,11 @@ void quantize_width(const SweepOptions& o, SweepWidth& w, std::optional<Sensitiv
   q.plan.recipe = w.recipe;
   q.plan.group_size = o.group_size;
   q.show_progress = o.show_progress;
+  if (w.method != "rtn") {
+    q.rounding = sweep_moments(o, caches.moments, pool);
+    q.rounding.method = quant::parse_rounding_method(w.method);
+    q.rounding.base_dir = o.base_dir;
+  }
   const std::string source = w.keep_ratio < 1 ? pruned_source(o, w.keep_ratio, pool) : o.fused_dir;
   quant::quantize_model(source, w.model_dir, q, pool);
 }
@@ -217,6 +253,23 @@ void add_mixed_points(const SweepOptions& o, SweepResult& r) {
   }
 }
 
+// Each rounding method besides round-to-nearest at every width, after the round-to-nearest widths.
+void add_method_points(const SweepOptions& o, std::vector<SweepWidth>& points) {
+  for (const std::string& method : o.methods) {
+    const quant::RoundingMethod m = quant::parse_rounding_method(method);  // Error(kUsage) naming the known ones
+    if (m == quant::RoundingMethod::kRtn) continue;  // the widths themselves
+    if (m == quant::RoundingMethod::kDelta && o.base_dir.empty())
+      fail(ErrorKind::kUsage, "--method delta needs --base BASE, the model the fine-tune started from");
+    for (int bits : sweep_widths(o)) {
+      SweepWidth w;
+      w.bits = bits;
+      w.method = std::string(quant::rounding_method_name(m));
+      w.name = fmt::format("{}-bit {}", bits, w.method);
+      points.push_back(std::move(w));
+    }
+  }
+}
+
 // Every point of the sweep, in its fixed order: widths (high to low) for each share of experts, then
 // mixed budgets and recipes; each with its model directory under OUT/models.
 std::vector<SweepWidth> sweep_points(const SweepOptions& o) {
@@ -232,6 +285,7 @@ std::vector<SweepWidth> sweep_points(const SweepOptions& o) {
       w.name = ratio < 1 ? fmt::format("{}-bit, {} % experts", bits, ratio_pct(ratio)) : fmt::format("{}-bit", bits);
       points.push_back(std::move(w));
     }
+  add_method_points(o, points);
   SweepResult mixed;
   add_mixed_points(o, mixed);  // validates --target-bpw and --recipe before anything is written
   for (SweepWidth& w : mixed.widths) points.push_back(std::move(w));
@@ -282,7 +336,7 @@ SweepResult run_sweep(const SweepOptions& o, const ModelBencher& bench, ThreadPo
   r.widths = sweep_points(o);
   fs::create_directories(fs::path(o.out_dir) / "models");
   fs::create_directories(fs::path(o.out_dir) / "results");
-  std::optional<Sensitivity> sensitivity;  // made on the first mixed point
+  SweepCaches caches;
   for (size_t i = 0; i < r.widths.size(); ++i) {
     SweepWidth& w = r.widths[i];
     if (o.merge_only) {
@@ -290,7 +344,7 @@ SweepResult run_sweep(const SweepOptions& o, const ModelBencher& bench, ThreadPo
       continue;
     }
     if (i % o.shard_count != o.shard_index - 1) continue;  // another shard's point
-    quantize_width(o, w, sensitivity, pool);
+    quantize_width(o, w, caches, pool);
     bench_width(o, bench, w);
   }
   if (o.shard_count > 1) return r;  // a shard: `sweep merge` reports on all of them

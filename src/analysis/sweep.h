@@ -37,6 +37,10 @@ struct SweepOptions {
   std::vector<double> keep_ratios = {1.0};  // MoE: shares of the experts kept, each crossed with every width
   std::vector<double> target_bpw;           // mixed precision: one allocated plan per budget (bits per weight)
   std::vector<std::string> recipes;         // mlx-lm mixed recipes (quant/recipe.h)
+  // Rounding methods besides round-to-nearest (issue 21: "gptq", "delta"): every unpruned width again,
+  // rounded that way, from second moments calibrated once on the calibration suite.
+  std::vector<std::string> methods;
+  size_t calibration_tokens = 64;
   std::string calibration_suite;            // for the mixed plans; default: the bench suite (and its tools)
   int group_size = 64;
   int baseline_bits = 8;  // added to the widths when missing
@@ -61,9 +65,11 @@ struct SweepWidth {
   double keep_ratio = 1.0;  // share of the experts kept (1: unpruned)
   double target_bpw = 0;    // a mixed plan allocated to this many bits per weight (0: none)
   std::string recipe;       // an mlx-lm recipe (empty: none)
-  std::string name;       // "8-bit", "8-bit, 50 % experts", "mixed 3.5 bpw", "mixed_3_6"
-  bool uniform() const { return target_bpw == 0 && recipe.empty(); }
-  std::string_view kind() const;  // "uniform", "pruned", "mixed", "recipe"
+  std::string method = "rtn";  // the rounding (quant/rounding.h)
+  std::string name;       // "8-bit", "8-bit, 50 % experts", "mixed 3.5 bpw", "mixed_3_6", "4-bit gptq"
+  // A uniform width rounded to nearest: what "lowest width" answers and weight retention are about.
+  bool uniform() const { return target_bpw == 0 && recipe.empty() && method == "rtn"; }
+  std::string_view kind() const;  // "uniform", "pruned", "mixed", "recipe", or the rounding method ("gptq", "delta")
   std::string model_dir;
   bool quantized_now = false, benched_now = false;  // false: reused from an earlier run
   eval::ModelResult result;

@@ -217,6 +217,15 @@ std::vector<ChartPanel> sweep_chart_panels(const SweepResult& r) {
       std::sort(s.points.begin(), s.points.end(), [](const auto& a, const auto& b) { return a.x < b.x; });
       if (by_disk && !s.points.empty()) p.series.push_back(std::move(s));
     };
+    // Other roundings of the same widths (issue 21) on both axes, beside round-to-nearest.
+    const char* method_colors[] = {"#bcbd22", "#7f7f7f"};
+    size_t method_index = 0;
+    for (const std::string_view method : {"gptq", "delta"}) {
+      ChartSeries s = series(r, fmt::format("accuracy, {} rounding", method), method_colors[method_index++ % 2], false,
+                             by_disk, [](const SweepWidth& w) { return w.result.accuracy.overall.pct(); },
+                             [method](const SweepWidth& w) { return w.method == method; });
+      if (!s.points.empty()) p.series.push_back(std::move(s));
+    }
     kind_series("accuracy, mixed plans (allocated)", "#17becf", "mixed");
     kind_series("accuracy, mlx-lm recipes", "#e377c2", "recipe");
     if (with_retention)

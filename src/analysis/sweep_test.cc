@@ -307,5 +307,37 @@ TEST(Sweep, BadMixedPointsAreRefusedBeforeAnythingIsWritten) {
   EXPECT_EQ(bench.calls, 0);
 }
 
+// Issue 21: other roundings are points of their own, beside round-to-nearest at the same widths; the
+// "lowest width" answers stay about round-to-nearest, the smallest-of-any-kind answer sees them all.
+TEST(Sweep, OtherRoundingsArePointsOfTheirOwn) {
+  TempDir out;
+  FakeBench bench{{{8, 5}, {4, 3}}};
+  SweepOptions o = options(out.path(), {8, 4});
+  o.methods = {"gptq"};
+  o.calibration_tokens = 8;
+  const SweepResult r = sweep(o, bench);
+  std::vector<std::string> names, kinds;
+  for (const auto& w : r.widths) names.push_back(w.name), kinds.push_back(std::string(w.kind()));
+  EXPECT_EQ(names, (std::vector<std::string>{"8-bit", "4-bit", "8-bit gptq", "4-bit gptq"}));
+  EXPECT_EQ(kinds, (std::vector<std::string>{"uniform", "uniform", "gptq", "gptq"}));
+  const fs::path rtn4 = out / "models/q4-g64", gptq4 = out / "models/q4-g64-gptq";
+  const auto plan = nlohmann::json::parse(read_text_file((gptq4 / "quantlab_plan.json").string()));
+  EXPECT_EQ(plan["quantization_method"], "gptq");
+  EXPECT_FALSE(fs::exists(rtn4 / "quantlab_plan.json"));
+  EXPECT_NE(read_text_file((rtn4 / "model.safetensors").string()), read_text_file((gptq4 / "model.safetensors").string()))
+      << "GPTQ chose the same codes as round-to-nearest everywhere";
+  const auto results = nlohmann::json::parse(read_text_file(out / "results.json"));
+  EXPECT_EQ(results["widths"][3]["kind"], "gptq");
+  EXPECT_EQ(r.lowest_minimum_viable, std::nullopt);  // 4-bit rtn scores 3/5 < 80 %; gptq points do not count here
+  // Resumed: nothing quantized or measured again, no calibration needed.
+  FakeBench again{{{8, 5}, {4, 3}}};
+  sweep(o, again);
+  EXPECT_EQ(again.calls, 0);
+  SweepOptions delta = options(out / "delta", {8});
+  delta.methods = {"delta"};
+  delta.base_dir.clear();
+  EXPECT_THROW(sweep(delta, bench), Error);  // delta needs the base
+}
+
 }  // namespace
 }  // namespace quantlab::analysis

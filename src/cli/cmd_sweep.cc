@@ -40,7 +40,7 @@ namespace {
 struct SweepArgs {
   std::string fused, base, bits = "8,7,6,5,4,3", suite, tools, criteria, out;
   std::vector<double> keep_ratios = {1.0}, target_bpw;
-  std::vector<std::string> recipes;
+  std::vector<std::string> recipes, methods;
   std::string calibration;
   int group_size = 64, baseline_bits = 8;
   size_t max_tokens = 64, runs = 1, threads = 0;
@@ -54,6 +54,7 @@ nlohmann::ordered_json command_json(const SweepArgs& a) {
   return {{"fused", a.fused},           {"base", a.base},           {"bits", a.bits},
           {"suite", a.suite},           {"tools", a.tools},         {"criteria", a.criteria},
           {"keep_ratio", a.keep_ratios}, {"target_bpw", a.target_bpw}, {"recipe", a.recipes},
+          {"method", a.methods},
           {"calibration", a.calibration}, {"group_size", a.group_size}, {"baseline_bits", a.baseline_bits},
           {"max_tokens", a.max_tokens}, {"runs", a.runs},           {"thinking", a.thinking},
           {"no_cold", a.no_cold}};
@@ -67,6 +68,7 @@ SweepArgs args_from_json(const nlohmann::ordered_json& j, const std::string& sou
     a.keep_ratios = j.at("keep_ratio").get<std::vector<double>>();
     a.target_bpw = j.at("target_bpw").get<std::vector<double>>();
     a.recipes = j.at("recipe").get<std::vector<std::string>>();
+    a.methods = j.value("method", std::vector<std::string>{});
     a.group_size = j.at("group_size"), a.baseline_bits = j.at("baseline_bits");
     a.max_tokens = j.at("max_tokens"), a.runs = j.at("runs"), a.thinking = j.at("thinking"), a.no_cold = j.at("no_cold");
   } catch (const nlohmann::ordered_json::exception& e) {
@@ -120,6 +122,7 @@ analysis::SweepOptions sweep_options(const SweepArgs& a) {
   o.keep_ratios = a.keep_ratios;
   o.target_bpw = a.target_bpw;
   o.recipes = a.recipes;
+  o.methods = a.methods;
   o.calibration_suite = a.calibration;
   o.group_size = a.group_size;
   o.baseline_bits = a.baseline_bits;
@@ -253,7 +256,11 @@ void register_sweep(CLI::App& app) {
                   "gains, allocate; docs/mixed-precision.md), e.g. 3,3.5,4,4.5")
       ->delimiter(',');
   cmd->add_option("--recipe", a->recipes, "mlx-lm mixed recipes to add, e.g. mixed_3_6,mixed_4_6")->delimiter(',');
-  cmd->add_option("--calibration", a->calibration, "Suite the mixed plans are calibrated on (default: --suite)")
+  cmd->add_option("--method", a->methods,
+                  "Rounding methods to add beside round-to-nearest, each at every width: gptq, delta (delta needs "
+                  "--base); calibrated once on --calibration (docs/rounding.md)")
+      ->delimiter(',');
+  cmd->add_option("--calibration", a->calibration, "Suite the mixed plans and the gptq/delta statistics are calibrated on (default: --suite)")
       ->check(CLI::ExistingFile);
   cmd->add_option("--group-size", a->group_size, "Quantization group size (32, 64, 128)")->capture_default_str();
   cmd->add_option("--criteria", a->criteria, "Decision rules (TOML); default: ARCHITECTURE.md's");
