@@ -12,14 +12,8 @@ namespace quantlab::serve {
 
 namespace {
 
-// The whitespace the reply parser trims (text/tool_calls.cc), so contents built here match its.
-constexpr std::string_view kSpace = " \t\n\r\f\v";
-
-std::string_view trim(std::string_view s) {
-  const size_t a = s.find_first_not_of(kSpace);
-  if (a == std::string_view::npos) return {};
-  return s.substr(a, s.find_last_not_of(kSpace) - a + 1);
-}
+// The reply parser's whitespace, so contents built here match the ones it builds.
+std::string_view trim(std::string_view s) { return text::trim_reply_space(s); }
 
 bool is_stop_token(const chat::ChatModel& chat, int32_t id) {
   const auto& stops = chat.stop_tokens();

@@ -94,6 +94,8 @@ ParsedReply parse_reply(std::string_view text) {
   return reply;
 }
 
+std::string_view trim_reply_space(std::string_view text) { return trim(text); }
+
 bool starts_with_tool_call(std::string_view text, bool skip_reasoning) {
   std::string_view rest = skip_space(text);
   if (rest.substr(0, kThinkOpen.size()) == kThinkOpen) {

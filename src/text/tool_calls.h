@@ -38,4 +38,8 @@ ParsedReply parse_reply(std::string_view text);
 // skip_reasoning, a non-empty leading think block is skipped as well.
 bool starts_with_tool_call(std::string_view text, bool skip_reasoning = false);
 
+// `text` without the leading and trailing whitespace parse_reply trims from content and reasoning
+// (space, tab, newline, carriage return, form feed, vertical tab).
+std::string_view trim_reply_space(std::string_view text);
+
 }  // namespace quantlab::text
