@@ -60,13 +60,7 @@ eval::QueryResult describe(const eval::Query& q, const eval::ToolSet& tools, con
 void describe_directory(const std::string& dir, size_t context, eval::ModelResult& r) {
   const io::ModelConfig config = io::load_model_config(dir);
   const io::ModelWeights weights = io::ModelWeights::open(dir);
-  const quant::ModelSummary s = quant::summarize_model(dir, config, weights);
-  r.info.architecture = s.architecture;
-  r.info.quantized = s.quantized;
-  if (s.global_quant) r.info.bits = s.global_quant->bits, r.info.group_size = s.global_quant->group_size;
-  r.info.params = s.params;
-  r.info.bits_per_weight = s.bits_per_weight;
-  r.info.disk_bytes = s.disk_bytes;
+  r.info = model_info_of(quant::summarize_model(dir, config, weights));
   quant::RuntimeAssumptions runtime;
   runtime.context = static_cast<int64_t>(context);
   PlanOutcome plan = predict_as_benched(config, weights, runtime);

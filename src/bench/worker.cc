@@ -90,16 +90,8 @@ LoadedModel load_model(const WorkerSpec& spec, eval::LoadResult& load) {
 }
 
 eval::ModelInfo model_info(const chat::ChatModel& chat) {
-  const model::Model& m = chat.model();
-  const quant::ModelSummary s = quant::summarize_model(chat.dir(), chat.config(), chat.weights());
-  eval::ModelInfo info;
-  info.architecture = s.architecture;
-  info.quantized = s.quantized;
-  if (s.global_quant) info.bits = s.global_quant->bits, info.group_size = s.global_quant->group_size;
-  info.params = s.params;
-  info.bits_per_weight = s.bits_per_weight;
-  info.disk_bytes = s.disk_bytes;
-  info.experts = m.dims().experts;
+  eval::ModelInfo info = model_info_of(quant::summarize_model(chat.dir(), chat.config(), chat.weights()));
+  info.experts = chat.model().dims().experts;
   return info;
 }
 
@@ -122,6 +114,17 @@ quant::RuntimeAssumptions runtime_of(const SuiteRunner& runner, const ThreadPool
 }
 
 }  // namespace
+
+eval::ModelInfo model_info_of(const quant::ModelSummary& s) {
+  eval::ModelInfo info;
+  info.architecture = s.architecture;
+  info.quantized = s.quantized;
+  if (s.global_quant) info.bits = s.global_quant->bits, info.group_size = s.global_quant->group_size;
+  info.params = s.params;
+  info.bits_per_weight = s.bits_per_weight;
+  info.disk_bytes = s.disk_bytes;
+  return info;
+}
 
 eval::ModelResult run_worker(const WorkerSpec& spec) {
   eval::ModelResult r;

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "eval/report_schema.h"
+#include "quant/model_summary.h"
 
 namespace quantlab::bench {
 
@@ -28,6 +29,9 @@ struct WorkerSpec {
 nlohmann::ordered_json to_json(const WorkerSpec& spec);
 // Throws Error(kUsage) naming the field when the JSON is not a spec.
 WorkerSpec worker_spec_from_json(const std::string& text);
+
+// What the bench reports of a model's files: architecture, width, parameters, bits per weight, disk.
+eval::ModelInfo model_info_of(const quant::ModelSummary& summary);
 
 // Runs the spec in this process. Throws quantlab::Error when the model, its tokenizer or chat template
 // cannot be loaded; the caller reports that as a failed model.
