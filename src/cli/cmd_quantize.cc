@@ -167,7 +167,7 @@ void run_quantize(const QuantizeArgs& a) {
                                 {"output_bytes", r.output_bytes}, {"seconds", r.seconds},
                                 {"input_gb_per_s", gbps},     {"threads", pool.size()},
                                 {"shards", r.shards},         {"method", a.method},
-                                {"gptq_tensors", r.gptq_tensors}};
+                                {"gptq_tensors", r.gptq_tensors}, {"gptq_factorisations", r.gptq_factorisations}};
     fmt::print("{}\n", j.dump(2));
     return;
   }
@@ -178,8 +178,8 @@ void run_quantize(const QuantizeArgs& a) {
              quantized, r.plan.tensors.size(), setting, human_bytes(r.input_bytes), human_bytes(r.output_bytes),
              r.seconds, gbps);
   if (a.method != "rtn")
-    fmt::print("rounding: {} on {} tensors (the rest to nearest: embeddings, modules no calibration input reached)\n",
-               a.method, r.gptq_tensors);
+    fmt::print("rounding: {} on {} tensors, {} factorisations (the rest to nearest: embeddings, modules no "
+               "calibration input reached)\n", a.method, r.gptq_tensors, r.gptq_factorisations);
   if (a.bits == 7) fmt::print("note: 7-bit is a quantlab extension; mlx-lm refuses to load it\n");
 }
 

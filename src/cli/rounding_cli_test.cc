@@ -45,7 +45,10 @@ TEST(Rounding, GptqFilesHaveMlxsLayoutAndRecordTheirMethod) {
   ASSERT_EQ(quantize(tmp / "rtn", "--bits 3").exit_code, 0);
   const RunResult r = quantize(tmp / "gptq", "--bits 3 " + calibrated("gptq") + " --json");
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_GT(json::parse(r.out)["gptq_tensors"].get<int>(), 0);
+  const json report = json::parse(r.out);
+  EXPECT_GT(report["gptq_tensors"].get<int>(), 0);
+  // q/k/v and gate/up read the same input: one factorisation each (4 per layer instead of 7).
+  EXPECT_EQ(report["gptq_factorisations"].get<int>() * 7, report["gptq_tensors"].get<int>() * 4) << r.out;
   EXPECT_EQ(layout(tmp / "gptq"), layout(tmp / "rtn"));
   EXPECT_EQ(json::parse(slurp(tmp / "gptq/config.json")), json::parse(slurp(tmp / "rtn/config.json")));
   const io::SafetensorsFile f(tmp / "gptq/model.safetensors");

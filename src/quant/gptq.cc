@@ -1,6 +1,5 @@
 #include "quant/gptq.h"
 
-#include <Eigen/Cholesky>
 #include <Eigen/Core>
 
 #include <algorithm>
@@ -9,6 +8,8 @@
 
 #include "core/error.h"
 #include "kernels/affine_reference.h"
+#include "kernels/kernels.h"
+#include "quant/cholesky.h"
 #include "quant/convert.h"
 
 namespace quantlab::quant {
@@ -49,9 +50,21 @@ uint8_t code_of(float w, const kernels::AffineGroupParams& p, int bits) {
   return static_cast<uint8_t>(std::clamp(q, 0.0f, static_cast<float>(kernels::max_code(bits))));
 }
 
+// U[b0:b1, b1:]ᵀ for every block but the last (GptqFactor::rest_transposed).
+std::vector<std::vector<float>> rest_operands(const std::vector<float>& u, size_t n) {
+  std::vector<std::vector<float>> out;
+  for (size_t b0 = 0; b0 + kGptqBlock < n; b0 += kGptqBlock) {
+    const size_t b1 = b0 + kGptqBlock, rest = n - b1;
+    std::vector<float>& t = out.emplace_back(rest * kGptqBlock);
+    for (size_t k = 0; k < kGptqBlock; ++k)
+      for (size_t j = 0; j < rest; ++j) t[j * kGptqBlock + k] = u[(b0 + k) * n + b1 + j];
+  }
+  return out;
+}
+
 }  // namespace
 
-GptqFactor gptq_factor(std::span<const double> h, size_t cols, const GptqOptions& options) {
+GptqFactor gptq_factor(std::span<const double> h, size_t cols, const GptqOptions& options, ThreadPool& pool) {
   QL_CHECK(h.size() == cols * cols, "H has {} values for {} columns", h.size(), cols);
   for (double v : h)
     if (!std::isfinite(v)) fail_input("the input second moments are not finite (corrupt statistics?)");
@@ -66,27 +79,29 @@ GptqFactor gptq_factor(std::span<const double> h, size_t cols, const GptqOptions
   const MatrixF moments = ordered_moments(h, cols, f.order);
   const float mean_diag = moments.diagonal().mean();
   // U, the upper Cholesky factor of H⁻¹ (H⁻¹ = UᵀU), without forming H⁻¹: factor the reversed matrix,
-  // PHP = L̃L̃ᵀ, so H = RRᵀ with R = PL̃P upper triangular; then H⁻¹ = R⁻ᵀR⁻¹ and U = R⁻¹ (unique, as
-  // both have a positive diagonal). One factorisation and one triangular inverse instead of two
-  // factorisations and an inverse. Damping is raised tenfold (up to 1000x) for a matrix that is still
-  // not positive definite in floating point (very few calibration tokens for a wide input).
+  // PHP = L̃L̃ᵀ, so H = RRᵀ with R = PL̃P upper triangular; then H⁻¹ = R⁻ᵀR⁻¹ and U = R⁻¹ = P L̃⁻¹ P
+  // (unique, as both have a positive diagonal): one factorisation that also yields its factor's
+  // inverse (quant/cholesky.h). Damping is raised tenfold (up to 1000x) for a matrix that is still not
+  // positive definite in floating point (very few calibration tokens for a wide input).
   const MatrixF reversed = moments.reverse();
   for (double damp = options.damp; damp <= options.damp * 1000 + 1e-12; damp *= 10) {
     MatrixF damped = reversed;
     damped.diagonal().array() += static_cast<float>(damp) * mean_diag;
-    const Eigen::LLT<MatrixF> llt(damped);
-    if (llt.info() != Eigen::Success) continue;
-    const MatrixF r = MatrixF(llt.matrixL()).reverse();  // P L̃ P: upper triangular
-    MatrixF u = MatrixF::Identity(cols, cols);
-    r.triangularView<Eigen::Upper>().solveInPlace(u);
-    if (!u.allFinite()) continue;
-    u.triangularView<Eigen::StrictlyLower>().setZero();
-    f.u.assign(u.data(), u.data() + u.size());
+    CholeskyWithInverse chol;
+    if (!cholesky_with_inverse(std::vector<float>(damped.data(), damped.data() + damped.size()), cols, pool, chol))
+      continue;
+    f.u.assign(chol.inverse.rbegin(), chol.inverse.rend());  // P X P for row-major [cols, cols]: reversed storage
     f.damp_used = damp;
+    f.rest_transposed = rest_operands(f.u, cols);
     return f;
   }
   fail_input("the input second moments stay indefinite even with damping {} (too few calibration tokens?)",
              options.damp * 1000);
+}
+
+GptqFactor gptq_factor(std::span<const double> h, size_t cols, const GptqOptions& options) {
+  ThreadPool one(1);
+  return gptq_factor(h, cols, options, one);
 }
 
 std::vector<double> gram(std::span<const float> m, size_t rows, size_t cols) {
@@ -110,7 +125,7 @@ void add_delta_weighting(std::vector<double>& h, std::span<const double> delta_g
 
 void gptq_quantize_rows(const GptqFactor& f, const float* w, size_t rows, int bits, int group_size,
                         DType param_dtype, uint32_t* packed, float* scales, float* biases, GptqScratch& s) {
-  constexpr size_t kBlock = 128;
+  constexpr size_t kBlock = kGptqBlock;
   const size_t n = f.cols, groups = n / group_size, words = n * bits / 32;
   QL_CHECK(n % static_cast<size_t>(group_size) == 0, "row of {} is not a multiple of group size {}", n, group_size);
   // A group fitted when its first column comes up must lie inside that column's block.
@@ -126,8 +141,6 @@ void gptq_quantize_rows(const GptqFactor& f, const float* w, size_t rows, int bi
     for (size_t k = 0; k < n; ++k) s.x[r * n + k] = w[r * n + f.order[k]];
   s.codes.resize(rows * n);
   s.errors.resize(rows * kBlock);
-  using MatrixF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-  using Stride = Eigen::OuterStride<>;
   for (size_t b0 = 0; b0 < n; b0 += kBlock) {
     const size_t b1 = std::min(n, b0 + kBlock);
     for (size_t r = 0; r < rows; ++r) {
@@ -141,16 +154,26 @@ void gptq_quantize_rows(const GptqFactor& f, const float* w, size_t rows, int bi
         s.codes[r * n + col] = q;
         const float err = (x[k] - std::fma(static_cast<float>(q), p[g].scale, p[g].bias)) / f.u[k * n + k];
         e[k - b0] = err;
-        const float* __restrict u = f.u.data() + k * n;
-        for (size_t m = k + 1; m < b1; ++m) x[m] -= err * u[m];
+        kernels::axpy(-err, f.u.data() + k * n + k + 1, x + k + 1, b1 - k - 1);  // x[k+1:b1] −= err · U[k, k+1:b1]
       }
     }
     if (b1 == n) break;
-    // Every row's block errors to the columns after the block: X[:, b1:] -= E · U[b0:b1, b1:].
-    Eigen::Map<MatrixF, 0, Stride> rest(s.x.data() + b1, rows, n - b1, Stride(n));
-    const Eigen::Map<const MatrixF, 0, Stride> e(s.errors.data(), rows, b1 - b0, Stride(kBlock));
-    const Eigen::Map<const MatrixF, 0, Stride> u(f.u.data() + b0 * n + b1, b1 - b0, n - b1, Stride(n));
-    rest.noalias() -= e * u;
+    // Every row's block errors to the columns after the block, X[:, b1:] −= E · U[b0:b1, b1:], as one
+    // product through the vector kernel (on this thread: the caller already runs one job per thread).
+    const size_t rest = n - b1;
+    kernels::MatrixView ut;
+    ut.type = kernels::WeightType::kF32;
+    ut.rows = rest;
+    ut.cols = kBlock;
+    ut.data = f.rest_transposed[b0 / kBlock].data();
+    s.update.resize(rows * rest);
+    ThreadPool this_thread(1);
+    kernels::matmul(ut, s.errors.data(), rows, s.update.data(), this_thread);
+    for (size_t r = 0; r < rows; ++r) {
+      float* __restrict x = s.x.data() + r * n + b1;
+      const float* __restrict d = s.update.data() + r * rest;
+      for (size_t j = 0; j < rest; ++j) x[j] -= d[j];
+    }
   }
   for (size_t r = 0; r < rows; ++r) {
     for (size_t g = 0; g < groups; ++g) {

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "core/dtype.h"
+#include "core/thread_pool.h"
 
 namespace quantlab::quant {
 
@@ -39,13 +40,21 @@ struct GptqFactor {
   size_t cols = 0;
   std::vector<float> u;         // [cols, cols] row-major, upper triangle used: row k = column order[k]
   std::vector<int32_t> order;   // processing order of the columns (identity without act-order)
+  // Per block of kGptqBlock columns [b0, b1) (all but the last): U[b0:b1, b1:]ᵀ, [cols − b1, b1 − b0]
+  // row-major, the operand of the block's error product in the form kernels::matmul reads.
+  std::vector<std::vector<float>> rest_transposed;
   double damp_used = 0;         // the damping that made H positive definite (raised from damp if needed)
   bool act_order = false;
 };
 
+// Columns per block: inside a block the error goes column by column, past it in one product.
+inline constexpr size_t kGptqBlock = 128;
+
 // H: [cols, cols] row-major, symmetric positive semi-definite. Throws Error(kInvalidInput) when H is
-// not finite or stays indefinite after raising the damping 1000-fold.
-GptqFactor gptq_factor(std::span<const double> h, size_t cols, const GptqOptions& options);
+// not finite or stays indefinite after raising the damping 1000-fold. The factorisation's products run
+// on `pool` (quant/cholesky.h); the result does not depend on its size.
+GptqFactor gptq_factor(std::span<const double> h, size_t cols, const GptqOptions& options, ThreadPool& pool);
+GptqFactor gptq_factor(std::span<const double> h, size_t cols, const GptqOptions& options);  // one thread
 
 // MᵀM for m [rows, cols] row-major: [cols, cols]. Summed over row chunks it gives ΔWᵀΔW.
 std::vector<double> gram(std::span<const float> m, size_t rows, size_t cols);
@@ -54,7 +63,7 @@ void add_delta_weighting(std::vector<double>& h, std::span<const double> delta_g
 
 // Scratch of gptq_quantize_rows, kept per thread between calls.
 struct GptqScratch {
-  std::vector<float> x, errors;
+  std::vector<float> x, errors, update;
   std::vector<uint8_t> codes;
 };
 

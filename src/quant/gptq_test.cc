@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "kernels/affine_reference.h"
+#include "quant/cholesky.h"
 #include "quant/convert.h"
 
 namespace quantlab::quant {
@@ -76,6 +77,46 @@ std::vector<float> gptq_dequantized(const Layer& l, const std::vector<double>& h
     kernels::dequantize_row_reference(packed.data() + r * words, scales.data() + r * groups,
                                       biases.data() + r * groups, l.cols, bits, group, out.data() + r * l.cols);
   return out;
+}
+
+TEST(Cholesky, FactorAndInverseOfTheRecursionMatchTheMatrix) {
+  // 700 columns: three levels of the recursion, splits that are not powers of two.
+  const size_t n = 700;
+  std::mt19937 rng(21);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> g(n * n), a(n * n, 0.0f);
+  for (float& v : g) v = normal(rng);
+  for (size_t i = 0; i < n; ++i)  // A = G Gᵀ / n + 0.1 I: positive definite, condition number ~ 10⁴
+    for (size_t j = 0; j <= i; ++j) {
+      double sum = 0;
+      for (size_t k = 0; k < n; ++k) sum += static_cast<double>(g[i * n + k]) * g[j * n + k];
+      a[i * n + j] = a[j * n + i] = static_cast<float>(sum / n + (i == j ? 0.1 : 0.0));
+    }
+  CholeskyWithInverse one, two;
+  ThreadPool pool1(1), pool2(2);
+  ASSERT_TRUE(cholesky_with_inverse(a, n, pool1, one));
+  ASSERT_TRUE(cholesky_with_inverse(a, n, pool2, two));
+  EXPECT_EQ(one.lower, two.lower);  // the same for any thread count
+  EXPECT_EQ(one.inverse, two.inverse);
+  double worst_product = 0, worst_identity = 0;
+  for (size_t i = 0; i < n; ++i)
+    for (size_t j = 0; j < n; ++j) {
+      double llt = 0, lx = 0;
+      for (size_t k = 0; k < n; ++k) {
+        llt += static_cast<double>(one.lower[i * n + k]) * one.lower[j * n + k];
+        lx += static_cast<double>(one.lower[i * n + k]) * one.inverse[k * n + j];
+      }
+      worst_product = std::max(worst_product, std::abs(llt - a[i * n + j]));
+      worst_identity = std::max(worst_identity, std::abs(lx - (i == j ? 1.0 : 0.0)));
+      if (j > i) {
+        EXPECT_EQ(one.lower[i * n + j], 0.0f);
+        EXPECT_EQ(one.inverse[i * n + j], 0.0f);
+      }
+    }
+  EXPECT_LT(worst_product, 1e-4);
+  EXPECT_LT(worst_identity, 1e-3);
+  a[5 * n + 5] = -1.0f;  // no longer positive definite
+  EXPECT_FALSE(cholesky_with_inverse(a, n, pool1, one));
 }
 
 TEST(Gptq, LowerWeightedOutputErrorThanRoundToNearestAtEveryWidth) {

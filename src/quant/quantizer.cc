@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <fstream>
+#include <memory>
 #include <optional>
 
 #include "core/error.h"
@@ -155,34 +156,49 @@ std::map<std::string, std::string> output_metadata(const QuantPlan& plan, Roundi
   return m;
 }
 
-// GPTQ sources in batches of one per thread: their factors in parallel (each a single-threaded
-// factorisation; one factor per thread in memory, cols² floats), then all their rows through `run`.
+// GPTQ sources in batches of one per thread: their factors one after the other, each factorisation's
+// products on the whole pool (one factor per source in memory, cols² floats; sources whose factor is
+// the same — q/k/v, gate/up — share one), then all their rows through `run`. Returns the number of
+// factorisations.
 template <typename RunJobs>
-void run_gptq_sources(const std::vector<SourceJobs*>& sources, const io::ModelWeights& weights,
+size_t run_gptq_sources(const std::vector<SourceJobs*>& sources, const io::ModelWeights& weights,
                       const io::ModelWeights* base, const RoundingOptions& rounding, ThreadPool& pool,
                       const RunJobs& run) {
+  std::vector<std::pair<const SourceJobs*, std::shared_ptr<const GptqFactor>>> previous;
+  size_t factorisations = 0;
   for (size_t first = 0; first < sources.size(); first += pool.size()) {
     const size_t count = std::min(pool.size(), sources.size() - first);
-    std::vector<GptqFactor> factors(count);
-    pool.parallel_for(count, 1, [&](size_t begin, size_t end, size_t) {
-      for (size_t i = begin; i < end; ++i)
-        factors[i] = rounding_factor(*sources[first + i]->tensor, sources[first + i]->source, weights, base, rounding);
-    });
+    std::vector<std::pair<const SourceJobs*, std::shared_ptr<const GptqFactor>>> factors;
+    for (size_t i = 0; i < count; ++i) {
+      const SourceJobs& s = *sources[first + i];
+      std::shared_ptr<const GptqFactor> factor;
+      for (const auto* known : {&previous, &factors})
+        for (const auto& [other, f] : *known)
+          if (!factor && shares_factor(*other->tensor, other->source, *s.tensor, s.source, rounding)) factor = f;
+      if (!factor) {
+        factor = std::make_shared<const GptqFactor>(rounding_factor(*s.tensor, s.source, weights, base, rounding, pool));
+        ++factorisations;
+      }
+      factors.emplace_back(&s, factor);
+    }
     std::vector<Job> batch;
-    for (size_t i = 0; i < count; ++i)
-      for (Job job : sources[first + i]->jobs) {
-        job.factor = &factors[i];
+    for (const auto& [s, factor] : factors)
+      for (Job job : s->jobs) {
+        job.factor = factor.get();
         batch.push_back(job);
       }
     run(batch);
+    previous = std::move(factors);
   }
+  return factorisations;
 }
 
 // What quantlab_plan.json says about the rounding: the method and its settings.
 nlohmann::ordered_json rounding_method_record(const RoundingOptions& r, const QuantizeReport& report) {
   nlohmann::ordered_json j = {{"damp", r.gptq.damp},
                               {"act_order", r.gptq.act_order},
-                              {"gptq_tensors", report.gptq_tensors}};
+                              {"gptq_tensors", report.gptq_tensors},
+                              {"factorisations", report.gptq_factorisations}};
   if (r.method == RoundingMethod::kDelta) {
     j["delta_weight"] = r.delta_weight;
     j["base"] = r.base_dir;
@@ -256,7 +272,7 @@ QuantizeReport quantize_model(const std::string& in_dir, const std::string& out_
       else nearest.insert(nearest.end(), u.jobs.begin(), u.jobs.end());
     }
     run(nearest);
-    run_gptq_sources(calibrated, weights, base ? &*base : nullptr, rounding, pool, run);
+    report.gptq_factorisations = run_gptq_sources(calibrated, weights, base ? &*base : nullptr, rounding, pool, run);
     progress.finish();
     writer.finish(report.plan.total_parameters());
     report.output_bytes = writer.total_tensor_bytes();

@@ -43,6 +43,7 @@ struct QuantizeReport {
   double seconds = 0;
   std::vector<std::string> shards;
   size_t gptq_tensors = 0;  // tensors rounded with GPTQ (the others to nearest)
+  size_t gptq_factorisations = 0;  // distinct factors: modules reading the same input share one
 };
 
 // Quantizes in_dir into out_dir (created atomically; nothing is left behind on failure).

@@ -61,16 +61,33 @@ bool uses_gptq(const OutputTensor& t, const RoundingOptions& options) {
          t.module.find("embed_tokens") == std::string::npos;
 }
 
-GptqFactor rounding_factor(const OutputTensor& t, size_t source, const io::ModelWeights& weights,
-                           const io::ModelWeights* base, const RoundingOptions& options) {
+namespace {
+
+// One source's E[x xᵀ], checked against the tensor's shape.
+std::span<const double> source_moments(const OutputTensor& t, size_t source, const RoundingOptions& options) {
   const std::vector<double>& all = options.moments.at(t.module);
   const size_t cols = static_cast<size_t>(t.cols());
   const size_t square = cols * cols;
   if (all.size() != square * t.sources.size())
     fail_input("the second moments of '{}' hold {} values; its {} source(s) of {} columns need {}", t.module,
                all.size(), t.sources.size(), cols, square * t.sources.size());
-  std::vector<double> h(all.begin() + static_cast<std::ptrdiff_t>(source * square),
-                        all.begin() + static_cast<std::ptrdiff_t>((source + 1) * square));
+  return std::span<const double>(all).subspan(source * square, square);
+}
+
+}  // namespace
+
+bool shares_factor(const OutputTensor& a, size_t source_a, const OutputTensor& b, size_t source_b,
+                   const RoundingOptions& options) {
+  if (options.method != RoundingMethod::kGptq || a.cols() != b.cols()) return false;
+  const auto ha = source_moments(a, source_a, options), hb = source_moments(b, source_b, options);
+  return std::equal(ha.begin(), ha.end(), hb.begin(), hb.end());
+}
+
+GptqFactor rounding_factor(const OutputTensor& t, size_t source, const io::ModelWeights& weights,
+                           const io::ModelWeights* base, const RoundingOptions& options, ThreadPool& pool) {
+  const auto moments = source_moments(t, source, options);
+  const size_t cols = static_cast<size_t>(t.cols());
+  std::vector<double> h(moments.begin(), moments.end());
   if (options.method == RoundingMethod::kDelta) {
     QL_CHECK(base != nullptr, "delta rounding without a base model");
     const std::string& name = t.sources[source];
@@ -83,7 +100,7 @@ GptqFactor rounding_factor(const OutputTensor& t, size_t source, const io::Model
                  dtype_name(b->info->dtype), b->info->shape_string(), f.info->shape_string());
     add_delta_weighting(h, delta_gram(f, *b, t.cols()), cols, options.delta_weight);
   }
-  return gptq_factor(h, cols, options.gptq);
+  return gptq_factor(h, cols, options.gptq, pool);
 }
 
 }  // namespace quantlab::quant

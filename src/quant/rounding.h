@@ -39,6 +39,11 @@ bool uses_gptq(const OutputTensor& t, const RoundingOptions& options);
 // delta-weighted against `base` when the method is delta. Throws Error(kInvalidInput) naming the tensor
 // when the moments or the base tensor do not fit it.
 GptqFactor rounding_factor(const OutputTensor& t, size_t source, const io::ModelWeights& weights,
-                           const io::ModelWeights* base, const RoundingOptions& options);
+                           const io::ModelWeights* base, const RoundingOptions& options, ThreadPool& pool);
+
+// Whether two sources get the same factor: plain GPTQ with equal second moments, as q/k/v and gate/up
+// have (they read the same input), so one factorisation serves them all.
+bool shares_factor(const OutputTensor& a, size_t source_a, const OutputTensor& b, size_t source_b,
+                   const RoundingOptions& options);
 
 }  // namespace quantlab::quant
