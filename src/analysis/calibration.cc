@@ -281,4 +281,14 @@ void check_stats_match(const CalibrationStats& s, const io::ModelConfig& c, cons
                c.vocab_size, experts);
 }
 
+std::map<std::string, std::vector<double>> take_rounding_moments(CalibrationStats& stats) {
+  std::map<std::string, std::vector<double>> out;
+  for (auto& [module, m] : stats.modules) {
+    if (m.xxt.empty()) continue;
+    for (double& v : m.xxt) v = static_cast<float>(v);
+    out.emplace(module, std::move(m.xxt));
+  }
+  return out;
+}
+
 }  // namespace quantlab::analysis

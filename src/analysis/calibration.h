@@ -55,6 +55,11 @@ CalibrationStats calibrate(const CalibrationOptions& options, ThreadPool& pool);
 void write_stats(const CalibrationStats& stats, const std::string& path);
 // Throws Error(kInvalidInput) naming the file when it is not a statistics file.
 CalibrationStats read_stats(const std::string& path);
+// The second moments as GPTQ/delta rounding reads them (quant::RoundingOptions::moments), moved out of
+// `stats` and rounded to float32 as a statistics file stores them, so calibrating inline and through
+// `calibrate --second-moments` + `--stats` give the same files.
+std::map<std::string, std::vector<double>> take_rounding_moments(CalibrationStats& stats);
+
 // Throws Error(kInvalidInput) naming both when the statistics were recorded on another model.
 void check_stats_match(const CalibrationStats& stats, const io::ModelConfig& config, const std::string& stats_path);
 

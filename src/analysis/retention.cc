@@ -4,10 +4,13 @@
 
 #include <filesystem>
 
+#include "analysis/calibration.h"
 #include "analysis/retention_report.h"
 #include "core/error.h"
 #include "io/output_dir.h"
 #include "quant/fuse.h"
+#include "quant/quantizer.h"
+#include "quant/rounding.h"
 
 namespace quantlab::analysis {
 
@@ -15,17 +18,24 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// The outputs need a fused model to run: with only an adapter, it is fused into the work area.
-OutputRetention analyze_outputs(const RetentionOptions& o, const io::AtomicOutputDir& out, ThreadPool& pool) {
-  OutputRetentionOptions oo;
-  oo.base_dir = o.base_dir;
-  oo.fused_dir = o.fused_dir;
-  if (!o.adapter_dir.empty()) {
-    oo.fused_dir = out.file("fused");
+// The outputs and the calibrated methods need a fused model to run: with only an adapter, it is
+// fused into the work area (once).
+const std::string& fused_model(const RetentionOptions& o, const io::AtomicOutputDir& out, std::string& made,
+                               ThreadPool& pool) {
+  if (!o.fused_dir.empty()) return o.fused_dir;
+  if (made.empty()) {
+    made = out.file("fused");
     quant::FuseOptions fo;
     fo.show_progress = o.show_progress;
-    quant::fuse_adapter(o.base_dir, o.adapter_dir, oo.fused_dir, fo, pool);
+    quant::fuse_adapter(o.base_dir, o.adapter_dir, made, fo, pool);
   }
+  return made;
+}
+
+OutputRetentionOptions output_options(const RetentionOptions& o, const std::string& fused_dir, const io::AtomicOutputDir& out) {
+  OutputRetentionOptions oo;
+  oo.base_dir = o.base_dir;
+  oo.fused_dir = fused_dir;
   oo.suite_path = o.suite_path;
   oo.tools_path = o.tools_path;
   oo.bits = o.bits;
@@ -34,12 +44,66 @@ OutputRetention analyze_outputs(const RetentionOptions& o, const io::AtomicOutpu
   oo.work_dir = out.file("models");
   oo.keep_models = o.keep_models;
   oo.show_progress = o.show_progress;
-  OutputRetention r = analyze_output_retention(oo, pool);
-  if (!o.keep_models) {
-    fs::remove_all(out.file("models"));
-    if (!o.adapter_dir.empty()) fs::remove_all(oo.fused_dir);
+  return oo;
+}
+
+void check_methods(const RetentionOptions& o) {
+  for (const std::string& m : o.methods)
+    if (quant::parse_rounding_method(m) == quant::RoundingMethod::kRtn)  // Error(kUsage) naming the choices
+      fail(ErrorKind::kUsage, "--method: rtn is always measured; name the others (gptq, delta)");
+  if (!o.methods.empty() && o.suite_path.empty() && o.calibration_suite.empty())
+    fail(ErrorKind::kUsage, "--method {} needs calibration inputs: --calibration SUITE.jsonl or --suite", o.methods.front());
+  if (!o.calibration_suite.empty() && o.methods.empty()) fail(ErrorKind::kUsage, "--calibration goes with --method");
+}
+
+// Every width rounded with each method: quantized into OUT/models/q<b>-g<G>-<method> (what `quantize
+// --method` writes), measured from its stored weights and, with a suite, from its outputs. Round-to-
+// nearest's points come from the main analysis, so the table puts all methods side by side.
+std::vector<MethodRetention> analyze_methods(const RetentionOptions& o, const RetentionRun& run,
+                                             const std::string& fused_dir, const io::AtomicOutputDir& out,
+                                             ThreadPool& pool) {
+  std::vector<MethodRetention> points;
+  for (size_t w = 0; w < o.bits.size(); ++w) {
+    MethodRetention& p = points.emplace_back(MethodRetention{"rtn", o.bits[w], run.weights.overall[w], std::nullopt});
+    if (run.outputs) p.outputs = run.outputs->quantized[w];
   }
-  return r;
+  CalibrationOptions c;
+  c.model_dir = fused_dir;
+  c.suite_path = o.calibration_suite.empty() ? o.suite_path : o.calibration_suite;
+  c.tools_path = o.tools_path;
+  c.max_tokens = o.calibration_tokens;
+  c.second_moments = true;
+  c.show_progress = o.show_progress;
+  CalibrationStats stats = calibrate(c, pool);
+  quant::RoundingOptions rounding;
+  rounding.moments = take_rounding_moments(stats);
+  rounding.base_dir = o.base_dir;
+  std::vector<std::pair<std::string, std::string>> models;
+  for (const std::string& method : o.methods)
+    for (int bits : o.bits) {
+      quant::QuantizeOptions q;
+      q.plan.bits = bits;
+      q.plan.group_size = o.group_size;
+      q.show_progress = o.show_progress;
+      q.rounding = rounding;
+      q.rounding.method = quant::parse_rounding_method(method);
+      const std::string dir = (fs::path(out.file("models")) / fmt::format("q{}-g{}-{}", bits, o.group_size, method)).string();
+      quant::quantize_model(fused_dir, dir, q, pool);
+      WeightRetentionOptions wo;
+      wo.base_dir = o.base_dir;
+      wo.fused_dir = fused_dir;
+      wo.bits = {bits};
+      wo.group_size = o.group_size;
+      wo.quantized_dir = dir;
+      wo.show_progress = false;
+      points.push_back({method, bits, analyze_weight_retention(wo, pool).overall.front(), std::nullopt});
+      models.emplace_back(fmt::format("{}-bit {}", bits, method), dir);
+    }
+  if (!o.suite_path.empty()) {
+    const OutputRetention compared = compare_outputs(output_options(o, fused_dir, out), models, pool);
+    for (size_t i = 0; i < models.size(); ++i) points[o.bits.size() + i].outputs = compared.quantized[i];
+  }
+  return points;
 }
 
 }  // namespace
@@ -47,7 +111,9 @@ OutputRetention analyze_outputs(const RetentionOptions& o, const io::AtomicOutpu
 RetentionRun run_retention(const RetentionOptions& o, ThreadPool& pool) {
   if (o.adapter_dir.empty() == o.fused_dir.empty())
     fail(ErrorKind::kUsage, "give exactly one of --adapter and --fused");
-  if (!o.tools_path.empty() && o.suite_path.empty()) fail(ErrorKind::kUsage, "--tools goes with --suite");
+  if (!o.tools_path.empty() && o.suite_path.empty() && o.calibration_suite.empty())
+    fail(ErrorKind::kUsage, "--tools goes with --suite");
+  check_methods(o);
   WeightRetentionOptions wo;
   wo.base_dir = o.base_dir;
   wo.adapter_dir = o.adapter_dir;
@@ -59,12 +125,24 @@ RetentionRun run_retention(const RetentionOptions& o, ThreadPool& pool) {
   io::AtomicOutputDir out(o.out_dir, o.overwrite);
   RetentionRun run;
   run.weights = analyze_weight_retention(wo, pool);
-  if (!o.suite_path.empty()) run.outputs = analyze_outputs(o, out, pool);
+  std::string made_fused;
+  if (!o.suite_path.empty())
+    run.outputs = analyze_output_retention(output_options(o, fused_model(o, out, made_fused, pool), out), pool);
+  if (!o.methods.empty()) run.methods = analyze_methods(o, run, fused_model(o, out, made_fused, pool), out, pool);
+  if (!o.keep_models) {
+    fs::remove_all(out.file("models"));
+    if (!made_fused.empty()) fs::remove_all(made_fused);
+  }
   const RetentionInputs in{o.base_dir, o.adapter_dir.empty() ? o.fused_dir : o.adapter_dir};
   const OutputRetention* outputs = run.outputs ? &*run.outputs : nullptr;
   run.json = retention_json(in, run.weights, outputs);
+  std::string md = retention_markdown(in, run.weights, outputs);
+  if (!run.methods.empty()) {
+    run.json["methods"] = methods_json(run.methods);
+    md += methods_markdown(run.methods);
+  }
   io::write_file_atomically(out.file("retention.json"), run.json.dump(2) + "\n");
-  io::write_file_atomically(out.file("retention.md"), retention_markdown(in, run.weights, outputs));
+  io::write_file_atomically(out.file("retention.md"), md);
   out.commit();
   return run;
 }
@@ -90,6 +168,18 @@ std::string retention_summary_text(const RetentionRun& run, const std::string& o
   if (o)
     s += fmt::format("base: KL(reply) {:.4f}; weights vs outputs agree across widths: Spearman {:.3f}\n",
                      o->base.kl_reply, weight_output_agreement(w, *o));
+  if (!run.methods.empty()) {
+    s += fmt::format("\n{:>5}  {:>6}  {:>7}  {:>8}", "bits", "method", "cosine", "kept");
+    if (o) s += fmt::format("  {:>10}  {:>8}  {:>7}", "KL(reply)", "retained", "flipped");
+    s += "\n";
+    for (const auto& p : run.methods) {
+      s += fmt::format("{:>5}  {:>6}  {:>7.3f}  {:>7.1f}%", p.bits, p.method, p.weights.cosine(), 100 * p.weights.kept());
+      if (p.outputs)
+        s += fmt::format("  {:>10.4f}  {:>7.1f}%  {:>7}", p.outputs->kl_reply, 100 * p.outputs->retention_reply,
+                         p.outputs->flipped);
+      s += "\n";
+    }
+  }
   s += fmt::format("report: {}/retention.md, {}/retention.json\n", out_dir, out_dir);
   return s;
 }

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "analysis/output_retention.h"
+#include "analysis/retention_report.h"
 #include "analysis/weight_retention.h"
 #include "core/thread_pool.h"
 
@@ -23,6 +24,12 @@ struct RetentionOptions {
   std::string tools_path;
   size_t max_tokens = 32;
   std::string out_dir;
+  // Rounding methods besides round-to-nearest (issue 21: "gptq", "delta"), each measured at every
+  // width; their second moments are calibrated once on the fused model (calibration_suite, or the
+  // suite) with calibration_tokens reply tokens per prompt.
+  std::vector<std::string> methods;
+  std::string calibration_suite;
+  size_t calibration_tokens = 64;
   bool keep_models = false;  // keep the quantized (and fused) models under OUT
   bool overwrite = false;
   bool show_progress = true;
@@ -31,6 +38,7 @@ struct RetentionOptions {
 struct RetentionRun {
   WeightRetention weights;
   std::optional<OutputRetention> outputs;
+  std::vector<MethodRetention> methods;  // with options.methods: every width of rtn and of each method
   nlohmann::ordered_json json;  // what OUT/retention.json holds
 };
 

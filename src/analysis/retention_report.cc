@@ -186,4 +186,43 @@ std::string retention_markdown(const RetentionInputs& in, const WeightRetention&
   return md;
 }
 
+ordered_json methods_json(const std::vector<MethodRetention>& points) {
+  ordered_json a = ordered_json::array();
+  for (const auto& p : points) {
+    ordered_json j = {{"method", p.method}, {"bits", p.bits}, {"cosine", p.weights.cosine()}, {"kept", p.weights.kept()},
+                      {"delta_in_steps", p.weights.delta_in_steps()}};
+    if (p.outputs) {
+      j["kl_first"] = p.outputs->kl_first;
+      j["kl_reply"] = p.outputs->kl_reply;
+      j["retention_first"] = p.outputs->retention_first;
+      j["retention_reply"] = p.outputs->retention_reply;
+      j["decisions_flipped"] = p.outputs->flipped;
+      j["decisions_correct"] = p.outputs->correct;
+    }
+    a.push_back(std::move(j));
+  }
+  return a;
+}
+
+std::string methods_markdown(const std::vector<MethodRetention>& points) {
+  const bool outputs = !points.empty() && points.front().outputs.has_value();
+  std::string md = "\n## By rounding method\n\nThe same widths with each rounding method (docs/rounding.md): cosine and "
+                   "kept share of ΔW from the stored weights";
+  md += outputs ? "; KL(fused ‖ model) and retention over the reply, and decisions, from the outputs.\n\n"
+                  "| width | method | cosine | kept | KL(reply) | retained (reply) | flipped | correct |\n"
+                  "|---:|---|---:|---:|---:|---:|---:|---:|\n"
+                : ".\n\n| width | method | cosine | kept |\n|---:|---|---:|---:|\n";
+  std::vector<const MethodRetention*> sorted;
+  for (const auto& p : points) sorted.push_back(&p);
+  std::stable_sort(sorted.begin(), sorted.end(), [](auto* a, auto* b) { return a->bits > b->bits; });
+  for (const MethodRetention* p : sorted) {
+    md += fmt::format("| {} | {} | {} | {} |", p->bits, p->method, num(p->weights.cosine()), pct(p->weights.kept()));
+    if (p->outputs)
+      md += fmt::format(" {} | {} | {} | {} |", num(p->outputs->kl_reply, 4), pct(p->outputs->retention_reply),
+                        p->outputs->flipped, p->outputs->correct);
+    md += "\n";
+  }
+  return md;
+}
+
 }  // namespace quantlab::analysis

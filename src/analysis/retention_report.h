@@ -6,6 +6,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "analysis/output_retention.h"
 #include "analysis/weight_retention.h"
@@ -20,6 +21,19 @@ struct RetentionInputs {
 // (the cosine; with `projection`, the kept share) and the output retention score over the reply. NaN
 // when either side is constant or fewer than two widths are shared.
 double weight_output_agreement(const WeightRetention& w, const OutputRetention& o, bool projection = false);
+
+// One width rounded with one method (issue 21): its weight-space sums (the erased share is not
+// measured for calibrated methods) and, with a suite, its distance from the fused model's outputs.
+struct MethodRetention {
+  std::string method;  // "rtn", "gptq", "delta"
+  int bits = 0;
+  RetentionSums weights;
+  std::optional<ModelDivergence> outputs;
+};
+
+// The "methods" array of retention.json and the side-by-side section of retention.md.
+nlohmann::ordered_json methods_json(const std::vector<MethodRetention>& points);
+std::string methods_markdown(const std::vector<MethodRetention>& points);
 
 nlohmann::ordered_json retention_json(const RetentionInputs& in, const WeightRetention& w, const OutputRetention* o);
 std::string retention_markdown(const RetentionInputs& in, const WeightRetention& w, const OutputRetention* o);

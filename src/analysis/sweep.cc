@@ -126,10 +126,7 @@ const quant::RoundingOptions& sweep_moments(const SweepOptions& o, std::optional
   c.show_progress = o.show_progress;
   CalibrationStats stats = calibrate(c, pool);
   cache.emplace();
-  for (auto& [module, m] : stats.modules) {
-    for (double& v : m.xxt) v = static_cast<float>(v);  // as `quantize --method` stores and reads them
-    if (!m.xxt.empty()) cache->moments.emplace(module, std::move(m.xxt));
-  }
+  cache->moments = take_rounding_moments(stats);
   return *cache;
 }
 

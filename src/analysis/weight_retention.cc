@@ -39,7 +39,8 @@ struct Job {
 };
 
 struct Scratch {
-  std::vector<float> base, fused, delta, kept;
+  std::vector<float> base, fused, delta, kept, stored;
+  std::vector<uint8_t> raw;
   std::vector<uint32_t> packed_base, packed_fused;  // written by the kernel, not read: codes come from code_of
   std::vector<float> scales_base, biases_base, scales_fused, biases_fused, scales_stored, biases_stored;
 };
@@ -128,6 +129,70 @@ class WidthComparer {
   size_t cols_;
 };
 
+// Sums for rows of a model quantized elsewhere (any rounding): its stored codes, scales and biases
+// dequantized by MLX's rule, compared with the base and the fused rows. Stacked experts: source s is
+// rows [s·rows, (s+1)·rows) of the stacked tensors.
+class StoredComparer {
+ public:
+  StoredComparer(const io::ModelWeights& model, const quant::OutputTensor& t, const io::ModuleQuant& q)
+      : q_(q), cols_(static_cast<size_t>(t.cols())) {
+    const std::string stem = t.name.substr(0, t.name.size() - std::string(".weight").size());
+    packed_ = &model.at(t.name);
+    scales_ = &model.at(stem + ".scales");
+    biases_ = &model.at(stem + ".biases");
+    const int64_t rows = t.numel() / t.cols();
+    if (packed_->info->dtype != DType::kU32 || packed_->info->numel() * 32 != rows * t.cols() * q.bits ||
+        scales_->info->numel() * q.group_size != rows * t.cols() || biases_->info->numel() != scales_->info->numel())
+      fail_input("{}: tensor '{}' is not {}-bit group-{} codes of a {}x{} matrix", model.dir(), t.name, q.bits,
+                 q.group_size, rows, t.cols());
+  }
+
+  void compare(size_t source, int64_t rows_per_source, const quant::RowRange& range, Scratch& s,
+               RetentionSums& out) const {
+    const size_t n = static_cast<size_t>(range.end - range.begin), words = cols_ * q_.bits / 32,
+                 groups = cols_ / q_.group_size;
+    const uint64_t first = static_cast<uint64_t>(static_cast<int64_t>(source) * rows_per_source + range.begin);
+    std::vector<uint32_t> packed(n * words);
+    std::vector<float> scales(n * groups), biases(n * groups);
+    packed_->file->read(*packed_->info, first * words * 4, packed.size() * 4, packed.data());
+    read_params(*scales_, first * groups, scales, s.raw);
+    read_params(*biases_, first * groups, biases, s.raw);
+    s.stored.resize(cols_);
+    for (size_t r = 0; r < n; ++r) {
+      kernels::dequantize_row_reference(packed.data() + r * words, scales.data() + r * groups,
+                                        biases.data() + r * groups, cols_, q_.bits, q_.group_size, s.stored.data());
+      RetentionSums row;
+      const float* base = s.base.data() + r * cols_;
+      const float* fused = s.fused.data() + r * cols_;
+      for (size_t c = 0; c < cols_; ++c) {
+        s.delta[c] = fused[c] - base[c];
+        s.kept[c] = s.stored[c] - base[c];
+        row.changed += fused[c] != base[c];
+      }
+      if (row.changed == 0) continue;
+      for (size_t g = 0; g < groups; ++g) row.scale_abs_sum += std::fabs(scales[r * groups + g]);
+      row.groups = groups;
+      row.delta_sq = kernels::dot(s.delta.data(), s.delta.data(), cols_);
+      row.kept_dot = kernels::dot(s.kept.data(), s.delta.data(), cols_);
+      row.kept_sq = kernels::dot(s.kept.data(), s.kept.data(), cols_);
+      out.add(row);
+    }
+  }
+
+ private:
+  static void read_params(const io::ModelWeights::Entry& e, uint64_t first, std::vector<float>& out,
+                          std::vector<uint8_t>& raw) {
+    const size_t size = dtype_size(e.info->dtype);
+    raw.resize(out.size() * size);
+    e.file->read(*e.info, first * size, raw.size(), raw.data());
+    quant::load_as_f32_scalar(e.info->dtype, raw.data(), out.size(), out.data());
+  }
+
+  io::ModuleQuant q_;
+  size_t cols_;
+  const io::ModelWeights::Entry *packed_, *scales_, *biases_;
+};
+
 std::vector<PlannedTensor> plan_tensors(const std::vector<quant::QuantPlan>& plans, const FusedRows& rows) {
   std::vector<PlannedTensor> out;
   const auto& first = plans.front().tensors;
@@ -155,8 +220,8 @@ std::vector<Job> make_jobs(const std::vector<PlannedTensor>& tensors, const io::
   return jobs;
 }
 
-void run_job(const Job& job, const PlannedTensor& t, const FusedRows& rows, Scratch& s,
-             std::vector<RetentionSums>& out) {
+void run_job(const Job& job, const PlannedTensor& t, const FusedRows& rows, const io::ModelWeights* quantized,
+             Scratch& s, std::vector<RetentionSums>& out) {
   const quant::OutputTensor& ot = *t.tensor;
   const size_t cols = static_cast<size_t>(ot.cols()), n = static_cast<size_t>(job.rows.end - job.rows.begin);
   if (!rows.read(ot.sources[job.source], job.rows.begin, job.rows.end, ot.cols(), s.base, s.fused)) return;
@@ -167,6 +232,11 @@ void run_job(const Job& job, const PlannedTensor& t, const FusedRows& rows, Scra
   }
   s.delta.resize(cols);
   s.kept.resize(cols);
+  if (quantized) {
+    const int64_t rows_per_source = ot.numel() / ot.cols() / static_cast<int64_t>(ot.sources.size());
+    StoredComparer(*quantized, ot, t.quant.front()).compare(job.source, rows_per_source, job.rows, s, out.front());
+    return;
+  }
   for (size_t w = 0; w < t.quant.size(); ++w) WidthComparer(t.quant[w], ot.float_dtype, cols).compare(n, s, out[w]);
 }
 
@@ -236,6 +306,11 @@ WeightRetention analyze_weight_retention(const WeightRetentionOptions& o, Thread
   const std::vector<quant::QuantPlan> plans = make_plans(config, base, o);
   const std::vector<PlannedTensor> tensors = plan_tensors(plans, rows);
   const std::vector<Job> jobs = make_jobs(tensors, base);
+  std::optional<io::ModelWeights> quantized;
+  if (!o.quantized_dir.empty()) {
+    if (o.bits.size() != 1) fail(ErrorKind::kUsage, "a quantized model is measured at its one width");
+    quantized.emplace(io::ModelWeights::open(o.quantized_dir));
+  }
 
   std::vector<std::vector<RetentionSums>> job_sums(jobs.size());
   std::vector<Scratch> scratch(pool.size());
@@ -243,7 +318,7 @@ WeightRetention analyze_weight_retention(const WeightRetentionOptions& o, Thread
   pool.parallel_for(jobs.size(), 1, [&](size_t b, size_t e, size_t worker) {
     for (size_t j = b; j < e; ++j) {
       job_sums[j].assign(o.bits.size(), {});
-      run_job(jobs[j], tensors[jobs[j].tensor], rows, scratch[worker], job_sums[j]);
+      run_job(jobs[j], tensors[jobs[j].tensor], rows, quantized ? &*quantized : nullptr, scratch[worker], job_sums[j]);
       progress.advance(1, 0);
     }
   });

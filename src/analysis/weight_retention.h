@@ -35,6 +35,10 @@ struct WeightRetentionOptions {
   std::vector<int> bits = {2, 3, 4, 5, 6, 7, 8};
   int group_size = 64;
   bool show_progress = true;
+  // A quantized model (any rounding method, issue 21) to measure instead of quantizing to nearest
+  // here: `bits` then holds its one width. Its codes are read as stored and dequantized; the erased
+  // share is not measured (another method's groups have other scales than the base's nearest codes).
+  std::string quantized_dir;
 };
 
 // Additive sums for one tensor (or layer, or model) at one bit width.

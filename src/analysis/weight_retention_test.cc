@@ -11,6 +11,7 @@
 #include "io/safetensors.h"
 #include "kernels/affine_reference.h"
 #include "quant/convert.h"
+#include "quant/quantizer.h"
 #include "test_support.h"
 
 namespace quantlab::analysis {
@@ -182,6 +183,39 @@ TEST(WeightRetention, LayersLostFirstOrdersByLossWidth) {
   EXPECT_EQ(order[2].loss_bits, 2);
   EXPECT_EQ(order[3].layer, 0);
   EXPECT_EQ(order[3].loss_bits, 0);
+}
+
+// A model quantized elsewhere (any rounding method) is measured from its stored codes: measured on a
+// round-to-nearest file, that gives the in-memory analysis's numbers (the stored model dequantizes with
+// one fma where the analysis rounds twice: 1 ulp). The MoE model checks the stacked experts' offsets.
+TEST(WeightRetention, AStoredModelMeasuresAsItsInMemoryRounding) {
+  for (const auto& [base, fused] : {std::pair{kBase, kFused},
+                                    std::pair{data_path("tool-calling/moe-base-f16"),
+                                              data_path("tool-calling/moe-fused-strong-f16")}}) {
+    SCOPED_TRACE(fused);
+    testing::TempDir tmp;
+    ThreadPool pool(2);
+    quant::QuantizeOptions q;
+    q.plan.bits = 3;
+    q.show_progress = false;
+    quant::quantize_model(fused, tmp / "q3", q, pool);
+    const WeightRetention memory = analyze("", fused, {3}, 2, base);
+    WeightRetentionOptions o;
+    o.base_dir = base;
+    o.fused_dir = fused;
+    o.bits = {3};
+    o.quantized_dir = tmp / "q3";
+    o.show_progress = false;
+    const WeightRetention stored = analyze_weight_retention(o, pool);
+    ASSERT_EQ(stored.tensors.size(), memory.tensors.size());
+    EXPECT_NEAR(stored.overall[0].cosine(), memory.overall[0].cosine(), 1e-5);
+    EXPECT_NEAR(stored.overall[0].kept(), memory.overall[0].kept(), 1e-5);
+    EXPECT_EQ(stored.overall[0].changed, memory.overall[0].changed);
+    for (size_t i = 0; i < stored.tensors.size(); ++i)
+      EXPECT_NEAR(stored.tensors[i].sums[0].cosine(), memory.tensors[i].sums[0].cosine(), 1e-4) << stored.tensors[i].name;
+    o.bits = {3, 4};
+    EXPECT_THROW(analyze_weight_retention(o, pool), Error);  // a stored model has one width
+  }
 }
 
 TEST(WeightRetention, RejectsAnAdapterForAnotherBase) {

@@ -81,12 +81,7 @@ quant::RoundingOptions rounding_options(const QuantizeArgs& a, ThreadPool& pool)
     c.show_progress = !a.quiet && !a.json && Progress::stderr_is_terminal();
     stats = analysis::calibrate(c, pool);
   }
-  // Rounded to float32 as a statistics file stores them, so calibrating inline and through
-  // `calibrate --second-moments` + --stats give the same files.
-  for (auto& [module, m] : stats.modules) {
-    for (double& v : m.xxt) v = static_cast<float>(v);
-    if (!m.xxt.empty()) r.moments.emplace(module, std::move(m.xxt));
-  }
+  r.moments = analysis::take_rounding_moments(stats);
   if (r.moments.empty())
     fail_input("{}: no second moments in the statistics (record them with `quantlab calibrate --second-moments`)",
                a.stats);

@@ -1,5 +1,6 @@
 // quantlab retention --base BASE (--adapter A | --fused F) [--bits 2,3,4,5,6,7,8] [--group-size G]
-//                    [--suite Q [--tools T] [--max-tokens N]] [--keep-models] [--json] --out DIR
+//                    [--suite Q [--tools T] [--max-tokens N]] [--method gptq,delta [--calibration Q]
+//                    [--calibration-tokens N]] [--keep-models] [--json] --out DIR
 // Writes DIR/retention.json and DIR/retention.md (atomically) and prints the summary (or the JSON).
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -15,9 +16,10 @@ namespace quantlab::cli {
 namespace {
 
 struct RetentionArgs {
-  std::string base, adapter, fused, bits = "2,3,4,5,6,7,8", suite, tools, out;
+  std::string base, adapter, fused, bits = "2,3,4,5,6,7,8", suite, tools, out, calibration;
+  std::vector<std::string> methods;
   int group_size = 64;
-  size_t max_tokens = 32, threads = 0;
+  size_t max_tokens = 32, threads = 0, calibration_tokens = 64;
   bool keep_models = false, overwrite = false, json = false, quiet = false;
 };
 
@@ -32,6 +34,9 @@ void run_retention(const RetentionArgs& a, ThreadPool& pool) {
   o.tools_path = a.tools;
   o.max_tokens = a.max_tokens;
   o.out_dir = a.out;
+  o.methods = a.methods;
+  o.calibration_suite = a.calibration;
+  o.calibration_tokens = a.calibration_tokens;
   o.keep_models = a.keep_models;
   o.overwrite = a.overwrite;
   o.show_progress = !a.quiet && !a.json;
@@ -55,6 +60,14 @@ void register_retention(CLI::App& app) {
   cmd->add_option("--suite", a->suite, "Query suite (JSONL): also measure retention from the model's outputs");
   cmd->add_option("--tools", a->tools, "Tool schemas (JSON) rendered into the prompts");
   cmd->add_option("--max-tokens", a->max_tokens, "Length of the fused model's reference replies")
+      ->check(CLI::Range(1, 4096))->capture_default_str();
+  cmd->add_option("--method", a->methods,
+                  "Rounding methods to measure beside round-to-nearest, each at every width: gptq, delta "
+                  "(docs/rounding.md)")
+      ->delimiter(',');
+  cmd->add_option("--calibration", a->calibration,
+                  "Suite the gptq/delta statistics are calibrated on (default: --suite)");
+  cmd->add_option("--calibration-tokens", a->calibration_tokens, "Reply tokens per calibration prompt")
       ->check(CLI::Range(1, 4096))->capture_default_str();
   cmd->add_option("--out", a->out, "Report directory (retention.json, retention.md)")->required();
   cmd->add_flag("--keep-models", a->keep_models, "Keep the quantized (and fused) models under OUT");
