@@ -41,7 +41,7 @@ if [ "${QUANTLAB_SKIP_SANITIZERS:-0}" != "1" ]; then
   ASAN_SKIP='BenchCli\.EightAndSixBitKeepTheFloat16AccuracyOnDev40|DenseRetention\.|MixedCli\.CalibrateSensitivity'
   ASAN_SKIP+='|RetentionCli\.FromTheOutputsWithAnAdapter|ExpertStudy\.|Gains\.|AllocatedPlan\.|Determinism\.'
   ASAN_SKIP+='|Sweep\.MixedPlansAndRecipes|Interrupt\.SweepKilled|Rounding\.GptqAndDelta|Rounding\.TheSameFiles|Rounding\.StatisticsFrom'
-  ASAN_SKIP+='|ServeCli\.BenchAgainstTheServer|RetentionCli\.RoundingMethodsSideBySide'
+  ASAN_SKIP+='|ServeCli\.BenchAgainstTheServer|RetentionCli\.RoundingMethodsSideBySide|Rounding\.DeltaFromTheAdapter'
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --test-dir build-asan --output-on-failure -j "$JOBS" --timeout 900 -E "$ASAN_SKIP"
   phase_end "sanitizer tests"

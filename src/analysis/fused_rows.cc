@@ -6,6 +6,8 @@
 #include "core/error.h"
 #include "kernels/kernels.h"
 #include "quant/convert.h"
+#include "quant/gptq.h"
+#include "quant/quantizer.h"
 
 namespace quantlab::analysis {
 
@@ -97,9 +99,19 @@ bool FusedRows::read(const std::string& name, int64_t r0, int64_t r1, int64_t co
     read_f32(*fused_, name, r0 * cols, n, fused);
     return std::memcmp(base.data(), fused.data(), base.size() * sizeof(float)) != 0;
   }
+  if (!adapter_delta(name, r0, r1, cols, fused)) return false;
+  for (size_t i = 0; i < fused.size(); ++i) fused[i] += base[i];
+  // As `quantlab fuse` writes it: one rounding of W + delta to the base's dtype.
+  quant::round_to_dtype(fused.data(), fused.size(), base_->at(name).info->dtype);
+  return true;
+}
+
+bool FusedRows::adapter_delta(const std::string& name, int64_t r0, int64_t r1, int64_t cols,
+                              std::vector<float>& out) const {
+  QL_CHECK(adapter_.has_value(), "the change of '{}' asked of rows without an adapter", name);
+  out.assign(static_cast<size_t>((r1 - r0) * cols), 0.0f);
   auto it = edits_.find(name);
   if (it == edits_.end()) return false;
-  fused = base;
   std::vector<float> delta(static_cast<size_t>(cols));
   bool any = false;
   for (const Edit& edit : it->second) {
@@ -107,14 +119,35 @@ bool FusedRows::read(const std::string& name, int64_t r0, int64_t r1, int64_t co
     const int64_t first = std::max(r0, edit.row_offset), last = std::min(r1, edit.row_offset + edit.rows);
     for (int64_t r = first; r < last; ++r) {
       lm.delta_row(edit.expert, r - edit.row_offset, delta.data());
-      float* row = fused.data() + (r - r0) * cols;
+      float* row = out.data() + (r - r0) * cols;
       for (int64_t c = 0; c < cols; ++c) row[c] += delta[c];
       any = true;
     }
   }
-  // As `quantlab fuse` writes it: one rounding of W + delta to the base's dtype.
-  quant::round_to_dtype(fused.data(), fused.size(), base_->at(name).info->dtype);
   return any;
+}
+
+std::function<std::vector<double>(const std::string&, int64_t)> adapter_delta_gram(const std::string& model_dir,
+                                                                                  const std::string& adapter_dir) {
+  struct State {
+    io::ModelWeights weights;
+    std::optional<FusedRows> rows;
+  };
+  auto state = std::make_shared<State>(State{io::ModelWeights::open(model_dir), std::nullopt});
+  // The fused model has the base's names and shapes: it resolves the adapter's modules as the base would.
+  state->rows.emplace(FusedRows::from_adapter(state->weights, io::load_adapter(adapter_dir)));
+  return [state](const std::string& source, int64_t cols) {
+    constexpr int64_t kChunkElements = 1 << 20;
+    const int64_t rows = state->weights.at(source).info->numel() / cols;
+    std::vector<double> total(static_cast<size_t>(cols * cols), 0.0);
+    std::vector<float> delta;
+    for (const quant::RowRange& r : quant::split_rows(rows, cols, kChunkElements)) {
+      if (!state->rows->adapter_delta(source, r.begin, r.end, cols, delta)) continue;
+      const auto part = quant::gram(delta, static_cast<size_t>(r.end - r.begin), static_cast<size_t>(cols));
+      for (size_t i = 0; i < total.size(); ++i) total[i] += part[i];
+    }
+    return total;
+  };
 }
 
 }  // namespace quantlab::analysis

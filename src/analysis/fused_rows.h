@@ -7,7 +7,9 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -34,6 +36,11 @@ class FusedRows {
   bool read(const std::string& name, int64_t r0, int64_t r1, int64_t cols, std::vector<float>& base,
             std::vector<float>& fused) const;
 
+  // From an adapter only: rows [r0, r1) of the exact change scale·B·A of tensor `name` (not rounded to
+  // any dtype; zero where the adapter does not reach). Returns false when the adapter does not touch
+  // these rows.
+  bool adapter_delta(const std::string& name, int64_t r0, int64_t r1, int64_t cols, std::vector<float>& delta) const;
+
  private:
   // One adapter module (one expert of it) applied to rows [row_offset, row_offset + rows).
   struct Edit {
@@ -50,5 +57,12 @@ class FusedRows {
   std::optional<io::Adapter> adapter_;
   std::map<std::string, std::vector<Edit>> edits_;  // by base tensor name
 };
+
+// ΔWᵀΔW ([cols, cols]) of each source tensor of the model in `model_dir` (the fused model being
+// quantized), from a LoRA adapter's exact scale·B·A: delta rounding without the base model
+// (quant::RoundingOptions::delta_gram). The adapter is checked against the model now (Error naming the
+// module); a tensor the adapter does not reach gets zeros.
+std::function<std::vector<double>(const std::string& source, int64_t cols)> adapter_delta_gram(
+    const std::string& model_dir, const std::string& adapter_dir);
 
 }  // namespace quantlab::analysis

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "analysis/calibration.h"
+#include "analysis/fused_rows.h"
 #include "analysis/mixed_quantize.h"
 #include "cli/bit_widths.h"
 #include "cli/commands.h"
@@ -59,11 +60,14 @@ quant::RoundingOptions rounding_options(const QuantizeArgs& a, ThreadPool& pool)
     fail(ErrorKind::kUsage, "--method {} needs the inputs' statistics: --calibration SUITE.jsonl or --stats FILE "
          "(one of them)", a.method);
   if (r.method == quant::RoundingMethod::kDelta) {
-    if (!a.adapter.empty())
-      fail(ErrorKind::kUsage, "--method delta reads the fine-tune's change as fused − base: give --base BASE (an "
-           "adapter alone is not read by this method; fuse it first with `quantlab fuse`)");
-    if (a.base.empty()) fail(ErrorKind::kUsage, "--method delta needs --base BASE, the model the fine-tune started from");
+    if (a.base.empty() == a.adapter.empty())
+      fail(ErrorKind::kUsage, "--method delta needs the fine-tune's change: --base BASE (the model it started from) "
+           "or --adapter A (its LoRA adapter), one of them");
     r.base_dir = a.base;
+    if (!a.adapter.empty()) {
+      r.delta_gram = analysis::adapter_delta_gram(a.input, a.adapter);
+      r.adapter_dir = a.adapter;
+    }
   } else if (!a.base.empty() || !a.adapter.empty()) {
     fail(ErrorKind::kUsage, "--base and --adapter go with --method delta (or with a budget)");
   }
@@ -218,7 +222,7 @@ void register_quantize(CLI::App& app) {
   cmd->add_option("--max-shard-size", args->max_shard, "Largest output shard (e.g. 5GiB, 500MB)");
   cmd->add_option("--method", args->method,
                   "How codes are chosen: rtn (round to nearest, MLX's rule, default), gptq (error-compensated on "
-                  "--calibration/--stats inputs) or delta (gptq aimed at keeping fused − --base); docs/rounding.md")
+                  "--calibration/--stats inputs) or delta (gptq aimed at keeping the fine-tune's change: fused − --base, or --adapter's); docs/rounding.md")
       ->check(CLI::IsMember({"rtn", "gptq", "delta"}))
       ->capture_default_str();
   cmd->add_option("--stats", args->stats, "gptq/delta: statistics from `quantlab calibrate --second-moments`")

@@ -23,6 +23,7 @@ const std::string kFused = shell_quote(tool_calling::kFused);
 const std::string kBase = shell_quote(tool_calling::kBase);
 const std::string kCalibration = shell_quote(tool_calling::kSeed5);
 const std::string kTools = shell_quote(tool_calling::kTools);
+const std::string kAdapter = shell_quote(tool_calling::kAdapter);
 
 RunResult quantize(const fs::path& out, const std::string& flags) {
   return run_quantlab("quantize " + kFused + " " + shell_quote(out) + " --quiet " + flags);
@@ -101,11 +102,45 @@ TEST(Rounding, StatisticsFromCalibrateGiveTheSameFilesAsCalibratingInline) {
   EXPECT_TRUE(slurp(tmp / "a/model.safetensors") == slurp(tmp / "b/model.safetensors"));
 }
 
+// Bytes that differ between two files of the same length.
+size_t differing_bytes(const std::string& a, const std::string& b) {
+  EXPECT_EQ(a.size(), b.size());
+  size_t n = 0;
+  for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) n += a[i] != b[i];
+  return n;
+}
+
+// The fine-tune's change read from its adapter (exact scale·B·A) instead of as fused − base (the fused
+// weights rounded to float16): nearly the same weighting, so nearly the same files — far closer to
+// delta-from-the-base than plain GPTQ is (a third of the bytes differ between those).
+TEST(Rounding, DeltaFromTheAdapterAloneIsDeltaFromTheBase) {
+  TempDir tmp;
+  const std::string calibration = " --calibration " + kCalibration + " --tools " + kTools + " --calibration-tokens 16";
+  ASSERT_EQ(quantize(tmp / "base", "--bits 3 --method delta --base " + kBase + calibration).exit_code, 0);
+  const RunResult r = quantize(tmp / "adapter", "--bits 3 --method delta --adapter " + kAdapter + calibration);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_EQ(quantize(tmp / "gptq", "--bits 3 --method gptq" + calibration).exit_code, 0);
+  const std::string from_base = slurp(tmp / "base/model.safetensors");
+  EXPECT_LT(differing_bytes(from_base, slurp(tmp / "adapter/model.safetensors")), from_base.size() / 100);
+  EXPECT_GT(differing_bytes(from_base, slurp(tmp / "gptq/model.safetensors")), from_base.size() / 10);
+  const json plan = json::parse(slurp(tmp / "adapter/quantlab_plan.json"));
+  EXPECT_EQ(plan["rounding"]["adapter"], tool_calling::kAdapter);
+  EXPECT_FALSE(plan["rounding"].contains("base"));
+  // An adapter of another model is refused before anything is written.
+  const RunResult other = run_quantlab("quantize " + shell_quote(data_path("tool-calling/moe-fused-strong-f16")) + " " +
+                                       shell_quote(tmp / "q") + " --bits 3 --method delta --adapter " + kAdapter +
+                                       calibration);
+  EXPECT_EQ(other.exit_code, kInvalid) << other.err;
+  EXPECT_NE(other.err.find("adapter module"), std::string::npos) << other.err;
+  EXPECT_FALSE(fs::exists(tmp / "q"));
+}
+
 TEST(Rounding, BadCombinationsAreUsageErrors) {
   TempDir tmp;
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"--method gptq", "needs the inputs' statistics"},
-      {"--method delta --calibration " + kCalibration, "needs --base"},
+      {"--method delta --calibration " + kCalibration, "needs the fine-tune's change"},
+      {"--method delta --calibration " + kCalibration + " --base " + kBase + " --adapter " + kAdapter, "one of them"},
       {"--method gptq --calibration " + kCalibration + " --base " + kBase, "go with --method delta"},
       {"--method rtn --stats " + kCalibration, "go with --method gptq|delta"},
       {"--method nearest", "--method"},

@@ -201,7 +201,8 @@ nlohmann::ordered_json rounding_method_record(const RoundingOptions& r, const Qu
                               {"factorisations", report.gptq_factorisations}};
   if (r.method == RoundingMethod::kDelta) {
     j["delta_weight"] = r.delta_weight;
-    j["base"] = r.base_dir;
+    if (r.delta_gram) j["adapter"] = r.adapter_dir;
+    else j["base"] = r.base_dir;
   }
   return j;
 }
@@ -240,7 +241,7 @@ QuantizeReport quantize_model(const std::string& in_dir, const std::string& out_
   io::AtomicOutputDir out(out_dir, options.overwrite);
   const RoundingOptions& rounding = options.rounding;
   std::optional<io::ModelWeights> base;
-  if (rounding.method == RoundingMethod::kDelta) base = io::ModelWeights::open(rounding.base_dir);
+  if (rounding.method == RoundingMethod::kDelta && !rounding.delta_gram) base = io::ModelWeights::open(rounding.base_dir);
   {
     io::SafetensorsWriter writer(out.temp_path(), report.plan.output_specs(), options.max_shard_bytes,
                                  output_metadata(report.plan, rounding.method));

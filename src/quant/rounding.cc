@@ -88,7 +88,9 @@ GptqFactor rounding_factor(const OutputTensor& t, size_t source, const io::Model
   const auto moments = source_moments(t, source, options);
   const size_t cols = static_cast<size_t>(t.cols());
   std::vector<double> h(moments.begin(), moments.end());
-  if (options.method == RoundingMethod::kDelta) {
+  if (options.method == RoundingMethod::kDelta && options.delta_gram) {
+    add_delta_weighting(h, options.delta_gram(t.sources[source], t.cols()), cols, options.delta_weight);
+  } else if (options.method == RoundingMethod::kDelta) {
     QL_CHECK(base != nullptr, "delta rounding without a base model");
     const std::string& name = t.sources[source];
     const io::ModelWeights::Entry* b = base->find(name);

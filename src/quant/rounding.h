@@ -3,6 +3,7 @@
 // (`delta`) — quant/gptq.h has the mathematics. All three write the same MLX affine layout.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -29,6 +30,11 @@ struct RoundingOptions {
   // experts × cols × cols values, one matrix per expert in order (calibration's ModuleStats::xxt).
   std::map<std::string, std::vector<double>> moments;
   std::string base_dir;  // delta: the base model the fused input was made from (float, same names)
+  // delta without a base: ΔWᵀΔW ([cols, cols]) of a source tensor, from the fine-tune's adapter (the
+  // CLI supplies it from analysis::FusedRows; quant cannot read adapters' module mapping itself).
+  // Set, it is used instead of base_dir; adapter_dir is what the plan records.
+  std::function<std::vector<double>(const std::string& source, int64_t cols)> delta_gram;
+  std::string adapter_dir;
 };
 
 // Which modules of the plan are rounded with GPTQ: quantized, with recorded moments, and not an
