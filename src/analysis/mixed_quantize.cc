@@ -111,6 +111,7 @@ MixedQuantizeResult quantize_allocated(const Sensitivity& sens, const MixedQuant
   q.show_progress = o.show_progress;
   q.write_plan_file = true;
   q.plan_record = plan;
+  q.rounding = o.rounding;
   r.report = quant::quantize_model(o.fused_dir, o.out_dir, q, pool);
   return r;
 }

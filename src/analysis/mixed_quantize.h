@@ -13,6 +13,7 @@
 #include "core/dtype.h"
 #include "core/thread_pool.h"
 #include "quant/quantizer.h"
+#include "quant/rounding.h"
 
 namespace quantlab::analysis {
 
@@ -40,6 +41,7 @@ struct MixedQuantizeOptions {
   std::optional<DType> dtype;
   size_t max_tokens = 64;
   bool measure_gains = true;              // probe each module's output gain on the suite (module_gain.h)
+  quant::RoundingOptions rounding;        // how the allocated widths are rounded (default: to nearest)
   bool overwrite = false;
   bool show_progress = true;
 };

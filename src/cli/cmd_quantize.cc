@@ -1,5 +1,6 @@
 // quantlab quantize IN OUT --bits B --group-size G [--method rtn|gptq|delta ...] [--dtype ...] [--threads N]
 #include <CLI/CLI.hpp>
+#include <filesystem>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -45,8 +46,9 @@ bool wants_allocation(const QuantizeArgs& a) {
          (!a.calibration.empty() && a.method == "rtn");
 }
 
-// The method and its statistics: recorded now on --calibration, or read from --stats.
-quant::RoundingOptions rounding_options(const QuantizeArgs& a, ThreadPool& pool) {
+// The method and its statistics: recorded now on --calibration, or read from --stats. With a budget,
+// --calibration is the allocation's too, and --base (with --adapter) is the fine-tune's for both.
+quant::RoundingOptions rounding_options(const QuantizeArgs& a, ThreadPool& pool, bool budget = false) {
   quant::RoundingOptions r;
   r.method = quant::parse_rounding_method(a.method);
   r.gptq = {a.damp, a.act_order};
@@ -56,10 +58,17 @@ quant::RoundingOptions rounding_options(const QuantizeArgs& a, ThreadPool& pool)
     if (!a.stats.empty() || a.act_order) fail(ErrorKind::kUsage, "--stats and --act-order go with --method gptq|delta");
     return r;
   }
-  if (a.calibration.empty() == a.stats.empty())
+  if (budget ? a.calibration.empty() : a.calibration.empty() == a.stats.empty())
     fail(ErrorKind::kUsage, "--method {} needs the inputs' statistics: --calibration SUITE.jsonl or --stats FILE "
          "(one of them)", a.method);
-  if (r.method == quant::RoundingMethod::kDelta) {
+  if (r.method == quant::RoundingMethod::kDelta && budget) {
+    if (a.base.empty()) fail(ErrorKind::kUsage, "--method delta needs --base BASE, the model the fine-tune started from");
+    r.base_dir = a.base;
+    if (!a.adapter.empty()) {
+      r.delta_gram = analysis::adapter_delta_gram(a.input, a.adapter);
+      r.adapter_dir = a.adapter;
+    }
+  } else if (r.method == quant::RoundingMethod::kDelta) {
     if (a.base.empty() == a.adapter.empty())
       fail(ErrorKind::kUsage, "--method delta needs the fine-tune's change: --base BASE (the model it started from) "
            "or --adapter A (its LoRA adapter), one of them");
@@ -68,7 +77,7 @@ quant::RoundingOptions rounding_options(const QuantizeArgs& a, ThreadPool& pool)
       r.delta_gram = analysis::adapter_delta_gram(a.input, a.adapter);
       r.adapter_dir = a.adapter;
     }
-  } else if (!a.base.empty() || !a.adapter.empty()) {
+  } else if (!budget && (!a.base.empty() || !a.adapter.empty())) {
     fail(ErrorKind::kUsage, "--base and --adapter go with --method delta (or with a budget)");
   }
   analysis::CalibrationStats stats;
@@ -94,9 +103,6 @@ quant::RoundingOptions rounding_options(const QuantizeArgs& a, ThreadPool& pool)
 
 // calibrate → sensitivity → allocate → quantize, the plan beside the model.
 void run_allocated_quantize(const QuantizeArgs& a) {
-  if (a.method != "rtn")
-    fail(ErrorKind::kUsage, "--method {} does not combine with a budget yet (the allocation rounds to nearest): "
-         "quantize with --plan from `allocate`, or without a budget", a.method);
   if (!a.recipe.empty() || !a.plan_file.empty() || !a.overrides.empty())
     fail(ErrorKind::kUsage, "a budget (--target-bpw, --max-bytes, --smaller-than) chooses every module's width; "
          "it does not combine with --recipe, --plan or --override");
@@ -119,12 +125,19 @@ void run_allocated_quantize(const QuantizeArgs& a) {
   o.measure_gains = !a.no_gains;
   o.show_progress = !a.quiet && !a.json && Progress::stderr_is_terminal();
   ThreadPool pool(a.threads);
+  // The widths are allocated on round-to-nearest's error estimates, then rounded with the method
+  // (docs/rounding.md: why that is conservative, and what a per-method allocation would add).
+  if (a.method != "rtn") {
+    if (std::filesystem::exists(a.output) && !a.overwrite) fail(ErrorKind::kUsage, "{} exists; pass --overwrite to replace it", a.output);
+    o.rounding = rounding_options(a, pool, true);
+  }
   const analysis::MixedQuantizeResult r = analysis::quantize_to_budget(o, pool);
   if (a.json) {
     fmt::print("{}\n", nlohmann::ordered_json{{"output", a.output}, {"budget", r.budget},
                                               {"tensor_bytes", r.allocation.bytes},
                                               {"bits_per_weight", r.allocation.bits_per_weight()},
                                               {"predicted_error", r.allocation.error},
+                                              {"method", a.method},
                                               {"seconds", r.report.seconds}}.dump(2));
     return;
   }

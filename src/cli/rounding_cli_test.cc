@@ -135,6 +135,27 @@ TEST(Rounding, DeltaFromTheAdapterAloneIsDeltaFromTheBase) {
   EXPECT_FALSE(fs::exists(tmp / "q"));
 }
 
+// A budget's widths rounded with GPTQ: the same allocation (so the same layout and size) as
+// round-to-nearest's, other codes, and the plan says both what was allocated and how it was rounded.
+TEST(Rounding, ABudgetsWidthsRoundedWithGptq) {
+  TempDir tmp;
+  const std::string budget = " --target-bpw 3.5 --calibration " + kCalibration + " --tools " + kTools +
+                             " --calibration-tokens 8 --no-gains --json";
+  const RunResult rtn = quantize(tmp / "rtn", budget);
+  ASSERT_EQ(rtn.exit_code, 0) << rtn.err;
+  const RunResult gptq = quantize(tmp / "gptq", "--method gptq" + budget);
+  ASSERT_EQ(gptq.exit_code, 0) << gptq.err;
+  EXPECT_EQ(json::parse(gptq.out)["method"], "gptq");
+  EXPECT_EQ(json::parse(gptq.out)["tensor_bytes"], json::parse(rtn.out)["tensor_bytes"]);
+  EXPECT_EQ(layout(tmp / "gptq"), layout(tmp / "rtn"));
+  EXPECT_EQ(json::parse(slurp(tmp / "gptq/config.json")), json::parse(slurp(tmp / "rtn/config.json")));
+  const json plan = json::parse(slurp(tmp / "gptq/quantlab_plan.json"));
+  EXPECT_EQ(plan["quantization_method"], "gptq");
+  EXPECT_GT(plan["rounding"]["gptq_tensors"].get<int>(), 0);
+  EXPECT_EQ(plan["predicted"]["budget"], "3.5 bits per weight") << plan.dump();
+  EXPECT_NE(slurp(tmp / "gptq/model.safetensors"), slurp(tmp / "rtn/model.safetensors"));
+}
+
 TEST(Rounding, BadCombinationsAreUsageErrors) {
   TempDir tmp;
   const std::vector<std::pair<std::string, std::string>> cases = {
@@ -144,7 +165,7 @@ TEST(Rounding, BadCombinationsAreUsageErrors) {
       {"--method gptq --calibration " + kCalibration + " --base " + kBase, "go with --method delta"},
       {"--method rtn --stats " + kCalibration, "go with --method gptq|delta"},
       {"--method nearest", "--method"},
-      {"--method gptq --calibration " + kCalibration + " --target-bpw 3.5", "does not combine with a budget"},
+      {"--method delta --calibration " + kCalibration + " --target-bpw 3.5", "needs --base"},
   };
   for (const auto& [flags, message] : cases) {
     SCOPED_TRACE(flags);
