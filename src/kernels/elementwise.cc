@@ -10,6 +10,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "core/half.h"
 #include "hwy/contrib/math/math-inl.h"
 #include "hwy/highway.h"
 #include "kernels/convert-inl.h"
@@ -32,6 +33,27 @@ void ConvertToF32Impl(DType src, const void* data, size_t n, float* out) {
 float DotImpl(const float* a, const float* b, size_t n) { return DotF32(a, b, n); }
 
 void AxpyImpl(float a, const float* x, float* y, size_t n) { AxpyF32(a, x, y, n); }
+
+// core/half.h's f32_to_bf16 on whole vectors: round to nearest, ties to even; NaNs quieted.
+void ConvertF32ToBf16Impl(const float* in, size_t n, uint16_t* out) {
+  size_t i = 0;
+#if HWY_TARGET != HWY_SCALAR
+  const hn::ScalableTag<uint32_t> du;
+  const hn::ScalableTag<int32_t> di;
+  const hn::Rebind<uint16_t, decltype(di)> d16;
+  const size_t N = hn::Lanes(du);
+  for (; i + N <= n; i += N) {
+    const auto u = hn::BitCast(du, hn::LoadU(hn::ScalableTag<float>(), in + i));
+    const auto nan = hn::Gt(hn::BitCast(di, hn::And(u, hn::Set(du, 0x7fffffffu))), hn::Set(di, 0x7f800000));
+    const auto rounded = hn::ShiftRight<16>(
+        hn::Add(u, hn::Add(hn::Set(du, 0x7fffu), hn::And(hn::ShiftRight<16>(u), hn::Set(du, 1u)))));
+    const auto quiet = hn::Or(hn::ShiftRight<16>(u), hn::Set(du, 0x40u));
+    const auto bits = hn::IfThenElse(hn::RebindMask(du, nan), quiet, rounded);
+    hn::StoreU(hn::DemoteTo(d16, hn::BitCast(di, bits)), d16, out + i);  // < 2^16: no saturation
+  }
+#endif
+  for (; i < n; ++i) out[i] = f32_to_bf16(in[i]);
+}
 
 // out = weight * x * scale_factor, vectorised with a single-lane tail.
 void ScaleByWeight(const float* x, const float* weight, size_t n, float factor, float* out) {
@@ -107,6 +129,7 @@ HWY_EXPORT(TargetNameImpl);
 HWY_EXPORT(ConvertToF32Impl);
 HWY_EXPORT(DotImpl);
 HWY_EXPORT(AxpyImpl);
+HWY_EXPORT(ConvertF32ToBf16Impl);
 HWY_EXPORT(RmsNormImpl);
 HWY_EXPORT(RopeNeoxImpl);
 HWY_EXPORT(SoftmaxImpl);
@@ -123,6 +146,10 @@ void convert_to_f32(DType src, const void* data, size_t n, float* out) {
 float dot(const float* a, const float* b, size_t n) { return HWY_DYNAMIC_DISPATCH(DotImpl)(a, b, n); }
 
 void axpy(float a, const float* x, float* y, size_t n) { HWY_DYNAMIC_DISPATCH(AxpyImpl)(a, x, y, n); }
+
+void convert_f32_to_bf16(const float* in, size_t n, uint16_t* out) {
+  HWY_DYNAMIC_DISPATCH(ConvertF32ToBf16Impl)(in, n, out);
+}
 
 void rms_norm(const float* x, const float* weight, size_t n, float eps, float* out) {
   HWY_DYNAMIC_DISPATCH(RmsNormImpl)(x, weight, n, eps, out);

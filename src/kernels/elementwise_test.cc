@@ -3,6 +3,8 @@
 // float-aligned but not vector-aligned addresses.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <bit>
 #include <cfloat>
 #include <cmath>
 #include <cstring>
@@ -182,6 +184,25 @@ TEST(SiluMulTest, MatchesDoubleReferenceIncludingLargeMagnitudes) {
       }
     });
   }
+}
+
+TEST(ConvertF32ToBf16, EveryTargetRoundsAsTheScalarDefinition) {
+  // Ties (…8000 low halves), carries into the exponent, infinities, NaNs, subnormals, odd lengths.
+  std::vector<float> in = {1.0f, -2.5f, 0.0f, -0.0f, INFINITY, -INFINITY, NAN, -NAN, 1e-40f, -1e-42f, FLT_MAX,
+                           std::bit_cast<float>(0x3f808000u), std::bit_cast<float>(0x3f818000u),
+                           std::bit_cast<float>(0x3fffffffu), std::bit_cast<float>(0x7f7fffffu),
+                           std::bit_cast<float>(0x7f800001u)};
+  std::mt19937 rng(5);
+  for (int i = 0; i < 1000; ++i) in.push_back(std::bit_cast<float>(static_cast<uint32_t>(rng())));
+  std::vector<uint16_t> expected(in.size());
+  for (size_t i = 0; i < in.size(); ++i) expected[i] = f32_to_bf16(in[i]);
+  testing::for_each_target([&] {
+    for (size_t n : {in.size(), size_t{13}, size_t{1}}) {
+      std::vector<uint16_t> got(n);
+      convert_f32_to_bf16(in.data(), n, got.data());
+      EXPECT_TRUE(std::equal(got.begin(), got.end(), expected.begin())) << "n=" << n;
+    }
+  });
 }
 
 }  // namespace

@@ -91,6 +91,9 @@ void dequantize_row(const MatrixView& w, size_t row, float* out);
 // Converts n stored elements of type src (F32, F16 or BF16) to f32.
 void convert_to_f32(DType src, const void* data, size_t n, float* out);
 
+// out[i] = bfloat16 bits of in[i], rounded to nearest even (NaNs quieted): core/half.h's f32_to_bf16.
+void convert_f32_to_bf16(const float* in, size_t n, uint16_t* out);
+
 // out = weight * x / sqrt(mean(x^2) + eps), all f32. out may alias x.
 void rms_norm(const float* x, const float* weight, size_t n, float eps, float* out);
 

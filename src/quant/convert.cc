@@ -1,10 +1,12 @@
 #include "quant/convert.h"
 
 #include <bit>
+#include <cstdint>
 #include <cstring>
 
 #include "core/error.h"
 #include "core/half.h"
+#include "kernels/kernels.h"
 
 namespace quantlab::quant {
 
@@ -25,6 +27,10 @@ void store_as(const float* values, size_t n, DType dtype, uint8_t* out) {
       }
       return;
     case DType::kBF16:
+      if (reinterpret_cast<uintptr_t>(out) % alignof(uint16_t) == 0) {
+        kernels::convert_f32_to_bf16(values, n, reinterpret_cast<uint16_t*>(out));
+        return;
+      }
       for (size_t i = 0; i < n; ++i) {
         const uint16_t h = f32_to_bf16(values[i]);
         std::memcpy(out + 2 * i, &h, 2);

@@ -7,9 +7,8 @@ namespace quantlab::quant {
 
 namespace {
 
-constexpr uint64_t kGamma = 0x9e3779b97f4a7c15ull;  // splitmix64's counter increment
-constexpr int kBucketBits = 12;
-constexpr int kBuckets = 1 << kBucketBits;
+constexpr uint64_t kGamma = kernels::kSplitMixGamma;  // splitmix64's counter increment
+constexpr int kBuckets = 1 << kernels::kSynthBucketBits;
 
 // Inverse of the standard normal CDF by bisection on erfc: only used to build the table once.
 double inverse_normal_cdf(double p) {
@@ -22,14 +21,26 @@ double inverse_normal_cdf(double p) {
 }
 
 // Quantiles at i / kBuckets; the two infinite ends are replaced by the quantiles a quarter bucket in.
-const std::array<float, kBuckets + 1>& quantile_table() {
-  static const std::array<float, kBuckets + 1> table = [] {
-    std::array<float, kBuckets + 1> t{};
+// As the vector kernel reads them: value[b] = the float quantile, delta[b] = value[b+1] − value[b]
+// rounded to float, both stored as double.
+struct QuantileTable {
+  std::array<double, kBuckets> value{}, delta{};
+  kernels::SynthNormalTable view() const { return {value.data(), delta.data()}; }
+};
+
+const QuantileTable& quantile_table() {
+  static const QuantileTable table = [] {
+    std::array<float, kBuckets + 1> q{};
     for (int i = 0; i <= kBuckets; ++i) {
       double p = static_cast<double>(i) / kBuckets;
       if (i == 0) p = 0.25 / kBuckets;
       if (i == kBuckets) p = 1 - 0.25 / kBuckets;
-      t[i] = static_cast<float>(inverse_normal_cdf(p));
+      q[i] = static_cast<float>(inverse_normal_cdf(p));
+    }
+    QuantileTable t;
+    for (int i = 0; i < kBuckets; ++i) {
+      t.value[i] = q[i];
+      t.delta[i] = q[i + 1] - q[i];  // a float subtraction, stored exactly
     }
     return t;
   }();
@@ -48,12 +59,6 @@ bool ends_with(const std::string& s, std::string_view suffix) {
 
 }  // namespace
 
-uint64_t mix64(uint64_t x) {
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
-
 SynthKind synth_kind_of(const std::string& name, size_t rank) {
   if (ends_with(name, ".bias")) return SynthKind::kBias;
   if (rank <= 1) return SynthKind::kNorm;  // every 1-D weight of these families is a norm scale
@@ -66,10 +71,7 @@ SynthTensorGenerator::SynthTensorGenerator(uint64_t seed, const std::string& ten
 }
 
 float SynthTensorGenerator::normal_from_bits(uint64_t bits) {
-  const auto& t = quantile_table();
-  const uint32_t bucket = static_cast<uint32_t>(bits >> (64 - kBucketBits));
-  const float frac = static_cast<float>((bits >> (64 - kBucketBits - 20)) & 0xfffff) * (1.0f / (1 << 20));
-  return t[bucket] + frac * (t[bucket + 1] - t[bucket]);
+  return kernels::synth_normal_deviate(bits, quantile_table().view());
 }
 
 float SynthTensorGenerator::row_scale(int64_t row) const {
@@ -94,14 +96,12 @@ void SynthTensorGenerator::fill_rows(int64_t first_row, int64_t rows, int64_t co
       continue;
     }
     const bool matrix = kind_ == SynthKind::kMatrix;
-    const float scale = SynthStatistics::kStd * (matrix ? row_scale(row) : 1.0f);
-    for (int64_t c = 0; c < cols; ++c) {
-      const uint64_t bits = mix64(base + static_cast<uint64_t>(c + 1) * kGamma);
-      float v = scale * normal_from_bits(bits);
-      if (matrix && static_cast<uint32_t>(bits) < kOutlierThreshold)
-        v = std::copysign(SynthStatistics::kOutlierSigmas * scale, v);
-      dst[c] = v;
-    }
+    kernels::SynthNormalRun run;
+    run.base = base;
+    run.scale = SynthStatistics::kStd * (matrix ? row_scale(row) : 1.0f);
+    run.outlier_threshold = matrix ? kOutlierThreshold : 0;
+    run.outlier_magnitude = SynthStatistics::kOutlierSigmas * run.scale;
+    kernels::synth_normal_fill(run, quantile_table().view(), static_cast<size_t>(cols), dst);
   }
 }
 
