@@ -67,19 +67,39 @@ GroupFit QuantizeGroup(const float* w, size_t group, float n_bins, int32_t* code
   return fit;
 }
 
-// Appends `count` codes of `bits` bits to an LSB-first stream of whole words (count*bits % 32 == 0).
-void PackCodes(const int32_t* codes, size_t count, int bits, uint32_t* words) {
-  uint64_t pending = 0;
-  int filled = 0;
-  for (size_t i = 0; i < count; ++i) {
-    pending |= static_cast<uint64_t>(static_cast<uint32_t>(codes[i])) << filled;
-    filled += bits;
-    if (filled >= 32) {
-      *words++ = static_cast<uint32_t>(pending);
-      pending >>= 32;
-      filled -= 32;
+// Packs `count` codes of Bits bits into an LSB-first stream of whole words (count*Bits % 32 == 0).
+// The width is a template argument: codes go in blocks of 32 (Bits words each) with the shifts known at
+// compile time, so the compiler unrolls the block and no branch decides when a word is full.
+template <int Bits>
+void PackCodesFixed(const int32_t* HWY_RESTRICT codes, size_t count, uint32_t* HWY_RESTRICT words) {
+  for (size_t block = 0; block + 32 <= count; block += 32) {
+    uint64_t pending = 0;
+    int filled = 0;
+    uint32_t* out = words + block / 32 * Bits;
+#pragma GCC unroll 32
+    for (int i = 0; i < 32; ++i) {
+      pending |= static_cast<uint64_t>(static_cast<uint32_t>(codes[block + i])) << filled;
+      filled += Bits;
+      if (filled >= 32) {  // constant per unrolled step
+        *out++ = static_cast<uint32_t>(pending);
+        pending >>= 32;
+        filled -= 32;
+      }
     }
   }
+}
+
+void PackCodes(const int32_t* codes, size_t count, int bits, uint32_t* words) {
+  switch (bits) {  // every width of the format table (kernels/format.h); count is a multiple of 32
+    case 2: return PackCodesFixed<2>(codes, count, words);
+    case 3: return PackCodesFixed<3>(codes, count, words);
+    case 4: return PackCodesFixed<4>(codes, count, words);
+    case 5: return PackCodesFixed<5>(codes, count, words);
+    case 6: return PackCodesFixed<6>(codes, count, words);
+    case 7: return PackCodesFixed<7>(codes, count, words);
+    case 8: return PackCodesFixed<8>(codes, count, words);
+  }
+  HWY_ASSERT(false);
 }
 
 void AffineQuantizeImpl(const float* w, size_t rows, size_t cols, int bits, int group_size,
