@@ -43,10 +43,9 @@ inline GroupFit FitGroup(float lo, float hi, float n_bins) {
   return {edge / q0, edge};
 }
 
-// Writes the group's codes as int32 and returns its parameters.
-GroupFit QuantizeGroup(const float* w, size_t group, float n_bins, int32_t* codes) {
+// The group's min and max, exact in any order.
+HWY_INLINE void GroupRange(const float* w, size_t group, float* lo_out, float* hi_out) {
   const DQ d;
-  const hn::RebindToSigned<DQ> di;
   const size_t N = hn::Lanes(d);
   auto lo = hn::LoadU(d, w);
   auto hi = lo;
@@ -55,16 +54,40 @@ GroupFit QuantizeGroup(const float* w, size_t group, float n_bins, int32_t* code
     lo = hn::Min(lo, v);
     hi = hn::Max(hi, v);
   }
-  const GroupFit fit = FitGroup(hn::GetLane(hn::MinOfLanes(d, lo)), hn::GetLane(hn::MaxOfLanes(d, hi)), n_bins);
-  const auto scale = hn::Set(d, fit.scale);
-  const auto bias = hn::Set(d, fit.bias);
+  *lo_out = hn::GetLane(hn::MinOfLanes(d, lo));
+  *hi_out = hn::GetLane(hn::MaxOfLanes(d, hi));
+}
+
+// FitGroup for a batch of groups, one per lane: the same IEEE operations (compare, divide, round half
+// to even, select), so the same bits; `count` ≤ lanes, the rest of the lanes padded with a valid range.
+HWY_INLINE void FitGroups(float* lo, float* hi, size_t count, float n_bins, float* scale_out, float* bias_out) {
+  const DQ d;
+  for (size_t i = count; i < hn::Lanes(d); ++i) lo[i] = hi[i] = 1.0f;
+  const auto l = hn::Load(d, lo), h = hn::Load(d, hi);
+  const auto anchor_at_min = hn::Gt(hn::Abs(l), hn::Abs(h));
+  const auto s = hn::Max(hn::Div(hn::Sub(h, l), hn::Set(d, n_bins)), hn::Set(d, 1e-7f));
+  const auto scale = hn::IfThenElse(anchor_at_min, s, hn::Neg(s));
+  const auto edge = hn::IfThenElse(anchor_at_min, l, h);
+  const auto q0 = hn::Round(hn::Div(edge, scale));
+  const auto flat = hn::Eq(q0, hn::Zero(d));
+  hn::Store(hn::IfThenElse(flat, scale, hn::Div(edge, q0)), d, scale_out);
+  hn::Store(hn::IfThenElseZero(hn::Not(flat), edge), d, bias_out);
+}
+
+// Writes the group's codes as int32 with its (unrounded) parameters.
+HWY_INLINE void GroupCodes(const float* w, size_t group, float n_bins, float scale_value, float bias_value,
+                           int32_t* codes) {
+  const DQ d;
+  const hn::RebindToSigned<DQ> di;
+  const size_t N = hn::Lanes(d);
+  const auto scale = hn::Set(d, scale_value);
+  const auto bias = hn::Set(d, bias_value);
   const auto zero = hn::Zero(d);
   const auto top = hn::Set(d, n_bins);
   for (size_t i = 0; i < group; i += N) {
     const auto q = hn::Round(hn::Div(hn::Sub(hn::LoadU(d, w + i), bias), scale));  // ties to even
     hn::StoreU(hn::ConvertTo(di, hn::Min(hn::Max(q, zero), top)), di, codes + i);
   }
-  return fit;
 }
 
 // Packs `count` codes of Bits bits into an LSB-first stream of whole words (count*Bits % 32 == 0).
@@ -102,19 +125,27 @@ void PackCodes(const int32_t* codes, size_t count, int bits, uint32_t* words) {
   HWY_ASSERT(false);
 }
 
+// Groups go in batches of one per lane: their ranges first (independent reductions the core overlaps),
+// then all their fits in vector lanes (instead of a chain of scalar divisions per group), then codes.
 void AffineQuantizeImpl(const float* w, size_t rows, size_t cols, int bits, int group_size,
                         uint32_t* packed, float* scales, float* biases) {
+  const DQ d;
+  const size_t batch = hn::Lanes(d);
   const size_t group = static_cast<size_t>(group_size);
-  const size_t groups = cols / group;
+  const size_t total = rows * (cols / group);  // groups never straddle rows: one stream of groups
   const size_t group_words = group * static_cast<size_t>(bits) / 32;
   const float n_bins = static_cast<float>((1u << bits) - 1u);
   HWY_ALIGN int32_t codes[128];
-  for (size_t r = 0; r < rows; ++r) {
-    for (size_t g = 0; g < groups; ++g) {
-      const size_t index = r * groups + g;
-      const GroupFit fit = QuantizeGroup(w + index * group, group, n_bins, codes);
-      scales[index] = fit.scale;
-      biases[index] = fit.bias;
+  HWY_ALIGN float lo[32], hi[32], scale[32], bias[32];  // DQ has at most 32 lanes
+  for (size_t g0 = 0; g0 < total; g0 += batch) {
+    const size_t count = std::min(batch, total - g0);
+    for (size_t j = 0; j < count; ++j) GroupRange(w + (g0 + j) * group, group, &lo[j], &hi[j]);
+    FitGroups(lo, hi, count, n_bins, scale, bias);
+    for (size_t j = 0; j < count; ++j) {
+      const size_t index = g0 + j;
+      scales[index] = scale[j];
+      biases[index] = bias[j];
+      GroupCodes(w + index * group, group, n_bins, scale[j], bias[j], codes);
       PackCodes(codes, group, bits, packed + index * group_words);
     }
   }

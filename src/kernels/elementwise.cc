@@ -34,6 +34,25 @@ float DotImpl(const float* a, const float* b, size_t n) { return DotF32(a, b, n)
 
 void AxpyImpl(float a, const float* x, float* y, size_t n) { AxpyF32(a, x, y, n); }
 
+// Index of the first NaN or infinity (exponent bits all ones), or n: a vector scan, then the position
+// looked up only when something was found.
+size_t FirstNonFiniteImpl(const float* v, size_t n) {
+  size_t i = 0;
+#if HWY_TARGET != HWY_SCALAR
+  const hn::ScalableTag<uint32_t> du;
+  const size_t N = hn::Lanes(du);
+  const auto exponent = hn::Set(du, 0x7f800000u);
+  auto any = hn::Zero(du);
+  for (; i + N <= n; i += N)
+    any = hn::Or(any, hn::VecFromMask(du, hn::Eq(hn::And(hn::LoadU(du, reinterpret_cast<const uint32_t*>(v) + i),
+                                                           exponent), exponent)));
+  if (!hn::AllFalse(du, hn::Ne(any, hn::Zero(du)))) i = 0;  // found: locate it below, from the start
+#endif
+  for (; i < n; ++i)
+    if (!std::isfinite(v[i])) return i;
+  return n;
+}
+
 // core/half.h's f32_to_bf16 on whole vectors: round to nearest, ties to even; NaNs quieted.
 void ConvertF32ToBf16Impl(const float* in, size_t n, uint16_t* out) {
   size_t i = 0;
@@ -130,6 +149,7 @@ HWY_EXPORT(ConvertToF32Impl);
 HWY_EXPORT(DotImpl);
 HWY_EXPORT(AxpyImpl);
 HWY_EXPORT(ConvertF32ToBf16Impl);
+HWY_EXPORT(FirstNonFiniteImpl);
 HWY_EXPORT(RmsNormImpl);
 HWY_EXPORT(RopeNeoxImpl);
 HWY_EXPORT(SoftmaxImpl);
@@ -146,6 +166,8 @@ void convert_to_f32(DType src, const void* data, size_t n, float* out) {
 float dot(const float* a, const float* b, size_t n) { return HWY_DYNAMIC_DISPATCH(DotImpl)(a, b, n); }
 
 void axpy(float a, const float* x, float* y, size_t n) { HWY_DYNAMIC_DISPATCH(AxpyImpl)(a, x, y, n); }
+
+size_t first_non_finite(const float* values, size_t n) { return HWY_DYNAMIC_DISPATCH(FirstNonFiniteImpl)(values, n); }
 
 void convert_f32_to_bf16(const float* in, size_t n, uint16_t* out) {
   HWY_DYNAMIC_DISPATCH(ConvertF32ToBf16Impl)(in, n, out);

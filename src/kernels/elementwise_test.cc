@@ -205,5 +205,23 @@ TEST(ConvertF32ToBf16, EveryTargetRoundsAsTheScalarDefinition) {
   });
 }
 
+TEST(FirstNonFinite, EveryTargetFindsTheFirst) {
+  testing::for_each_target([&] {
+    for (size_t n : {size_t{0}, size_t{1}, size_t{17}, size_t{1000}}) {
+      std::vector<float> v(n, 1.5f);
+      EXPECT_EQ(first_non_finite(v.data(), n), n);
+      for (size_t at : {n / 2, n - 1}) {
+        if (n == 0) continue;
+        for (float bad : {NAN, INFINITY, -INFINITY}) {
+          std::vector<float> w = v;
+          w[at] = bad;
+          if (at + 1 < n) w[n - 1] = NAN;  // a later one does not hide the first
+          EXPECT_EQ(first_non_finite(w.data(), n), at) << "n=" << n;
+        }
+      }
+    }
+  });
+}
+
 }  // namespace
 }  // namespace quantlab::kernels

@@ -91,6 +91,9 @@ void dequantize_row(const MatrixView& w, size_t row, float* out);
 // Converts n stored elements of type src (F32, F16 or BF16) to f32.
 void convert_to_f32(DType src, const void* data, size_t n, float* out);
 
+// Index of the first NaN or infinity in values[0, n), or n.
+size_t first_non_finite(const float* values, size_t n);
+
 // out[i] = bfloat16 bits of in[i], rounded to nearest even (NaNs quieted): core/half.h's f32_to_bf16.
 void convert_f32_to_bf16(const float* in, size_t n, uint16_t* out);
 

@@ -61,15 +61,6 @@ void load_as_f32_scalar(DType dtype, const uint8_t* data, size_t n, float* out) 
   }
 }
 
-size_t first_non_finite(const float* values, size_t n) {
-  // Branch-free scan (vectorizes); the position is looked up only when something was found.
-  uint32_t any = 0;
-  for (size_t i = 0; i < n; ++i)
-    any |= ((std::bit_cast<uint32_t>(values[i]) & 0x7f800000u) == 0x7f800000u);
-  if (!any) return n;
-  for (size_t i = 0; i < n; ++i)
-    if ((std::bit_cast<uint32_t>(values[i]) & 0x7f800000u) == 0x7f800000u) return i;
-  return n;
-}
+size_t first_non_finite(const float* values, size_t n) { return kernels::first_non_finite(values, n); }
 
 }  // namespace quantlab::quant

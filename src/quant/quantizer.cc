@@ -23,7 +23,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr int64_t kJobElements = 1 << 19;  // 512K values: 2 MB of f32 scratch per thread
+constexpr int64_t kJobElements = 1 << 17;  // 128K values: 512 KB of f32 scratch per thread
 
 struct Job {
   const OutputTensor* tensor;
