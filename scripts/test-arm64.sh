@@ -25,8 +25,9 @@ read -r -a CPUS <<<"${QUANTLAB_ARM_CPUS:-cortex-a57 a64fx max,sve-default-vector
 # SVE CPUs (17 minutes for the kernel tests) against 47 s for all kernel tests on NEON. On SVE they
 # are left out unless QUANTLAB_ARM_FULL=1; the SVE matmul micro-kernel still runs in the other
 # MatmulTest cases and every width's unpacking in the matvec tests (docs/arm.md).
-# GPTQ's linear algebra (Eigen) has no SVE code: its tests run on the NEON CPU only.
-SVE_SKIP='*AffineMatmulTest.MatchesDoubleReferenceWithinBound*:MatmulTest.LongRowsWalkedInChunksOfK:Gptq.*'
+# GPTQ's and the recursive Cholesky's products are the matmul kernel the MatmulTest cases cover on SVE;
+# their own tests (hundreds of such products) run on the NEON CPU only, for time.
+SVE_SKIP='*AffineMatmulTest.MatchesDoubleReferenceWithinBound*:MatmulTest.LongRowsWalkedInChunksOfK:Gptq.*:Cholesky.*'
 status=0
 for cpu in "${CPUS[@]}"; do
   filter=$FILTER
