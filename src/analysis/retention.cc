@@ -56,17 +56,8 @@ void check_methods(const RetentionOptions& o) {
   if (!o.calibration_suite.empty() && o.methods.empty()) fail(ErrorKind::kUsage, "--calibration goes with --method");
 }
 
-// Every width rounded with each method: quantized into OUT/models/q<b>-g<G>-<method> (what `quantize
-// --method` writes), measured from its stored weights and, with a suite, from its outputs. Round-to-
-// nearest's points come from the main analysis, so the table puts all methods side by side.
-std::vector<MethodRetention> analyze_methods(const RetentionOptions& o, const RetentionRun& run,
-                                             const std::string& fused_dir, const io::AtomicOutputDir& out,
-                                             ThreadPool& pool) {
-  std::vector<MethodRetention> points;
-  for (size_t w = 0; w < o.bits.size(); ++w) {
-    MethodRetention& p = points.emplace_back(MethodRetention{"rtn", o.bits[w], run.weights.overall[w], std::nullopt});
-    if (run.outputs) p.outputs = run.outputs->quantized[w];
-  }
+// The second moments GPTQ and delta need, calibrated once on the fused model.
+quant::RoundingOptions method_rounding(const RetentionOptions& o, const std::string& fused_dir, ThreadPool& pool) {
   CalibrationOptions c;
   c.model_dir = fused_dir;
   c.suite_path = o.calibration_suite.empty() ? o.suite_path : o.calibration_suite;
@@ -78,25 +69,48 @@ std::vector<MethodRetention> analyze_methods(const RetentionOptions& o, const Re
   quant::RoundingOptions rounding;
   rounding.moments = take_rounding_moments(stats);
   rounding.base_dir = o.base_dir;
+  return rounding;
+}
+
+// One width rounded with one method into `dir` (what `quantize --method` writes), measured from its
+// stored weights.
+MethodRetention method_point(const RetentionOptions& o, const std::string& fused_dir, const std::string& method,
+                             int bits, const quant::RoundingOptions& rounding, const std::string& dir,
+                             ThreadPool& pool) {
+  quant::QuantizeOptions q;
+  q.plan.bits = bits;
+  q.plan.group_size = o.group_size;
+  q.show_progress = o.show_progress;
+  q.rounding = rounding;
+  q.rounding.method = quant::parse_rounding_method(method);
+  quant::quantize_model(fused_dir, dir, q, pool);
+  WeightRetentionOptions wo;
+  wo.base_dir = o.base_dir;
+  wo.fused_dir = fused_dir;
+  wo.bits = {bits};
+  wo.group_size = o.group_size;
+  wo.quantized_dir = dir;
+  wo.show_progress = false;
+  return {method, bits, analyze_weight_retention(wo, pool).overall.front(), std::nullopt};
+}
+
+// Every width rounded with each method into OUT/models/q<b>-g<G>-<method>, measured from its stored
+// weights and, with a suite, from its outputs. Round-to-nearest's points come from the main analysis,
+// so the table puts all methods side by side.
+std::vector<MethodRetention> analyze_methods(const RetentionOptions& o, const RetentionRun& run,
+                                             const std::string& fused_dir, const io::AtomicOutputDir& out,
+                                             ThreadPool& pool) {
+  std::vector<MethodRetention> points;
+  for (size_t w = 0; w < o.bits.size(); ++w) {
+    MethodRetention& p = points.emplace_back(MethodRetention{"rtn", o.bits[w], run.weights.overall[w], std::nullopt});
+    if (run.outputs) p.outputs = run.outputs->quantized[w];
+  }
+  const quant::RoundingOptions rounding = method_rounding(o, fused_dir, pool);
   std::vector<std::pair<std::string, std::string>> models;
   for (const std::string& method : o.methods)
     for (int bits : o.bits) {
-      quant::QuantizeOptions q;
-      q.plan.bits = bits;
-      q.plan.group_size = o.group_size;
-      q.show_progress = o.show_progress;
-      q.rounding = rounding;
-      q.rounding.method = quant::parse_rounding_method(method);
       const std::string dir = (fs::path(out.file("models")) / fmt::format("q{}-g{}-{}", bits, o.group_size, method)).string();
-      quant::quantize_model(fused_dir, dir, q, pool);
-      WeightRetentionOptions wo;
-      wo.base_dir = o.base_dir;
-      wo.fused_dir = fused_dir;
-      wo.bits = {bits};
-      wo.group_size = o.group_size;
-      wo.quantized_dir = dir;
-      wo.show_progress = false;
-      points.push_back({method, bits, analyze_weight_retention(wo, pool).overall.front(), std::nullopt});
+      points.push_back(method_point(o, fused_dir, method, bits, rounding, dir, pool));
       models.emplace_back(fmt::format("{}-bit {}", bits, method), dir);
     }
   if (!o.suite_path.empty()) {
