@@ -164,14 +164,9 @@ void AffineRoundingErrorImpl(const float* w, const float* m, const float* d, siz
   const float n_bins = static_cast<float>((1u << bits) - 1u);
   double err_sum = 0, along_sum = 0;
   for (size_t g0 = 0; g0 < cols; g0 += group) {
-    auto lo = hn::LoadU(df, w + g0);
-    auto hi = lo;
-    for (size_t i = N; i < group; i += N) {
-      const auto v = hn::LoadU(df, w + g0 + i);
-      lo = hn::Min(lo, v);
-      hi = hn::Max(hi, v);
-    }
-    const GroupFit fit = FitGroup(hn::GetLane(hn::MinOfLanes(df, lo)), hn::GetLane(hn::MaxOfLanes(df, hi)), n_bins);
+    float lo, hi;
+    GroupRange(w + g0, group, &lo, &hi);
+    const GroupFit fit = FitGroup(lo, hi, n_bins);
     const auto scale = hn::Set(df, fit.scale), bias = hn::Set(df, fit.bias);
     const auto stored_scale = hn::Set(df, RoundParam(fit.scale, param_dtype));
     const auto stored_bias = hn::Set(df, RoundParam(fit.bias, param_dtype));
