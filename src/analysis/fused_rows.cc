@@ -6,8 +6,7 @@
 #include "core/error.h"
 #include "kernels/kernels.h"
 #include "quant/convert.h"
-#include "quant/gptq.h"
-#include "quant/quantizer.h"
+#include "quant/rounding.h"
 
 namespace quantlab::analysis {
 
@@ -137,16 +136,10 @@ std::function<std::vector<double>(const std::string&, int64_t)> adapter_delta_gr
   // The fused model has the base's names and shapes: it resolves the adapter's modules as the base would.
   state->rows.emplace(FusedRows::from_adapter(state->weights, io::load_adapter(adapter_dir)));
   return [state](const std::string& source, int64_t cols) {
-    constexpr int64_t kChunkElements = 1 << 20;
-    const int64_t rows = state->weights.at(source).info->numel() / cols;
-    std::vector<double> total(static_cast<size_t>(cols * cols), 0.0);
-    std::vector<float> delta;
-    for (const quant::RowRange& r : quant::split_rows(rows, cols, kChunkElements)) {
-      if (!state->rows->adapter_delta(source, r.begin, r.end, cols, delta)) continue;
-      const auto part = quant::gram(delta, static_cast<size_t>(r.end - r.begin), static_cast<size_t>(cols));
-      for (size_t i = 0; i < total.size(); ++i) total[i] += part[i];
-    }
-    return total;
+    return quant::gram_by_row_chunks(state->weights.at(source).info->numel() / cols, cols,
+                                     [&](int64_t first, int64_t last, std::vector<float>& delta) {
+                                       return state->rows->adapter_delta(source, first, last, cols, delta);
+                                     });
   };
 }
 

@@ -61,15 +61,12 @@ quant::RoundingOptions rounding_options(const QuantizeArgs& a, ThreadPool& pool,
   if (budget ? a.calibration.empty() : a.calibration.empty() == a.stats.empty())
     fail(ErrorKind::kUsage, "--method {} needs the inputs' statistics: --calibration SUITE.jsonl or --stats FILE "
          "(one of them)", a.method);
-  if (r.method == quant::RoundingMethod::kDelta && budget) {
-    if (a.base.empty()) fail(ErrorKind::kUsage, "--method delta needs --base BASE, the model the fine-tune started from");
-    r.base_dir = a.base;
-    if (!a.adapter.empty()) {
-      r.delta_gram = analysis::adapter_delta_gram(a.input, a.adapter);
-      r.adapter_dir = a.adapter;
-    }
-  } else if (r.method == quant::RoundingMethod::kDelta) {
-    if (a.base.empty() == a.adapter.empty())
+  if (r.method == quant::RoundingMethod::kDelta) {
+    // A budget's fine-tune objective needs the base (the adapter beside it is optional); alone, delta
+    // needs exactly one source of the change.
+    if (budget && a.base.empty())
+      fail(ErrorKind::kUsage, "--method delta needs --base BASE, the model the fine-tune started from");
+    if (!budget && a.base.empty() == a.adapter.empty())
       fail(ErrorKind::kUsage, "--method delta needs the fine-tune's change: --base BASE (the model it started from) "
            "or --adapter A (its LoRA adapter), one of them");
     r.base_dir = a.base;

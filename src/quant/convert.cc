@@ -61,6 +61,4 @@ void load_as_f32_scalar(DType dtype, const uint8_t* data, size_t n, float* out) 
   }
 }
 
-size_t first_non_finite(const float* values, size_t n) { return kernels::first_non_finite(values, n); }
-
 }  // namespace quantlab::quant

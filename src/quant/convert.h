@@ -19,7 +19,4 @@ void store_as(const float* values, size_t n, DType dtype, uint8_t* out);
 // Scalar conversion of stored F32/F16/BF16 to f32 (the reference path).
 void load_as_f32_scalar(DType dtype, const uint8_t* data, size_t n, float* out);
 
-// Index of the first NaN or infinity, or n when all are finite.
-size_t first_non_finite(const float* values, size_t n);
-
 }  // namespace quantlab::quant

@@ -64,7 +64,7 @@ class ModelQuantizer {
     if (kernel_ == KernelPath::kSimd) kernels::convert_to_f32(t.source_dtype, s.raw.data(), n, s.values.data());
     else load_as_f32_scalar(t.source_dtype, s.raw.data(), n, s.values.data());
     if (t.float_dtype != t.source_dtype) round_to_dtype(s.values.data(), n, t.float_dtype);
-    const size_t bad = first_non_finite(s.values.data(), n);
+    const size_t bad = kernels::first_non_finite(s.values.data(), n);
     if (bad != n)
       fail_input("tensor '{}': value at row {}, column {} is {}; refusing to quantize non-finite weights",
                  entry.info->name, job.rows.begin + static_cast<int64_t>(bad) / cols,

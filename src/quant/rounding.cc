@@ -23,23 +23,31 @@ void read_rows(const io::ModelWeights::Entry& e, int64_t r0, int64_t r1, int64_t
   load_as_f32_scalar(dtype, raw.data(), n, out.data());
 }
 
-// ΔWᵀΔW with ΔW = fused − base, read in row chunks (never the whole tensor at once).
+// ΔWᵀΔW with ΔW = fused − base.
 std::vector<double> delta_gram(const io::ModelWeights::Entry& fused, const io::ModelWeights::Entry& base, int64_t cols) {
-  const int64_t rows = fused.info->numel() / cols;
-  std::vector<double> total(static_cast<size_t>(cols * cols), 0.0);
   std::vector<uint8_t> raw;
-  std::vector<float> f, b;
-  for (const RowRange& r : split_rows(rows, cols, kChunkElements)) {
-    read_rows(fused, r.begin, r.end, cols, raw, f);
-    read_rows(base, r.begin, r.end, cols, raw, b);
+  std::vector<float> b;
+  return gram_by_row_chunks(fused.info->numel() / cols, cols, [&](int64_t first, int64_t last, std::vector<float>& f) {
+    read_rows(fused, first, last, cols, raw, f);
+    read_rows(base, first, last, cols, raw, b);
     for (size_t i = 0; i < f.size(); ++i) f[i] -= b[i];
-    const auto part = gram(f, static_cast<size_t>(r.end - r.begin), static_cast<size_t>(cols));
+    return true;
+  });
+}
+
+}  // namespace
+
+std::vector<double> gram_by_row_chunks(int64_t rows, int64_t cols,
+                                       const std::function<bool(int64_t, int64_t, std::vector<float>&)>& fill) {
+  std::vector<double> total(static_cast<size_t>(cols * cols), 0.0);
+  std::vector<float> chunk;
+  for (const RowRange& r : split_rows(rows, cols, kChunkElements)) {
+    if (!fill(r.begin, r.end, chunk)) continue;
+    const auto part = gram(chunk, static_cast<size_t>(r.end - r.begin), static_cast<size_t>(cols));
     for (size_t i = 0; i < total.size(); ++i) total[i] += part[i];
   }
   return total;
 }
-
-}  // namespace
 
 std::string_view rounding_method_name(RoundingMethod method) {
   switch (method) {

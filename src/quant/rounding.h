@@ -3,6 +3,7 @@
 // (`delta`) — quant/gptq.h has the mathematics. All three write the same MLX affine layout.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
@@ -36,6 +37,12 @@ struct RoundingOptions {
   std::function<std::vector<double>(const std::string& source, int64_t cols)> delta_gram;
   std::string adapter_dir;
 };
+
+// ΔᵀΔ ([cols, cols]) of a [rows, cols] change read in row chunks (never the whole tensor at once):
+// fill(first, last, out) writes rows [first, last) of Δ into out and returns false when they are all
+// zero (the chunk is then skipped).
+std::vector<double> gram_by_row_chunks(int64_t rows, int64_t cols,
+                                       const std::function<bool(int64_t, int64_t, std::vector<float>&)>& fill);
 
 // Which modules of the plan are rounded with GPTQ: quantized, with recorded moments, and not an
 // embedding table (its rows are looked up, not multiplied by an input; a tied head shares it).
