@@ -15,6 +15,7 @@
 #include "io/architecture.h"
 #include "io/safetensors.h"
 #include "io/safetensors_writer.h"
+#include "kernels/kernels.h"
 
 namespace quantlab::analysis {
 
@@ -26,8 +27,8 @@ constexpr const char* kStatsFormat = "quantlab.stats/1";
 class StatsCollector {
  public:
   // The registry's names of every layer, built once (events arrive per layer per forward pass).
-  StatsCollector(const io::ModelConfig& config, bool second_moments)
-      : config_(config), second_moments_(second_moments) {
+  StatsCollector(const io::ModelConfig& config, bool second_moments, CalibrationOptions::ExpertStatistics experts)
+      : config_(config), second_moments_(second_moments), expert_statistics_(experts) {
     for (int64_t l = 0; l < config.num_hidden_layers; ++l) layers_.push_back(io::layer_spec(config, l));
   }
 
@@ -72,7 +73,11 @@ class StatsCollector {
       m.cols = e.cols;
       m.mean_x2.assign(experts * e.cols, 0.0);
       m.tokens.assign(experts, 0.0);
-      if (second_moments_) {
+      if (second_moments_ && keeps_inputs(experts, e.cols, experts_of.size() / std::max<size_t>(e.rows, 1))) {
+        m.inputs = std::make_shared<quant::RoutedInputs>();
+        m.inputs->cols = e.cols;
+        m.inputs->route_width = experts_of.size() / std::max<size_t>(e.rows, 1);
+      } else if (second_moments_) {
         second_moment_bytes_ += experts * e.cols * e.cols * sizeof(double);
         // Every module's matrices are allocated during the first forward pass, so a model too large
         // for them fails within seconds, not after the calibration.
@@ -86,6 +91,7 @@ class StatsCollector {
       }
     }
     const size_t per_row = experts_of.empty() ? 0 : experts_of.size() / std::max<size_t>(e.rows, 1);
+    if (m.inputs) keep_inputs(*m.inputs, e, experts_of);
     // Rows of the event per expert (all rows to expert 0 for a plain Linear), in order.
     std::map<size_t, std::vector<size_t>> rows_of;
     for (size_t r = 0; r < e.rows; ++r) {
@@ -104,6 +110,23 @@ class StatsCollector {
     m.tokens[expert] += 1;
   }
 
+  // Routed inputs instead of per-expert matrices: for stacked experts only, as asked or when the
+  // experts' matrices would exceed 256 MiB for this module.
+  bool keeps_inputs(size_t experts, size_t cols, size_t route_width) const {
+    using Mode = CalibrationOptions::ExpertStatistics;
+    if (experts < 2 || route_width == 0 || expert_statistics_ == Mode::kMoments) return false;
+    return expert_statistics_ == Mode::kInputs || experts * cols * cols * sizeof(double) > (size_t{256} << 20);
+  }
+
+  static void keep_inputs(quant::RoutedInputs& in, const model::ActivationEvent& e, std::span<const int32_t> routes) {
+    QL_CHECK(routes.size() == e.rows * in.route_width, "{} routes for {} rows of {}", routes.size(), e.rows,
+             in.route_width);
+    in.values.resize((in.rows + e.rows) * in.cols);
+    kernels::convert_f32_to_bf16(e.x, e.rows * in.cols, in.values.data() + in.rows * in.cols);
+    in.routes.insert(in.routes.end(), routes.begin(), routes.end());
+    in.rows += e.rows;
+  }
+
   // H += XᵀX over the given rows, upper triangle only (finish_means mirrors it): one symmetric rank-k
   // update through Eigen per event and expert, at matrix-product speed.
   static void accumulate_moments(ModuleStats& m, size_t expert, const model::ActivationEvent& e,
@@ -120,6 +143,7 @@ class StatsCollector {
   static constexpr size_t kSecondMomentBudget = size_t{8} << 30;
   const io::ModelConfig& config_;
   bool second_moments_;
+  CalibrationOptions::ExpertStatistics expert_statistics_;
   size_t second_moment_bytes_ = 0;
   std::vector<io::LayerSpec> layers_;
   std::map<std::string, ModuleStats> sums_;
@@ -151,7 +175,7 @@ CalibrationStats calibrate(const CalibrationOptions& o, ThreadPool& pool) {
   for (const auto& p : prompts) longest = std::max(longest, p.size() + o.max_tokens + 1);
   for (const auto& c : chunks) longest = std::max(longest, c.size() + 1);
   model::Session session(chat->model(), pool, {longest, 512});
-  StatsCollector collector(chat->config(), o.second_moments);
+  StatsCollector collector(chat->config(), o.second_moments, o.expert_statistics);
   chat::DecodeHooks hooks;
   hooks.on_activation = [&](const model::ActivationEvent& e) { collector.on_activation(e); };
   CalibrationStats stats;
@@ -185,25 +209,30 @@ CalibrationStats calibrate(const CalibrationOptions& o, ThreadPool& pool) {
 }
 
 void write_stats(const CalibrationStats& s, const std::string& path) {
-  std::vector<std::vector<float>> buffers;
+  std::vector<std::vector<float>> buffers;  // the float tensors, converted from double
   std::vector<io::TensorData> tensors;
+  const auto add_floats = [&](std::string name, const std::vector<double>& values, std::vector<int64_t> shape) {
+    const std::vector<float>& b = buffers.emplace_back(values.begin(), values.end());
+    tensors.push_back({{std::move(name), DType::kF32, std::move(shape)},
+                       {reinterpret_cast<const uint8_t*>(b.data()), b.size() * sizeof(float)}});
+  };
   buffers.reserve(s.modules.size() * 3);
   for (const auto& [module, m] : s.modules) {
+    const int64_t cols = static_cast<int64_t>(m.cols), experts = static_cast<int64_t>(m.experts);
     const bool stacked = m.experts > 1;
-    buffers.emplace_back(m.mean_x2.begin(), m.mean_x2.end());
-    std::vector<int64_t> shape = {static_cast<int64_t>(m.cols)};
-    if (stacked) shape.insert(shape.begin(), static_cast<int64_t>(m.experts));
-    tensors.push_back({{module, DType::kF32, shape}, {}});
-    buffers.emplace_back(m.tokens.begin(), m.tokens.end());
-    tensors.push_back({{module + ".tokens", DType::kF32, {static_cast<int64_t>(m.experts)}}, {}});
-    if (m.xxt.empty()) continue;
-    buffers.emplace_back(m.xxt.begin(), m.xxt.end());
-    std::vector<int64_t> square = {static_cast<int64_t>(m.cols), static_cast<int64_t>(m.cols)};
-    if (stacked) square.insert(square.begin(), static_cast<int64_t>(m.experts));
-    tensors.push_back({{module + ".xxt", DType::kF32, square}, {}});
+    add_floats(module, m.mean_x2, stacked ? std::vector<int64_t>{experts, cols} : std::vector<int64_t>{cols});
+    add_floats(module + ".tokens", m.tokens, {experts});
+    if (!m.xxt.empty())
+      add_floats(module + ".xxt", m.xxt,
+                 stacked ? std::vector<int64_t>{experts, cols, cols} : std::vector<int64_t>{cols, cols});
+    if (!m.inputs) continue;
+    const quant::RoutedInputs& in = *m.inputs;
+    const int64_t rows = static_cast<int64_t>(in.rows);
+    tensors.push_back({{module + ".inputs", DType::kBF16, {rows, cols}},
+                       {reinterpret_cast<const uint8_t*>(in.values.data()), in.values.size() * sizeof(uint16_t)}});
+    tensors.push_back({{module + ".routes", DType::kI32, {rows, static_cast<int64_t>(in.route_width)}},
+                       {reinterpret_cast<const uint8_t*>(in.routes.data()), in.routes.size() * sizeof(int32_t)}});
   }
-  for (size_t i = 0; i < tensors.size(); ++i)
-    tensors[i].bytes = {reinterpret_cast<const uint8_t*>(buffers[i].data()), buffers[i].size() * sizeof(float)};
   io::write_safetensors_file(path, tensors,
                              {{"format", kStatsFormat},
                               {"model_type", s.model_type},
@@ -234,6 +263,34 @@ std::vector<double> read_f32(const io::SafetensorsFile& f, const io::TensorInfo&
   return {v.begin(), v.end()};
 }
 
+// "M.inputs" and "M.routes" of module m, checked: shapes, dtypes, expert ids in range.
+std::shared_ptr<quant::RoutedInputs> read_routed_inputs(const io::SafetensorsFile& f, const io::TensorInfo& inputs,
+                                                        const ModuleStats& m) {
+  const std::string routes_name = inputs.name.substr(0, inputs.name.size() - 7) + ".routes";
+  const io::TensorInfo* routes = f.find(routes_name);
+  if (routes == nullptr) fail_input("{}: tensor '{}' has no '{}'", f.path(), inputs.name, routes_name);
+  if (inputs.dtype != DType::kBF16 || inputs.shape.size() != 2 || inputs.shape[1] != static_cast<int64_t>(m.cols))
+    fail_input("{}: tensor '{}' is {} {}; expected BF16 [rows, {}]", f.path(), inputs.name,
+               dtype_name(inputs.dtype), inputs.shape_string(), m.cols);
+  if (routes->dtype != DType::kI32 || routes->shape.size() != 2 || routes->shape[0] != inputs.shape[0] ||
+      routes->shape[1] < 1)
+    fail_input("{}: tensor '{}' is {} {}; expected I32 [{}, k]", f.path(), routes->name, dtype_name(routes->dtype),
+               routes->shape_string(), inputs.shape[0]);
+  auto in = std::make_shared<quant::RoutedInputs>();
+  in->rows = static_cast<size_t>(inputs.shape[0]);
+  in->cols = m.cols;
+  in->route_width = static_cast<size_t>(routes->shape[1]);
+  in->values.resize(in->rows * in->cols);
+  in->routes.resize(in->rows * in->route_width);
+  std::memcpy(in->values.data(), f.bytes(inputs).data(), in->values.size() * sizeof(uint16_t));
+  std::memcpy(in->routes.data(), f.bytes(*routes).data(), in->routes.size() * sizeof(int32_t));
+  for (int32_t e : in->routes)
+    if (e < 0 || static_cast<size_t>(e) >= m.experts)
+      fail_input("{}: tensor '{}' routes a row to expert {}; the module has {} experts", f.path(), routes->name, e,
+                 m.experts);
+  return in;
+}
+
 }  // namespace
 
 CalibrationStats read_stats(const std::string& path) {
@@ -250,7 +307,9 @@ CalibrationStats read_stats(const std::string& path) {
   s.num_experts = metadata_int(f, "num_experts");
   s.tokens = static_cast<uint64_t>(metadata_int(f, "tokens"));
   for (const auto& t : f.tensors()) {
-    if (t.name.ends_with(".tokens") || t.name.ends_with(".xxt")) continue;
+    if (t.name.ends_with(".tokens") || t.name.ends_with(".xxt") || t.name.ends_with(".inputs") ||
+        t.name.ends_with(".routes"))
+      continue;
     const auto* count = f.find(t.name + ".tokens");
     if (!count) fail_input("{}: tensor '{}' has no '{}.tokens'", path, t.name, t.name);
     ModuleStats m;
@@ -266,6 +325,7 @@ CalibrationStats read_stats(const std::string& path) {
                    xxt->shape_string(), m.experts, m.cols);
       m.xxt = read_f32(f, *xxt);
     }
+    if (const auto* inputs = f.find(t.name + ".inputs")) m.inputs = read_routed_inputs(f, *inputs, m);
     s.modules.emplace(t.name, std::move(m));
   }
   return s;
@@ -281,14 +341,23 @@ void check_stats_match(const CalibrationStats& s, const io::ModelConfig& c, cons
                c.vocab_size, experts);
 }
 
-std::map<std::string, std::vector<double>> take_rounding_moments(CalibrationStats& stats) {
-  std::map<std::string, std::vector<double>> out;
+bool take_rounding_statistics(CalibrationStats& stats, quant::RoundingOptions& rounding) {
+  std::vector<std::shared_ptr<const quant::RoutedInputs>> distinct;
   for (auto& [module, m] : stats.modules) {
+    if (m.inputs) {
+      std::shared_ptr<const quant::RoutedInputs> in = std::move(m.inputs);
+      const auto same = std::find_if(distinct.begin(), distinct.end(), [&](const auto& known) {
+        return known->cols == in->cols && known->values == in->values && known->routes == in->routes;
+      });
+      if (same != distinct.end()) in = *same;
+      else distinct.push_back(in);
+      rounding.routed_inputs[module] = in;
+    }
     if (m.xxt.empty()) continue;
     for (double& v : m.xxt) v = static_cast<float>(v);
-    out.emplace(module, std::move(m.xxt));
+    rounding.moments[module] = std::move(m.xxt);
   }
-  return out;
+  return !rounding.moments.empty() || !rounding.routed_inputs.empty();
 }
 
 }  // namespace quantlab::analysis

@@ -7,17 +7,22 @@
 //
 // File (stats.safetensors): for each module M, tensor "M" F32 [cols] (or [experts, cols] for stacked
 // experts) = mean x², and "M.tokens" F32 [1] (or [experts]); with second moments also "M.xxt" F32
-// [cols, cols] (or [experts, cols, cols]) = E[x xᵀ]; metadata format "quantlab.stats/1",
+// [cols, cols] (or [experts, cols, cols]) = E[x xᵀ] — or, for stacked experts whose matrices would be too
+// large (Qwen3-30B-A3B: 128 × 2048² per module and layer), the routed inputs themselves: "M.inputs" BF16
+// [rows, cols] and "M.routes" I32 [rows, k] (the experts each row went to), which GPTQ uses in low-rank
+// form (quant/gptq_low_rank.h); metadata format "quantlab.stats/1",
 // model_type, hidden_size, num_hidden_layers, vocab_size, num_experts, tokens.
 #pragma once
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "core/thread_pool.h"
 #include "io/model_config.h"
+#include "quant/rounding.h"
 
 namespace quantlab::analysis {
 
@@ -32,6 +37,9 @@ struct CalibrationOptions {
   // Also record the full second-moment matrix E[x xᵀ] of every Linear's input (what GPTQ rounding
   // needs, quant/gptq.h): cols² doubles per module (per expert), so only for models where that fits.
   bool second_moments = false;
+  // For stacked experts with second moments: keep the routed inputs instead of E[x xᵀ] per expert —
+  // always (kInputs), never (kMoments), or when a module's matrices would exceed 256 MiB (kAuto).
+  enum class ExpertStatistics { kAuto, kMoments, kInputs } expert_statistics = ExpertStatistics::kAuto;
 };
 
 struct ModuleStats {
@@ -40,6 +48,7 @@ struct ModuleStats {
   std::vector<double> mean_x2;   // [experts, cols]
   std::vector<double> tokens;    // [experts]
   std::vector<double> xxt;       // [experts, cols, cols] = E[x xᵀ], when second moments were recorded
+  std::shared_ptr<quant::RoutedInputs> inputs;  // instead of xxt for stacked experts (see above)
 };
 
 struct CalibrationStats {
@@ -55,10 +64,11 @@ CalibrationStats calibrate(const CalibrationOptions& options, ThreadPool& pool);
 void write_stats(const CalibrationStats& stats, const std::string& path);
 // Throws Error(kInvalidInput) naming the file when it is not a statistics file.
 CalibrationStats read_stats(const std::string& path);
-// The second moments as GPTQ/delta rounding reads them (quant::RoundingOptions::moments), moved out of
-// `stats` and rounded to float32 as a statistics file stores them, so calibrating inline and through
-// `calibrate --second-moments` + `--stats` give the same files.
-std::map<std::string, std::vector<double>> take_rounding_moments(CalibrationStats& stats);
+// The statistics GPTQ/delta rounding reads (quant::RoundingOptions::moments and ::routed_inputs), moved
+// out of `stats`, the moments rounded to float32 as a statistics file stores them, so calibrating inline
+// and through `calibrate --second-moments` + `--stats` give the same files. Modules with identical
+// routed inputs (gate_proj, up_proj) get one shared object. False when there were none.
+bool take_rounding_statistics(CalibrationStats& stats, quant::RoundingOptions& rounding);
 
 // Throws Error(kInvalidInput) naming both when the statistics were recorded on another model.
 void check_stats_match(const CalibrationStats& stats, const io::ModelConfig& config, const std::string& stats_path);

@@ -61,6 +61,62 @@ TEST(Calibration, EveryQuantizableModuleHasStatisticsAndExpertsTheirOwn) {
                   static_cast<float>(q.mean_x2[3]));
 }
 
+// Experts' routed inputs instead of their E[x xᵀ] (what a Qwen3-30B-A3B-sized model gets): each token's
+// input once per MoE layer with the experts it went to (down: each routed row with its expert); the
+// moments they give are the recorded ones to bfloat16 precision; the file keeps them and refuses routes
+// to experts that do not exist.
+TEST(Calibration, RoutedInputsAreEachExpertsRowsAndSurviveTheFile) {
+  ThreadPool pool(2);
+  CalibrationOptions o;
+  o.model_dir = kMoeFused;
+  o.suite_path = kSeed5;
+  o.tools_path = kTools;
+  o.max_tokens = 8;
+  o.show_progress = false;
+  o.second_moments = true;
+  o.expert_statistics = CalibrationOptions::ExpertStatistics::kInputs;
+  CalibrationStats s = calibrate(o, pool);
+  o.expert_statistics = CalibrationOptions::ExpertStatistics::kMoments;
+  const CalibrationStats full = calibrate(o, pool);
+  const ModuleStats& gate = s.modules.at("model.layers.1.mlp.switch_mlp.gate_proj");
+  const ModuleStats& down = s.modules.at("model.layers.1.mlp.switch_mlp.down_proj");
+  ASSERT_TRUE(gate.inputs && down.inputs);
+  EXPECT_TRUE(gate.xxt.empty());
+  EXPECT_FALSE(s.modules.at("model.layers.1.self_attn.q_proj").xxt.empty());  // dense modules keep E[x xᵀ]
+  EXPECT_EQ(gate.inputs->rows, s.tokens);
+  EXPECT_EQ(gate.inputs->route_width, 2u);
+  EXPECT_EQ(down.inputs->route_width, 1u);
+  const ModuleStats& full_down = full.modules.at("model.layers.1.mlp.switch_mlp.down_proj");
+  for (size_t e = 0; e < down.experts; ++e) {
+    const std::vector<float> x = quant::expert_inputs(*down.inputs, e);
+    ASSERT_EQ(x.size(), static_cast<size_t>(down.tokens[e]) * down.cols) << "expert " << e;
+    if (x.empty()) continue;
+    const auto h = quant::second_moments_of(x, x.size() / down.cols, down.cols);
+    double worst = 0, scale = 0;
+    for (size_t i = 0; i < h.size(); ++i) {
+      worst = std::max(worst, std::abs(h[i] - full_down.xxt[e * h.size() + i]));
+      scale = std::max(scale, std::abs(h[i]));
+    }
+    EXPECT_LT(worst, 1e-2 * scale) << "expert " << e;
+  }
+  TempDir tmp;
+  write_stats(s, tmp / "stats.safetensors");
+  const CalibrationStats back = read_stats(tmp / "stats.safetensors");
+  const auto& read_gate = back.modules.at("model.layers.1.mlp.switch_mlp.gate_proj");
+  ASSERT_TRUE(read_gate.inputs);
+  EXPECT_EQ(read_gate.inputs->values, gate.inputs->values);
+  EXPECT_EQ(read_gate.inputs->routes, gate.inputs->routes);
+  s.modules.at("model.layers.1.mlp.switch_mlp.gate_proj").inputs->routes[3] = 99;
+  write_stats(s, tmp / "bad.safetensors");
+  try {
+    read_stats(tmp / "bad.safetensors");
+    ADD_FAILURE() << "a route to expert 99 was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("model.layers.1.mlp.switch_mlp.gate_proj.routes"), std::string::npos) << e.what();
+    EXPECT_EQ(e.kind(), ErrorKind::kInvalidInput);
+  }
+}
+
 class Pipeline : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {

@@ -67,7 +67,7 @@ quant::RoundingOptions method_rounding(const RetentionOptions& o, const std::str
   c.show_progress = o.show_progress;
   CalibrationStats stats = calibrate(c, pool);
   quant::RoundingOptions rounding;
-  rounding.moments = take_rounding_moments(stats);
+  take_rounding_statistics(stats, rounding);
   rounding.base_dir = o.base_dir;
   return rounding;
 }

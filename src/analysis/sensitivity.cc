@@ -197,7 +197,7 @@ Sensitivity analyze_sensitivity(const SensitivityOptions& o, ThreadPool& pool) {
       // looked-up row reaches the residual stream as stored, so every column weighs the same (1).
       const bool lookup = t.module == embedding && !stats.modules.count(t.module);
       const size_t cols = static_cast<size_t>(t.cols());
-      const ModuleStats unit = lookup ? ModuleStats{1, cols, std::vector<double>(cols, 1.0), {double(stats.tokens)}, {}}
+      const ModuleStats unit = lookup ? ModuleStats{1, cols, std::vector<double>(cols, 1.0), {double(stats.tokens)}, {}, {}}
                                       : ModuleStats{};
       out.tensors.push_back(measure_tensor(t, cands, lookup ? unit : stats_for(stats, t, o.stats_path), rows,
                                            out.has_base, pool));

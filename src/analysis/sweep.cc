@@ -126,7 +126,7 @@ const quant::RoundingOptions& sweep_moments(const SweepOptions& o, std::optional
   c.show_progress = o.show_progress;
   CalibrationStats stats = calibrate(c, pool);
   cache.emplace();
-  cache->moments = take_rounding_moments(stats);
+  take_rounding_statistics(stats, *cache);
   return *cache;
 }
 

@@ -29,6 +29,7 @@ struct CalibrateArgs {
   std::string model, suite, tools, text, out;
   size_t max_tokens = 64, threads = 0;
   bool quiet = false, second_moments = false;
+  std::string expert_statistics = "auto";
 };
 
 void run_calibrate(const CalibrateArgs& a) {
@@ -39,6 +40,11 @@ void run_calibrate(const CalibrateArgs& a) {
   o.text_path = a.text;
   o.max_tokens = a.max_tokens;
   o.second_moments = a.second_moments;
+  using Mode = analysis::CalibrationOptions::ExpertStatistics;
+  o.expert_statistics = a.expert_statistics == "inputs" ? Mode::kInputs
+                        : a.expert_statistics == "moments" ? Mode::kMoments : Mode::kAuto;
+  if (a.expert_statistics != "auto" && !a.second_moments)
+    fail(ErrorKind::kUsage, "--expert-statistics goes with --second-moments");
   o.show_progress = !a.quiet && Progress::stderr_is_terminal();
   ThreadPool pool(a.threads);
   const analysis::CalibrationStats s = analysis::calibrate(o, pool);
@@ -130,6 +136,12 @@ void register_calibrate(CLI::App& app) {
   cmd->add_flag("--second-moments", a->second_moments,
                 "Also record E[x xᵀ] per Linear (cols² per module and expert), for `quantize --method gptq|delta "
                 "--stats`");
+  cmd->add_option("--expert-statistics", a->expert_statistics,
+                  "With --second-moments, for MoE experts: 'moments' (E[x xᵀ] per expert), 'inputs' (the routed "
+                  "inputs, for GPTQ in low-rank form: memory grows with tokens, not experts × cols²) or 'auto' "
+                  "(inputs when a module's matrices would exceed 256 MiB)")
+      ->check(CLI::IsMember({"auto", "moments", "inputs"}))
+      ->capture_default_str();
   add_threads_option(cmd, &a->threads);
   cmd->add_flag("--quiet", a->quiet, "No progress bar");
   cmd->callback([a] { run_calibrate(*a); });

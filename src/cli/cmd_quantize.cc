@@ -91,8 +91,7 @@ quant::RoundingOptions rounding_options(const QuantizeArgs& a, ThreadPool& pool,
     c.show_progress = !a.quiet && !a.json && Progress::stderr_is_terminal();
     stats = analysis::calibrate(c, pool);
   }
-  r.moments = analysis::take_rounding_moments(stats);
-  if (r.moments.empty())
+  if (!analysis::take_rounding_statistics(stats, r))
     fail_input("{}: no second moments in the statistics (record them with `quantlab calibrate --second-moments`)",
                a.stats);
   return r;

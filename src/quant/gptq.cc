@@ -123,6 +123,57 @@ void add_delta_weighting(std::vector<double>& h, std::span<const double> delta_g
   for (size_t i = 0; i < h.size(); ++i) h[i] += weight * delta_gram[i];
 }
 
+namespace {
+
+// Row k of U from column b0 of k's block on (k ≥ b0): the dense factor holds all of U, the low-rank one
+// only its diagonal blocks, [cols, kGptqBlock].
+const float* u_row(const GptqFactor& f, size_t k, size_t b0) {
+  return f.rank == 0 ? f.u.data() + k * f.cols + b0 : f.u.data() + k * kGptqBlock;
+}
+
+// out [rows, w_rows] = in [rows, w_cols] · Wᵀ through the vector kernel, for a row-major f32 W (on this
+// thread: the caller already runs one job per thread).
+void product(const float* w, size_t w_rows, size_t w_cols, const float* in, size_t rows, std::vector<float>& out) {
+  kernels::MatrixView view;
+  view.type = kernels::WeightType::kF32;
+  view.rows = w_rows;
+  view.cols = w_cols;
+  view.data = w;
+  out.resize(rows * w_rows);
+  ThreadPool this_thread(1);
+  kernels::matmul(view, in, rows, out.data(), this_thread);
+}
+
+// Low-rank form, before block [b0, b1): the block's columns take the optimal update for the errors of
+// every column before it, X_b −= (A·V_bᵀ)·U_bb, where A [rows, rank] = Σ_{j<b0} δ_j g_jᵀ (δ = Ŵ − W)
+// accumulates those errors in token space (quant/gptq_low_rank.h has the derivation).
+void take_history(const GptqFactor& f, size_t b0, size_t b1, size_t rows, GptqScratch& s) {
+  if (b0 == 0) return;
+  const size_t n = f.cols, width = b1 - b0;
+  product(f.v.data() + b0 * f.rank, width, f.rank, s.history.data(), rows, s.correction);
+  product(f.u_blocks.data() + b0 * kGptqBlock, width, width, s.correction.data(), rows, s.update);
+  for (size_t r = 0; r < rows; ++r)
+    for (size_t j = 0; j < width; ++j) s.x[r * n + b0 + j] -= s.update[r * width + j];
+}
+
+// Low-rank form, after block [b0, b1): A += δ_b·G_b with δ_b the block's rounded minus original weights.
+void add_history(const GptqFactor& f, const float* w, size_t b0, size_t b1, size_t rows, int group_size,
+                 const std::vector<kernels::AffineGroupParams>& params, GptqScratch& s) {
+  const size_t n = f.cols, width = b1 - b0, groups = n / group_size;
+  s.correction.resize(rows * width);
+  for (size_t r = 0; r < rows; ++r)
+    for (size_t k = b0; k < b1; ++k) {
+      const size_t col = static_cast<size_t>(f.order[k]);
+      const kernels::AffineGroupParams& p = params[r * groups + col / group_size];
+      const float rounded = std::fma(static_cast<float>(s.codes[r * n + col]), p.scale, p.bias);
+      s.correction[r * width + k - b0] = rounded - w[r * n + col];
+    }
+  product(f.g_blocks.data() + b0 * f.rank, f.rank, width, s.correction.data(), rows, s.update);
+  for (size_t i = 0; i < rows * f.rank; ++i) s.history[i] += s.update[i];
+}
+
+}  // namespace
+
 void gptq_quantize_rows(const GptqFactor& f, const float* w, size_t rows, int bits, int group_size,
                         DType param_dtype, uint32_t* packed, float* scales, float* biases, GptqScratch& s) {
   constexpr size_t kBlock = kGptqBlock;
@@ -141,8 +192,10 @@ void gptq_quantize_rows(const GptqFactor& f, const float* w, size_t rows, int bi
     for (size_t k = 0; k < n; ++k) s.x[r * n + k] = w[r * n + f.order[k]];
   s.codes.resize(rows * n);
   s.errors.resize(rows * kBlock);
+  if (f.rank > 0) s.history.assign(rows * f.rank, 0.0f);
   for (size_t b0 = 0; b0 < n; b0 += kBlock) {
     const size_t b1 = std::min(n, b0 + kBlock);
+    if (f.rank > 0) take_history(f, b0, b1, rows, s);
     for (size_t r = 0; r < rows; ++r) {
       float* __restrict x = s.x.data() + r * n;
       float* __restrict e = s.errors.data() + r * kBlock;
@@ -152,23 +205,21 @@ void gptq_quantize_rows(const GptqFactor& f, const float* w, size_t rows, int bi
         if (!f.act_order && col % group_size == 0) p[g] = fit_group(x + k, group_size, bits, param_dtype);
         const uint8_t q = code_of(x[k], p[g], bits);
         s.codes[r * n + col] = q;
-        const float err = (x[k] - std::fma(static_cast<float>(q), p[g].scale, p[g].bias)) / f.u[k * n + k];
+        const float* u = u_row(f, k, b0) + (k - b0);  // U[k, k:b1]
+        const float err = (x[k] - std::fma(static_cast<float>(q), p[g].scale, p[g].bias)) / u[0];
         e[k - b0] = err;
-        kernels::axpy(-err, f.u.data() + k * n + k + 1, x + k + 1, b1 - k - 1);  // x[k+1:b1] −= err · U[k, k+1:b1]
+        kernels::axpy(-err, u + 1, x + k + 1, b1 - k - 1);  // x[k+1:b1] −= err · U[k, k+1:b1]
       }
+    }
+    if (f.rank > 0) {
+      if (b1 < n) add_history(f, w, b0, b1, rows, group_size, params, s);
+      continue;
     }
     if (b1 == n) break;
     // Every row's block errors to the columns after the block, X[:, b1:] −= E · U[b0:b1, b1:], as one
-    // product through the vector kernel (on this thread: the caller already runs one job per thread).
+    // product through the vector kernel.
     const size_t rest = n - b1;
-    kernels::MatrixView ut;
-    ut.type = kernels::WeightType::kF32;
-    ut.rows = rest;
-    ut.cols = kBlock;
-    ut.data = f.rest_transposed[b0 / kBlock].data();
-    s.update.resize(rows * rest);
-    ThreadPool this_thread(1);
-    kernels::matmul(ut, s.errors.data(), rows, s.update.data(), this_thread);
+    product(f.rest_transposed[b0 / kBlock].data(), rest, kBlock, s.errors.data(), rows, s.update);
     for (size_t r = 0; r < rows; ++r) {
       float* __restrict x = s.x.data() + r * n + b1;
       const float* __restrict d = s.update.data() + r * rest;

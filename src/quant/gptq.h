@@ -45,6 +45,14 @@ struct GptqFactor {
   std::vector<std::vector<float>> rest_transposed;
   double damp_used = 0;         // the damping that made H positive definite (raised from damp if needed)
   bool act_order = false;
+  // Low-rank form (quant/gptq_low_rank.h), for H = XᵀX/tokens + damping with fewer tokens than columns:
+  // rank = the tokens (0: the dense form above). Then `u` holds only U's diagonal blocks, [cols, kGptqBlock]
+  // (row k: U[k, b0 .. b0 + kGptqBlock) of k's block b0), rest_transposed is empty, and the columns before
+  // a block reach it through the operands below instead of through U's off-diagonal blocks.
+  size_t rank = 0;
+  std::vector<float> v;          // [cols, rank]: the generators of the factor's off-diagonal part
+  std::vector<float> g_blocks;   // per block at b0·rank: Gᵀ of the block's columns, [rank, block] (G = X/√tokens)
+  std::vector<float> u_blocks;   // per block at b0·kGptqBlock: U_bbᵀ, [block, block]
 };
 
 // Columns per block: inside a block the error goes column by column, past it in one product.
@@ -63,7 +71,7 @@ void add_delta_weighting(std::vector<double>& h, std::span<const double> delta_g
 
 // Scratch of gptq_quantize_rows, kept per thread between calls.
 struct GptqScratch {
-  std::vector<float> x, errors, update;
+  std::vector<float> x, errors, update, history, correction;
   std::vector<uint8_t> codes;
 };
 

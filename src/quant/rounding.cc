@@ -65,7 +65,8 @@ RoundingMethod parse_rounding_method(std::string_view text) {
 }
 
 bool uses_gptq(const OutputTensor& t, const RoundingOptions& options) {
-  return options.method != RoundingMethod::kRtn && t.quant.has_value() && options.moments.count(t.module) != 0 &&
+  return options.method != RoundingMethod::kRtn && t.quant.has_value() &&
+         (options.moments.count(t.module) != 0 || options.routed_inputs.count(t.module) != 0) &&
          t.module.find("embed_tokens") == std::string::npos;
 }
 
@@ -82,34 +83,61 @@ std::span<const double> source_moments(const OutputTensor& t, size_t source, con
   return std::span<const double>(all).subspan(source * square, square);
 }
 
+// The inputs routed to expert `source` ([tokens, cols]; one zero row for an expert no token reached:
+// every column dead, H = I, round-to-nearest with fitted groups, as the dense form gives it).
+std::vector<float> routed_source_inputs(const OutputTensor& t, size_t source, const RoutedInputs& inputs) {
+  if (inputs.cols != static_cast<size_t>(t.cols()))
+    fail_input("the routed inputs of '{}' have {} columns; the tensor has {}", t.module, inputs.cols, t.cols());
+  std::vector<float> x = expert_inputs(inputs, source);
+  if (x.empty()) x.assign(inputs.cols, 0.0f);
+  return x;
+}
+
+// ΔWᵀΔW of the source, from the adapter or from fused − base.
+std::vector<double> source_delta_gram(const OutputTensor& t, size_t source, const io::ModelWeights& weights,
+                                      const io::ModelWeights* base, const RoundingOptions& options) {
+  if (options.delta_gram) return options.delta_gram(t.sources[source], t.cols());
+  QL_CHECK(base != nullptr, "delta rounding without a base model");
+  const std::string& name = t.sources[source];
+  const io::ModelWeights::Entry* b = base->find(name);
+  const io::ModelWeights::Entry& f = weights.at(name);
+  if (b == nullptr) fail_input("{}: the base model has no tensor '{}' (is it the model the fine-tune started from?)",
+                               base->dir(), name);
+  if (b->info->shape != f.info->shape || !is_float(b->info->dtype))
+    fail_input("{}: tensor '{}' is {} {} in the base model but {} in the fused one", base->dir(), name,
+               dtype_name(b->info->dtype), b->info->shape_string(), f.info->shape_string());
+  return delta_gram(f, *b, t.cols());
+}
+
 }  // namespace
 
 bool shares_factor(const OutputTensor& a, size_t source_a, const OutputTensor& b, size_t source_b,
                    const RoundingOptions& options) {
   if (options.method != RoundingMethod::kGptq || a.cols() != b.cols()) return false;
+  const auto ra = options.routed_inputs.find(a.module), rb = options.routed_inputs.find(b.module);
+  if (ra != options.routed_inputs.end() || rb != options.routed_inputs.end())
+    return ra != options.routed_inputs.end() && rb != options.routed_inputs.end() && ra->second == rb->second &&
+           source_a == source_b;
   const auto ha = source_moments(a, source_a, options), hb = source_moments(b, source_b, options);
   return std::equal(ha.begin(), ha.end(), hb.begin(), hb.end());
 }
 
 GptqFactor rounding_factor(const OutputTensor& t, size_t source, const io::ModelWeights& weights,
                            const io::ModelWeights* base, const RoundingOptions& options, ThreadPool& pool) {
-  const auto moments = source_moments(t, source, options);
   const size_t cols = static_cast<size_t>(t.cols());
-  std::vector<double> h(moments.begin(), moments.end());
-  if (options.method == RoundingMethod::kDelta && options.delta_gram) {
-    add_delta_weighting(h, options.delta_gram(t.sources[source], t.cols()), cols, options.delta_weight);
-  } else if (options.method == RoundingMethod::kDelta) {
-    QL_CHECK(base != nullptr, "delta rounding without a base model");
-    const std::string& name = t.sources[source];
-    const io::ModelWeights::Entry* b = base->find(name);
-    const io::ModelWeights::Entry& f = weights.at(name);
-    if (b == nullptr) fail_input("{}: the base model has no tensor '{}' (is it the model the fine-tune started from?)",
-                                 base->dir(), name);
-    if (b->info->shape != f.info->shape || !is_float(b->info->dtype))
-      fail_input("{}: tensor '{}' is {} {} in the base model but {} in the fused one", base->dir(), name,
-                 dtype_name(b->info->dtype), b->info->shape_string(), f.info->shape_string());
-    add_delta_weighting(h, delta_gram(f, *b, t.cols()), cols, options.delta_weight);
+  std::vector<double> h;
+  if (const auto routed = options.routed_inputs.find(t.module); routed != options.routed_inputs.end()) {
+    const std::vector<float> x = routed_source_inputs(t, source, *routed->second);
+    const size_t tokens = x.size() / cols;
+    if (options.method == RoundingMethod::kGptq && low_rank_pays(tokens, cols))
+      return gptq_low_rank_factor(x, tokens, cols, options.gptq, pool);
+    h = second_moments_of(x, tokens, cols);  // many tokens, or delta's full-rank weighting: the dense form
+  } else {
+    const auto moments = source_moments(t, source, options);
+    h.assign(moments.begin(), moments.end());
   }
+  if (options.method == RoundingMethod::kDelta)
+    add_delta_weighting(h, source_delta_gram(t, source, weights, base, options), cols, options.delta_weight);
   return gptq_factor(h, cols, options.gptq, pool);
 }
 

@@ -14,6 +14,7 @@
 
 #include "io/safetensors.h"
 #include "quant/gptq.h"
+#include "quant/gptq_low_rank.h"
 #include "quant/plan.h"
 
 namespace quantlab::quant {
@@ -30,6 +31,10 @@ struct RoundingOptions {
   // E[x xᵀ] of each Linear's input by module path (the plan's names; switch_mlp paths for experts):
   // experts × cols × cols values, one matrix per expert in order (calibration's ModuleStats::xxt).
   std::map<std::string, std::vector<double>> moments;
+  // Stacked expert modules whose calibration kept the routed inputs instead (too many experts × cols²):
+  // GPTQ in low-rank form per expert where that is cheaper (quant/gptq_low_rank.h). Modules that read
+  // the same inputs (gate_proj and up_proj) share one object, and so share their factors.
+  std::map<std::string, std::shared_ptr<const RoutedInputs>> routed_inputs;
   std::string base_dir;  // delta: the base model the fused input was made from (float, same names)
   // delta without a base: ΔWᵀΔW ([cols, cols]) of a source tensor, from the fine-tune's adapter (the
   // CLI supplies it from analysis::FusedRows; quant cannot read adapters' module mapping itself).
