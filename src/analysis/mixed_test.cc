@@ -91,7 +91,7 @@ TEST(Calibration, RoutedInputsAreEachExpertsRowsAndSurviveTheFile) {
     const std::vector<float> x = quant::expert_inputs(*down.inputs, e);
     ASSERT_EQ(x.size(), static_cast<size_t>(down.tokens[e]) * down.cols) << "expert " << e;
     if (x.empty()) continue;
-    const auto h = quant::second_moments_of(x, x.size() / down.cols, down.cols);
+    const auto h = quant::second_moments_of(x, x.size() / down.cols, down.cols, pool);
     double worst = 0, scale = 0;
     for (size_t i = 0; i < h.size(); ++i) {
       worst = std::max(worst, std::abs(h[i] - full_down.xxt[e * h.size() + i]));

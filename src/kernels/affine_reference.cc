@@ -9,15 +9,9 @@
 
 namespace quantlab::kernels {
 
-AffineGroupParams quantize_group_reference(const float* w, size_t n, int bits, uint8_t* codes) {
+AffineGroupParams affine_params_from_range(float lo, float hi, int bits) {
   const float n_bins = static_cast<float>(max_code(bits));
   constexpr float kEps = 1e-7f;
-  float lo = std::numeric_limits<float>::infinity();
-  float hi = -lo;
-  for (size_t i = 0; i < n; ++i) {
-    lo = std::min(lo, w[i]);
-    hi = std::max(hi, w[i]);
-  }
   const bool anchor_at_min = std::abs(lo) > std::abs(hi);
   float scale = std::max((hi - lo) / n_bins, kEps);
   scale = anchor_at_min ? scale : -scale;
@@ -28,11 +22,23 @@ AffineGroupParams quantize_group_reference(const float* w, size_t n, int bits, u
     scale = edge / q0;  // re-fit so that zero is a grid point
     bias = edge;
   }
+  return {scale, bias};
+}
+
+AffineGroupParams quantize_group_reference(const float* w, size_t n, int bits, uint8_t* codes) {
+  const float n_bins = static_cast<float>(max_code(bits));
+  float lo = std::numeric_limits<float>::infinity();
+  float hi = -lo;
   for (size_t i = 0; i < n; ++i) {
-    const float q = std::rint((w[i] - bias) / scale);
+    lo = std::min(lo, w[i]);
+    hi = std::max(hi, w[i]);
+  }
+  const AffineGroupParams p = affine_params_from_range(lo, hi, bits);
+  for (size_t i = 0; i < n; ++i) {
+    const float q = std::rint((w[i] - p.bias) / p.scale);
     codes[i] = static_cast<uint8_t>(std::clamp(q, 0.0f, n_bins));
   }
-  return {scale, bias};
+  return p;
 }
 
 void pack_codes_reference(const uint8_t* codes, size_t n, int bits, uint32_t* words) {

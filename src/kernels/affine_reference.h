@@ -24,6 +24,9 @@ struct AffineGroupParams {
 // Largest code value, 2^bits - 1.
 inline uint32_t max_code(int bits) { return (1u << bits) - 1u; }
 
+// The group's f32 scale and bias from its min and max (the first half of quantize_group_reference).
+AffineGroupParams affine_params_from_range(float lo, float hi, int bits);
+
 // Quantizes one group of n values; writes n codes. Returns the unrounded f32 scale and bias.
 AffineGroupParams quantize_group_reference(const float* w, size_t n, int bits, uint8_t* codes);
 

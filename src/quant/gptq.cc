@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "kernels/affine_reference.h"
+#include "kernels/gptq_columns.h"
 #include "kernels/kernels.h"
 #include "quant/cholesky.h"
 #include "quant/convert.h"
@@ -44,10 +45,47 @@ kernels::AffineGroupParams fit_group(const float* w, int group_size, int bits, D
   return p;
 }
 
-uint8_t code_of(float w, const kernels::AffineGroupParams& p, int bits) {
-  if (p.scale == 0) return 0;  // a flat group whose scale vanished in the stored dtype: every code gives bias
-  const float q = std::rint((w - p.bias) / p.scale);
-  return static_cast<uint8_t>(std::clamp(q, 0.0f, static_cast<float>(kernels::max_code(bits))));
+// fit_group for `count` rows at once from column-major values ([group, count]: each column's rows
+// together): every row's min and max in vector-friendly loops, then MLX's rule per row. params are
+// written `stride` apart.
+void fit_group_columns(const float* values, size_t count, size_t group, int bits, DType param_dtype,
+                       kernels::AffineGroupParams* params, size_t stride) {
+  std::vector<float> lo(values, values + count), hi(values, values + count);
+  for (size_t j = 1; j < group; ++j) {
+    const float* column = values + j * count;
+    for (size_t r = 0; r < count; ++r) {
+      lo[r] = std::min(lo[r], column[r]);
+      hi[r] = std::max(hi[r], column[r]);
+    }
+  }
+  for (size_t r = 0; r < count; ++r) {
+    kernels::AffineGroupParams p = kernels::affine_params_from_range(lo[r], hi[r], bits);
+    round_to_dtype(&p.scale, 1, param_dtype);
+    round_to_dtype(&p.bias, 1, param_dtype);
+    params[r * stride] = p;
+  }
+}
+
+// The stored value of a code. A plain multiply-add: std::fma is a library call on the baseline x86-64
+// ISA, and this runs once per weight.
+inline float dequantized(uint8_t code, const kernels::AffineGroupParams& p) {
+  return static_cast<float>(code) * p.scale + p.bias;
+}
+
+// Codes LSB-first into 32-bit words (MLX's layout, kernels::pack_codes_reference) through a 64-bit
+// accumulator, not bit by bit.
+void pack_row(const uint8_t* codes, size_t n, int bits, uint32_t* words) {
+  uint64_t acc = 0;
+  int filled = 0;
+  for (size_t i = 0; i < n; ++i) {
+    acc |= static_cast<uint64_t>(codes[i]) << filled;
+    filled += bits;
+    if (filled >= 32) {
+      *words++ = static_cast<uint32_t>(acc);
+      acc >>= 32;
+      filled -= 32;
+    }
+  }
 }
 
 // U[b0:b1, b1:]ᵀ for every block but the last (GptqFactor::rest_transposed).
@@ -145,31 +183,84 @@ void product(const float* w, size_t w_rows, size_t w_cols, const float* in, size
 }
 
 // Low-rank form, before block [b0, b1): the block's columns take the optimal update for the errors of
-// every column before it, X_b −= (A·V_bᵀ)·U_bb, where A [rows, rank] = Σ_{j<b0} δ_j g_jᵀ (δ = Ŵ − W)
-// accumulates those errors in token space (quant/gptq_low_rank.h has the derivation).
+// every column before it, X_b −= (A·V_bᵀ)·U_bb = A·W_bᵀ, where A [rows, rank] = Σ_{j<b0} δ_j g_jᵀ (δ = Ŵ − W)
+// accumulates those errors in token space and W_b = U_bbᵀ·V_b (quant/gptq_low_rank.h).
 void take_history(const GptqFactor& f, size_t b0, size_t b1, size_t rows, GptqScratch& s) {
   if (b0 == 0) return;
   const size_t n = f.cols, width = b1 - b0;
-  product(f.v.data() + b0 * f.rank, width, f.rank, s.history.data(), rows, s.correction);
-  product(f.u_blocks.data() + b0 * kGptqBlock, width, width, s.correction.data(), rows, s.update);
+  product(f.w_blocks.data() + b0 * f.rank, width, f.rank, s.history.data(), rows, s.update);
   for (size_t r = 0; r < rows; ++r)
     for (size_t j = 0; j < width; ++j) s.x[r * n + b0 + j] -= s.update[r * width + j];
 }
 
-// Low-rank form, after block [b0, b1): A += δ_b·G_b with δ_b the block's rounded minus original weights.
-void add_history(const GptqFactor& f, const float* w, size_t b0, size_t b1, size_t rows, int group_size,
-                 const std::vector<kernels::AffineGroupParams>& params, GptqScratch& s) {
-  const size_t n = f.cols, width = b1 - b0, groups = n / group_size;
-  s.correction.resize(rows * width);
-  for (size_t r = 0; r < rows; ++r)
-    for (size_t k = b0; k < b1; ++k) {
-      const size_t col = static_cast<size_t>(f.order[k]);
-      const kernels::AffineGroupParams& p = params[r * groups + col / group_size];
-      const float rounded = std::fma(static_cast<float>(s.codes[r * n + col]), p.scale, p.bias);
-      s.correction[r * width + k - b0] = rounded - w[r * n + col];
-    }
-  product(f.g_blocks.data() + b0 * f.rank, f.rank, width, s.correction.data(), rows, s.update);
+// Low-rank form, after block [b0, b1): A += δ_b·G_b, δ_b (s.correction) the block's rounded minus its
+// original weights.
+void add_history(const GptqFactor& f, size_t b0, size_t b1, size_t rows, GptqScratch& s) {
+  product(f.g_blocks.data() + b0 * f.rank, f.rank, b1 - b0, s.correction.data(), rows, s.update);
   for (size_t i = 0; i < rows * f.rank; ++i) s.history[i] += s.update[i];
+}
+
+// Block [b0, b1) of rows [r0, r0 + count): their values column-major (the kernel's layout: rows in the
+// vector lanes), each group's scale and bias fitted when its first column comes up (to the values
+// updated by the block's earlier columns), the columns rounded in order by kernels::gptq_round_columns;
+// codes into s.codes, the block's errors row-major into s.errors for the product that carries them on.
+// At most kRowChunk rows at a time: a column stride of a power of two above 256 bytes would put the
+// block's columns into a few L1 sets.
+constexpr size_t kRowChunk = 64;
+
+void round_block_rows(const GptqFactor& f, const float* w, size_t b0, size_t b1, size_t r0, size_t count, int bits,
+                      int group_size, DType param_dtype, std::vector<kernels::AffineGroupParams>& params,
+                      GptqScratch& s) {
+  const size_t n = f.cols, width = b1 - b0, groups = n / group_size;
+  s.block.resize(width * count);
+  s.block_scales.resize(width * count);
+  s.block_biases.resize(width * count);
+  s.block_codes.resize(width * count);
+  s.block_errors.resize(width * count);
+  if (f.rank > 0) s.block_rounded.resize(width * count);
+  for (size_t r = 0; r < count; ++r)
+    for (size_t k = 0; k < width; ++k) s.block[k * count + r] = s.x[(r0 + r) * n + b0 + k];
+  const float* u = u_row(f, b0, b0);
+  const size_t u_stride = f.rank == 0 ? n : kGptqBlock;
+  for (size_t k = b0; k < b1;) {
+    // Without act-order the next call stops at the next group's first column, fitted in between.
+    size_t end = b1;
+    if (!f.act_order) {
+      end = std::min(b1, k + static_cast<size_t>(group_size));
+      fit_group_columns(s.block.data() + (k - b0) * count, count, static_cast<size_t>(group_size), bits, param_dtype,
+                        params.data() + r0 * groups + static_cast<size_t>(f.order[k]) / group_size, groups);
+    }
+    // One group's parameters per row for the whole call, or (act-order: one call per block, k = b0)
+    // each column's own, column c's at (c − b0)·count.
+    const size_t param_stride = f.act_order ? count : 0;
+    for (size_t c = k; c < (f.act_order ? end : k + 1); ++c)
+      for (size_t r = 0; r < count; ++r) {
+        const auto& p = params[(r0 + r) * groups + static_cast<size_t>(f.order[c]) / group_size];
+        s.block_scales[(c - k) * param_stride + r] = p.scale;
+        s.block_biases[(c - k) * param_stride + r] = p.bias;
+      }
+    kernels::gptq_round_columns(s.block.data(), count, width, k - b0, end - b0, u, u_stride, s.block_scales.data(),
+                                s.block_biases.data(), param_stride, kernels::max_code(bits), s.block_codes.data(),
+                                s.block_errors.data(), f.rank > 0 ? s.block_rounded.data() : nullptr);
+    k = end;
+  }
+  for (size_t r = 0; r < count; ++r)
+    for (size_t k = 0; k < width; ++k) {
+      s.codes[(r0 + r) * n + static_cast<size_t>(f.order[b0 + k])] = s.block_codes[k * count + r];
+      s.errors[(r0 + r) * kGptqBlock + k] = s.block_errors[k * count + r];
+    }
+  if (f.rank == 0) return;
+  // Low-rank form: δ = Ŵ − W of the block, [rows, width], what add_history carries into the next blocks.
+  s.correction.resize(s.x.size() / n * width);
+  for (size_t r = 0; r < count; ++r)
+    for (size_t k = 0; k < width; ++k)
+      s.correction[(r0 + r) * width + k] = s.block_rounded[k * count + r] - w[(r0 + r) * n + f.order[b0 + k]];
+}
+
+void round_block(const GptqFactor& f, const float* w, size_t b0, size_t b1, size_t rows, int bits, int group_size,
+                 DType param_dtype, std::vector<kernels::AffineGroupParams>& params, GptqScratch& s) {
+  for (size_t r0 = 0; r0 < rows; r0 += kRowChunk)
+    round_block_rows(f, w, b0, b1, r0, std::min(kRowChunk, rows - r0), bits, group_size, param_dtype, params, s);
 }
 
 }  // namespace
@@ -196,23 +287,9 @@ void gptq_quantize_rows(const GptqFactor& f, const float* w, size_t rows, int bi
   for (size_t b0 = 0; b0 < n; b0 += kBlock) {
     const size_t b1 = std::min(n, b0 + kBlock);
     if (f.rank > 0) take_history(f, b0, b1, rows, s);
-    for (size_t r = 0; r < rows; ++r) {
-      float* __restrict x = s.x.data() + r * n;
-      float* __restrict e = s.errors.data() + r * kBlock;
-      kernels::AffineGroupParams* p = params.data() + r * groups;
-      for (size_t k = b0; k < b1; ++k) {
-        const size_t col = static_cast<size_t>(f.order[k]), g = col / group_size;
-        if (!f.act_order && col % group_size == 0) p[g] = fit_group(x + k, group_size, bits, param_dtype);
-        const uint8_t q = code_of(x[k], p[g], bits);
-        s.codes[r * n + col] = q;
-        const float* u = u_row(f, k, b0) + (k - b0);  // U[k, k:b1]
-        const float err = (x[k] - std::fma(static_cast<float>(q), p[g].scale, p[g].bias)) / u[0];
-        e[k - b0] = err;
-        kernels::axpy(-err, u + 1, x + k + 1, b1 - k - 1);  // x[k+1:b1] −= err · U[k, k+1:b1]
-      }
-    }
+    round_block(f, w, b0, b1, rows, bits, group_size, param_dtype, params, s);
     if (f.rank > 0) {
-      if (b1 < n) add_history(f, w, b0, b1, rows, group_size, params, s);
+      if (b1 < n) add_history(f, b0, b1, rows, s);
       continue;
     }
     if (b1 == n) break;
@@ -231,7 +308,7 @@ void gptq_quantize_rows(const GptqFactor& f, const float* w, size_t rows, int bi
       scales[r * groups + g] = params[r * groups + g].scale;
       biases[r * groups + g] = params[r * groups + g].bias;
     }
-    kernels::pack_codes_reference(s.codes.data() + r * n, n, bits, packed + r * words);
+    pack_row(s.codes.data() + r * n, n, bits, packed + r * words);
   }
 }
 

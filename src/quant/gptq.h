@@ -50,9 +50,8 @@ struct GptqFactor {
   // (row k: U[k, b0 .. b0 + kGptqBlock) of k's block b0), rest_transposed is empty, and the columns before
   // a block reach it through the operands below instead of through U's off-diagonal blocks.
   size_t rank = 0;
-  std::vector<float> v;          // [cols, rank]: the generators of the factor's off-diagonal part
+  std::vector<float> w_blocks;   // per block at b0·rank: W_b = U_bbᵀ·V_b, [block, rank] (V: the generators)
   std::vector<float> g_blocks;   // per block at b0·rank: Gᵀ of the block's columns, [rank, block] (G = X/√tokens)
-  std::vector<float> u_blocks;   // per block at b0·kGptqBlock: U_bbᵀ, [block, block]
 };
 
 // Columns per block: inside a block the error goes column by column, past it in one product.
@@ -72,7 +71,8 @@ void add_delta_weighting(std::vector<double>& h, std::span<const double> delta_g
 // Scratch of gptq_quantize_rows, kept per thread between calls.
 struct GptqScratch {
   std::vector<float> x, errors, update, history, correction;
-  std::vector<uint8_t> codes;
+  std::vector<float> block, block_scales, block_biases, block_errors, block_rounded;  // one block, column-major
+  std::vector<uint8_t> codes, block_codes;
 };
 
 // Rounds `rows` rows of `cols` weights (w row-major): per row, codes packed LSB-first into `packed`

@@ -100,15 +100,16 @@ void remove_block(const std::vector<float>& v, size_t b0, size_t b1, size_t n, s
   for (size_t i = 0; i < m.size(); ++i) m[i] -= vv[i];
 }
 
-// The operands of block b0 in the factor: U_bb (as `u` rows and transposed in u_blocks) and G_bᵀ.
-void store_block(const Generators& gen, const MatrixF& u_tilde, size_t b0, GptqFactor& f) {
+// The operands of block b0 in the factor: U_bb (as `u` rows), W_b = U_bbᵀ·V_b and G_bᵀ.
+void store_block(const Generators& gen, const MatrixF& u_tilde, const std::vector<float>& v, size_t b0,
+                 GptqFactor& f) {
   const size_t width = static_cast<size_t>(u_tilde.rows()), n = gen.n;
   const MatrixF inverse = u_tilde.triangularView<Eigen::Upper>().solve(MatrixF::Identity(width, width));
   for (size_t i = 0; i < width; ++i)
-    for (size_t j = i; j < width; ++j) {
-      f.u[(b0 + i) * kGptqBlock + j] = inverse(i, j);
-      f.u_blocks[b0 * kGptqBlock + j * width + i] = inverse(i, j);
-    }
+    for (size_t j = i; j < width; ++j) f.u[(b0 + i) * kGptqBlock + j] = inverse(i, j);
+  const Eigen::Map<const MatrixF> v_block(v.data() + b0 * n, width, n);
+  Eigen::Map<MatrixF> w_block(f.w_blocks.data() + b0 * n, width, n);
+  w_block.noalias() = inverse.transpose().triangularView<Eigen::Lower>() * v_block;
   for (size_t k = 0; k < width; ++k)
     for (size_t t = 0; t < n; ++t) f.g_blocks[b0 * n + t * width + k] = gen.g[(b0 + k) * n + t];
 }
@@ -122,18 +123,18 @@ bool factor_with_damping(const Generators& gen, double damp, GptqFactor& f, Thre
   for (size_t k = 0; k < cols; ++k) damped[k] = static_cast<float>(damp * mean_diag) + (gen.dead[k] ? 1.0f : 0.0f);
   std::vector<float> m(n * n, 0.0f);
   for (size_t t = 0; t < n; ++t) m[t * n + t] = 1.0f;
-  f.v.assign(cols * n, 0.0f);
+  std::vector<float> v(cols * n, 0.0f);  // the generators v_k, [cols, n]
   f.u.assign(cols * kGptqBlock, 0.0f);
-  f.u_blocks.assign(cols * kGptqBlock, 0.0f);
+  f.w_blocks.assign(cols * n, 0.0f);
   f.g_blocks.assign(cols * n, 0.0f);
   const size_t last = (cols - 1) / kGptqBlock * kGptqBlock;
   for (size_t b0 = last + kGptqBlock; b0 >= kGptqBlock;) {
     b0 -= kGptqBlock;
     const size_t b1 = std::min(cols, b0 + kGptqBlock);
-    const MatrixF u_tilde = factor_block(gen, damped, b0, b1, m, f.v, pool);
+    const MatrixF u_tilde = factor_block(gen, damped, b0, b1, m, v, pool);
     if (u_tilde.size() == 0) return false;
-    store_block(gen, u_tilde, b0, f);
-    if (b0 > 0) remove_block(f.v, b0, b1, n, m, pool);
+    store_block(gen, u_tilde, v, b0, f);
+    if (b0 > 0) remove_block(v, b0, b1, n, m, pool);
   }
   return true;
 }
@@ -153,11 +154,19 @@ std::vector<float> expert_inputs(const RoutedInputs& in, size_t expert) {
 
 bool low_rank_pays(size_t tokens, size_t cols) { return 2 * tokens + kGptqBlock < cols; }
 
-std::vector<double> second_moments_of(std::span<const float> x, size_t tokens, size_t cols) {
+std::vector<double> second_moments_of(std::span<const float> x, size_t tokens, size_t cols, ThreadPool& pool) {
   QL_CHECK(x.size() == tokens * cols, "{} inputs for {} tokens of {} columns", x.size(), tokens, cols);
-  std::vector<double> h = gram(x, tokens, cols);
-  for (double& value : h) value /= static_cast<double>(std::max<size_t>(tokens, 1));
-  return h;
+  // XᵀX in float through the vector kernel (Xᵀ times itself transposed): the dense form factors in
+  // float32 anyway, and Eigen's double product for the baseline ISA cost more than the whole rounding.
+  std::vector<float> xt(cols * tokens), h(cols * cols);
+  for (size_t t = 0; t < tokens; ++t)
+    for (size_t c = 0; c < cols; ++c) xt[c * tokens + t] = x[t * cols + c];
+  product(xt.data(), cols, tokens, xt.data(), cols, h.data(), pool);
+  const double scale = 1.0 / static_cast<double>(std::max<size_t>(tokens, 1));
+  std::vector<double> out(cols * cols);
+  for (size_t i = 0; i < cols; ++i)  // symmetric to the bit: the upper triangle mirrored
+    for (size_t j = i; j < cols; ++j) out[i * cols + j] = out[j * cols + i] = h[i * cols + j] * scale;
+  return out;
 }
 
 GptqFactor gptq_low_rank_factor(std::span<const float> x, size_t tokens, size_t cols, const GptqOptions& options,

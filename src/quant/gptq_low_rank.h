@@ -42,7 +42,7 @@ std::vector<float> expert_inputs(const RoutedInputs& inputs, size_t expert);
 bool low_rank_pays(size_t tokens, size_t cols);
 
 // E[x xᵀ] = XᵀX / tokens ([cols, cols]) of x [tokens, cols]: the dense form's input.
-std::vector<double> second_moments_of(std::span<const float> x, size_t tokens, size_t cols);
+std::vector<double> second_moments_of(std::span<const float> x, size_t tokens, size_t cols, ThreadPool& pool);
 
 // The low-rank factor of H = XᵀX/tokens, damped as gptq_factor damps it (dead columns get H_ii = 1; the
 // damping raised tenfold, up to 1000×, if a pivot is not positive in float32). tokens ≥ 1. Its products

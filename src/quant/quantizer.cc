@@ -27,6 +27,9 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr int64_t kJobElements = 1 << 17;  // 128K values: 512 KB of f32 scratch per thread
+// GPTQ's jobs are larger (2 MB of rows): each block's products then carry 256 rows of a 2048-wide Linear
+// instead of 64, which their per-call preparation needs to be amortised.
+constexpr int64_t kGptqJobElements = 1 << 19;
 
 struct Job {
   const OutputTensor* tensor;
@@ -134,7 +137,8 @@ struct SourceJobs {
   std::vector<Job> jobs;
 };
 
-std::vector<SourceJobs> make_jobs(const QuantPlan& plan, const io::ModelWeights& weights) {
+std::vector<SourceJobs> make_jobs(const QuantPlan& plan, const io::ModelWeights& weights,
+                                  const RoundingOptions& rounding) {
   std::vector<SourceJobs> units;
   for (const auto& t : plan.tensors) {
     const int64_t cols = t.shape.empty() ? 1 : t.cols();
@@ -142,7 +146,8 @@ std::vector<SourceJobs> make_jobs(const QuantPlan& plan, const io::ModelWeights&
     for (size_t s = 0; s < t.sources.size(); ++s) {
       const int64_t rows = weights.at(t.sources[s]).info->numel() / std::max<int64_t>(cols, 1);
       SourceJobs& unit = units.emplace_back(SourceJobs{&t, s, {}});
-      for (const RowRange& r : split_rows(rows, cols, kJobElements)) unit.jobs.push_back({&t, s, r, out_row + r.begin});
+      const int64_t elements = uses_gptq(t, rounding) ? kGptqJobElements : kJobElements;
+      for (const RowRange& r : split_rows(rows, cols, elements)) unit.jobs.push_back({&t, s, r, out_row + r.begin});
       out_row += rows;
     }
   }
@@ -159,39 +164,69 @@ std::map<std::string, std::string> output_metadata(const QuantPlan& plan, Roundi
   return m;
 }
 
-// GPTQ sources in batches of one per thread: their factors one after the other, each factorisation's
-// products on the whole pool (one factor per source in memory, cols² floats; sources whose factor is
-// the same — q/k/v, gate/up — share one), then all their rows through `run`. Returns the number of
+// GPTQ sources in batches of one distinct factor per thread (sources whose factor is the same — q/k/v,
+// gate/up — share one): the batch's factors first — one per thread when there are several (a MoE
+// layer's experts: many small factors), else the one factor's products on the whole pool — then all the
+// batch's rows through `run`. One batch of factors in memory at a time. Returns the number of
 // factorisations.
 template <typename RunJobs>
 size_t run_gptq_sources(const std::vector<SourceJobs*>& sources, const io::ModelWeights& weights,
-                      const io::ModelWeights* base, const RoundingOptions& rounding, ThreadPool& pool,
-                      const RunJobs& run) {
-  std::vector<std::pair<const SourceJobs*, std::shared_ptr<const GptqFactor>>> previous;
+                        const io::ModelWeights* base, const RoundingOptions& rounding, ThreadPool& pool,
+                        const RunJobs& run) {
+  struct Entry {
+    const SourceJobs* source;
+    std::shared_ptr<const GptqFactor> factor;  // set, or computed in this batch by entry `owner`
+    size_t owner = 0;
+  };
+  const auto same = [&](const SourceJobs& a, const SourceJobs& b) {
+    return shares_factor(*a.tensor, a.source, *b.tensor, b.source, rounding);
+  };
+  std::vector<Entry> previous;
   size_t factorisations = 0;
-  for (size_t first = 0; first < sources.size(); first += pool.size()) {
-    const size_t count = std::min(pool.size(), sources.size() - first);
-    std::vector<std::pair<const SourceJobs*, std::shared_ptr<const GptqFactor>>> factors;
-    for (size_t i = 0; i < count; ++i) {
-      const SourceJobs& s = *sources[first + i];
-      std::shared_ptr<const GptqFactor> factor;
-      for (const auto* known : {&previous, &factors})
-        for (const auto& [other, f] : *known)
-          if (!factor && shares_factor(*other->tensor, other->source, *s.tensor, s.source, rounding)) factor = f;
-      if (!factor) {
-        factor = std::make_shared<const GptqFactor>(rounding_factor(*s.tensor, s.source, weights, base, rounding, pool));
-        ++factorisations;
+  for (size_t next = 0; next < sources.size();) {
+    std::vector<Entry> batch;
+    std::vector<size_t> computed;  // entries whose factor this batch computes
+    for (; next < sources.size(); ++next) {
+      Entry e{sources[next], nullptr, 0};
+      for (const Entry& p : previous)
+        if (!e.factor && same(*p.source, *e.source)) e.factor = p.factor;
+      bool shared = e.factor != nullptr;
+      for (size_t i = 0; i < batch.size() && !shared; ++i)
+        if (same(*batch[i].source, *e.source)) {
+          e.factor = batch[i].factor;
+          e.owner = batch[i].factor ? i : batch[i].owner;
+          shared = true;
+        }
+      if (!shared && computed.size() == pool.size()) break;
+      if (!shared) {
+        e.owner = batch.size();
+        computed.push_back(batch.size());
       }
-      factors.emplace_back(&s, factor);
+      batch.push_back(e);
     }
-    std::vector<Job> batch;
-    for (const auto& [s, factor] : factors)
-      for (Job job : s->jobs) {
-        job.factor = factor.get();
-        batch.push_back(job);
+    const auto compute = [&](size_t i, ThreadPool& on) {
+      const SourceJobs& s = *batch[i].source;
+      batch[i].factor = std::make_shared<const GptqFactor>(rounding_factor(*s.tensor, s.source, weights, base, rounding, on));
+    };
+    if (computed.size() == 1) {
+      compute(computed[0], pool);
+    } else {
+      pool.parallel_for(computed.size(), 1, [&](size_t begin, size_t end, size_t) {
+        ThreadPool this_thread(1);
+        for (size_t i = begin; i < end; ++i) compute(computed[i], this_thread);
+      });
+    }
+    factorisations += computed.size();
+    std::vector<Job> jobs;
+    for (Entry& e : batch) {
+      if (!e.factor) e.factor = batch[e.owner].factor;
+      for (Job job : e.source->jobs) {
+        job.factor = e.factor.get();
+        jobs.push_back(job);
       }
-    run(batch);
-    previous = std::move(factors);
+    }
+    run(jobs);
+    previous = std::move(batch);
   }
   return factorisations;
 }
@@ -269,7 +304,7 @@ QuantizeReport quantize_model(const std::string& in_dir, const std::string& out_
   {
     io::SafetensorsWriter writer(out.temp_path(), report.plan.output_specs(), options.max_shard_bytes,
                                  output_metadata(report.plan, rounding.method));
-    std::vector<SourceJobs> units = make_jobs(report.plan, weights);
+    std::vector<SourceJobs> units = make_jobs(report.plan, weights, rounding);
     for (const auto& t : report.plan.tensors) {
       for (const auto& s : t.sources) report.input_bytes += weights.at(s).info->nbytes;
       report.gptq_tensors += uses_gptq(t, rounding);

@@ -131,7 +131,7 @@ GptqFactor rounding_factor(const OutputTensor& t, size_t source, const io::Model
     const size_t tokens = x.size() / cols;
     if (options.method == RoundingMethod::kGptq && low_rank_pays(tokens, cols))
       return gptq_low_rank_factor(x, tokens, cols, options.gptq, pool);
-    h = second_moments_of(x, tokens, cols);  // many tokens, or delta's full-rank weighting: the dense form
+    h = second_moments_of(x, tokens, cols, pool);  // many tokens, or delta's full-rank weighting: the dense form
   } else {
     const auto moments = source_moments(t, source, options);
     h.assign(moments.begin(), moments.end());
