@@ -257,9 +257,10 @@ int64_t metadata_int(const io::SafetensorsFile& f, const char* key) {
 
 std::vector<double> read_f32(const io::SafetensorsFile& f, const io::TensorInfo& t) {
   if (t.dtype != DType::kF32) fail_input("{}: tensor '{}' must be F32", f.path(), t.name);
-  const auto bytes = f.bytes(t);
-  std::vector<float> v(bytes.size() / sizeof(float));
-  std::memcpy(v.data(), bytes.data(), v.size() * sizeof(float));
+  // Read, not mapped: a statistics file of a big model is a gigabyte, which as mapped pages would count
+  // in the resident memory beside the copy.
+  std::vector<float> v(static_cast<size_t>(t.nbytes) / sizeof(float));
+  f.read(t, 0, v.size() * sizeof(float), v.data());
   return {v.begin(), v.end()};
 }
 
@@ -282,8 +283,8 @@ std::shared_ptr<quant::RoutedInputs> read_routed_inputs(const io::SafetensorsFil
   in->route_width = static_cast<size_t>(routes->shape[1]);
   in->values.resize(in->rows * in->cols);
   in->routes.resize(in->rows * in->route_width);
-  std::memcpy(in->values.data(), f.bytes(inputs).data(), in->values.size() * sizeof(uint16_t));
-  std::memcpy(in->routes.data(), f.bytes(*routes).data(), in->routes.size() * sizeof(int32_t));
+  f.read(inputs, 0, in->values.size() * sizeof(uint16_t), in->values.data());
+  f.read(*routes, 0, in->routes.size() * sizeof(int32_t), in->routes.data());
   for (int32_t e : in->routes)
     if (e < 0 || static_cast<size_t>(e) >= m.experts)
       fail_input("{}: tensor '{}' routes a row to expert {}; the module has {} experts", f.path(), routes->name, e,
@@ -354,8 +355,8 @@ bool take_rounding_statistics(CalibrationStats& stats, quant::RoundingOptions& r
       rounding.routed_inputs[module] = in;
     }
     if (m.xxt.empty()) continue;
-    for (double& v : m.xxt) v = static_cast<float>(v);
-    rounding.moments[module] = std::move(m.xxt);
+    rounding.moments[module].assign(m.xxt.begin(), m.xxt.end());
+    std::vector<double>().swap(m.xxt);
   }
   return !rounding.moments.empty() || !rounding.routed_inputs.empty();
 }

@@ -73,14 +73,14 @@ bool uses_gptq(const OutputTensor& t, const RoundingOptions& options) {
 namespace {
 
 // One source's E[x xᵀ], checked against the tensor's shape.
-std::span<const double> source_moments(const OutputTensor& t, size_t source, const RoundingOptions& options) {
-  const std::vector<double>& all = options.moments.at(t.module);
+std::span<const float> source_moments(const OutputTensor& t, size_t source, const RoundingOptions& options) {
+  const std::vector<float>& all = options.moments.at(t.module);
   const size_t cols = static_cast<size_t>(t.cols());
   const size_t square = cols * cols;
   if (all.size() != square * t.sources.size())
     fail_input("the second moments of '{}' hold {} values; its {} source(s) of {} columns need {}", t.module,
                all.size(), t.sources.size(), cols, square * t.sources.size());
-  return std::span<const double>(all).subspan(source * square, square);
+  return std::span<const float>(all).subspan(source * square, square);
 }
 
 // The inputs routed to expert `source` ([tokens, cols]; one zero row for an expert no token reached:

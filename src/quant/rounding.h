@@ -30,7 +30,7 @@ struct RoundingOptions {
   double delta_weight = 1.0;  // λ of quant/gptq.h's delta weighting (docs/rounding.md)
   // E[x xᵀ] of each Linear's input by module path (the plan's names; switch_mlp paths for experts):
   // experts × cols × cols values, one matrix per expert in order (calibration's ModuleStats::xxt).
-  std::map<std::string, std::vector<double>> moments;
+  std::map<std::string, std::vector<float>> moments;  // float, as the statistics file stores them
   // Stacked expert modules whose calibration kept the routed inputs instead (too many experts × cols²):
   // GPTQ in low-rank form per expert where that is cheaper (quant/gptq_low_rank.h). Modules that read
   // the same inputs (gate_proj and up_proj) share one object, and so share their factors.
