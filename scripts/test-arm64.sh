@@ -27,7 +27,7 @@ read -r -a CPUS <<<"${QUANTLAB_ARM_CPUS:-cortex-a57 a64fx max,sve-default-vector
 # MatmulTest cases and every width's unpacking in the matvec tests (docs/arm.md).
 # GPTQ's and the recursive Cholesky's products are the matmul kernel the MatmulTest cases cover on SVE;
 # their own tests (hundreds of such products) run on the NEON CPU only, for time.
-SVE_SKIP='*AffineMatmulTest.MatchesDoubleReferenceWithinBound*:MatmulTest.LongRowsWalkedInChunksOfK:Gptq.*:Cholesky.*'
+SVE_SKIP='*AffineMatmulTest.MatchesDoubleReferenceWithinBound*:MatmulTest.LongRowsWalkedInChunksOfK:Gptq.*:GptqLowRank.*:Cholesky.*'
 status=0
 for cpu in "${CPUS[@]}"; do
   filter=$FILTER
