@@ -7,6 +7,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 
 #include "analysis/allocation.h"
 #include "analysis/calibration.h"
@@ -25,13 +26,17 @@ using quantlab::testing::TempDir;
 
 const std::string kMoeFused = data_path("tool-calling/moe-fused-strong-f16");
 
-CalibrationStats calibrate_on_seed5(const std::string& model, ThreadPool& pool) {
+// With second moments, experts' statistics as `experts` says; without, means only.
+CalibrationStats calibrate_on_seed5(const std::string& model, ThreadPool& pool,
+                                    std::optional<CalibrationOptions::ExpertStatistics> experts = std::nullopt) {
   CalibrationOptions o;
   o.model_dir = model;
   o.suite_path = kSeed5;
   o.tools_path = kTools;
   o.max_tokens = 8;
   o.show_progress = false;
+  o.second_moments = experts.has_value();
+  if (experts) o.expert_statistics = *experts;
   return calibrate(o, pool);
 }
 
@@ -67,17 +72,8 @@ TEST(Calibration, EveryQuantizableModuleHasStatisticsAndExpertsTheirOwn) {
 // to experts that do not exist.
 TEST(Calibration, RoutedInputsAreEachExpertsRowsAndSurviveTheFile) {
   ThreadPool pool(2);
-  CalibrationOptions o;
-  o.model_dir = kMoeFused;
-  o.suite_path = kSeed5;
-  o.tools_path = kTools;
-  o.max_tokens = 8;
-  o.show_progress = false;
-  o.second_moments = true;
-  o.expert_statistics = CalibrationOptions::ExpertStatistics::kInputs;
-  CalibrationStats s = calibrate(o, pool);
-  o.expert_statistics = CalibrationOptions::ExpertStatistics::kMoments;
-  const CalibrationStats full = calibrate(o, pool);
+  CalibrationStats s = calibrate_on_seed5(kMoeFused, pool, CalibrationOptions::ExpertStatistics::kInputs);
+  const CalibrationStats full = calibrate_on_seed5(kMoeFused, pool, CalibrationOptions::ExpertStatistics::kMoments);
   const ModuleStats& gate = s.modules.at("model.layers.1.mlp.switch_mlp.gate_proj");
   const ModuleStats& down = s.modules.at("model.layers.1.mlp.switch_mlp.down_proj");
   ASSERT_TRUE(gate.inputs && down.inputs);

@@ -9,7 +9,7 @@
 #include "core/error.h"
 #include "kernels/affine_reference.h"
 #include "kernels/kernels.h"
-#include "quant/convert.h"
+#include "quant/testing.h"
 
 namespace quantlab::quant {
 namespace {
@@ -50,21 +50,6 @@ std::vector<float> rounded(const Expert& e, const GptqFactor& factor, int bits, 
   for (size_t r = 0; r < e.rows; ++r)
     kernels::dequantize_row_reference(packed.data() + r * words, scales.data() + r * groups,
                                       biases.data() + r * groups, e.cols, bits, group, out.data() + r * e.cols);
-  return out;
-}
-
-std::vector<float> nearest(const Expert& e, int bits, int group = 64) {
-  std::vector<float> out(e.w.size());
-  std::vector<uint32_t> packed(e.cols * bits / 32);
-  std::vector<float> scales(e.cols / group), biases(e.cols / group);
-  for (size_t r = 0; r < e.rows; ++r) {
-    kernels::quantize_row_reference(e.w.data() + r * e.cols, e.cols, bits, group, packed.data(), scales.data(),
-                                    biases.data());
-    round_to_dtype(scales.data(), scales.size(), DType::kF16);
-    round_to_dtype(biases.data(), biases.size(), DType::kF16);
-    kernels::dequantize_row_reference(packed.data(), scales.data(), biases.data(), e.cols, bits, group,
-                                      out.data() + r * e.cols);
-  }
   return out;
 }
 
@@ -109,7 +94,8 @@ TEST(GptqLowRank, LowerWeightedErrorThanRoundToNearestAtEveryWidth) {
   const GptqFactor low = gptq_low_rank_factor(e.x, e.tokens, e.cols, {}, pool);
   for (int bits : {2, 3, 4, 5, 6, 8}) {
     const double gptq = weighted_error(e.w, rounded(e, low, bits), h, e.rows, e.cols);
-    const double rtn = weighted_error(e.w, nearest(e, bits), h, e.rows, e.cols);
+    const double rtn =
+        weighted_error(e.w, test_helpers::nearest_dequantized(e.w, e.rows, e.cols, bits, 64), h, e.rows, e.cols);
     EXPECT_LT(gptq, 0.9 * rtn) << bits << "-bit";
   }
 }

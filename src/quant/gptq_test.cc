@@ -11,6 +11,7 @@
 #include "kernels/affine_reference.h"
 #include "quant/cholesky.h"
 #include "quant/convert.h"
+#include "quant/testing.h"
 
 namespace quantlab::quant {
 namespace {
@@ -42,20 +43,9 @@ Layer make_layer(uint32_t seed) {
   return l;
 }
 
-// Round-to-nearest as MLX stores it: codes from the unrounded fit, scales and biases stored in float16.
+// Round-to-nearest as MLX stores it.
 std::vector<float> rtn_dequantized(const Layer& l, int bits, int group) {
-  std::vector<float> out(l.w.size());
-  std::vector<uint32_t> packed(l.cols * bits / 32);
-  std::vector<float> scales(l.cols / group), biases(l.cols / group);
-  for (size_t r = 0; r < l.rows; ++r) {
-    kernels::quantize_row_reference(l.w.data() + r * l.cols, l.cols, bits, group, packed.data(), scales.data(),
-                                    biases.data());
-    round_to_dtype(scales.data(), scales.size(), DType::kF16);
-    round_to_dtype(biases.data(), biases.size(), DType::kF16);
-    kernels::dequantize_row_reference(packed.data(), scales.data(), biases.data(), l.cols, bits, group,
-                                      out.data() + r * l.cols);
-  }
-  return out;
+  return test_helpers::nearest_dequantized(l.w, l.rows, l.cols, bits, group);
 }
 
 std::vector<float> gptq_dequantized(const Layer& l, const std::vector<double>& h, int bits, int group,

@@ -6,6 +6,7 @@
 
 #include "core/thread_pool.h"
 #include "io/safetensors.h"
+#include "kernels/affine_reference.h"
 #include "quant/convert.h"
 #include "quant/quantizer.h"
 
@@ -16,6 +17,24 @@ inline std::vector<float> load_f32(const io::ModelWeights& w, const std::string&
   const auto& e = w.at(name);
   std::vector<float> out(static_cast<size_t>(e.info->numel()));
   load_as_f32_scalar(e.info->dtype, w.bytes(e).data(), out.size(), out.data());
+  return out;
+}
+
+// Round-to-nearest as MLX stores it (codes from the unrounded fit, scales and biases stored in float16),
+// read back: w [rows, cols] row-major.
+inline std::vector<float> nearest_dequantized(const std::vector<float>& w, size_t rows, size_t cols, int bits,
+                                              int group) {
+  std::vector<float> out(w.size());
+  std::vector<uint32_t> packed(cols * bits / 32);
+  std::vector<float> scales(cols / group), biases(cols / group);
+  for (size_t r = 0; r < rows; ++r) {
+    kernels::quantize_row_reference(w.data() + r * cols, cols, bits, group, packed.data(), scales.data(),
+                                    biases.data());
+    round_to_dtype(scales.data(), scales.size(), DType::kF16);
+    round_to_dtype(biases.data(), biases.size(), DType::kF16);
+    kernels::dequantize_row_reference(packed.data(), scales.data(), biases.data(), cols, bits, group,
+                                      out.data() + r * cols);
+  }
   return out;
 }
 
