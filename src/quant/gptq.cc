@@ -66,12 +66,6 @@ void fit_group_columns(const float* values, size_t count, size_t group, int bits
   }
 }
 
-// The stored value of a code. A plain multiply-add: std::fma is a library call on the baseline x86-64
-// ISA, and this runs once per weight.
-inline float dequantized(uint8_t code, const kernels::AffineGroupParams& p) {
-  return static_cast<float>(code) * p.scale + p.bias;
-}
-
 // Codes LSB-first into 32-bit words (MLX's layout, kernels::pack_codes_reference) through a 64-bit
 // accumulator, not bit by bit.
 void pack_row(const uint8_t* codes, size_t n, int bits, uint32_t* words) {
