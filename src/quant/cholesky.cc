@@ -41,13 +41,8 @@ Dense transposed(const Dense& m) {
 
 // x · wᵀ: [x.rows, w.rows].
 Dense times_transposed(const Dense& x, const Dense& w, ThreadPool& pool) {
-  kernels::MatrixView view;
-  view.type = kernels::WeightType::kF32;
-  view.rows = w.rows;
-  view.cols = w.cols;
-  view.data = w.v.data();
   Dense y(x.rows, w.rows);
-  kernels::matmul(view, x.v.data(), x.rows, y.v.data(), pool);
+  quant::times_transposed(w.v.data(), w.rows, w.cols, x.v.data(), x.rows, y.v.data(), pool);
   return y;
 }
 
@@ -76,6 +71,16 @@ bool all_finite(const std::vector<float>& v) {
 }
 
 }  // namespace
+
+void times_transposed(const float* w, size_t w_rows, size_t w_cols, const float* in, size_t rows, float* out,
+                      ThreadPool& pool) {
+  kernels::MatrixView view;
+  view.type = kernels::WeightType::kF32;
+  view.rows = w_rows;
+  view.cols = w_cols;
+  view.data = w;
+  kernels::matmul(view, in, rows, out, pool);
+}
 
 bool cholesky_with_inverse(const std::vector<float>& a, size_t n, ThreadPool& pool, CholeskyWithInverse& out) {
   if (n <= kDirectSize) return direct(a, n, out) && all_finite(out.lower) && all_finite(out.inverse);

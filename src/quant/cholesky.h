@@ -21,6 +21,11 @@ struct CholeskyWithInverse {
   std::vector<float> inverse;  // L⁻¹, [n, n] row-major, lower triangular
 };
 
+// out [rows, w_rows] = in [rows, w_cols] · Wᵀ for a row-major f32 W, through kernels::matmul: the one
+// product GPTQ's linear algebra (here, quant/gptq.h, quant/gptq_low_rank.h) is built from.
+void times_transposed(const float* w, size_t w_rows, size_t w_cols, const float* in, size_t rows, float* out,
+                      ThreadPool& pool);
+
 // a: [n, n] row-major, symmetric. Returns false when a (or a Schur complement of it) is not positive
 // definite in float32, or the result is not finite. Deterministic for any pool size.
 bool cholesky_with_inverse(const std::vector<float>& a, size_t n, ThreadPool& pool, CholeskyWithInverse& out);

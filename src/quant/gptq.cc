@@ -166,14 +166,9 @@ const float* u_row(const GptqFactor& f, size_t k, size_t b0) {
 // out [rows, w_rows] = in [rows, w_cols] · Wᵀ through the vector kernel, for a row-major f32 W (on this
 // thread: the caller already runs one job per thread).
 void product(const float* w, size_t w_rows, size_t w_cols, const float* in, size_t rows, std::vector<float>& out) {
-  kernels::MatrixView view;
-  view.type = kernels::WeightType::kF32;
-  view.rows = w_rows;
-  view.cols = w_cols;
-  view.data = w;
   out.resize(rows * w_rows);
   ThreadPool this_thread(1);
-  kernels::matmul(view, in, rows, out.data(), this_thread);
+  times_transposed(w, w_rows, w_cols, in, rows, out.data(), this_thread);
 }
 
 // Low-rank form, before block [b0, b1): the block's columns take the optimal update for the errors of

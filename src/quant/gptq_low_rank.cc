@@ -5,34 +5,18 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <numeric>
 
 #include "core/error.h"
+#include "core/half.h"
 #include "kernels/kernels.h"
+#include "quant/cholesky.h"
 
 namespace quantlab::quant {
 
 namespace {
 
 using MatrixF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-
-float bf16_value(uint16_t bits) {
-  const uint32_t word = static_cast<uint32_t>(bits) << 16;
-  float f;
-  std::memcpy(&f, &word, sizeof f);
-  return f;
-}
-
-// out [rows, w_rows] = in [rows, w_cols] · Wᵀ for a row-major f32 W.
-void product(const float* w, size_t w_rows, size_t w_cols, const float* in, size_t rows, float* out, ThreadPool& pool) {
-  kernels::MatrixView view;
-  view.type = kernels::WeightType::kF32;
-  view.rows = w_rows;
-  view.cols = w_cols;
-  view.data = w;
-  kernels::matmul(view, in, rows, out, pool);
-}
 
 // G's columns in processing order as rows, [cols, n] (g_k = X[:, order[k]] / √tokens), and the damped
 // diagonal D in that order.
@@ -70,7 +54,7 @@ MatrixF factor_block(const Generators& gen, const std::vector<float>& damped, si
                      const std::vector<float>& m, std::vector<float>& v, ThreadPool& pool) {
   const size_t n = gen.n, width = b1 - b0;
   std::vector<float> p(width * n);
-  product(m.data(), n, n, gen.g.data() + b0 * n, width, p.data(), pool);  // rows: M g_k (M is symmetric)
+  times_transposed(m.data(), n, n, gen.g.data() + b0 * n, width, p.data(), pool);  // rows: M g_k (M is symmetric)
   MatrixF block = MatrixF::Zero(width, width);
   for (size_t k = b1; k-- > b0;) {
     const float* g = gen.g.data() + k * n;
@@ -96,7 +80,7 @@ void remove_block(const std::vector<float>& v, size_t b0, size_t b1, size_t n, s
   std::vector<float> vt(n * width), vv(n * n);
   for (size_t k = 0; k < width; ++k)
     for (size_t t = 0; t < n; ++t) vt[t * width + k] = v[(b0 + k) * n + t];
-  product(vt.data(), n, width, vt.data(), n, vv.data(), pool);
+  times_transposed(vt.data(), n, width, vt.data(), n, vv.data(), pool);
   for (size_t i = 0; i < m.size(); ++i) m[i] -= vv[i];
 }
 
@@ -146,7 +130,7 @@ std::vector<float> expert_inputs(const RoutedInputs& in, size_t expert) {
   for (size_t r = 0; r < in.rows; ++r)
     for (size_t j = 0; j < in.route_width; ++j)
       if (static_cast<size_t>(in.routes[r * in.route_width + j]) == expert) {
-        for (size_t c = 0; c < in.cols; ++c) out.push_back(bf16_value(in.values[r * in.cols + c]));
+        for (size_t c = 0; c < in.cols; ++c) out.push_back(bf16_to_f32(in.values[r * in.cols + c]));
         break;
       }
   return out;
@@ -161,7 +145,7 @@ std::vector<double> second_moments_of(std::span<const float> x, size_t tokens, s
   std::vector<float> xt(cols * tokens), h(cols * cols);
   for (size_t t = 0; t < tokens; ++t)
     for (size_t c = 0; c < cols; ++c) xt[c * tokens + t] = x[t * cols + c];
-  product(xt.data(), cols, tokens, xt.data(), cols, h.data(), pool);
+  times_transposed(xt.data(), cols, tokens, xt.data(), cols, h.data(), pool);
   const double scale = 1.0 / static_cast<double>(std::max<size_t>(tokens, 1));
   std::vector<double> out(cols * cols);
   for (size_t i = 0; i < cols; ++i)  // symmetric to the bit: the upper triangle mirrored
