@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -36,8 +37,18 @@ struct GenerateArgs {
   bool ignore_eos = false, json = false;
 };
 
+// The median of the times between consecutive generated tokens: the decode rate without the stalls
+// (page faults, a busy core) that the delivered rate, tokens / seconds, includes.
+double median_token_seconds(const std::vector<double>& token_times) {
+  if (token_times.size() < 2) return 0;
+  std::vector<double> gaps;
+  for (size_t i = 1; i < token_times.size(); ++i) gaps.push_back(token_times[i] - token_times[i - 1]);
+  std::nth_element(gaps.begin(), gaps.begin() + gaps.size() / 2, gaps.end());
+  return gaps[gaps.size() / 2];
+}
+
 nlohmann::ordered_json report_json(const model::Session& session, const model::GenerationResult& r,
-                                   double load_seconds) {
+                                   double load_seconds, const std::vector<double>& token_times) {
   const model::Timings& t = session.timings();
   nlohmann::ordered_json phases;
   for (size_t p = 0; p < static_cast<size_t>(model::Phase::kCount); ++p)
@@ -49,7 +60,8 @@ nlohmann::ordered_json report_json(const model::Session& session, const model::G
       {"prefill", {{"tokens", t.prefill_tokens}, {"seconds", t.prefill_seconds},
                    {"tokens_per_second", t.prefill_seconds > 0 ? t.prefill_tokens / t.prefill_seconds : 0.0}}},
       {"decode", {{"tokens", t.decode_tokens}, {"seconds", t.decode_seconds},
-                  {"tokens_per_second", t.decode_seconds > 0 ? t.decode_tokens / t.decode_seconds : 0.0}}},
+                  {"tokens_per_second", t.decode_seconds > 0 ? t.decode_tokens / t.decode_seconds : 0.0},
+                  {"median_token_seconds", median_token_seconds(token_times)}}},
       {"phases_seconds", phases},
       {"memory_bytes", {{"weights_mapped", m.weights_mapped}, {"weights_resident", m.weights_resident},
                         {"weights_copied", m.weights_copied}, {"kv_cache", m.kv_cache}, {"scratch", m.scratch}}},
@@ -87,7 +99,10 @@ void run_generate(const GenerateArgs& a) {
   if (!a.ignore_eos) options.stop_tokens = chat->stop_tokens();
   ThreadPool pool(a.threads);
   model::Session session(chat->model(), pool);
+  std::vector<double> token_times;  // seconds since start, as each token is chosen
+  const auto start = std::chrono::steady_clock::now();
   const auto on_token = [&](int32_t id) {
+    token_times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     if (a.json) return true;
     if (tokenizer) fmt::print("{}", tokenizer->token_bytes(id));
     else fmt::print("{} ", id);
@@ -107,7 +122,7 @@ void run_generate(const GenerateArgs& a) {
   j["tokens"] = r.tokens;
   if (tokenizer) j["text"] = tokenizer->decode(r.tokens);
   j["stop_reason"] = model::stop_reason_name(r.reason);
-  j["stats"] = report_json(session, r, load_seconds);
+  j["stats"] = report_json(session, r, load_seconds, token_times);
   fmt::print("{}\n", j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace));
 }
 

@@ -74,6 +74,10 @@ TEST(GenerateCommand, GreedyJsonReproducesReferenceTokens) {
   EXPECT_EQ(j["stop_reason"], "max_tokens");
   EXPECT_EQ(j["stats"]["prefill"]["tokens"], prompt.size());
   EXPECT_EQ(j["stats"]["decode"]["tokens"], expected.size() - 1);
+  // The median gap between tokens: a decode step's time, within the decode phase's total.
+  const double median = j["stats"]["decode"]["median_token_seconds"].get<double>();
+  EXPECT_GT(median, 0.0);
+  EXPECT_LE(median, j["stats"]["decode"]["seconds"].get<double>());
   EXPECT_GT(j["stats"]["memory_bytes"]["kv_cache"].get<uint64_t>(), 0u);
 }
 
