@@ -2,7 +2,8 @@
 //                  [--top-k K] [--seed S] [--threads N] [--ignore-eos] [--json]
 // Runs the model on CPU from its stored (float or quantized) weights. Text output streams the
 // generated text (or ids, when the model has no tokenizer.json) to stdout and a speed summary to
-// stderr; --json prints one object with tokens, text, stop reason, timings and memory.
+// stderr; --json prints one object with tokens, text, stop reason, timings and memory, and for a MoE
+// model how many distinct experts the decode steps were routed to in each layer.
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -11,7 +12,9 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <map>
 #include <optional>
+#include <set>
 
 #include "chat/chat_model.h"
 #include "cli/commands.h"
@@ -46,6 +49,42 @@ double median_token_seconds(const std::vector<double>& token_times) {
   std::nth_element(gaps.begin(), gaps.begin() + gaps.size() / 2, gaps.end());
   return gaps[gaps.size() / 2];
 }
+
+// Which experts a MoE model's decode steps were routed to, per layer: how far a decode's expert reads
+// are reused across tokens (what its memory traffic depends on beyond the k experts of one token).
+struct DecodeRouting {
+  size_t prompt_tokens = 0;
+  size_t experts = 0, experts_per_token = 0;
+  std::map<size_t, std::set<int32_t>> experts_by_layer;
+  std::set<size_t> positions;
+
+  void record(const model::RoutingEvent& e) {
+    experts = e.experts;
+    experts_per_token = e.experts_per_token;
+    for (size_t t = 0; t < e.tokens; ++t) {
+      if (e.first_position + t < prompt_tokens) continue;  // the prompt's prefill
+      positions.insert(e.first_position + t);
+      auto& seen = experts_by_layer[e.layer];
+      for (size_t j = 0; j < e.experts_per_token; ++j) seen.insert(e.chosen[t * e.experts_per_token + j]);
+    }
+  }
+
+  nlohmann::ordered_json json() const {
+    size_t low = experts, high = 0, sum = 0;
+    for (const auto& [layer, seen] : experts_by_layer) {
+      low = std::min(low, seen.size());
+      high = std::max(high, seen.size());
+      sum += seen.size();
+    }
+    const size_t layers = experts_by_layer.size();
+    return {{"moe_layers", layers},
+            {"experts", experts},
+            {"experts_per_token", experts_per_token},
+            {"decode_tokens", positions.size()},
+            {"distinct_experts_per_layer",
+             {{"mean", layers ? static_cast<double>(sum) / layers : 0.0}, {"min", layers ? low : 0}, {"max", high}}}};
+  }
+};
 
 nlohmann::ordered_json report_json(const model::Session& session, const model::GenerationResult& r,
                                    double load_seconds, const std::vector<double>& token_times) {
@@ -109,7 +148,12 @@ void run_generate(const GenerateArgs& a) {
     std::fflush(stdout);
     return true;
   };
-  const model::GenerationResult r = chat::respond(session, prompt, options, chat::DecodeHooks{{}, {}, on_token, {}});
+  DecodeRouting routing;
+  routing.prompt_tokens = prompt.size();
+  model::RoutingHook on_routing;
+  if (a.json && chat->model().config().is_moe()) on_routing = [&](const model::RoutingEvent& e) { routing.record(e); };
+  const model::GenerationResult r =
+      chat::respond(session, prompt, options, chat::DecodeHooks{{}, on_routing, on_token, {}});
   if (!a.json) {
     fmt::print("\n");
     std::fflush(stdout);
@@ -123,6 +167,7 @@ void run_generate(const GenerateArgs& a) {
   if (tokenizer) j["text"] = tokenizer->decode(r.tokens);
   j["stop_reason"] = model::stop_reason_name(r.reason);
   j["stats"] = report_json(session, r, load_seconds, token_times);
+  if (on_routing) j["routing"] = routing.json();
   fmt::print("{}\n", j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace));
 }
 

@@ -1,5 +1,6 @@
 // quantlab synth OUT --like qwen3-0.6b|qwen3-8b|qwen3-30b-a3b|llama-3.2-1b|qwen2.5-0.5b|qwen2.5-3b|qwen2.5-7b [--layers N]
 //                    [--config FILE] [--dtype D] [--seed S] [--threads N] [--overwrite]
+//                    [--bits B [--group-size G]]   (straight into MLX's quantized layout, as `quantize`)
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -18,6 +19,7 @@ namespace {
 struct SynthArgs {
   std::string output, like, config_file, dtype = "bfloat16", max_shard = "5GiB";
   int64_t layers = 0;
+  int bits = 0, group_size = 64;  // bits 0: the float checkpoint
   uint64_t seed = 0;
   size_t threads = 0;
   bool overwrite = false, json = false, quiet = false;
@@ -45,6 +47,7 @@ void run_synth(const SynthArgs& a) {
   o.overwrite = a.overwrite;
   o.show_progress = !a.quiet && !a.json;
   o.max_shard_bytes = parse_size(a.max_shard, "--max-shard-size");
+  if (a.bits > 0) o.quantize = quant::PlanOptions{a.bits, a.group_size, {}, {}, {}};
   ThreadPool pool(a.threads);
   const auto r = quant::synthesize_model(load_config(a, o.dtype), a.output, o, pool);
   const double gbps = r.seconds > 0 ? r.tensor_bytes / 1e9 / r.seconds : 0;
@@ -73,6 +76,13 @@ void register_synth(CLI::App& app) {
   add_dtype_option(cmd, &args->dtype, "Storage dtype (default bfloat16, as the Hub checkpoints)");
   cmd->add_option("--seed", args->seed, "Random seed (same seed, same bytes)");
   cmd->add_option("--max-shard-size", args->max_shard, "Largest shard (e.g. 5GiB, 500MB)");
+  auto* bits = cmd->add_option("--bits", args->bits,
+                                "Write the checkpoint quantized (MLX affine, round to nearest) as `quantize --bits` "
+                                "would, without writing the float one: 2,3,4,5,6,8 or 7")
+                   ->check(bit_width_check());
+  cmd->add_option("--group-size", args->group_size, "Weights per scale/bias group, with --bits")
+      ->check(group_size_check())
+      ->needs(bits);
   add_threads_option(cmd, &args->threads);
   cmd->add_flag("--overwrite", args->overwrite, "Replace OUTPUT if it exists");
   cmd->add_flag("--json", args->json, "Print a JSON summary");

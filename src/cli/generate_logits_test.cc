@@ -2,10 +2,12 @@
 // fixtures, flags, exit codes and no partial output.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "cli_support.h"
+#include "io/model_config.h"
 #include "io/safetensors.h"
 #include "model/testing.h"
 
@@ -59,6 +61,31 @@ TEST(LogitsCommand, BadInputFailsWithoutOutput) {
   EXPECT_NE(r.err.find("config.json"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(tmp / "l.safetensors"));
   EXPECT_EQ(run_quantlab("logits --help").exit_code, 0);
+}
+
+TEST(GenerateCommand, MoeJsonCountsTheExpertsTheDecodeStepsReached) {
+  const std::string model = data_path("reference-models/qwen3moe-tiny");
+  const io::ModelConfig config = io::load_model_config(model);
+  const RunResult r = run_quantlab("generate " + shell_quote(model) +
+                                   " --ids 3,1,4,1,5 --max-tokens 10 --ignore-eos --json --threads 2");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  const auto& routing = j["routing"];
+  int64_t moe_layers = 0;
+  for (int64_t l = 0; l < config.num_hidden_layers; ++l) moe_layers += config.is_moe_layer(l);
+  EXPECT_EQ(routing["moe_layers"].get<int64_t>(), moe_layers);
+  EXPECT_EQ(routing["experts"].get<int64_t>(), config.num_experts);
+  EXPECT_EQ(routing["decode_tokens"], j["stats"]["decode"]["tokens"]);  // 9: the prompt is left out
+  const auto& distinct = routing["distinct_experts_per_layer"];
+  const int64_t k = config.num_experts_per_tok, most = std::min<int64_t>(config.num_experts, 9 * k);
+  EXPECT_GE(distinct["min"].get<int64_t>(), k);
+  EXPECT_LE(distinct["max"].get<int64_t>(), most);
+  EXPECT_GE(distinct["mean"].get<double>(), distinct["min"].get<double>());
+  // A dense model has no routing block.
+  const RunResult dense = run_quantlab("generate " + shell_quote(data_path("reference-models/llama-tiny")) +
+                                       " --ids 3,1,4 --max-tokens 2 --json --threads 1");
+  ASSERT_EQ(dense.exit_code, 0) << dense.err;
+  EXPECT_FALSE(nlohmann::json::parse(dense.out).contains("routing"));
 }
 
 TEST(GenerateCommand, GreedyJsonReproducesReferenceTokens) {

@@ -48,38 +48,57 @@ struct Scratch {
   GptqScratch gptq;
 };
 
+// The values of a source tensor: read from a checkpoint, or generated (quantize_generated).
+struct ValueSource {
+  const io::ModelWeights* weights = nullptr;
+  const SourceRowFill* fill = nullptr;
+};
+
 class ModelQuantizer {
  public:
-  ModelQuantizer(const io::ModelWeights& weights, io::SafetensorsWriter& writer, KernelPath kernel)
-      : weights_(weights), writer_(writer), kernel_(kernel) {}
+  ModelQuantizer(ValueSource source, io::SafetensorsWriter& writer, KernelPath kernel)
+      : source_(source), writer_(writer), kernel_(kernel) {}
 
   void run_job(const Job& job, Scratch& s) const {
     const OutputTensor& t = *job.tensor;
-    const auto& entry = weights_.at(t.sources[job.source]);
+    const std::string& name = t.sources[job.source];
     const int64_t cols = t.cols();
     const size_t n = static_cast<size_t>((job.rows.end - job.rows.begin) * cols);
-    const size_t in_elem = dtype_size(t.source_dtype);
-    s.raw.resize(n * in_elem);
-    entry.file->read(*entry.info, static_cast<uint64_t>(job.rows.begin * cols) * in_elem, s.raw.size(),
-                     s.raw.data());
-    if (!is_float(t.source_dtype)) {  // integer tensors are copied as they are
-      writer_.write_range(t.name, static_cast<uint64_t>(job.out_row * cols) * in_elem, s.raw);
+    if (source_.fill != nullptr) {
+      s.values.resize(n);
+      (*source_.fill)(name, job.rows, cols, s.values.data());
+    } else if (!read_values(job, s, n)) {
       return;
     }
-    s.values.resize(n);
-    if (kernel_ == KernelPath::kSimd) kernels::convert_to_f32(t.source_dtype, s.raw.data(), n, s.values.data());
-    else load_as_f32_scalar(t.source_dtype, s.raw.data(), n, s.values.data());
     if (t.float_dtype != t.source_dtype) round_to_dtype(s.values.data(), n, t.float_dtype);
     const size_t bad = kernels::first_non_finite(s.values.data(), n);
     if (bad != n)
-      fail_input("tensor '{}': value at row {}, column {} is {}; refusing to quantize non-finite weights",
-                 entry.info->name, job.rows.begin + static_cast<int64_t>(bad) / cols,
-                 static_cast<int64_t>(bad) % cols, s.values[bad]);
+      fail_input("tensor '{}': value at row {}, column {} is {}; refusing to quantize non-finite weights", name,
+                 job.rows.begin + static_cast<int64_t>(bad) / cols, static_cast<int64_t>(bad) % cols, s.values[bad]);
     if (t.quant) write_quantized(job, s, n);
     else write_float(job, s, n);
   }
 
  private:
+  // The job's rows from the checkpoint as float32; false when the tensor is an integer one, which is
+  // copied as it is instead.
+  bool read_values(const Job& job, Scratch& s, size_t n) const {
+    const OutputTensor& t = *job.tensor;
+    const auto& entry = source_.weights->at(t.sources[job.source]);
+    const size_t in_elem = dtype_size(t.source_dtype);
+    s.raw.resize(n * in_elem);
+    entry.file->read(*entry.info, static_cast<uint64_t>(job.rows.begin * t.cols()) * in_elem, s.raw.size(),
+                     s.raw.data());
+    if (!is_float(t.source_dtype)) {
+      writer_.write_range(t.name, static_cast<uint64_t>(job.out_row * t.cols()) * in_elem, s.raw);
+      return false;
+    }
+    s.values.resize(n);
+    if (kernel_ == KernelPath::kSimd) kernels::convert_to_f32(t.source_dtype, s.raw.data(), n, s.values.data());
+    else load_as_f32_scalar(t.source_dtype, s.raw.data(), n, s.values.data());
+    return true;
+  }
+
   void write_float(const Job& job, Scratch& s, size_t n) const {
     const OutputTensor& t = *job.tensor;
     const size_t elem = dtype_size(t.float_dtype);
@@ -125,7 +144,7 @@ class ModelQuantizer {
     (void)n;
   }
 
-  const io::ModelWeights& weights_;
+  ValueSource source_;
   io::SafetensorsWriter& writer_;
   KernelPath kernel_;
 };
@@ -137,14 +156,20 @@ struct SourceJobs {
   std::vector<Job> jobs;
 };
 
-std::vector<SourceJobs> make_jobs(const QuantPlan& plan, const io::ModelWeights& weights,
+int64_t element_count(const SourceTensor& t) {
+  int64_t n = 1;
+  for (int64_t d : t.shape) n *= d;
+  return n;
+}
+
+std::vector<SourceJobs> make_jobs(const QuantPlan& plan, const std::map<std::string, int64_t>& source_elements,
                                   const RoundingOptions& rounding) {
   std::vector<SourceJobs> units;
   for (const auto& t : plan.tensors) {
     const int64_t cols = t.shape.empty() ? 1 : t.cols();
     int64_t out_row = 0;
     for (size_t s = 0; s < t.sources.size(); ++s) {
-      const int64_t rows = weights.at(t.sources[s]).info->numel() / std::max<int64_t>(cols, 1);
+      const int64_t rows = source_elements.at(t.sources[s]) / std::max<int64_t>(cols, 1);
       SourceJobs& unit = units.emplace_back(SourceJobs{&t, s, {}});
       const int64_t elements = uses_gptq(t, rounding) ? kGptqJobElements : kJobElements;
       for (const RowRange& r : split_rows(rows, cols, elements)) unit.jobs.push_back({&t, s, r, out_row + r.begin});
@@ -289,59 +314,80 @@ void copy_side_files(const std::string& in_dir, const std::string& out_dir) {
   }
 }
 
-QuantizeReport quantize_model(const std::string& in_dir, const std::string& out_dir,
-                              const QuantizeOptions& options, ThreadPool& pool) {
-  const auto start = std::chrono::steady_clock::now();
-  const io::ModelConfig config = io::load_model_config(in_dir);
-  const io::ModelWeights weights = io::ModelWeights::open(in_dir);
-  QuantizeReport report;
-  report.plan = make_quant_plan(config, source_tensors(weights), options.plan);
-  io::check_output_not_input(in_dir, out_dir);
-  io::AtomicOutputDir out(out_dir, options.overwrite);
+namespace {
+
+// What a conversion reads: a checkpoint's tensors, or generated values, with the config they belong to.
+struct ConversionInput {
+  const io::ModelConfig& config;
+  std::vector<SourceTensor> sources;
+  ValueSource values;
+  std::string side_files_from;                    // copy its tokenizer and other files; empty: none
+  std::map<std::string, std::string> side_files;  // or write these (name -> contents)
+};
+
+// Runs every job of the plan: round-to-nearest work all at once, then the GPTQ sources.
+void run_all_jobs(const ConversionInput& in, const QuantizeOptions& options, const QuantPlan& plan,
+                  io::SafetensorsWriter& writer, ThreadPool& pool, QuantizeReport& report) {
   const RoundingOptions& rounding = options.rounding;
   std::optional<io::ModelWeights> base;
   if (rounding.method == RoundingMethod::kDelta && !rounding.delta_gram) base = io::ModelWeights::open(rounding.base_dir);
+  std::map<std::string, int64_t> elements;
+  for (const SourceTensor& t : in.sources) elements[t.name] = element_count(t);
+  std::vector<SourceJobs> units = make_jobs(plan, elements, rounding);
+  for (const auto& t : plan.tensors) {
+    for (const auto& s : t.sources) report.input_bytes += elements.at(s) * dtype_size(t.source_dtype);
+    report.gptq_tensors += uses_gptq(t, rounding);
+  }
+  size_t job_count = 0;
+  for (const auto& u : units) job_count += u.jobs.size();
+  Progress progress("quantize", job_count, report.input_bytes, options.show_progress);
+  std::vector<Scratch> scratch(pool.size());
+  ModelQuantizer quantizer(in.values, writer, options.kernel);
+  const auto run = [&](const std::vector<Job>& jobs) {
+    pool.parallel_for(jobs.size(), 1, [&](size_t begin, size_t end, size_t worker) {
+      for (size_t j = begin; j < end; ++j) {
+        quantizer.run_job(jobs[j], scratch[worker]);
+        const auto& t = *jobs[j].tensor;
+        progress.advance(1, static_cast<uint64_t>((jobs[j].rows.end - jobs[j].rows.begin) * t.cols()) *
+                                dtype_size(t.source_dtype));
+      }
+    });
+  };
+  std::vector<Job> nearest;
+  std::vector<SourceJobs*> calibrated;
+  for (auto& u : units) {
+    if (uses_gptq(*u.tensor, rounding)) calibrated.push_back(&u);
+    else nearest.insert(nearest.end(), u.jobs.begin(), u.jobs.end());
+  }
+  run(nearest);
+  if (!calibrated.empty()) {
+    if (in.values.weights == nullptr) fail(ErrorKind::kUsage, "calibrated rounding needs a checkpoint to read");
+    interleave_shared_inputs(calibrated, rounding);
+    report.gptq_factorisations =
+        run_gptq_sources(calibrated, *in.values.weights, base ? &*base : nullptr, rounding, pool, run);
+  }
+  progress.finish();
+}
+
+QuantizeReport convert_model(const ConversionInput& in, const std::string& out_dir, const QuantizeOptions& options,
+                             ThreadPool& pool) {
+  const auto start = std::chrono::steady_clock::now();
+  QuantizeReport report;
+  report.plan = make_quant_plan(in.config, in.sources, options.plan);
+  io::AtomicOutputDir out(out_dir, options.overwrite);
+  const RoundingOptions& rounding = options.rounding;
   {
     io::SafetensorsWriter writer(out.temp_path(), report.plan.output_specs(), options.max_shard_bytes,
                                  output_metadata(report.plan, rounding.method));
-    std::vector<SourceJobs> units = make_jobs(report.plan, weights, rounding);
-    for (const auto& t : report.plan.tensors) {
-      for (const auto& s : t.sources) report.input_bytes += weights.at(s).info->nbytes;
-      report.gptq_tensors += uses_gptq(t, rounding);
-    }
-    size_t job_count = 0;
-    for (const auto& u : units) job_count += u.jobs.size();
-    Progress progress("quantize", job_count, report.input_bytes, options.show_progress);
-    std::vector<Scratch> scratch(pool.size());
-    ModelQuantizer quantizer(weights, writer, options.kernel);
-    const auto run = [&](const std::vector<Job>& jobs) {
-      pool.parallel_for(jobs.size(), 1, [&](size_t begin, size_t end, size_t worker) {
-        for (size_t j = begin; j < end; ++j) {
-          quantizer.run_job(jobs[j], scratch[worker]);
-          const auto& t = *jobs[j].tensor;
-          progress.advance(1, static_cast<uint64_t>((jobs[j].rows.end - jobs[j].rows.begin) * t.cols()) *
-                                  dtype_size(t.source_dtype));
-        }
-      });
-    };
-    // Round-to-nearest work all at once, then the GPTQ sources.
-    std::vector<Job> nearest;
-    std::vector<SourceJobs*> calibrated;
-    for (auto& u : units) {
-      if (uses_gptq(*u.tensor, rounding)) calibrated.push_back(&u);
-      else nearest.insert(nearest.end(), u.jobs.begin(), u.jobs.end());
-    }
-    run(nearest);
-    interleave_shared_inputs(calibrated, rounding);
-    report.gptq_factorisations = run_gptq_sources(calibrated, weights, base ? &*base : nullptr, rounding, pool, run);
-    progress.finish();
+    run_all_jobs(in, options, report.plan, writer, pool, report);
     writer.finish(report.plan.total_parameters());
     report.output_bytes = writer.total_tensor_bytes();
     report.shards = writer.shard_names();
   }
   std::ofstream(out.file("config.json"))
-      << io::config_for_output(config, report.plan.output_dtype, report.plan.quantization).dump(4) << "\n";
-  copy_side_files(in_dir, out.temp_path());
+      << io::config_for_output(in.config, report.plan.output_dtype, report.plan.quantization).dump(4) << "\n";
+  if (!in.side_files_from.empty()) copy_side_files(in.side_files_from, out.temp_path());
+  for (const auto& [name, contents] : in.side_files) io::write_file_atomically(out.file(name), contents);
   if (options.write_plan_file || rounding.method != RoundingMethod::kRtn) {
     nlohmann::ordered_json record = options.plan_record.is_null() ? plan_file_json(report.plan) : options.plan_record;
     if (rounding.method != RoundingMethod::kRtn) {
@@ -353,6 +399,24 @@ QuantizeReport quantize_model(const std::string& in_dir, const std::string& out_
   out.commit();
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return report;
+}
+
+}  // namespace
+
+QuantizeReport quantize_model(const std::string& in_dir, const std::string& out_dir,
+                              const QuantizeOptions& options, ThreadPool& pool) {
+  const io::ModelConfig config = io::load_model_config(in_dir);
+  const io::ModelWeights weights = io::ModelWeights::open(in_dir);
+  io::check_output_not_input(in_dir, out_dir);
+  return convert_model({config, source_tensors(weights), {&weights, nullptr}, in_dir, {}}, out_dir, options, pool);
+}
+
+QuantizeReport quantize_generated(const GeneratedModel& model, const std::string& out_dir,
+                                  const QuantizeOptions& options, ThreadPool& pool) {
+  if (options.rounding.method != RoundingMethod::kRtn)
+    fail(ErrorKind::kUsage, "generated weights are rounded to nearest only (no calibration inputs exist for them)");
+  return convert_model({model.config, model.sources, {nullptr, &model.fill}, {}, model.side_files}, out_dir, options,
+                       pool);
 }
 
 }  // namespace quantlab::quant

@@ -8,10 +8,13 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
 #include "core/thread_pool.h"
+#include "io/model_config.h"
 #include "io/safetensors_writer.h"
 #include "quant/plan.h"
 #include "quant/rounding.h"
@@ -50,14 +53,34 @@ struct QuantizeReport {
 QuantizeReport quantize_model(const std::string& in_dir, const std::string& out_dir,
                               const QuantizeOptions& options, ThreadPool& pool);
 
+// Rows [begin, end) of a tensor.
+struct RowRange {
+  int64_t begin, end;
+};
+
+// Writes rows [rows.begin, rows.end) of source tensor `name` (`cols` values each) as float32 values that
+// are already what the source dtype holds (a bfloat16 checkpoint's values rounded to bfloat16).
+using SourceRowFill = std::function<void(const std::string& name, RowRange rows, int64_t cols, float* out)>;
+
+// A checkpoint that exists only as a generator (synth --bits): quantized as it is generated, so the
+// float checkpoint is never written (a 48-layer Qwen3-30B-A3B is 61 GB in bfloat16, 17 GB at 4 bits).
+struct GeneratedModel {
+  io::ModelConfig config;
+  std::vector<SourceTensor> sources;
+  SourceRowFill fill;
+  std::map<std::string, std::string> side_files;  // written beside the weights (generation_config.json)
+};
+
+// quantize_model for a generated checkpoint: the same plan, jobs and bytes as writing the float
+// checkpoint and quantizing it (round to nearest only: Error(kUsage) for calibrated methods).
+QuantizeReport quantize_generated(const GeneratedModel& model, const std::string& out_dir,
+                                  const QuantizeOptions& options, ThreadPool& pool);
+
 // Copies the files of a model directory that are not weights or config.json (tokenizer files,
 // generation_config.json, chat templates, ...) into out_dir.
 void copy_side_files(const std::string& in_dir, const std::string& out_dir);
 
 // Splits `rows` rows of `cols` values into jobs of about `target_elems` values each.
-struct RowRange {
-  int64_t begin, end;
-};
 std::vector<RowRange> split_rows(int64_t rows, int64_t cols, int64_t target_elems);
 
 }  // namespace quantlab::quant

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <fstream>
+#include <map>
 
 #include "core/error.h"
 #include "core/progress.h"
@@ -80,6 +81,27 @@ void write_tensors(const std::vector<SourceTensor>& tensors, const std::vector<S
   progress.finish();
 }
 
+// The checkpoint generated and quantized in one pass: each job's rows generated, rounded to the
+// checkpoint's dtype (what its file would hold), then quantized as quantize_model would from the file.
+SynthReport synthesize_quantized(const nlohmann::ordered_json& config, const std::vector<SourceTensor>& tensors,
+                                 const std::string& out_dir, const SynthOptions& o, ThreadPool& pool) {
+  std::map<std::string, SynthTensorGenerator> gens;
+  for (const auto& t : tensors) gens.emplace(t.name, SynthTensorGenerator(o.seed, t.name, synth_kind_of(t.name, t.shape.size())));
+  GeneratedModel model{io::parse_model_config(config, out_dir + "/config.json"), tensors, {}, {}};
+  model.fill = [&gens, dtype = o.dtype](const std::string& name, RowRange rows, int64_t cols, float* out) {
+    gens.at(name).fill_rows(rows.begin, rows.end - rows.begin, cols, out);
+    round_to_dtype(out, static_cast<size_t>((rows.end - rows.begin) * cols), dtype);
+  };
+  model.side_files["generation_config.json"] = synth_generation_config(config).dump(2) + "\n";
+  QuantizeOptions q;
+  q.plan = *o.quantize;
+  q.max_shard_bytes = o.max_shard_bytes;
+  q.overwrite = o.overwrite;
+  q.show_progress = o.show_progress;
+  const QuantizeReport r = quantize_generated(model, out_dir, q, pool);
+  return {tensors.size(), count_parameters(tensors), r.output_bytes, r.shards, r.seconds};
+}
+
 }  // namespace
 
 SynthReport synthesize_model(const nlohmann::ordered_json& config_json, const std::string& out_dir,
@@ -89,6 +111,7 @@ SynthReport synthesize_model(const nlohmann::ordered_json& config_json, const st
   const nlohmann::ordered_json config = with_dtype(config_json, o.dtype);
   const std::vector<SourceTensor> tensors =
       source_tensors_from_config(io::parse_model_config(config, out_dir + "/config.json"), o.dtype);
+  if (o.quantize) return synthesize_quantized(config, tensors, out_dir, o, pool);
   std::vector<SynthTensorGenerator> gens;
   std::vector<io::TensorSpec> specs;
   for (const auto& t : tensors) {

@@ -16,6 +16,7 @@
 #include "core/dtype.h"
 #include "core/thread_pool.h"
 #include "io/safetensors_writer.h"
+#include "quant/plan.h"
 
 namespace quantlab::quant {
 
@@ -40,6 +41,9 @@ struct SynthOptions {
   bool overwrite = false;
   bool show_progress = true;
   uint64_t max_shard_bytes = io::kDefaultMaxShardBytes;
+  // Set: write the checkpoint quantized as `quantlab quantize` with these options would (MLX affine,
+  // round to nearest), generating and quantizing in one pass; the float checkpoint is never written.
+  std::optional<PlanOptions> quantize;
 };
 
 struct SynthReport {
@@ -50,7 +54,8 @@ struct SynthReport {
   double seconds = 0;
 };
 
-// Writes a random checkpoint for `config` into out_dir (atomically: nothing is left on failure).
+// Writes a random checkpoint for `config` into out_dir (atomically: nothing is left on failure). With
+// options.quantize, the files are byte for byte those of synthesizing and then quantizing.
 SynthReport synthesize_model(const nlohmann::ordered_json& config, const std::string& out_dir,
                              const SynthOptions& options, ThreadPool& pool);
 

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The full-depth Qwen3-30B-A3B shape (48 layers x 128 experts, 8 active) at 4 bits on this machine:
+# write it straight into MLX's 4-bit layout (`synth --bits 4`: 17 GB; the 61 GB bfloat16 checkpoint is
+# never written), then measure load time, resident memory, decode (64 tokens after a 16-token prompt,
+# the router's own choices) against the roofline of the bytes one token actually reads (the k active
+# experts, attention, router, the output head), how many distinct experts the 64 tokens touched per
+# layer, and a 512-token prefill. Bandwidth probed before and after each run.
+#   bash benchmarks/moe_full_depth.sh [--work DIR] [--rounds 3] [--threads 2] [--build build]
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+work=/tmp/quantlab-moe-full rounds=3 threads=2 build="$root/build"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --work) work=$2; shift 2 ;;
+    --rounds) rounds=$2; shift 2 ;;
+    --threads) threads=$2; shift 2 ;;
+    --build) build=$(cd "$2" && pwd); shift 2 ;;
+    *) echo "quantlab: error: moe_full_depth.sh: unknown option $1" >&2; exit 2 ;;
+  esac
+done
+quantlab="$build/bin/quantlab"
+model="$work/qwen3-30b-a3b-4bit"
+mkdir -p "$work"
+if [ ! -f "$model/config.json" ]; then
+  echo "moe: writing $model (synth --bits 4 --group-size 64)"
+  "$quantlab" synth "$model" --like qwen3-30b-a3b --bits 4 --group-size 64 --threads "$threads" --json --quiet
+fi
+ids() { awk -v n="$1" 'BEGIN { for (i = 0; i < n; ++i) printf "%s%d", (i ? "," : ""), 1000 + (i * 7919) % 140000 }'; }
+bandwidth() { "$quantlab" machine --threads "$threads" --json | awk -F': ' '/read_bandwidth/ { gsub(/[ ,]/, "", $2); print $2 }'; }
+per_token=$("$quantlab" plan --like qwen3-30b-a3b --bits 4 --group-size 64 --bandwidth 1 --json |
+            node -e 'const j = JSON.parse(require("fs").readFileSync(0)); const s = JSON.stringify(j);
+                     console.log(s.match(/"bytes_per_token":(\d+)/)[1]);')
+echo "moe: $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo), $threads threads;" \
+     "weights $(du -sb "$model" | cut -f1) bytes on disk, $per_token bytes read per decoded token"
+echo "moe: warming the page cache"; cat "$model"/*.safetensors > /dev/null
+for round in $(seq 1 "$rounds"); do
+  before=$(bandwidth)
+  decode=$("$quantlab" generate "$model" --ids "$(ids 16)" --max-tokens 64 --ignore-eos --temperature 0 --threads "$threads" --json)
+  middle=$(bandwidth)
+  prefill=$("$quantlab" generate "$model" --ids "$(ids 512)" --max-tokens 1 --ignore-eos --temperature 0 --threads "$threads" --json)
+  after=$(bandwidth)
+  node -e '
+    const [d, p] = [JSON.parse(process.argv[1]), JSON.parse(process.argv[2])];
+    const [before, middle, after, perToken] = process.argv.slice(3).map(Number);
+    const bw = Math.min(before, middle), stallFree = 1 / d.stats.decode.median_token_seconds;
+    const r = d.routing.distinct_experts_per_layer;
+    console.log(`round ${process.argv[7]}: load ${d.stats.load_seconds.toFixed(2)} s; resident weights ` +
+      `${(d.stats.memory_bytes.weights_resident / 1e9).toFixed(2)} GB; decode ${d.stats.decode.tokens_per_second.toFixed(2)} tok/s ` +
+      `(stall-free ${stallFree.toFixed(2)}), roofline ${(bw * 1e9 / perToken).toFixed(2)} tok/s at ${bw.toFixed(1)} GB/s ` +
+      `= ${(stallFree * perToken / (bw * 1e9)).toFixed(2)} of it; distinct experts per layer over ` +
+      `${d.routing.decode_tokens} tokens: mean ${r.mean.toFixed(1)} (min ${r.min}, max ${r.max}) of ${d.routing.experts}; ` +
+      `prefill ${p.stats.prefill.tokens_per_second.toFixed(1)} tok/s (${Math.min(middle, after).toFixed(1)} GB/s)`);
+  ' "$decode" "$prefill" "$before" "$middle" "$after" "$per_token" "$round"
+done
