@@ -103,6 +103,46 @@ void SafetensorsFile::read(const TensorInfo& t, uint64_t offset, uint64_t n, voi
   }
 }
 
+uint8_t* DirectBuffer::reserve(size_t bytes) {
+  if (bytes > capacity_) {
+    const size_t size = (bytes + kAlignment - 1) / kAlignment * kAlignment;
+    void* p = std::aligned_alloc(kAlignment, size);
+    if (p == nullptr) throw std::bad_alloc();
+    data_.reset(static_cast<uint8_t*>(p));
+    capacity_ = size;
+  }
+  return data_.get();
+}
+
+int SafetensorsFile::direct_fd() const {
+  std::call_once(direct_once_, [&] { direct_fd_ = ::open(path().c_str(), O_RDONLY | O_CLOEXEC | O_DIRECT); });
+  return direct_fd_;
+}
+
+const uint8_t* SafetensorsFile::read_uncached(const TensorInfo& t, uint64_t offset, uint64_t n,
+                                              DirectBuffer& buffer) const {
+  QL_CHECK(offset + n <= t.nbytes, "read of {} bytes at {} past tensor '{}'", n, offset, t.name);
+  constexpr uint64_t kAlign = DirectBuffer::kAlignment;
+  const uint64_t pos = t.offset + offset;
+  const uint64_t begin = pos / kAlign * kAlign, end = (pos + n + kAlign - 1) / kAlign * kAlign;
+  uint8_t* data = buffer.reserve(end - begin);
+  const int fd = direct_fd();
+  uint64_t done = 0;
+  while (fd >= 0 && begin + done < pos + n) {
+    const ssize_t r = ::pread(fd, data + done, end - begin - done, static_cast<off_t>(begin + done));
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0 && errno == EINVAL && done == 0) break;  // O_DIRECT refused at read time: use the cache
+    if (r == 0)
+      fail(ErrorKind::kIo, "{}: truncated while being read (tensor '{}' ends at byte {}; {} bytes when opened)",
+           path(), t.name, t.offset + t.nbytes, file_size());
+    if (r < 0) fail(ErrorKind::kIo, "{}: reading tensor '{}' failed: {}", path(), t.name, std::strerror(errno));
+    done += static_cast<uint64_t>(r);
+  }
+  if (begin + done >= pos + n && fd >= 0) return data + (pos - begin);
+  read(t, offset, n, data);
+  return data;
+}
+
 void SafetensorsFile::parse_header() {
   const std::string& path = file_.path();
   if (file_.size() < 8)

@@ -7,8 +7,10 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <cstdlib>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
 #include <string_view>
@@ -39,6 +41,17 @@ struct ReadCounters {
 ReadCounters read_counters();
 void count_config_read();
 
+// A buffer aligned for O_DIRECT reads (4 KiB), kept by one reader across reads.
+class DirectBuffer {
+ public:
+  static constexpr uint64_t kAlignment = 4096;
+  uint8_t* reserve(size_t bytes);  // at least `bytes`, aligned; earlier contents are not kept
+
+ private:
+  std::unique_ptr<uint8_t, void (*)(void*)> data_{nullptr, std::free};
+  size_t capacity_ = 0;
+};
+
 class SafetensorsFile {
  public:
   // Opens, maps and validates. Throws Error(kInvalidInput) naming the file (and tensor) when the
@@ -59,6 +72,12 @@ class SafetensorsFile {
   // instead of the map so that the pages they pass over never count towards the process's RSS.
   // Thread-safe.
   void read(const TensorInfo& t, uint64_t offset, uint64_t n, void* dst) const;
+  // Reads bytes [offset, offset+n) of tensor t like read(), but past the page cache (O_DIRECT) where the
+  // file system allows it, into `buffer`; returns where the n bytes start in it. For one pass over a
+  // checkpoint larger than memory, whose pages would be copied once and then reclaimed (the kernel's
+  // copy was 28 % of the cycles of a cold 28.7 GB quantize). Falls back to pread where O_DIRECT is
+  // refused (tmpfs). Thread-safe.
+  const uint8_t* read_uncached(const TensorInfo& t, uint64_t offset, uint64_t n, DirectBuffer& buffer) const;
   // The "__metadata__" string map (empty when absent).
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
   const MappedFile& mapped() const { return file_; }
@@ -66,8 +85,11 @@ class SafetensorsFile {
 
  private:
   void parse_header();
+  int direct_fd() const;
   MappedFile file_;
   int fd_ = -1;
+  mutable std::once_flag direct_once_;
+  mutable int direct_fd_ = -1;  // O_DIRECT descriptor, opened on first use; -1 where refused
   std::vector<TensorInfo> tensors_;
   std::map<std::string, size_t, std::less<>> index_;
   std::map<std::string, std::string> metadata_;

@@ -70,6 +70,22 @@ TEST(Safetensors, WriterRoundTripAcrossShardsWithRangeWrites) {
   }
 }
 
+TEST(Safetensors, UncachedReadsGiveTheMappedBytesAtAnyOffset) {
+  const auto w = ModelWeights::open(data_path("tool-calling/dense-fused-strong-f16"));
+  const auto& e = w.at("model.embed_tokens.weight");  // 1088 x 256 float16: 557 KB
+  const auto mapped = w.bytes(e);
+  DirectBuffer buffer;
+  // Unaligned starts and lengths, a read inside one 4 KiB block, one crossing many, the tensor's end.
+  const std::vector<std::pair<uint64_t, uint64_t>> reads = {
+      {0, 1}, {3, 4093}, {4095, 2}, {1234, 100000}, {e.info->nbytes - 777, 777}, {0, e.info->nbytes}};
+  for (const auto& [offset, n] : reads) {
+    const uint8_t* got = e.file->read_uncached(*e.info, offset, n, buffer);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(buffer.reserve(0)) % DirectBuffer::kAlignment, 0u);
+    EXPECT_EQ(0, std::memcmp(got, mapped.data() + offset, n)) << offset << "+" << n;
+  }
+  EXPECT_THROW(e.file->read_uncached(*e.info, e.info->nbytes - 10, 20, buffer), Error);
+}
+
 TEST(Safetensors, PreadMatchesMappedBytes) {
   const auto w = ModelWeights::open(data_path("reference-models/llama-tiny"));
   const auto& e = w.at("model.layers.0.mlp.down_proj.weight");

@@ -10,6 +10,8 @@
 #include <optional>
 #include <tuple>
 
+#include <unistd.h>
+
 #include "core/error.h"
 #include "core/progress.h"
 #include "io/model_config.h"
@@ -30,6 +32,9 @@ constexpr int64_t kJobElements = 1 << 17;  // 128K values: 512 KB of f32 scratch
 // GPTQ's jobs are larger (2 MB of rows): each block's products then carry 256 rows of a 2048-wide Linear
 // instead of 64, which their per-call preparation needs to be amortised.
 constexpr int64_t kGptqJobElements = 1 << 19;
+// Reading past the page cache, a job is one synchronous request: 2M values (4 MB of bfloat16) keep the
+// disk busy between two of them (256 KB requests left the cold run waiting on latency).
+constexpr int64_t kUncachedJobElements = 1 << 21;
 
 struct Job {
   const OutputTensor* tensor;
@@ -41,6 +46,7 @@ struct Job {
 
 struct Scratch {
   std::vector<uint8_t> raw;
+  io::DirectBuffer direct;
   std::vector<float> values;
   std::vector<uint32_t> packed;
   std::vector<float> scales, biases;
@@ -52,6 +58,8 @@ struct Scratch {
 struct ValueSource {
   const io::ModelWeights* weights = nullptr;
   const SourceRowFill* fill = nullptr;
+  // Read the checkpoint past the page cache (O_DIRECT): QuantizeOptions::uncached_reads.
+  bool uncached = false;
 };
 
 class ModelQuantizer {
@@ -61,42 +69,64 @@ class ModelQuantizer {
 
   void run_job(const Job& job, Scratch& s) const {
     const OutputTensor& t = *job.tensor;
-    const std::string& name = t.sources[job.source];
     const int64_t cols = t.cols();
-    const size_t n = static_cast<size_t>((job.rows.end - job.rows.begin) * cols);
     if (source_.fill != nullptr) {
-      s.values.resize(n);
-      (*source_.fill)(name, job.rows, cols, s.values.data());
-    } else if (!read_values(job, s, n)) {
+      s.values.resize(static_cast<size_t>((job.rows.end - job.rows.begin) * cols));
+      (*source_.fill)(t.sources[job.source], job.rows, cols, s.values.data());
+      quantize_values(job, s);
       return;
     }
-    if (t.float_dtype != t.source_dtype) round_to_dtype(s.values.data(), n, t.float_dtype);
-    const size_t bad = kernels::first_non_finite(s.values.data(), n);
-    if (bad != n)
-      fail_input("tensor '{}': value at row {}, column {} is {}; refusing to quantize non-finite weights", name,
-                 job.rows.begin + static_cast<int64_t>(bad) / cols, static_cast<int64_t>(bad) % cols, s.values[bad]);
-    if (t.quant) write_quantized(job, s, n);
-    else write_float(job, s, n);
+    const auto& entry = source_.weights->at(t.sources[job.source]);
+    const size_t in_elem = dtype_size(t.source_dtype);
+    const uint64_t offset = static_cast<uint64_t>(job.rows.begin * cols) * in_elem;
+    const size_t bytes = static_cast<size_t>((job.rows.end - job.rows.begin) * cols) * in_elem;
+    if (!source_.uncached) {
+      s.raw.resize(bytes);
+      entry.file->read(*entry.info, offset, bytes, s.raw.data());
+      convert_and_quantize(job, s.raw.data(), s);
+      return;
+    }
+    // Uncached jobs are large (kUncachedJobElements: one request keeps the disk busy); they are
+    // converted and quantized in slices of the usual size, so the float32 scratch stays in L2.
+    const uint8_t* raw = entry.file->read_uncached(*entry.info, offset, bytes, s.direct);
+    for (const RowRange& r : split_rows(job.rows.end - job.rows.begin, cols, kJobElements)) {
+      Job slice = job;
+      slice.rows = {job.rows.begin + r.begin, job.rows.begin + r.end};
+      slice.out_row = job.out_row + r.begin;
+      convert_and_quantize(slice, raw + static_cast<size_t>(r.begin * cols) * in_elem, s);
+    }
   }
 
  private:
-  // The job's rows from the checkpoint as float32; false when the tensor is an integer one, which is
-  // copied as it is instead.
-  bool read_values(const Job& job, Scratch& s, size_t n) const {
+  // The job's rows, as the checkpoint stores them at `raw`: integer tensors copied as they are, float
+  // ones converted to float32 and quantized (or stored in their output dtype).
+  void convert_and_quantize(const Job& job, const uint8_t* raw, Scratch& s) const {
     const OutputTensor& t = *job.tensor;
-    const auto& entry = source_.weights->at(t.sources[job.source]);
+    const size_t n = static_cast<size_t>((job.rows.end - job.rows.begin) * t.cols());
     const size_t in_elem = dtype_size(t.source_dtype);
-    s.raw.resize(n * in_elem);
-    entry.file->read(*entry.info, static_cast<uint64_t>(job.rows.begin * t.cols()) * in_elem, s.raw.size(),
-                     s.raw.data());
     if (!is_float(t.source_dtype)) {
-      writer_.write_range(t.name, static_cast<uint64_t>(job.out_row * t.cols()) * in_elem, s.raw);
-      return false;
+      writer_.write_range(t.name, static_cast<uint64_t>(job.out_row * t.cols()) * in_elem, {raw, n * in_elem});
+      return;
     }
     s.values.resize(n);
-    if (kernel_ == KernelPath::kSimd) kernels::convert_to_f32(t.source_dtype, s.raw.data(), n, s.values.data());
-    else load_as_f32_scalar(t.source_dtype, s.raw.data(), n, s.values.data());
-    return true;
+    if (kernel_ == KernelPath::kSimd) kernels::convert_to_f32(t.source_dtype, raw, n, s.values.data());
+    else load_as_f32_scalar(t.source_dtype, raw, n, s.values.data());
+    quantize_values(job, s);
+  }
+
+  // s.values holds the job's rows as float32: checked, rounded to the output dtype, and written.
+  void quantize_values(const Job& job, Scratch& s) const {
+    const OutputTensor& t = *job.tensor;
+    const int64_t cols = t.cols();
+    const size_t n = s.values.size();
+    if (t.float_dtype != t.source_dtype) round_to_dtype(s.values.data(), n, t.float_dtype);
+    const size_t bad = kernels::first_non_finite(s.values.data(), n);
+    if (bad != n)
+      fail_input("tensor '{}': value at row {}, column {} is {}; refusing to quantize non-finite weights",
+                 t.sources[job.source], job.rows.begin + static_cast<int64_t>(bad) / cols,
+                 static_cast<int64_t>(bad) % cols, s.values[bad]);
+    if (t.quant) write_quantized(job, s, n);
+    else write_float(job, s, n);
   }
 
   void write_float(const Job& job, Scratch& s, size_t n) const {
@@ -156,6 +186,11 @@ struct SourceJobs {
   std::vector<Job> jobs;
 };
 
+uint64_t physical_memory_bytes() {
+  const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
+  return pages > 0 && page > 0 ? static_cast<uint64_t>(pages) * static_cast<uint64_t>(page) : UINT64_MAX;
+}
+
 int64_t element_count(const SourceTensor& t) {
   int64_t n = 1;
   for (int64_t d : t.shape) n *= d;
@@ -163,7 +198,7 @@ int64_t element_count(const SourceTensor& t) {
 }
 
 std::vector<SourceJobs> make_jobs(const QuantPlan& plan, const std::map<std::string, int64_t>& source_elements,
-                                  const RoundingOptions& rounding) {
+                                  const RoundingOptions& rounding, bool uncached) {
   std::vector<SourceJobs> units;
   for (const auto& t : plan.tensors) {
     const int64_t cols = t.shape.empty() ? 1 : t.cols();
@@ -171,7 +206,7 @@ std::vector<SourceJobs> make_jobs(const QuantPlan& plan, const std::map<std::str
     for (size_t s = 0; s < t.sources.size(); ++s) {
       const int64_t rows = source_elements.at(t.sources[s]) / std::max<int64_t>(cols, 1);
       SourceJobs& unit = units.emplace_back(SourceJobs{&t, s, {}});
-      const int64_t elements = uses_gptq(t, rounding) ? kGptqJobElements : kJobElements;
+      const int64_t elements = uses_gptq(t, rounding) ? kGptqJobElements : uncached ? kUncachedJobElements : kJobElements;
       for (const RowRange& r : split_rows(rows, cols, elements)) unit.jobs.push_back({&t, s, r, out_row + r.begin});
       out_row += rows;
     }
@@ -333,16 +368,19 @@ void run_all_jobs(const ConversionInput& in, const QuantizeOptions& options, con
   if (rounding.method == RoundingMethod::kDelta && !rounding.delta_gram) base = io::ModelWeights::open(rounding.base_dir);
   std::map<std::string, int64_t> elements;
   for (const SourceTensor& t : in.sources) elements[t.name] = element_count(t);
-  std::vector<SourceJobs> units = make_jobs(plan, elements, rounding);
   for (const auto& t : plan.tensors) {
     for (const auto& s : t.sources) report.input_bytes += elements.at(s) * dtype_size(t.source_dtype);
     report.gptq_tensors += uses_gptq(t, rounding);
   }
+  ValueSource values = in.values;
+  values.uncached = in.values.weights != nullptr &&
+                    options.uncached_reads.value_or(report.input_bytes > physical_memory_bytes() / 2);
+  std::vector<SourceJobs> units = make_jobs(plan, elements, rounding, values.uncached);
   size_t job_count = 0;
   for (const auto& u : units) job_count += u.jobs.size();
   Progress progress("quantize", job_count, report.input_bytes, options.show_progress);
   std::vector<Scratch> scratch(pool.size());
-  ModelQuantizer quantizer(in.values, writer, options.kernel);
+  ModelQuantizer quantizer(values, writer, options.kernel);
   const auto run = [&](const std::vector<Job>& jobs) {
     pool.parallel_for(jobs.size(), 1, [&](size_t begin, size_t end, size_t worker) {
       for (size_t j = begin; j < end; ++j) {

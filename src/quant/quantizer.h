@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -37,6 +38,11 @@ struct QuantizeOptions {
   // How codes are chosen (quant/rounding.h); rtn, MLX's rule, by default. Other methods always write
   // quantlab_plan.json, and record the method there and in the safetensors metadata.
   RoundingOptions rounding;
+  // Read the checkpoint past the page cache (O_DIRECT where the file system allows it). Unset: when it
+  // is larger than half the physical memory, so that a single pass over a checkpoint larger than RAM
+  // does not spend its time copying pages into a cache that cannot keep them; smaller ones are read
+  // through the cache (a warm cache is the fast case, and sweeps read the same input again).
+  std::optional<bool> uncached_reads;
 };
 
 struct QuantizeReport {

@@ -139,6 +139,25 @@ TEST(Quantizer, OutputBytesIndependentOfThreadCount) {
   EXPECT_EQ(read_bytes(tmp / "t1/config.json"), read_bytes(tmp / "t2/config.json"));
 }
 
+TEST(Quantizer, UncachedReadsWriteTheSameFiles) {
+  // The O_DIRECT path (automatic for checkpoints larger than half the memory) against the cached one,
+  // on a float16 model whose tensors start at offsets no 4 KiB boundary lines up with.
+  TempDir tmp;
+  const std::string in = data_path("tool-calling/dense-fused-strong-f16");
+  QuantizeOptions o;
+  o.plan.bits = 5;
+  o.plan.group_size = 32;
+  o.show_progress = false;
+  ThreadPool pool(2);
+  o.uncached_reads = false;
+  quantize_model(in, tmp / "cached", o, pool);
+  o.uncached_reads = true;
+  quantize_model(in, tmp / "uncached", o, pool);
+  const std::string cached = read_bytes(tmp / "cached/model.safetensors");
+  ASSERT_GT(cached.size(), 100000u);
+  EXPECT_EQ(cached, read_bytes(tmp / "uncached/model.safetensors"));
+}
+
 TEST(Quantizer, SimdAndScalarPathsWriteIdenticalFiles) {
   TempDir tmp;
   const std::string in = data_path("tool-calling/dense-fused-strong-f16");
