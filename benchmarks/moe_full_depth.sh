@@ -8,6 +8,8 @@
 #   bash benchmarks/moe_full_depth.sh [--work DIR] [--rounds 3] [--threads 2] [--build build]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=benchmarks/bench_lib.sh
+source "$root/benchmarks/bench_lib.sh"
 work=/tmp/quantlab-moe-full rounds=3 threads=2 build="$root/build"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -25,20 +27,18 @@ if [ ! -f "$model/config.json" ]; then
   echo "moe: writing $model (synth --bits 4 --group-size 64)"
   "$quantlab" synth "$model" --like qwen3-30b-a3b --bits 4 --group-size 64 --threads "$threads" --json --quiet
 fi
-ids() { awk -v n="$1" 'BEGIN { for (i = 0; i < n; ++i) printf "%s%d", (i ? "," : ""), 1000 + (i * 7919) % 140000 }'; }
-bandwidth() { "$quantlab" machine --threads "$threads" --json | awk -F': ' '/read_bandwidth/ { gsub(/[ ,]/, "", $2); print $2 }'; }
 per_token=$("$quantlab" plan --like qwen3-30b-a3b --bits 4 --group-size 64 --bandwidth 1 --json |
             node -e 'const j = JSON.parse(require("fs").readFileSync(0)); const s = JSON.stringify(j);
                      console.log(s.match(/"bytes_per_token":(\d+)/)[1]);')
-echo "moe: $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo), $threads threads;" \
+echo "moe: $(cpu_name), $threads threads;" \
      "weights $(du -sb "$model" | cut -f1) bytes on disk, $per_token bytes read per decoded token"
 echo "moe: warming the page cache"; cat "$model"/*.safetensors > /dev/null
 for round in $(seq 1 "$rounds"); do
-  before=$(bandwidth)
-  decode=$("$quantlab" generate "$model" --ids "$(ids 16)" --max-tokens 64 --ignore-eos --temperature 0 --threads "$threads" --json)
-  middle=$(bandwidth)
-  prefill=$("$quantlab" generate "$model" --ids "$(ids 512)" --max-tokens 1 --ignore-eos --temperature 0 --threads "$threads" --json)
-  after=$(bandwidth)
+  before=$(probe_bandwidth "$quantlab" "$threads")
+  decode=$("$quantlab" generate "$model" --ids "$(prompt_ids 16)" --max-tokens 64 --ignore-eos --temperature 0 --threads "$threads" --json)
+  middle=$(probe_bandwidth "$quantlab" "$threads")
+  prefill=$("$quantlab" generate "$model" --ids "$(prompt_ids 512)" --max-tokens 1 --ignore-eos --temperature 0 --threads "$threads" --json)
+  after=$(probe_bandwidth "$quantlab" "$threads")
   node -e '
     const [d, p] = [JSON.parse(process.argv[1]), JSON.parse(process.argv[2])];
     const [before, middle, after, perToken] = process.argv.slice(3).map(Number);

@@ -18,6 +18,8 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
+# shellcheck source=benchmarks/bench_lib.sh
+source "$root/benchmarks/bench_lib.sh"
 work=/tmp/quantlab-peer rounds=5 threads=2 like=qwen3-0.6b layers="" decode=128 prefill=512 build="$root/build"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -57,11 +59,8 @@ for type in f16 q8_0 q4_0; do
   [ -f "$models/$type.gguf" ] || "$exporter" "$models/f16" "$models/$type.gguf" --type "$type" --tokenizer "$tokenizer"
 done
 
-# Prompt token ids: fixed, ordinary vocabulary entries (no special tokens), the same for both systems.
-ids() { awk -v n="$1" 'BEGIN { for (i = 0; i < n; ++i) printf "%s%d", (i ? "," : ""), 1000 + (i * 7919) % 140000 }'; }
-short=$(ids 16)
-long=$(ids "$prefill")
-bandwidth() { "$quantlab" machine --threads "$threads" --json | awk -F': ' '/read_bandwidth/ { gsub(/[ ,]/, "", $2); print $2 }'; }
+short=$(prompt_ids 16)
+long=$(prompt_ids "$prefill")
 quantlab_dir() { case $1 in f16) echo "$models/f16" ;; 8) echo "$models/q8" ;; 4) echo "$models/q4" ;; esac; }
 gguf_file() { case $1 in f16) echo "$models/f16.gguf" ;; 8) echo "$models/q8_0.gguf" ;; 4) echo "$models/q4_0.gguf" ;; esac; }
 tensor_bytes() { du -cb "$@" | tail -1 | cut -f1; }
@@ -94,7 +93,7 @@ run_quantlab() {  # width mode: the same fields as llama_cpp_run.mjs prints
 # add its vocabulary). The safetensors files' size, headers included (< 0.1 %).
 results="$work/results.jsonl"
 : > "$results"
-cpu=$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)
+cpu=$(cpu_name)
 echo "peer: $cpu, $threads threads, $rounds rounds; results in $results"
 for round in $(seq 1 "$rounds"); do
   for width in f16 8 4; do
@@ -102,9 +101,9 @@ for round in $(seq 1 "$rounds"); do
       order="llama.cpp quantlab"
       [ $((round % 2)) -eq 0 ] && order="quantlab llama.cpp"
       for system in $order; do
-        before=$(bandwidth)
+        before=$(probe_bandwidth "$quantlab" "$threads")
         if [ "$system" = quantlab ]; then line=$(run_quantlab "$width" "$mode"); else line=$(run_llama "$width" "$mode"); fi
-        after=$(bandwidth)
+        after=$(probe_bandwidth "$quantlab" "$threads")
         bytes=$(tensor_bytes "$(quantlab_dir "$width")"/*.safetensors)
         echo "{\"round\":$round,\"width\":\"$width\",\"mode\":\"$mode\",\"system\":\"$system\",\"cpu\":\"$cpu\",\"weight_bytes\":$bytes,\"bandwidth_before\":$before,\"bandwidth_after\":$after,\"run\":$line}" >> "$results"
         printf 'round %s %-4s %-8s %-10s %s\n' "$round" "$width" "$mode" "$system" \
