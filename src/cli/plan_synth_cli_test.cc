@@ -75,6 +75,12 @@ TEST(PlanCli, SynthQuantizePlanRoundTrip) {
   // The engine runs the quantized synth model.
   r = run_quantlab("logits " + shell_quote(tmp / "q") + " --ids 1,2,3 --out " + shell_quote(tmp / "logits.safetensors"));
   EXPECT_EQ(r.exit_code, 0) << r.err;
+  // synth --bits writes the same quantized files in one step.
+  r = run_quantlab("synth " + shell_quote(tmp / "direct") + " --config " + cfg +
+                   " --layers 2 --seed 3 --bits 3 --group-size 32 --quiet");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(testing::slurp_file(tmp / "direct/model.safetensors"), testing::slurp_file(tmp / "q/model.safetensors"));
+  EXPECT_EQ(testing::slurp_file(tmp / "direct/config.json"), testing::slurp_file(tmp / "q/config.json"));
 }
 
 // Issue 15: `plan` sizes per-module plans and recipes exactly as quantize writes them, and answers the
@@ -127,6 +133,11 @@ TEST(SynthCli, UsageErrors) {
   const std::string cfg = shell_quote(data_path("reference-models/llama-tiny/config.json"));
   EXPECT_EQ(run_quantlab("synth " + shell_quote(tmp / "exists") + " --config " + cfg + " --quiet").exit_code, 2);
   EXPECT_EQ(run_quantlab("synth " + shell_quote(tmp / "exists") + " --config " + cfg + " --quiet --overwrite").exit_code, 0);
+  // --group-size only with --bits; widths and group sizes MLX does not have are refused; no output.
+  EXPECT_EQ(run_quantlab("synth " + shell_quote(tmp / "b") + " --config " + cfg + " --group-size 32 --quiet").exit_code, 2);
+  EXPECT_EQ(run_quantlab("synth " + shell_quote(tmp / "b") + " --config " + cfg + " --bits 9 --quiet").exit_code, 2);
+  EXPECT_EQ(run_quantlab("synth " + shell_quote(tmp / "b") + " --config " + cfg + " --bits 4 --group-size 48 --quiet").exit_code, 2);
+  EXPECT_FALSE(fs::exists(tmp / "b"));
 }
 
 // `quantlab suite-size` (issue 22): the number the library computes, in words and as JSON, and the
