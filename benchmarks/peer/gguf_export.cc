@@ -86,11 +86,15 @@ void add_tokenizer(peer::GgufWriter& gguf, const std::string& path, const io::Mo
   gguf.set("tokenizer.ggml.tokens", tokens);
   gguf.set("tokenizer.ggml.token_type", types);
   gguf.set("tokenizer.ggml.merges", merges);
-  const int64_t end_of_text = config.bos_token_id.value_or(151643);
-  gguf.set("tokenizer.ggml.bos_token_id", static_cast<uint32_t>(end_of_text));
-  gguf.set("tokenizer.ggml.padding_token_id", static_cast<uint32_t>(end_of_text));
-  gguf.set("tokenizer.ggml.eos_token_id",
-           static_cast<uint32_t>(config.eos_token_ids.empty() ? end_of_text : config.eos_token_ids.front()));
+  // Qwen3 has no BOS (add_bos_token false); configs without one get the end-of-sequence token, which
+  // llama.cpp then never inserts.
+  const int64_t eos = config.eos_token_ids.empty() ? 0 : config.eos_token_ids.front();
+  const int64_t bos = config.bos_token_id.value_or(eos);
+  for (int64_t id : {eos, bos})
+    if (id < 0 || id >= config.vocab_size) fail(ErrorKind::kInvalidInput, "{}: special token id {} outside the vocabulary", config.path, id);
+  gguf.set("tokenizer.ggml.bos_token_id", static_cast<uint32_t>(bos));
+  gguf.set("tokenizer.ggml.padding_token_id", static_cast<uint32_t>(bos));
+  gguf.set("tokenizer.ggml.eos_token_id", static_cast<uint32_t>(eos));
   gguf.set("tokenizer.ggml.add_bos_token", false);
 }
 
