@@ -87,9 +87,11 @@ class ModelQuantizer {
       return;
     }
     // Uncached jobs are large (kUncachedJobElements: one request keeps the disk busy); they are
-    // converted and quantized in slices of the usual size, so the float32 scratch stays in L2.
+    // converted and quantized in slices of the usual size, so the float32 scratch stays in L2. GPTQ
+    // jobs keep their own size (their products want the rows together).
     const uint8_t* raw = entry.file->read_uncached(*entry.info, offset, bytes, s.direct);
-    for (const RowRange& r : split_rows(job.rows.end - job.rows.begin, cols, kJobElements)) {
+    const int64_t slice_elements = job.factor != nullptr ? kGptqJobElements : kJobElements;
+    for (const RowRange& r : split_rows(job.rows.end - job.rows.begin, cols, slice_elements)) {
       Job slice = job;
       slice.rows = {job.rows.begin + r.begin, job.rows.begin + r.end};
       slice.out_row = job.out_row + r.begin;
