@@ -22,6 +22,7 @@
 #include "cli/token_ids.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
+#include "eval/stats.h"
 #include "kernels/kernels.h"
 #include "model/session.h"
 #include "text/tokenizer.h"
@@ -46,8 +47,7 @@ double median_token_seconds(const std::vector<double>& token_times) {
   if (token_times.size() < 2) return 0;
   std::vector<double> gaps;
   for (size_t i = 1; i < token_times.size(); ++i) gaps.push_back(token_times[i] - token_times[i - 1]);
-  std::nth_element(gaps.begin(), gaps.begin() + gaps.size() / 2, gaps.end());
-  return gaps[gaps.size() / 2];
+  return eval::summarize(std::move(gaps)).median;
 }
 
 // Which experts a MoE model's decode steps were routed to, per layer: how far a decode's expert reads

@@ -81,12 +81,16 @@ void write_tensors(const std::vector<SourceTensor>& tensors, const std::vector<S
   progress.finish();
 }
 
+SynthTensorGenerator generator_for(const SourceTensor& t, uint64_t seed) {
+  return SynthTensorGenerator(seed, t.name, synth_kind_of(t.name, t.shape.size()));
+}
+
 // The checkpoint generated and quantized in one pass: each job's rows generated, rounded to the
 // checkpoint's dtype (what its file would hold), then quantized as quantize_model would from the file.
 SynthReport synthesize_quantized(const nlohmann::ordered_json& config, const std::vector<SourceTensor>& tensors,
                                  const std::string& out_dir, const SynthOptions& o, ThreadPool& pool) {
   std::map<std::string, SynthTensorGenerator> gens;
-  for (const auto& t : tensors) gens.emplace(t.name, SynthTensorGenerator(o.seed, t.name, synth_kind_of(t.name, t.shape.size())));
+  for (const auto& t : tensors) gens.emplace(t.name, generator_for(t, o.seed));
   GeneratedModel model{io::parse_model_config(config, out_dir + "/config.json"), tensors, {}, {}};
   model.fill = [&gens, dtype = o.dtype](const std::string& name, RowRange rows, int64_t cols, float* out) {
     gens.at(name).fill_rows(rows.begin, rows.end - rows.begin, cols, out);
@@ -115,7 +119,7 @@ SynthReport synthesize_model(const nlohmann::ordered_json& config_json, const st
   std::vector<SynthTensorGenerator> gens;
   std::vector<io::TensorSpec> specs;
   for (const auto& t : tensors) {
-    gens.emplace_back(o.seed, t.name, synth_kind_of(t.name, t.shape.size()));
+    gens.push_back(generator_for(t, o.seed));
     specs.push_back({t.name, t.dtype, t.shape});
   }
   io::AtomicOutputDir out(out_dir, o.overwrite);
