@@ -43,21 +43,25 @@ std::vector<int32_t> greedy_reply(model::Session& session, const ReferenceQuery&
   return chat::respond(session, q.prompt, chat::greedy_options(c.fused, max_tokens)).tokens;
 }
 
-ModelDivergence compare_model(const std::string& dir, const std::vector<ReferenceQuery>& queries,
+ModelDivergence compare_model(const std::string& dir, kernels::Compute compute, const std::vector<ReferenceQuery>& queries,
                               const OutputRetentionOptions& o, const Conversation& c, ThreadPool& pool) {
-  const model::Model m = model::Model::load(dir);
+  const model::Model m = model::Model::load(dir, compute);
   model::Session session(m, pool, {context_needed(queries, std::max(o.max_tokens, o.decision_tokens)), 512});
   ModelDivergence d;
   for (const auto& q : queries) {
     const QueryKl kl = reply_kl(session, q, m.dims().vocab, dir);
     d.kl_first += kl.first;
     d.kl_reply += kl.mean;
+    d.top1_agreement += static_cast<double>(kl.top1_agree);
     const bool tool = c.decides_tool(greedy_reply(session, q, c, c.decision_tokens));
     d.flipped += tool != q.fused_tool;
     d.correct += tool == q.expect_tool;
   }
   d.kl_first /= double(queries.size());
   d.kl_reply /= double(queries.size());
+  size_t positions = 0;
+  for (const auto& q : queries) positions += q.reply.size();
+  d.top1_agreement /= static_cast<double>(std::max<size_t>(positions, 1));
   return d;
 }
 
@@ -92,7 +96,7 @@ struct ComparedModel {
 
 OutputRetention compare_all(const OutputRetentionOptions& o, const std::vector<ComparedModel>& models, ThreadPool& pool) {
   const auto start = std::chrono::steady_clock::now();
-  const std::unique_ptr<chat::ChatModel> fused = chat::ChatModel::open(o.fused_dir);
+  const std::unique_ptr<chat::ChatModel> fused = chat::ChatModel::open(o.fused_dir, o.fused_compute);
   const Conversation c{*fused, o.decision_tokens};
   std::vector<ReferenceQuery> queries = encode_suite(*fused, o.suite_path, o.tools_path);
   Progress progress("retention (outputs)", models.size() + 2, 0, o.show_progress);
@@ -104,12 +108,14 @@ OutputRetention compare_all(const OutputRetentionOptions& o, const std::vector<C
     r.fused_correct += q.fused_tool == q.expect_tool;
     r.reply_tokens += q.reply.size();
   }
-  r.base = compare_model(o.base_dir, queries, o, c, pool);
+  r.base = compare_model(o.base_dir, kernels::Compute::kExact, queries, o, c, pool);
   r.base.label = "base";
   progress.advance(1, 0);
   for (const ComparedModel& m : models) {
     const std::string dir = m.prepare();
-    ModelDivergence d = compare_model(dir, queries, o, c, pool);
+    const auto compute = o.model_compute.find(m.label);
+    ModelDivergence d = compare_model(dir, compute == o.model_compute.end() ? kernels::Compute::kExact : compute->second,
+                                      queries, o, c, pool);
     if (m.done) m.done(dir);
     d.label = m.label;
     d.bits = m.bits;

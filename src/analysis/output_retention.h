@@ -12,11 +12,13 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
 #include "analysis/reference_replies.h"  // kl_divergence_from_logits
 #include "core/thread_pool.h"
+#include "kernels/kernels.h"
 
 namespace quantlab::analysis {
 
@@ -32,6 +34,11 @@ struct OutputRetentionOptions {
   std::string work_dir;         // quantized models go to work_dir/q<bits>-g<group>
   bool keep_models = false;
   bool show_progress = true;
+  // The arithmetic each model runs with (kernels::Compute): the reference's, and per compared label
+  // (absent: exact). The reference may itself be a quantized model, so that KL(exact ‖ int8) of one
+  // directory is a divergence like any other.
+  kernels::Compute fused_compute = kernels::Compute::kExact;
+  std::map<std::string, kernels::Compute> model_compute;
 };
 
 // One model's distance from the fused float model, averaged over the suite's queries.
@@ -42,6 +49,7 @@ struct ModelDivergence {
   double kl_reply = 0;  // mean over queries of the mean KL over the reply's positions
   double retention_first = 0;  // 1 − kl_first / base.kl_first (bits > 0 only)
   double retention_reply = 0;
+  double top1_agreement = 0;  // share of reply positions where M's most likely token is the fused model's
   size_t flipped = 0;  // decisions that differ from the fused model's
   size_t correct = 0;  // decisions that match the suite's expectation
 };

@@ -71,6 +71,9 @@ QueryKl reply_kl(model::Session& session, const ReferenceQuery& q, size_t vocab,
     const double k = kl_divergence_from_logits(q.reply_logits.data() + i * vocab, logits.data() + i * vocab, vocab);
     if (i == 0) kl.first = k;
     kl.mean += k;
+    const float* p = q.reply_logits.data() + i * vocab;
+    const float* m = logits.data() + i * vocab;
+    kl.top1_agree += std::max_element(p, p + vocab) - p == std::max_element(m, m + vocab) - m;
   }
   kl.mean /= static_cast<double>(q.reply.size());
   return kl;

@@ -28,6 +28,7 @@ struct ReferenceQuery {
 struct QueryKl {
   double first = 0;  // at the first reply token
   double mean = 0;   // averaged over the reply's positions
+  size_t top1_agree = 0;  // reply positions where both models' most likely token is the same
 };
 
 // The suite's queries (with the tools rendered when tools_path is not empty) as chat prompts of the

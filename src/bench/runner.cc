@@ -67,6 +67,7 @@ WorkerRun spawn_worker(WorkerSpec spec, const std::string& result_path) {
   }
   run.result.name = spec.name;
   run.result.dir = spec.model_dir;
+  run.result.compute = spec.compute;
   run.result.error = fmt::format("the worker process ended without a result ({})", exit.describe());
   return run;
 }
@@ -105,6 +106,7 @@ MeasuredModels measure_models(const BenchPlan& plan, const std::function<void(si
     WorkerSpec spec = plan.common;
     spec.name = plan.models[i].name;
     spec.model_dir = plan.models[i].dir;
+    spec.compute = plan.models[i].compute;
     if (serve::is_remote_spec(spec.model_dir)) {  // a server: measured from here, no worker, no cold load
       if (on_model) on_model(i, "suite (server)");
       const int64_t start = monotonic_ns();

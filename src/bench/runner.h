@@ -19,6 +19,7 @@ inline constexpr std::string_view kWorkerCommand = "bench-worker";
 
 struct ModelEntry {
   std::string name, dir;
+  std::string compute = "exact";  // kernels::compute_name; servers ignore it
 };
 
 struct BenchPlan {

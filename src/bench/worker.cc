@@ -22,6 +22,7 @@ using ojson = nlohmann::ordered_json;
 ojson to_json(const WorkerSpec& s) {
   return {{"name", s.name},
           {"model_dir", s.model_dir},
+          {"compute", s.compute},
           {"suite", s.suite},
           {"tools", s.tools},
           {"max_tokens", s.max_tokens},
@@ -41,6 +42,7 @@ WorkerSpec worker_spec_from_json(const std::string& text) {
     WorkerSpec s;
     s.name = r.str("name");
     s.model_dir = r.str("model_dir");
+    s.compute = kernels::compute_name(kernels::parse_compute(r.str("compute")));
     s.suite = r.str("suite");
     s.tools = r.str("tools");
     s.max_tokens = r.count("max_tokens");
@@ -69,7 +71,7 @@ LoadedModel load_model(const WorkerSpec& spec, eval::LoadResult& load) {
   const int64_t entry = monotonic_ns();
   const int64_t spawn = spec.spawn_ns > 0 ? spec.spawn_ns : entry;
   load.process_start_seconds = seconds_between(spawn, entry);
-  LoadedModel loaded{chat::ChatModel::open(spec.model_dir), nullptr};
+  LoadedModel loaded{chat::ChatModel::open(spec.model_dir, kernels::parse_compute(spec.compute)), nullptr};
   load.model_seconds = loaded.chat->open_timings().model_seconds;
   const int64_t template_start = monotonic_ns();
   loaded.chat->chat_template();  // the suite renders with it; load it inside the timed text phase
@@ -130,6 +132,7 @@ eval::ModelResult run_worker(const WorkerSpec& spec) {
   eval::ModelResult r;
   r.name = spec.name;
   r.dir = spec.model_dir;
+  r.compute = spec.compute;
   const LoadedModel loaded = load_model(spec, r.load);
   r.ok = true;
   if (spec.load_only) return r;

@@ -24,6 +24,7 @@ struct WorkerSpec {
   bool load_only = false;               // stop once the first token is ready (cold-load measurements)
   int64_t spawn_ns = 0;                 // monotonic_ns() when the parent spawned the worker; 0: the worker's start
   double resident_fraction_before = 0;  // page cache state of the model files at spawn
+  std::string compute = "exact";        // kernels::compute_name of the model's arithmetic
 };
 
 nlohmann::ordered_json to_json(const WorkerSpec& spec);

@@ -71,9 +71,9 @@ std::vector<int32_t> load_stop_tokens(const std::string& dir, const io::ModelCon
   return tokenizer_eos(dir, tokenizer);
 }
 
-std::unique_ptr<ChatModel> ChatModel::open(const std::string& dir) {
+std::unique_ptr<ChatModel> ChatModel::open(const std::string& dir, kernels::Compute compute) {
   const auto start = std::chrono::steady_clock::now();
-  std::unique_ptr<ChatModel> chat(new ChatModel(dir, model::Model::load(dir)));
+  std::unique_ptr<ChatModel> chat(new ChatModel(dir, model::Model::load(dir, compute)));
   chat->timings_.model_seconds = seconds_since(start);
   const auto text_start = std::chrono::steady_clock::now();
   if (fs::exists(fs::path(dir) / "tokenizer.json")) chat->tokenizer_ = text::Tokenizer::from_file(dir);

@@ -37,7 +37,9 @@ class ChatModel {
  public:
   // Opens DIR. The tokenizer is read when DIR has tokenizer.json (a model without one can still run
   // on token ids), the chat template on first use. Throws Error naming the file on bad input.
-  static std::unique_ptr<ChatModel> open(const std::string& dir);
+  // `compute`: the arithmetic of its quantized matrices (model::Model::load).
+  static std::unique_ptr<ChatModel> open(const std::string& dir,
+                                         kernels::Compute compute = kernels::Compute::kExact);
 
   const std::string& dir() const { return dir_; }
   const model::Model& model() const { return model_; }

@@ -8,6 +8,8 @@
 #include <fmt/format.h>
 
 #include <CLI/CLI.hpp>
+
+#include <algorithm>
 #include <chrono>
 #include <ctime>
 #include <fstream>
@@ -37,7 +39,8 @@ void register_bench_worker(CLI::App& app);  // cmd_bench_worker.cc
 namespace {
 
 struct BenchArgs {
-  std::vector<std::string> models;
+  std::vector<std::string> models, model_compute;
+  kernels::Compute compute = kernels::Compute::kExact;
   std::string suite, tools, baseline, criteria, out, report, source;
   size_t max_tokens = 64, runs = 1, threads = 0;
   double bandwidth = 0;  // GB/s; 0: measured at the start of the run
@@ -55,6 +58,14 @@ eval::BenchResults prepare(const BenchArgs& a, bench::BenchPlan& plan) {
     models.push_back({named.name, named.dir});
     if (!names.insert(models.back().name).second)
       fail(ErrorKind::kUsage, "--model: the name '{}' is used twice", models.back().name);
+  }
+  for (bench::ModelEntry& m : models) m.compute = kernels::compute_name(a.compute);
+  for (const std::string& spec : a.model_compute) {
+    const size_t eq = spec.find('=');
+    const auto named = std::find_if(models.begin(), models.end(), [&](const auto& m) { return m.name == spec.substr(0, eq); });
+    if (eq == std::string::npos || named == models.end())
+      fail(ErrorKind::kUsage, "--model-compute {}: expected NAME=exact|int8 with NAME one of the --model names", spec);
+    named->compute = kernels::compute_name(kernels::parse_compute(spec.substr(eq + 1)));
   }
   eval::BenchSettings& s = results.settings;
   s = bench::make_bench_settings(
@@ -114,6 +125,10 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--runs", a->runs, "Passes over the suite for speed (accuracy from the first)")
       ->check(CLI::Range(1, 1000));
   add_threads_option(cmd, &a->threads);
+  add_compute_option(cmd, &a->compute);
+  cmd->add_option("--model-compute", a->model_compute,
+                  "NAME=exact|int8: one model's arithmetic, past --compute (repeat; the same DIR under two names "
+                  "measures what int8 costs)");
   cmd->add_flag("--thinking", a->thinking, "Render prompts with enable_thinking=true (default off)");
   cmd->add_flag("--no-cold", a->no_cold, "Skip the cold-cache load measurement");
   cmd->add_option("--bandwidth", a->bandwidth,

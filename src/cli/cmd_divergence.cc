@@ -1,9 +1,11 @@
-// quantlab divergence FUSED --base BASE --suite Q [--tools T] --model NAME=DIR ... [--max-tokens N] [--json]
+// quantlab divergence REFERENCE --base BASE --suite Q [--tools T] --model NAME=DIR ... [--model-compute NAME=int8] [--max-tokens N] [--json]
 // How far each model's outputs are from the fused float model's on the suite (KL teacher-forced on the
 // fused model's replies, retention against the base, flipped decisions): the output-side check of any
 // set of quantized files (mixed plans, recipes, other tools'), beside `retention`, which quantizes
 // uniform widths itself.
 #include <CLI/CLI.hpp>
+
+#include <algorithm>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -20,7 +22,8 @@ namespace {
 
 struct DivergenceArgs {
   std::string fused, base, suite, tools;
-  std::vector<std::string> models;
+  std::vector<std::string> models, model_compute;
+  kernels::Compute fused_compute = kernels::Compute::kExact;
   size_t max_tokens = 32, threads = 0;
   bool json = false;
 };
@@ -28,7 +31,7 @@ struct DivergenceArgs {
 nlohmann::ordered_json divergence_json(const analysis::ModelDivergence& d) {
   return {{"name", d.label},           {"kl_first", d.kl_first},   {"kl_reply", d.kl_reply},
           {"retention_first", d.retention_first}, {"retention_reply", d.retention_reply},
-          {"flipped", d.flipped},      {"correct", d.correct}};
+          {"top1_agreement", d.top1_agreement}, {"flipped", d.flipped},      {"correct", d.correct}};
 }
 
 void run_divergence(const DivergenceArgs& a) {
@@ -38,6 +41,14 @@ void run_divergence(const DivergenceArgs& a) {
     models.emplace_back(std::move(named.name), std::move(named.dir));
   }
   analysis::OutputRetentionOptions o;
+  o.fused_compute = a.fused_compute;
+  for (const std::string& spec : a.model_compute) {
+    const size_t eq = spec.find('=');
+    const std::string name = spec.substr(0, eq);
+    if (eq == std::string::npos || std::none_of(models.begin(), models.end(), [&](const auto& m) { return m.first == name; }))
+      fail(ErrorKind::kUsage, "--model-compute {}: expected NAME=exact|int8 with NAME one of the --model names", spec);
+    o.model_compute[name] = kernels::parse_compute(spec.substr(eq + 1));
+  }
   o.base_dir = a.base;
   o.fused_dir = a.fused;
   o.suite_path = a.suite;
@@ -53,13 +64,14 @@ void run_divergence(const DivergenceArgs& a) {
     fmt::print("{}\n", j.dump(2));
     return;
   }
-  fmt::print("{:<16} {:>10} {:>10} {:>10} {:>8} {:>8}\n", "model", "KL first", "KL reply", "retained", "flipped",
-             "correct");
-  for (const auto* d : {&r.base}) fmt::print("{:<16} {:>10.5f} {:>10.5f} {:>10} {:>8} {:>8}\n", "base", d->kl_first,
-                                             d->kl_reply, "-", d->flipped, d->correct);
+  fmt::print("{:<16} {:>10} {:>10} {:>10} {:>7} {:>8} {:>8}\n", "model", "KL first", "KL reply", "retained", "top-1",
+             "flipped", "correct");
+  for (const auto* d : {&r.base})
+    fmt::print("{:<16} {:>10.5f} {:>10.5f} {:>10} {:>6.1f}% {:>8} {:>8}\n", "base", d->kl_first, d->kl_reply, "-",
+               100 * d->top1_agreement, d->flipped, d->correct);
   for (const auto& d : r.quantized)
-    fmt::print("{:<16} {:>10.5f} {:>10.5f} {:>9.1f}% {:>8} {:>8}\n", d.label, d.kl_first, d.kl_reply,
-               100 * d.retention_reply, d.flipped, d.correct);
+    fmt::print("{:<16} {:>10.5f} {:>10.5f} {:>9.1f}% {:>6.1f}% {:>8} {:>8}\n", d.label, d.kl_first, d.kl_reply,
+               100 * d.retention_reply, 100 * d.top1_agreement, d.flipped, d.correct);
   fmt::print("{} queries; the fused model decides {} of them as the suite expects\n", r.queries, r.fused_correct);
 }
 
@@ -69,13 +81,20 @@ void register_divergence(CLI::App& app) {
   auto a = std::make_shared<DivergenceArgs>();
   auto* cmd = app.add_subcommand("divergence", "KL of each model's outputs from the fused model's on a suite, and "
                                                "retention against the base");
-  cmd->add_option("fused", a->fused, "Fused float model directory (the reference)")->required();
+  cmd->add_option("fused", a->fused, "Reference model directory: the fused float model, or any model (e.g. a "
+                                     "quantized one, to measure what --model-compute int8 costs on it)")->required();
   cmd->add_option("--base", a->base, "Base float model directory")->required();
   cmd->add_option("--suite", a->suite, "Query suite (JSONL)")->required()->check(CLI::ExistingFile);
   cmd->add_option("--tools", a->tools, "Tool schemas (JSON) rendered into the prompts")->check(CLI::ExistingFile);
   cmd->add_option("--model", a->models, "NAME=DIR, or a bare DIR named after its last component (repeat)")->required()->allow_extra_args(false);
   cmd->add_option("--max-tokens", a->max_tokens, "Length of the fused model's reference replies")
       ->check(CLI::Range(1, 4096))->capture_default_str();
+  cmd->add_option_function<std::string>(
+         "--fused-compute", [a](const std::string& c) { a->fused_compute = kernels::parse_compute(c); },
+         "Arithmetic of the reference model's quantized matrices: exact (default) or int8")
+      ->check(CLI::IsMember({"exact", "int8"}));
+  cmd->add_option("--model-compute", a->model_compute,
+                  "NAME=exact|int8: the arithmetic a --model runs with (repeat; default exact; docs/compute-paths.md)");
   add_threads_option(cmd, &a->threads);
   cmd->add_flag("--json", a->json, "Machine-readable output");
   cmd->callback([a] { run_divergence(*a); });

@@ -38,6 +38,7 @@ struct GenerateArgs {
   int top_k = 0;
   uint64_t seed = 0;
   size_t threads = 0;
+  kernels::Compute compute = kernels::Compute::kExact;
   bool ignore_eos = false, json = false;
 };
 
@@ -125,7 +126,7 @@ void print_summary(const model::Session& session, const model::GenerationResult&
 
 void run_generate(const GenerateArgs& a) {
   if (a.ids.empty() == a.prompt.empty()) fail(ErrorKind::kUsage, "give exactly one of --ids and --prompt");
-  const std::unique_ptr<chat::ChatModel> chat = chat::ChatModel::open(a.model);
+  const std::unique_ptr<chat::ChatModel> chat = chat::ChatModel::open(a.model, a.compute);
   const double load_seconds = chat->open_timings().model_seconds;
   const text::Tokenizer* tokenizer = chat->has_tokenizer() ? &chat->tokenizer() : nullptr;
   if (!a.prompt.empty() && !tokenizer)
@@ -162,6 +163,8 @@ void run_generate(const GenerateArgs& a) {
   }
   nlohmann::ordered_json j;
   j["model"] = a.model;
+  j["compute"] = kernels::compute_name(a.compute);
+  j["compute_kernel"] = kernels::compute_kernel(a.compute);
   j["prompt_tokens"] = prompt;
   j["tokens"] = r.tokens;
   if (tokenizer) j["text"] = tokenizer->decode(r.tokens);
@@ -186,6 +189,7 @@ void register_generate(CLI::App& app) {
   cmd->add_option("--top-k", a->top_k, "Sample among the K most likely tokens (0 = off)")->check(CLI::Range(0, 1 << 24));
   cmd->add_option("--seed", a->seed, "Random seed for sampling");
   add_threads_option(cmd, &a->threads);
+  add_compute_option(cmd, &a->compute);
   cmd->add_flag("--ignore-eos", a->ignore_eos, "Do not stop at the model's stop tokens");
   cmd->add_flag("--json", a->json, "Print one JSON object instead of streaming text");
   cmd->callback([a] { run_generate(*a); });

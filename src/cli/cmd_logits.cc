@@ -26,6 +26,7 @@ namespace {
 struct LogitsArgs {
   std::string model, ids, out;
   size_t threads = 0;
+  kernels::Compute compute = kernels::Compute::kExact;
   bool overwrite = false;
 };
 
@@ -47,7 +48,7 @@ void run_logits(const LogitsArgs& a) {
   const std::vector<int32_t> ids = parse_token_ids(a.ids);
   if (fs::exists(a.out) && !a.overwrite)
     fail(ErrorKind::kUsage, "{} exists; pass --overwrite to replace it", a.out);
-  const model::Model model = model::Model::load(a.model);
+  const model::Model model = model::Model::load(a.model, a.compute);
   ThreadPool pool(a.threads);
   model::Session session(model, pool);
   const std::vector<float> logits = session.forward(ids, /*all_logits=*/true);
@@ -64,6 +65,7 @@ void register_logits(CLI::App& app) {
   cmd->add_option("--ids", a->ids, "Token ids, comma-separated (e.g. 1,2,3)")->required();
   cmd->add_option("--out", a->out, "Output .safetensors file (tensor 'logits' [n, vocab])")->required();
   add_threads_option(cmd, &a->threads);
+  add_compute_option(cmd, &a->compute);
   cmd->add_flag("--overwrite", a->overwrite, "Replace --out if it exists");
   cmd->callback([a] { run_logits(*a); });
 }

@@ -23,12 +23,13 @@ namespace {
 struct ServeArgs {
   std::string model;
   serve::ServerOptions options;
+  kernels::Compute compute = kernels::Compute::kExact;
 };
 
 void run_serve(ServeArgs a) {
   if (a.options.api_key.empty())
     if (const char* key = std::getenv("QUANTLAB_API_KEY"); key && *key) a.options.api_key = key;
-  const std::unique_ptr<chat::ChatModel> chat = chat::ChatModel::open(a.model);
+  const std::unique_ptr<chat::ChatModel> chat = chat::ChatModel::open(a.model, a.compute);
   (void)chat->tokenizer();  // a model without tokenizer.json cannot serve text: refused before listening
   serve::Server server(*chat, a.options);
   const int port = server.bind();
@@ -56,6 +57,7 @@ void register_serve(CLI::App& app) {
   cmd->add_option("--host", o.host, "Address to listen on (loopback by default; 0.0.0.0 for every interface)");
   cmd->add_option("--port", o.port, "Port to listen on (0: any free port, printed at start)")->check(CLI::Range(0, 65535));
   add_threads_option(cmd, &o.threads);
+  add_compute_option(cmd, &a->compute);
   cmd->add_option("--api-key", o.api_key,
                   "Require 'Authorization: Bearer KEY' on /v1/ routes (or set QUANTLAB_API_KEY, which keeps it out of ps)");
   cmd->add_option("--max-queue", o.max_queue, "Requests that may wait behind the one in flight; more get 503")

@@ -33,6 +33,14 @@ std::optional<DType> parse_dtype_flag(const std::string& value) {
   return t;
 }
 
+void add_compute_option(CLI::App* cmd, kernels::Compute* compute) {
+  cmd->add_option_function<std::string>(
+         "--compute", [compute](const std::string& name) { *compute = kernels::parse_compute(name); },
+         "Arithmetic of quantized matrices: exact (f32 activations, default) or int8 (activations rounded "
+         "to int8 per group, integer dot products; docs/compute-paths.md)")
+      ->check(CLI::IsMember({"exact", "int8"}));
+}
+
 NamedDir parse_named_dir(const std::string& text) {
   const size_t eq = text.find('=');
   if (eq == std::string::npos) return {std::filesystem::path(text).lexically_normal().filename().string(), text};

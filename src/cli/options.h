@@ -7,6 +7,7 @@
 #include <string>
 
 #include "core/dtype.h"
+#include "kernels/kernels.h"
 
 namespace quantlab::cli {
 
@@ -18,6 +19,8 @@ CLI::Validator group_size_check();
 // --dtype float16|bfloat16|float32
 void add_dtype_option(CLI::App* cmd, std::string* dtype, const std::string& what);
 std::optional<DType> parse_dtype_flag(const std::string& value);
+// --compute exact|int8 (docs/compute-paths.md): the arithmetic of the quantized matrices' products.
+void add_compute_option(CLI::App* cmd, kernels::Compute* compute);
 // A --model value: "NAME=DIR", or a bare DIR named after its last path component.
 struct NamedDir {
   std::string name, dir;

@@ -436,6 +436,7 @@ ModelResult read_model(const JsonReader& r) {
   ModelResult m;
   m.name = r.str("name");
   m.dir = r.str("dir");
+  if (r.has("compute")) m.compute = r.str("compute");  // absent before the int8 path: exact
   m.ok = r.str("status") == "ok";
   if (!m.ok) {
     m.error = r.str("error");
@@ -457,7 +458,7 @@ ModelResult read_model(const JsonReader& r) {
 }  // namespace
 
 ojson to_json(const ModelResult& r) {
-  ojson j = {{"name", r.name}, {"dir", r.dir}, {"status", r.ok ? "ok" : "failed"}};
+  ojson j = {{"name", r.name}, {"dir", r.dir}, {"compute", r.compute}, {"status", r.ok ? "ok" : "failed"}};
   if (!r.ok) {
     j["error"] = r.error;
     return j;

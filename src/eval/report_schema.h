@@ -137,6 +137,7 @@ struct PlanPrediction {
 
 struct ModelResult {
   std::string name, dir;
+  std::string compute = "exact";  // the arithmetic of its quantized matrices (docs/compute-paths.md)
   bool ok = false;
   std::string error;  // when !ok: why the model could not be measured
   ModelInfo info;

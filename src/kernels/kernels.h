@@ -10,12 +10,27 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 #include "core/dtype.h"
 #include "core/thread_pool.h"
 #include "kernels/format.h"
 
 namespace quantlab::kernels {
+
+// How a matrix's products are computed (docs/compute-paths.md). kExact: f32 activations and f32
+// arithmetic on the decoded weights, the reference of every correctness test. kInt8: activations
+// rounded per weight group to int8 (scale = max|x|/127) and integer dot products against the unpacked
+// codes (AVX-512 VNNI where the CPU has it), the bias term applied once per group from the exact f32
+// group sums: w·x = Σ_g s_g·dx_g·Σ q·qx + b_g·Σ x. Float matrices ignore it (always exact).
+enum class Compute : uint8_t { kExact, kInt8 };
+
+// "exact" / "int8"; parse_compute throws Error(kUsage) naming the accepted values.
+const char* compute_name(Compute c);
+Compute parse_compute(const std::string& name);
+// What runs a path on this CPU: the Highway target for exact, "AVX512_VNNI" for int8 with its kernel,
+// "exact kernels on int8-rounded activations" where the int8 kernel cannot run.
+const char* compute_kernel(Compute c);
 
 // A row-major weight matrix [rows (out features), cols (in features)], as stored.
 struct MatrixView {
@@ -32,6 +47,8 @@ struct MatrixView {
   DType scale_type = DType::kF16;
   const void* scales = nullptr;
   const void* biases = nullptr;
+  // kAffine only: the arithmetic of its products (float views are always exact).
+  Compute compute = Compute::kExact;
 
   size_t packed_words_per_row() const { return cols * static_cast<size_t>(bits) / 32; }
   size_t groups_per_row() const { return group_size ? cols / static_cast<size_t>(group_size) : 0; }

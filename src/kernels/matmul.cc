@@ -24,6 +24,7 @@
 #include "hwy/highway.h"
 #include "kernels/affine_unpack-inl.h"
 #include "kernels/convert-inl.h"
+#include "kernels/int8_affine.h"
 #include "kernels/kernels.h"
 #include "kernels/matrix_checks.h"
 #include "kernels/panel_kernel-inl.h"
@@ -391,6 +392,11 @@ void matmul_batch(const MatmulJob* jobs, size_t count, ThreadPool& pool) {
   const size_t matvec_max_tokens = HWY_DYNAMIC_DISPATCH(MatvecMaxTokensImpl)();
   std::vector<MatvecJob> single;  // one matvec per token of the jobs with few tokens
   std::vector<MatmulJob> work;
+  // Int8 jobs of many tokens run the exact tiles on int8-rounded activations (no int8 tile kernel yet),
+  // rounded once per distinct X and group size.
+  std::vector<std::vector<float>> rounded;
+  std::vector<size_t> rounded_owner;
+  rounded.reserve(count);
   for (size_t j = 0; j < count; ++j) {
     const MatmulJob& job = jobs[j];
     check_matrix_view(job.w, "matmul");
@@ -404,6 +410,18 @@ void matmul_batch(const MatmulJob* jobs, size_t count, ThreadPool& pool) {
       continue;
     }
     work.push_back(job);
+    if (job.w.type != WeightType::kAffine || job.w.compute != Compute::kInt8) continue;
+    size_t r = 0;
+    while (r < rounded_owner.size() && !(jobs[rounded_owner[r]].x == job.x && jobs[rounded_owner[r]].n == job.n &&
+                                         jobs[rounded_owner[r]].w.group_size == job.w.group_size &&
+                                         jobs[rounded_owner[r]].w.cols == job.w.cols))
+      ++r;
+    if (r == rounded_owner.size()) {
+      rounded.push_back(int8::rounded_activations(job.x, job.n, job.w.cols, static_cast<size_t>(job.w.group_size)));
+      rounded_owner.push_back(j);
+    }
+    work.back().x = rounded[r].data();
+    work.back().w.compute = Compute::kExact;
   }
   if (!single.empty()) matvec_batch(single.data(), single.size(), pool);
   if (!work.empty()) HWY_DYNAMIC_DISPATCH(MatmulBatchImpl)(work.data(), work.size(), pool);

@@ -57,6 +57,14 @@ void dequantize_group(const uint8_t* words, int bits, size_t count, float scale,
 
 }  // namespace
 
+const char* compute_name(Compute c) { return c == Compute::kInt8 ? "int8" : "exact"; }
+
+Compute parse_compute(const std::string& name) {
+  if (name == "exact") return Compute::kExact;
+  if (name == "int8") return Compute::kInt8;
+  fail(ErrorKind::kUsage, "--compute: '{}' is not a compute path (exact or int8)", name);
+}
+
 MatrixView MatrixView::row_slice(size_t first, size_t count) const {
   QL_CHECK(first + count <= rows, "row_slice [{}, {}) outside {} rows", first, first + count, rows);
   MatrixView view = *this;

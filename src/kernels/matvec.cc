@@ -20,6 +20,7 @@
 #include "hwy/highway.h"
 #include "kernels/affine_unpack-inl.h"
 #include "kernels/convert-inl.h"
+#include "kernels/int8_affine.h"
 #include "kernels/kernels.h"
 #include "kernels/matrix_checks.h"
 
@@ -169,6 +170,7 @@ struct PreparedJob {
   size_t quads = 0;
   const AffineLayout* layout = nullptr;     // affine only
   const AffineActivations* x = nullptr;    // affine only
+  const int8::Activations* x8 = nullptr;   // affine with Compute::kInt8 only
   void (*run)(const PreparedJob&, size_t begin, size_t end) = nullptr;
 };
 
@@ -202,6 +204,13 @@ void RunFloatQuads(const PreparedJob& p, size_t begin, size_t end) {
   for (size_t r = begin * kQuad; r < last; ++r) p.job->y[r] = DotF32(p.job->x, data + r * w.cols, w.cols);
 }
 
+// Int8 jobs run through the VNNI kernel (int8_affine.h); matvec_batch lowers them to exact jobs on
+// int8-rounded activations where it cannot run.
+void RunInt8Quads(const PreparedJob& p, size_t begin, size_t end) {
+  const size_t first = begin * kQuad, last = std::min(p.job->w.rows, end * kQuad);
+  int8::rows_vnni(p.job->w, first, last - first, *p.x8, p.job->y + first);
+}
+
 // The per-width pieces of an affine job: its activation preparation and its quad kernel.
 struct AffineKernels {
   AffineActivations (*prepare)(const AffineLayout&, const float* x, size_t cols, size_t group);
@@ -226,6 +235,8 @@ struct BatchInputs {
   std::vector<AffineLayout> layouts;
   std::vector<AffineActivations> activations;
   std::vector<size_t> owner;  // per activation: the job index that prepared it
+  std::vector<int8::Activations> int8_activations;
+  std::vector<size_t> int8_owner;
 
   size_t Find(const MatvecJob* jobs, const MatvecJob& job) const {
     for (size_t i = 0; i < owner.size(); ++i) {
@@ -235,11 +246,25 @@ struct BatchInputs {
     }
     return owner.size();
   }
+
+  // The int8 activations of an int8 job, quantized by the first job with the same x and group size.
+  const int8::Activations* Int8For(const MatvecJob* jobs, size_t j) {
+    const MatvecJob& job = jobs[j];
+    for (size_t i = 0; i < int8_owner.size(); ++i) {
+      const MatvecJob& o = jobs[int8_owner[i]];
+      if (o.x == job.x && o.w.group_size == job.w.group_size && o.w.cols == job.w.cols) return &int8_activations[i];
+    }
+    int8_activations.emplace_back();
+    int8::quantize_activations(job.x, job.w.cols, static_cast<size_t>(job.w.group_size), int8_activations.back());
+    int8_owner.push_back(j);
+    return &int8_activations.back();
+  }
 };
 
 std::vector<PreparedJob> PrepareJobs(const MatvecJob* jobs, size_t count, BatchInputs& inputs) {
   inputs.layouts.reserve(count);  // PreparedJob keeps pointers into these vectors
   inputs.activations.reserve(count);
+  inputs.int8_activations.reserve(count);
   std::vector<PreparedJob> prepared(count);
   for (size_t j = 0; j < count; ++j) {
     const MatvecJob& job = jobs[j];
@@ -251,6 +276,11 @@ std::vector<PreparedJob> PrepareJobs(const MatvecJob* jobs, size_t count, BatchI
       case WeightType::kF16: p.run = RunFloatQuads<hwy::float16_t>; continue;
       case WeightType::kBF16: p.run = RunFloatQuads<hwy::bfloat16_t>; continue;
       case WeightType::kAffine: break;
+    }
+    if (job.w.compute == Compute::kInt8) {
+      p.x8 = inputs.Int8For(jobs, j);
+      p.run = RunInt8Quads;
+      continue;
     }
     const AffineKernels kernels = AffineKernelsFor(job.w.bits);
     size_t a = inputs.Find(jobs, job);
@@ -300,8 +330,42 @@ namespace quantlab::kernels {
 
 HWY_EXPORT(MatvecBatchImpl);
 
+namespace {
+
+bool is_int8(const MatrixView& w) { return w.type == WeightType::kAffine && w.compute == Compute::kInt8; }
+
+// Without the VNNI kernel, int8 jobs become exact jobs on int8-rounded activations (one rounding per
+// distinct input vector and group size), so the path means the same arithmetic on every CPU.
+void run_int8_as_exact(const MatvecJob* jobs, size_t count, ThreadPool& pool) {
+  std::vector<MatvecJob> lowered(jobs, jobs + count);
+  std::vector<std::vector<float>> rounded;
+  std::vector<size_t> owner;
+  rounded.reserve(count);
+  for (size_t j = 0; j < count; ++j) {
+    if (!is_int8(lowered[j].w)) continue;
+    size_t r = 0;
+    while (r < owner.size() && !(jobs[owner[r]].x == jobs[j].x && jobs[owner[r]].w.group_size == jobs[j].w.group_size &&
+                                 jobs[owner[r]].w.cols == jobs[j].w.cols))
+      ++r;
+    if (r == owner.size()) {
+      rounded.push_back(int8::rounded_activations(jobs[j].x, 1, jobs[j].w.cols, static_cast<size_t>(jobs[j].w.group_size)));
+      owner.push_back(j);
+    }
+    lowered[j].x = rounded[r].data();
+    lowered[j].w.compute = Compute::kExact;
+  }
+  HWY_DYNAMIC_DISPATCH(MatvecBatchImpl)(lowered.data(), count, pool);
+}
+
+}  // namespace
+
 void matvec_batch(const MatvecJob* jobs, size_t count, ThreadPool& pool) {
-  for (size_t j = 0; j < count; ++j) check_matrix_view(jobs[j].w, "matvec");
+  bool any_int8 = false;
+  for (size_t j = 0; j < count; ++j) {
+    check_matrix_view(jobs[j].w, "matvec");
+    any_int8 = any_int8 || is_int8(jobs[j].w);
+  }
+  if (any_int8 && !int8::vnni_available()) return run_int8_as_exact(jobs, count, pool);
   HWY_DYNAMIC_DISPATCH(MatvecBatchImpl)(jobs, count, pool);
 }
 

@@ -67,13 +67,29 @@ bool is_tied(const io::ModelConfig& c, const WeightBinder& binder) {
 Model::Model(io::ModelConfig config, io::ModelWeights weights)
     : config_(std::move(config)), weights_(std::move(weights)), dims_(dims_from(config_)), rope_(config_) {}
 
-Model Model::load(const std::string& dir) {
+Model Model::load(const std::string& dir, kernels::Compute compute) {
   io::ModelConfig config = io::load_model_config(dir);
   check_supported(config);
   io::ModelWeights weights = io::ModelWeights::open(dir);
   Model model(std::move(config), std::move(weights));
   model.bind_all();
+  model.set_compute(compute);
   return model;
+}
+
+void Model::set_compute(kernels::Compute compute) {
+  compute_ = compute;
+  auto set = [compute](kernels::MatrixView& w) { w.compute = compute; };
+  for (Layer& layer : layers_) {
+    for (Linear* l : {&layer.attention.q, &layer.attention.k, &layer.attention.v, &layer.attention.o}) set(l->weight);
+    if (!layer.is_moe) {
+      for (Linear* l : {&layer.mlp.gate, &layer.mlp.up, &layer.mlp.down}) set(l->weight);
+      continue;
+    }
+    for (auto* experts : {&layer.moe.gate, &layer.moe.up, &layer.moe.down})
+      for (kernels::MatrixView& w : *experts) set(w);
+  }
+  set(output_.weight);
 }
 
 void Model::bind_all() {

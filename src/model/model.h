@@ -66,7 +66,10 @@ class Model {
   // Reads DIR/config.json and the weights. Throws quantlab::Error naming the tensor or key when a
   // tensor is missing or extra, a shape or dtype does not match the config, or the architecture is
   // not one quantlab runs.
-  static Model load(const std::string& dir);
+  // `compute` is the arithmetic of the quantized matrices' products (kernels::Compute; float
+  // matrices and the MoE router always run exact: a router logit moved by activation rounding sends a
+  // token to another expert, a larger change than any rounding inside one).
+  static Model load(const std::string& dir, kernels::Compute compute = kernels::Compute::kExact);
 
   const io::ModelConfig& config() const { return config_; }
   const ModelDims& dims() const { return dims_; }
@@ -79,6 +82,7 @@ class Model {
   // The output head: lm_head, or the (possibly quantized) embedding when tie_word_embeddings.
   const Linear& output() const { return output_; }
   const RopeFrequencies& rope() const { return rope_; }
+  kernels::Compute compute() const { return compute_; }
 
   // Bytes of stored weights the model reads in place from the mapped files.
   uint64_t mapped_weight_bytes() const { return mapped_weight_bytes_; }
@@ -101,6 +105,7 @@ class Model {
   Model(io::ModelConfig config, io::ModelWeights weights);
   void bind_all();
   void bind_layer(WeightBinder& binder, size_t index);
+  void set_compute(kernels::Compute compute);
   static Linear bind_linear(WeightBinder& binder, const io::LinearSpec& spec);
 
   io::ModelConfig config_;
@@ -113,6 +118,7 @@ class Model {
   Linear output_;
   uint64_t mapped_weight_bytes_ = 0;
   uint64_t copied_weight_bytes_ = 0;
+  kernels::Compute compute_ = kernels::Compute::kExact;
 };
 
 }  // namespace quantlab::model

@@ -1,0 +1,64 @@
+// The int8 compute path of affine matrices (Compute::kInt8, docs/compute-paths.md): activations
+// quantized per weight group to int8, integer dot products against the unpacked codes.
+//
+// For a row with codes q, group scales s and biases b, and activations x quantized per group g as
+// x ≈ dx_g · qx (qx in [-127, 127], dx_g = max|x_g| / 127):
+//     y = Σ_g s_g · dx_g · Σ_{i∈g} q_i · qx_i  +  Σ_g b_g · X_g,     X_g = Σ_{i∈g} x_i (exact f32)
+// The integer sums are exact, so only the activation rounding and the f32 combination differ from the
+// exact path. Codes are unsigned (0 .. 2^bits − 1) and activations signed: the shape of x86's VPDPBUSD
+// (u8 × s8, four products into each int32 lane).
+//
+// Kernels: AVX-512 VNNI + VBMI (Ice Lake / Sapphire Rapids / Zen 4 and later) through target-attributed
+// intrinsics, chosen at run time by CPUID; Highway 1.0.3 has no integer dot-product op. Elsewhere the
+// path keeps its meaning by running the exact kernels on the int8-rounded activations (the same
+// numbers up to f32 summation order, at the exact path's speed).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "kernels/kernels.h"
+
+namespace quantlab::kernels::int8 {
+
+// Chunks of 64 codes are the unit of the VNNI kernel (one 512-bit VPDPBUSD).
+constexpr size_t kChunk = 64;
+
+// One activation vector quantized per group.
+struct Activations {
+  size_t cols = 0;
+  size_t group_size = 0;
+  std::vector<int8_t> q;      // padded to a multiple of kChunk with zeros (+ 64 bytes of slack)
+  std::vector<float> scale;   // dx_g per group, zero-padded by one chunk's groups
+  std::vector<float> sum;     // X_g per group (f32, summed in order), zero-padded likewise
+
+  size_t groups() const { return group_size ? cols / group_size : 0; }
+  size_t chunks() const { return (cols + kChunk - 1) / kChunk; }
+};
+
+// Quantizes x[0, cols) per group of group_size (which divides cols). An all-zero group has dx = 0.
+void quantize_activations(const float* x, size_t cols, size_t group_size, Activations& out);
+
+// x'_i = dx_g · qx_i: what the int8 path computes with, as floats (the fallback's input and the
+// reference's meaning).
+void dequantize_activations(const Activations& a, float* out);
+
+// The n rows of x [n, cols] as the int8 path sees them (each quantized per group, then dequantized):
+// the input of the exact kernels where the int8 kernels do not run.
+std::vector<float> rounded_activations(const float* x, size_t n, size_t cols, size_t group_size);
+
+// The scalar reference of one row (integer sums in int64, combined in double): the value the kernels
+// approximate to f32 rounding.
+double reference_row(const MatrixView& w, size_t row, const Activations& a);
+
+// True when this CPU (and this build) runs the VNNI kernel.
+bool vnni_available();
+// Test and benchmark switch: false makes vnni_available() report false (the fallback runs).
+void allow_vnni(bool allowed);
+
+// y[i] = row (first + i) · x for i < count, through the VNNI kernel (requires vnni_available()).
+// Each row's result depends only on its own data, not on first/count.
+void rows_vnni(const MatrixView& w, size_t first, size_t count, const Activations& a, float* y);
+
+}  // namespace quantlab::kernels::int8

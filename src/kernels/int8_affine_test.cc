@@ -1,0 +1,172 @@
+// The int8 compute path (int8_affine.h): activation quantization, the VNNI kernel against the scalar
+// reference at every width, group size and scale dtype, and matvec/matmul with Compute::kInt8 through
+// both the VNNI kernel and the fallback, bounded against the exact product.
+#include "kernels/int8_affine.h"
+
+#include <gtest/gtest.h>
+
+#include <cfloat>
+#include <cmath>
+#include <random>
+#include <tuple>
+#include <vector>
+
+#include "core/error.h"
+#include "kernels/kernels.h"
+#include "kernels/kernels_test_util.h"
+
+namespace quantlab::kernels {
+namespace {
+
+using testing::AffineMatrix;
+
+constexpr DType kScaleTypes[] = {DType::kF16, DType::kBF16, DType::kF32};
+
+// Whole groups, and for g32/g64 a number of columns that is not a whole number of 64-code chunks
+// where the group allows it (the masked tail of the kernel).
+size_t int8_test_cols(int group) { return group == 32 ? 13 * 32 : group == 64 ? 7 * 64 : 3 * 128; }
+
+TEST(Int8Activations, ScalePerGroupIsMaxOver127AndRoundingIsWithinHalfAStep) {
+  std::mt19937 rng(7);
+  std::vector<float> x = testing::random_floats(rng, 256, -3.0f, 3.0f);
+  std::fill(x.begin() + 64, x.begin() + 128, 0.0f);  // an all-zero group
+  int8::Activations a;
+  int8::quantize_activations(x.data(), x.size(), 64, a);
+  ASSERT_EQ(a.groups(), 4u);
+  EXPECT_EQ(a.scale[1], 0.0f);
+  for (size_t g = 0; g < 4; ++g) {
+    float amax = 0.0f, sum = 0.0f;
+    int qmax = 0;
+    for (size_t i = g * 64; i < (g + 1) * 64; ++i) {
+      amax = std::max(amax, std::fabs(x[i]));
+      sum += x[i];
+      qmax = std::max(qmax, std::abs(static_cast<int>(a.q[i])));
+      if (a.scale[g] > 0.0f) {
+        EXPECT_LE(std::fabs(a.scale[g] * a.q[i] - x[i]), a.scale[g] * 0.5f * (1 + 1e-5f)) << i;
+      }
+    }
+    EXPECT_EQ(a.scale[g], amax / 127.0f);
+    EXPECT_EQ(a.sum[g], sum);
+    EXPECT_EQ(qmax, g == 1 ? 0 : 127);
+  }
+  for (size_t i = x.size(); i < a.q.size(); ++i) ASSERT_EQ(a.q[i], 0) << "padding " << i;
+}
+
+TEST(Int8Activations, ParseComputeNamesTheChoices) {
+  EXPECT_EQ(parse_compute("exact"), Compute::kExact);
+  EXPECT_EQ(parse_compute("int8"), Compute::kInt8);
+  EXPECT_STREQ(compute_name(Compute::kInt8), "int8");
+  try {
+    parse_compute("fp8");
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kUsage);
+    EXPECT_NE(std::string(e.what()).find("exact or int8"), std::string::npos) << e.what();
+  }
+}
+
+// Σ of the magnitudes of the terms the kernel adds, for its f32 error bound.
+double term_magnitude(const AffineMatrix& m, size_t r, const int8::Activations& a) {
+  const std::vector<uint8_t> codes = m.codes();
+  double total = 0.0;
+  for (size_t g = 0; g < m.groups(); ++g) {
+    double dot = 0.0;
+    for (size_t i = g * m.group; i < (g + 1) * m.group; ++i) dot += std::abs(double(codes[r * m.cols + i]) * a.q[i]);
+    total += std::abs(m.scales[r * m.groups() + g]) * a.scale[g] * dot + std::abs(m.biases[r * m.groups() + g] * a.sum[g]);
+  }
+  return total;
+}
+
+class Int8KernelTest : public ::testing::TestWithParam<std::tuple<int, int>> {};
+
+TEST_P(Int8KernelTest, VnniKernelMatchesTheIntegerReference) {
+  if (!int8::vnni_available()) GTEST_SKIP() << "no AVX-512 VNNI + VBMI on this CPU";
+  const auto [bits, group] = GetParam();
+  for (DType scale_type : kScaleTypes) {
+    SCOPED_TRACE(dtype_name(scale_type));
+    std::mt19937 rng(bits * 100 + group);
+    const size_t rows = 11, cols = int8_test_cols(group);
+    const AffineMatrix m = testing::quantized_random(rng, rows, cols, bits, group, scale_type);
+    const std::vector<float> x = testing::random_floats(rng, cols, -2.0f, 2.0f);
+    int8::Activations a;
+    int8::quantize_activations(x.data(), cols, group, a);
+    std::vector<float> y(rows), y_from_5(rows - 5);
+    int8::rows_vnni(m.view(), 0, rows, a, y.data());
+    int8::rows_vnni(m.view(), 5, rows - 5, a, y_from_5.data());
+    for (size_t r = 0; r < rows; ++r) {
+      const double ref = int8::reference_row(m.view(), r, a);
+      const double bound = (cols / 4.0 + m.groups() + 16) * FLT_EPSILON * term_magnitude(m, r, a);
+      EXPECT_NEAR(y[r], ref, bound) << "row " << r;
+      if (r >= 5) { EXPECT_EQ(y[r], y_from_5[r - 5]) << "row " << r << " depends on its quad"; }
+    }
+  }
+}
+
+// Through matvec (VNNI kernel, then the fallback): the int8 product is the exact product of the
+// rounded activations, so it differs from the exact product of x by at most Σ|w_i|·dx_g/2, and the
+// result does not depend on the thread count.
+TEST_P(Int8KernelTest, MatvecAndMatmulStayWithinTheActivationRounding) {
+  const auto [bits, group] = GetParam();
+  std::mt19937 rng(bits * 10 + group);
+  const size_t rows = 29, cols = int8_test_cols(group), tokens = 20;
+  const AffineMatrix m = testing::quantized_random(rng, rows, cols, bits, group, DType::kF16);
+  const std::vector<float> x = testing::random_floats(rng, tokens * cols, -2.0f, 2.0f);
+  MatrixView view = m.view();
+  view.compute = Compute::kInt8;
+  const std::vector<uint8_t> codes = m.codes();
+  for (const bool vnni : {true, false}) {
+    if (vnni && !int8::vnni_available()) continue;
+    SCOPED_TRACE(vnni ? "vnni" : "fallback");
+    int8::allow_vnni(vnni);
+    ThreadPool one(1), two(2);
+    std::vector<float> y1(rows), y2(rows), prefill(tokens * rows);
+    matvec(view, x.data(), y1.data(), one);
+    matvec(view, x.data(), y2.data(), two);
+    matmul(view, x.data(), tokens, prefill.data(), two);
+    int8::Activations a;
+    for (size_t t = 0; t < tokens; ++t) {
+      int8::quantize_activations(x.data() + t * cols, cols, group, a);
+      const auto exact = testing::reference_affine_matvec(m, x.data() + t * cols);
+      for (size_t r = 0; r < rows; ++r) {
+        double rounding = 0.0;
+        for (size_t c = 0; c < cols; ++c) {
+          const size_t g = r * m.groups() + c / group;
+          rounding += std::abs(m.scales[g] * codes[r * cols + c] + m.biases[g]) * a.scale[c / group] * 0.5;
+        }
+        const double bound = rounding * 1.001 + testing::sum_error_bound(cols, exact.magnitude[r]) * 4;
+        ASSERT_NEAR(prefill[t * rows + r], exact.value[r], bound) << "token " << t << " row " << r;
+        if (t == 0) {
+          ASSERT_NEAR(y1[r], exact.value[r], bound) << "row " << r;
+          ASSERT_EQ(y1[r], y2[r]) << "row " << r << " depends on the thread count";
+        }
+      }
+    }
+    int8::allow_vnni(true);
+  }
+}
+
+// The same matrix with Compute::kInt8 gives other results than with kExact (the flag reaches the kernel).
+TEST(Int8Kernel, Int8PathRoundsTheActivations) {
+  std::mt19937 rng(3);
+  const AffineMatrix m = testing::quantized_random(rng, 16, 256, 4, 64, DType::kF16);
+  const std::vector<float> x = testing::random_floats(rng, 256, -1.0f, 1.0f);
+  ThreadPool pool(2);
+  MatrixView exact = m.view(), int8 = m.view();
+  int8.compute = Compute::kInt8;
+  std::vector<float> a(16), b(16);
+  matvec(exact, x.data(), a.data(), pool);
+  matvec(int8, x.data(), b.data(), pool);
+  size_t differing = 0;
+  for (size_t r = 0; r < 16; ++r) differing += a[r] != b[r];
+  EXPECT_GT(differing, 0u) << "the int8 path rounded nothing";
+}
+
+INSTANTIATE_TEST_SUITE_P(AllWidths, Int8KernelTest,
+                         ::testing::Combine(::testing::Values(2, 3, 4, 5, 6, 7, 8), ::testing::Values(32, 64, 128)),
+                         [](const auto& info) {
+                           return "bits" + std::to_string(std::get<0>(info.param)) + "_g" +
+                                  std::to_string(std::get<1>(info.param));
+                         });
+
+}  // namespace
+}  // namespace quantlab::kernels
