@@ -11,6 +11,7 @@
 # `quantlab synth --dtype float16` writes one checkpoint; quantlab runs it as it is and quantized to MLX
 # 8-bit and 4-bit with groups of 64 (8.5 and 4.5 bits per weight); gguf_export writes the same float16
 # weights as GGUF F16, Q8_0 and Q4_0 (8.5 and 4.5 bits per weight, ggml's reference rounding).
+# quantlab runs twice at 8 and 4 bits: exact (the default) and --compute int8 (system "quantlab-int8").
 # Per width and round: decode (a 16-token prompt, then DECODE greedy tokens, EOS ignored) and prefill of
 # PREFILL tokens, each a fresh process of either system, the order flipped every round. Results go to
 # DIR/results.jsonl, one line per run; peer_summary.mjs prints medians, ranges, fractions of the
@@ -70,18 +71,18 @@ run_llama() {  # width mode
   [ "$2" = prefill ] && prompt=$long && count=0
   (cd "$work/node" && node llama_cpp_run.mjs "$(gguf_file "$1")" "$2" "$prompt" "$threads" "$count")
 }
-run_quantlab() {  # width mode: the same fields as llama_cpp_run.mjs prints
-  local dir; dir=$(quantlab_dir "$1")
+run_quantlab() {  # width mode [compute]: the same fields as llama_cpp_run.mjs prints
+  local dir compute=${3:-exact}; dir=$(quantlab_dir "$1")
   if [ "$2" = decode ]; then
     "$quantlab" generate "$dir" --ids "$short" --max-tokens "$decode" --ignore-eos --temperature 0 \
-      --threads "$threads" --json | node -e '
+      --threads "$threads" --compute "$compute" --json | node -e '
         const s = JSON.parse(require("fs").readFileSync(0)).stats;
         console.log(JSON.stringify({load_seconds: s.load_seconds, first_token_seconds: s.first_token_seconds,
           tokens: s.decode.tokens + 1, seconds: s.decode.seconds, tokens_per_second: s.decode.tokens_per_second,
           median_token_seconds: s.decode.median_token_seconds, kernel_target: s.kernel_target}));'
   else
     "$quantlab" generate "$dir" --ids "$long" --max-tokens 1 --ignore-eos --temperature 0 \
-      --threads "$threads" --json | node -e '
+      --threads "$threads" --compute "$compute" --json | node -e '
         const s = JSON.parse(require("fs").readFileSync(0)).stats;
         console.log(JSON.stringify({load_seconds: s.load_seconds, tokens: s.prefill.tokens,
           seconds: s.prefill.seconds, tokens_per_second: s.prefill.tokens_per_second, kernel_target: s.kernel_target}));'
@@ -98,11 +99,18 @@ echo "peer: $cpu, $threads threads, $rounds rounds; results in $results"
 for round in $(seq 1 "$rounds"); do
   for width in f16 8 4; do
     for mode in decode prefill; do
-      order="llama.cpp quantlab"
-      [ $((round % 2)) -eq 0 ] && order="quantlab llama.cpp"
-      for system in $order; do
+      # quantlab-int8 (--compute int8) only where there are quantized matrices; the order rotates.
+      systems=(llama.cpp quantlab)
+      [ "$width" != f16 ] && systems+=(quantlab-int8)
+      order=()
+      for i in "${!systems[@]}"; do order+=("${systems[$(((i + round) % ${#systems[@]}))]}"); done
+      for system in "${order[@]}"; do
         before=$(probe_bandwidth "$quantlab" "$threads")
-        if [ "$system" = quantlab ]; then line=$(run_quantlab "$width" "$mode"); else line=$(run_llama "$width" "$mode"); fi
+        case $system in
+          quantlab) line=$(run_quantlab "$width" "$mode") ;;
+          quantlab-int8) line=$(run_quantlab "$width" "$mode" int8) ;;
+          *) line=$(run_llama "$width" "$mode") ;;
+        esac
         after=$(probe_bandwidth "$quantlab" "$threads")
         bytes=$(tensor_bytes "$(quantlab_dir "$width")"/*.safetensors)
         echo "{\"round\":$round,\"width\":\"$width\",\"mode\":\"$mode\",\"system\":\"$system\",\"cpu\":\"$cpu\",\"weight_bytes\":$bytes,\"bandwidth_before\":$before,\"bandwidth_after\":$after,\"run\":$line}" >> "$results"

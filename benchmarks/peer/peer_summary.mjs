@@ -50,17 +50,19 @@ for (const s of summary) {
   console.log(`| ${s.width} | ${s.mode} | ${s.system} | ${range(s.delivered)} | ${s.mode === "decode" ? range(s.stall_free) : "–"} | ` +
     `${s.roofline_fraction ? fmt(s.roofline_fraction.median, 2) : "–"} | ${range(s.bandwidth_gb_per_s)} | ${s.phases.join(", ")} |`);
 }
-console.log("\n| width | mode | quantlab / llama.cpp (delivered) | (stall-free) |");
-console.log("|---|---|---|---|");
+console.log("\n| width | mode | system | / llama.cpp (delivered) | (stall-free) |");
+console.log("|---|---|---|---|---|");
 const ratios = [];
 for (const w of ["f16", "8", "4"]) {
   for (const m of ["decode", "prefill"]) {
-    const q = find(w, m, "quantlab"), l = find(w, m, "llama.cpp");
-    if (!q || !l) continue;
-    const ratio = { width: w, mode: m, delivered: q.delivered.median / l.delivered.median,
-                    stall_free: q.stall_free.median / l.stall_free.median };
-    ratios.push(ratio);
-    console.log(`| ${w} | ${m} | ${fmt(ratio.delivered, 2)} | ${m === "decode" ? fmt(ratio.stall_free, 2) : "–"} |`);
+    for (const system of ["quantlab", "quantlab-int8"]) {
+      const q = find(w, m, system), l = find(w, m, "llama.cpp");
+      if (!q || !l) continue;
+      const ratio = { width: w, mode: m, system, delivered: q.delivered.median / l.delivered.median,
+                      stall_free: q.stall_free.median / l.stall_free.median };
+      ratios.push(ratio);
+      console.log(`| ${w} | ${m} | ${system} | ${fmt(ratio.delivered, 2)} | ${m === "decode" ? fmt(ratio.stall_free, 2) : "–"} |`);
+    }
   }
 }
 writeFileSync(path.replace(/\.jsonl$/, "") + ".summary.json", JSON.stringify({ cpu: runs[0]?.cpu, summary, ratios }, null, 2));
