@@ -93,6 +93,31 @@ TEST_F(BenchCli, UsageErrors) {
       "--baseline 'b' is not one of the --model names");
   expect_input_error(bench("--model =" + shell_quote(q("8")) + " --suite " + shell_quote(kSeed5) + out_flags()), kUsage,
                      "expected NAME=DIR");
+  expect_input_error(bench("--model a=" + shell_quote(q("8")) + " --model-compute b=int8 --suite " +
+                           shell_quote(kSeed5) + out_flags()),
+                     kUsage, "--model-compute b=int8: expected NAME=exact|int8 with NAME one of the --model names");
+  expect_input_error(bench("--model a=" + shell_quote(q("8")) + " --model-compute a=fp8 --suite " +
+                           shell_quote(kSeed5) + out_flags()),
+                     kUsage, "'fp8' is not a compute path (exact or int8)");
+  expect_input_error(bench("--model a=" + shell_quote(q("8")) + " --compute fp8 --suite " + shell_quote(kSeed5) +
+                           out_flags()),
+                     kUsage, "--compute");
+}
+
+// The same files under two names, one run with --compute int8: RESULTS.json says which path each ran,
+// and the int8 path decides seed5 as the exact one does (docs/compute-paths.md).
+TEST_F(BenchCli, ModelComputeRunsOneNameOnTheInt8Path) {
+  const auto r = bench("--model exact=" + shell_quote(q("8")) + " --model int8=" + shell_quote(q("8")) +
+                       " --model-compute int8=int8 --suite " + shell_quote(kSeed5) + " --max-tokens 16 --no-cold" +
+                       out_flags());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const ojson j = ojson::parse(slurp(tmp_ / "RESULTS.json"));
+  ASSERT_EQ(j["models"].size(), 2u);
+  EXPECT_EQ(j["models"][0]["compute"], "exact");
+  EXPECT_EQ(j["models"][1]["compute"], "int8");
+  for (size_t i = 0; i < 5; ++i) {
+    EXPECT_EQ(j["models"][0]["queries"][i]["decision"], j["models"][1]["queries"][i]["decision"]) << "query " << i;
+  }
 }
 
 TEST_F(BenchCli, AModelThatFailsIsReportedAndTheOthersMeasured) {

@@ -29,12 +29,15 @@ constexpr size_t kChunk = 64;
 struct Activations {
   size_t cols = 0;
   size_t group_size = 0;
-  std::vector<int8_t> q;      // padded to a multiple of kChunk with zeros (+ 64 bytes of slack)
+  std::vector<int8_t> q;        // padded with zeros to a multiple of 128 (+ 64 bytes of slack)
+  std::vector<int8_t> nibbles;  // q in 4-bit step order: per 128 values, the even ones, then the odd ones
   std::vector<float> scale;   // dx_g per group, zero-padded by one chunk's groups
   std::vector<float> sum;     // X_g per group (f32, summed in order), zero-padded likewise
 
   size_t groups() const { return group_size ? cols / group_size : 0; }
   size_t chunks() const { return (cols + kChunk - 1) / kChunk; }
+  // The activation bytes of the kernels' steps at `bits` (int8_x86.h, Step).
+  const int8_t* step_bytes(int bits) const { return bits == 4 ? nibbles.data() : q.data(); }
 };
 
 // Quantizes x[0, cols) per group of group_size (which divides cols). An all-zero group has dx = 0.
@@ -60,5 +63,15 @@ void allow_vnni(bool allowed);
 // y[i] = row (first + i) · x for i < count, through the VNNI kernel (requires vnni_available()).
 // Each row's result depends only on its own data, not on first/count.
 void rows_vnni(const MatrixView& w, size_t first, size_t count, const Activations& a, float* y);
+
+// Y[t * y_stride + first + i] = row (first + i) · x_t for i < count, t < n (prefill), through the VNNI
+// kernel (requires vnni_available()); xs holds the n tokens' activations. Every output is computed with
+// the operations rows_vnni uses for it, in the same order.
+void rows_tokens_vnni(const MatrixView& w, size_t first, size_t count, const Activations* xs, size_t n, float* y,
+                      size_t y_stride);
+
+// Every job's product through rows_tokens_vnni (requires vnni_available()): the tokens of each distinct X
+// quantized once, then all jobs' row quads as one parallel section.
+void matmul_vnni_batch(const MatmulJob* jobs, size_t count, ThreadPool& pool);
 
 }  // namespace quantlab::kernels::int8

@@ -145,6 +145,30 @@ TEST_P(Int8KernelTest, MatvecAndMatmulStayWithinTheActivationRounding) {
   }
 }
 
+// The VNNI prefill kernel runs each output through the decode kernel's operations in the same order, so
+// a token's logits do not depend on whether it was prefilled or decoded; odd row and token counts
+// exercise the partial quads.
+TEST_P(Int8KernelTest, VnniPrefillEqualsDecodeBitForBit) {
+  if (!int8::vnni_available()) GTEST_SKIP() << "no AVX-512 VNNI + VBMI on this CPU";
+  const auto [bits, group] = GetParam();
+  for (DType scale_type : kScaleTypes) {
+    SCOPED_TRACE(dtype_name(scale_type));
+    std::mt19937 rng(bits * 7 + group);
+    const size_t rows = 23, cols = int8_test_cols(group), tokens = 19;
+    const AffineMatrix m = testing::quantized_random(rng, rows, cols, bits, group, scale_type);
+    const std::vector<float> x = testing::random_floats(rng, tokens * cols, -2.0f, 2.0f);
+    MatrixView view = m.view();
+    view.compute = Compute::kInt8;
+    ThreadPool pool(2);
+    std::vector<float> prefill(tokens * rows), decode(rows);
+    matmul(view, x.data(), tokens, prefill.data(), pool);
+    for (size_t t = 0; t < tokens; ++t) {
+      matvec(view, x.data() + t * cols, decode.data(), pool);
+      for (size_t r = 0; r < rows; ++r) ASSERT_EQ(prefill[t * rows + r], decode[r]) << "token " << t << " row " << r;
+    }
+  }
+}
+
 // The same matrix with Compute::kInt8 gives other results than with kExact (the flag reaches the kernel).
 TEST(Int8Kernel, Int8PathRoundsTheActivations) {
   std::mt19937 rng(3);

@@ -392,8 +392,10 @@ void matmul_batch(const MatmulJob* jobs, size_t count, ThreadPool& pool) {
   const size_t matvec_max_tokens = HWY_DYNAMIC_DISPATCH(MatvecMaxTokensImpl)();
   std::vector<MatvecJob> single;  // one matvec per token of the jobs with few tokens
   std::vector<MatmulJob> work;
-  // Int8 jobs of many tokens run the exact tiles on int8-rounded activations (no int8 tile kernel yet),
+  // Int8 jobs of many tokens run the VNNI kernel, or else the exact tiles on int8-rounded activations,
   // rounded once per distinct X and group size.
+  std::vector<MatmulJob> int8_work;
+  const bool vnni = int8::vnni_available();
   std::vector<std::vector<float>> rounded;
   std::vector<size_t> rounded_owner;
   rounded.reserve(count);
@@ -409,8 +411,13 @@ void matmul_batch(const MatmulJob* jobs, size_t count, ThreadPool& pool) {
       for (size_t i = 0; i < job.n; ++i) single.push_back({job.w, job.x + i * job.w.cols, job.y + i * job.w.rows});
       continue;
     }
+    const bool int8 = job.w.type == WeightType::kAffine && job.w.compute == Compute::kInt8;
+    if (int8 && vnni) {
+      int8_work.push_back(job);
+      continue;
+    }
     work.push_back(job);
-    if (job.w.type != WeightType::kAffine || job.w.compute != Compute::kInt8) continue;
+    if (!int8) continue;
     size_t r = 0;
     while (r < rounded_owner.size() && !(jobs[rounded_owner[r]].x == job.x && jobs[rounded_owner[r]].n == job.n &&
                                          jobs[rounded_owner[r]].w.group_size == job.w.group_size &&
@@ -425,6 +432,7 @@ void matmul_batch(const MatmulJob* jobs, size_t count, ThreadPool& pool) {
   }
   if (!single.empty()) matvec_batch(single.data(), single.size(), pool);
   if (!work.empty()) HWY_DYNAMIC_DISPATCH(MatmulBatchImpl)(work.data(), work.size(), pool);
+  if (!int8_work.empty()) int8::matmul_vnni_batch(int8_work.data(), int8_work.size(), pool);
 }
 
 void matmul(const MatrixView& w, const float* x, size_t n, float* y, ThreadPool& pool) {

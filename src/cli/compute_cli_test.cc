@@ -1,0 +1,43 @@
+// `--compute int8` measured the way docs/compute-paths.md does it: `divergence` with a quantized model as
+// its own reference, the same files compared under two names, one run on the int8 path.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "cli_support.h"
+
+namespace quantlab::testing {
+namespace {
+
+using nlohmann::json;
+
+TEST(ComputeCli, DivergenceOfTheInt8PathFromTheExactOneOnTheSameFiles) {
+  TempDir tmp;
+  const std::string q = shell_quote(tmp / "q4");
+  ASSERT_EQ(run_quantlab("quantize " + shell_quote(tool_calling::kFused) + " " + q + " --bits 4 --quiet").exit_code, 0);
+  const std::string common = "divergence " + q + " --base " + shell_quote(tool_calling::kBase) + " --suite " +
+                             shell_quote(tool_calling::kSeed5) + " --tools " + shell_quote(tool_calling::kTools) +
+                             " --max-tokens 16 --model exact=" + q + " --model int8=" + q;
+  const RunResult r = run_quantlab(common + " --model-compute int8=int8 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const json models = json::parse(r.out)["models"];
+  ASSERT_EQ(models.size(), 2u);
+  // The reference's own path: the same logits, so nothing diverges.
+  EXPECT_EQ(models[0]["kl_reply"].get<double>(), 0.0);
+  EXPECT_EQ(models[0]["top1_agreement"].get<double>(), 1.0);
+  EXPECT_EQ(models[0]["flipped"], 0);
+  // The int8 path: a small, nonzero divergence and no decision that flips (measured: KL ~2e-4, 99 %).
+  EXPECT_GT(models[1]["kl_reply"].get<double>(), 0.0);
+  EXPECT_LT(models[1]["kl_reply"].get<double>(), 0.01);
+  EXPECT_GE(models[1]["top1_agreement"].get<double>(), 0.95);
+  EXPECT_EQ(models[1]["flipped"], 0);
+
+  const RunResult unknown = run_quantlab(common + " --model-compute other=int8");
+  EXPECT_EQ(unknown.exit_code, 2);
+  EXPECT_NE(unknown.err.find("quantlab: error: --model-compute other=int8"), std::string::npos) << unknown.err;
+  EXPECT_TRUE(unknown.out.empty()) << unknown.out;
+}
+
+}  // namespace
+}  // namespace quantlab::testing
