@@ -79,15 +79,27 @@ double term_magnitude(const AffineMatrix& m, size_t r, const int8::Activations& 
 
 class Int8KernelTest : public ::testing::TestWithParam<std::tuple<int, int>> {};
 
+// A random quantized matrix of this test's width and group and `tokens` activation rows in [-2, 2].
+struct RandomCase {
+  AffineMatrix m;
+  std::vector<float> x;
+};
+
+RandomCase random_case(int bits, int group, DType scale_type, unsigned seed, size_t rows, size_t tokens) {
+  std::mt19937 rng(seed);
+  const size_t cols = int8_test_cols(group);
+  RandomCase c{testing::quantized_random(rng, rows, cols, bits, group, scale_type), {}};
+  c.x = testing::random_floats(rng, tokens * cols, -2.0f, 2.0f);
+  return c;
+}
+
 TEST_P(Int8KernelTest, VnniKernelMatchesTheIntegerReference) {
   if (!int8::vnni_available()) GTEST_SKIP() << "no AVX-512 VNNI + VBMI on this CPU";
   const auto [bits, group] = GetParam();
   for (DType scale_type : kScaleTypes) {
     SCOPED_TRACE(dtype_name(scale_type));
-    std::mt19937 rng(bits * 100 + group);
     const size_t rows = 11, cols = int8_test_cols(group);
-    const AffineMatrix m = testing::quantized_random(rng, rows, cols, bits, group, scale_type);
-    const std::vector<float> x = testing::random_floats(rng, cols, -2.0f, 2.0f);
+    const auto [m, x] = random_case(bits, group, scale_type, bits * 100 + group, rows, 1);
     int8::Activations a;
     int8::quantize_activations(x.data(), cols, group, a);
     std::vector<float> y(rows), y_from_5(rows - 5);
@@ -153,10 +165,8 @@ TEST_P(Int8KernelTest, VnniPrefillEqualsDecodeBitForBit) {
   const auto [bits, group] = GetParam();
   for (DType scale_type : kScaleTypes) {
     SCOPED_TRACE(dtype_name(scale_type));
-    std::mt19937 rng(bits * 7 + group);
     const size_t rows = 23, cols = int8_test_cols(group), tokens = 19;
-    const AffineMatrix m = testing::quantized_random(rng, rows, cols, bits, group, scale_type);
-    const std::vector<float> x = testing::random_floats(rng, tokens * cols, -2.0f, 2.0f);
+    const auto [m, x] = random_case(bits, group, scale_type, bits * 7 + group, rows, tokens);
     MatrixView view = m.view();
     view.compute = Compute::kInt8;
     ThreadPool pool(2);
