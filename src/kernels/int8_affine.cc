@@ -1,22 +1,17 @@
 // The int8 path of affine matrices: activation quantization, the scalar reference, and the AVX-512
-// VNNI kernel (int8_affine.h has the arithmetic).
-//
-// The VNNI kernel handles 64 codes of a row per step, whatever the width: the 8·bits bytes holding
-// them are loaded (masked, so nothing past the row is read), VPERMB gives every 64-bit lane the
-// `bits` bytes of its 8 codes, VPMULTISHIFTQB moves code k of the lane to byte k (8 bits starting at
-// bit k·bits) and an AND keeps the code. The bytes are then in natural order, the same order as the
-// int8 activations, and one VPDPBUSD gives 16 int32 sums of four products. At 8 bits the bytes are
-// already the codes. Four rows share each activation load; each row's sum is converted to f32 once per
-// chunk and multiplied by its lanes' combined scale s_g · dx_g.
+// VNNI decode kernel (int8_affine.h has the arithmetic, int8_x86.h the steps shared with the prefill
+// kernel in int8_matmul.cc). Decode runs one row at a time: per step the row's codes as bytes, one or
+// two VPDPBUSD against the int8 activations, one conversion to f32 and one FMA with the lanes' combined
+// scales s_g · dx_g; then the bias term and one reduction.
 #include "kernels/int8_affine.h"
 
 #include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "core/error.h"
-
 #include "kernels/int8_x86.h"
 
 namespace quantlab::kernels {
@@ -50,6 +45,10 @@ void quantize_activations(const float* x, size_t cols, size_t group_size, Activa
     }
     a.sum[g] = sum;
     if (amax == 0.0f) continue;
+    if (!std::isfinite(amax)) {  // codes stay 0; the non-finite scale makes the products NaN, as exact ones
+      a.scale[g] = std::numeric_limits<float>::quiet_NaN();
+      continue;
+    }
     a.scale[g] = amax / 127.0f;
     const float inv = 127.0f / amax;
     int8_t* q = a.q.data() + g * group_size;

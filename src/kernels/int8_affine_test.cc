@@ -7,6 +7,7 @@
 
 #include <cfloat>
 #include <cmath>
+#include <limits>
 #include <random>
 #include <tuple>
 #include <vector>
@@ -50,6 +51,29 @@ TEST(Int8Activations, ScalePerGroupIsMaxOver127AndRoundingIsWithinHalfAStep) {
     EXPECT_EQ(qmax, g == 1 ? 0 : 127);
   }
   for (size_t i = x.size(); i < a.q.size(); ++i) ASSERT_EQ(a.q[i], 0) << "padding " << i;
+}
+
+// A non-finite activation makes the products NaN (as on the exact path), without converting NaN to int.
+TEST(Int8Activations, NonFiniteGroupsPropagateAsNaN) {
+  std::vector<float> x(128, 0.5f);
+  x[70] = std::numeric_limits<float>::infinity();
+  int8::Activations a;
+  int8::quantize_activations(x.data(), x.size(), 64, a);
+  EXPECT_EQ(a.scale[0], 0.5f / 127.0f);
+  EXPECT_TRUE(std::isnan(a.scale[1]));
+  for (size_t i = 64; i < 128; ++i) ASSERT_EQ(a.q[i], 0) << i;
+  std::mt19937 rng(1);
+  const AffineMatrix m = testing::quantized_random(rng, 4, 128, 4, 64, DType::kF16);
+  MatrixView view = m.view();
+  view.compute = Compute::kInt8;
+  ThreadPool pool(1);
+  std::vector<float> y(4);
+  for (const bool vnni : {true, false}) {
+    int8::allow_vnni(vnni);
+    matvec(view, x.data(), y.data(), pool);
+    for (float v : y) EXPECT_FALSE(std::isfinite(v)) << (vnni ? "vnni" : "fallback");
+  }
+  int8::allow_vnni(true);
 }
 
 TEST(Int8Activations, ParseComputeNamesTheChoices) {
