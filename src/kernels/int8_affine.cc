@@ -158,8 +158,8 @@ constexpr size_t kPrefetchBytes = 8192;
 // interleaved step by step (the exact kernel's layout) pulled 0.6 of the read probe from DRAM on the
 // Zen 4 VM, one row 0.9-1.0 at 8 bits (docs/BENCHMARKS.md, "The int8 path").
 template <int kBits>
-QL_VNNI_TARGET float RowKernel(const uint8_t* row, size_t row_bytes, const RowParams& params, const Activations& a,
-                               size_t ahead, int group_shift, const ChunkTables& t) {
+QL_VNNI_TARGET __m512 RowKernel(const uint8_t* row, size_t row_bytes, const RowParams& params, const Activations& a,
+                                size_t ahead, int group_shift, const ChunkTables& t) {
   using S = Step<kBits>;
   const size_t steps = (a.cols + S::kCodes - 1) / S::kCodes;
   const __mmask64 full = FirstBytes(S::kBytes), last = FirstBytes(row_bytes - (steps - 1) * S::kBytes);
@@ -172,7 +172,7 @@ QL_VNNI_TARGET float RowKernel(const uint8_t* row, size_t row_bytes, const RowPa
     const __m512i dot = StepDot<S::kVectors>(codes, x + s * S::kVectors * 64);
     acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), StepScale(params.combined.data(), s, S::kCodes, group_shift), acc);
   }
-  return _mm512_reduce_add_ps(AddBiasTerm(params.bias.data(), a.sum.data(), a.groups(), acc));
+  return AddBiasTerm(params.bias.data(), a.sum.data(), a.groups(), acc);
 }
 
 template <int kBits>
@@ -190,9 +190,22 @@ QL_VNNI_TARGET void RowsOfWidth(const MatrixView& w, size_t first, size_t count,
   // 28-layer stack: 0.77-0.93 of the probe against 0.55-0.88 without; 2 KiB in between).
   const size_t ahead = std::max<size_t>(1, (kPrefetchBytes + row_bytes - 1) / row_bytes) * row_bytes;
   const auto* base = static_cast<const uint8_t*>(w.data);
-  for (size_t i = 0; i < count; ++i) {
-    LoadRowParams(w, first + i, a, params);
-    y[i] = RowKernel<kBits>(base + (first + i) * row_bytes, row_bytes, params, a, ahead, group_shift, tables);
+  // Rows run one after the other (one stream), four accumulators reduced together.
+  for (size_t i = 0; i < count; i += 4) {
+    const size_t n = std::min<size_t>(4, count - i);
+    __m512 acc[4];
+#pragma GCC unroll 4
+    for (size_t r = 0; r < 4; ++r) {
+      if (r >= n) {
+        acc[r] = acc[0];
+        continue;
+      }
+      LoadRowParams(w, first + i + r, a, params);
+      acc[r] = RowKernel<kBits>(base + (first + i + r) * row_bytes, row_bytes, params, a, ahead, group_shift, tables);
+    }
+    float out[4];
+    ReduceFour(acc[0], acc[1], acc[2], acc[3], out);
+    std::copy_n(out, n, y + i);
   }
 }
 

@@ -115,10 +115,15 @@ QL_VNNI_TARGET void QuadTokens(QuadBuffers& b, size_t steps, size_t groups, int 
   }
   // Every index into acc is a constant once unrolled (here too), so it lives in registers, not memory.
 #pragma GCC unroll 4
-  for (size_t r = 0; r < kRows; ++r)
+  for (int t = 0; t < T; ++t) {
+    __m512 rows[kRows];
 #pragma GCC unroll 4
-    for (int t = 0; t < T; ++t)
-      out[r][t] = _mm512_reduce_add_ps(AddBiasTerm(b.bias.data() + r * gs, xs[t]->sum.data(), groups, acc[r][t]));
+    for (size_t r = 0; r < kRows; ++r) rows[r] = AddBiasTerm(b.bias.data() + r * gs, xs[t]->sum.data(), groups, acc[r][t]);
+    float four[kRows];
+    ReduceFour(rows[0], rows[1], rows[2], rows[3], four);
+#pragma GCC unroll 4
+    for (size_t r = 0; r < kRows; ++r) out[r][t] = four[r];
+  }
 }
 
 template <int kBits>

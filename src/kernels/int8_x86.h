@@ -114,6 +114,18 @@ QL_VNNI_TARGET inline __m512 AddBiasTerm(const float* bias, const float* sums, s
   return acc;
 }
 
+// out[i] = the sum of the lanes of the i-th vector, four rows at once: one fixed tree per output that
+// depends on that output's vector only (decode and prefill both reduce through it, bit for bit alike).
+QL_VNNI_TARGET inline void ReduceFour(__m512 a, __m512 b, __m512 c, __m512 d, float* out) {
+  const __m512 ab = _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b));
+  const __m512 cd = _mm512_add_ps(_mm512_unpacklo_ps(c, d), _mm512_unpackhi_ps(c, d));
+  const __m512 abcd = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(ab), _mm512_castps_pd(cd))),
+                                    _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(ab), _mm512_castps_pd(cd))));
+  const __m128 low = _mm_add_ps(_mm512_castps512_ps128(abcd), _mm512_extractf32x4_ps(abcd, 1));
+  const __m128 high = _mm_add_ps(_mm512_extractf32x4_ps(abcd, 2), _mm512_extractf32x4_ps(abcd, 3));
+  _mm_storeu_ps(out, _mm_add_ps(low, high));
+}
+
 // The load mask of `bytes` (<= 64) bytes.
 inline __mmask64 FirstBytes(size_t bytes) { return bytes >= 64 ? ~__mmask64(0) : (__mmask64(1) << bytes) - 1; }
 
