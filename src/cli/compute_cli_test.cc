@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <string>
+#include <vector>
 #include <nlohmann/json.hpp>
 
 #include "cli_support.h"
@@ -37,6 +39,26 @@ TEST(ComputeCli, DivergenceOfTheInt8PathFromTheExactOneOnTheSameFiles) {
   EXPECT_EQ(unknown.exit_code, 2);
   EXPECT_NE(unknown.err.find("quantlab: error: --model-compute other=int8"), std::string::npos) << unknown.err;
   EXPECT_TRUE(unknown.out.empty()) << unknown.out;
+}
+
+// The flag is the same on every command that runs a model (issue 18's interface): listed in --help, and
+// an unknown path is a usage error (exit 2) before anything loads or listens.
+TEST(ComputeCli, EveryCommandThatRunsAModelTakesComputeAndRefusesUnknownPaths) {
+  const std::string model = shell_quote(tool_calling::kFused);
+  const std::string suite = shell_quote(tool_calling::kSeed5);
+  const std::vector<std::string> commands = {"generate " + model + " --ids 1,2", "logits " + model + " --ids 1 --out x",
+                                             "serve " + model + " --port 0", "bench --model a=" + model + " --suite " + suite};
+  for (const std::string& command : commands) {
+    SCOPED_TRACE(command);
+    const std::string name = command.substr(0, command.find(' '));
+    const RunResult help = run_quantlab(name + " --help");
+    EXPECT_EQ(help.exit_code, 0);
+    EXPECT_NE(help.out.find("--compute"), std::string::npos) << help.out;
+    const RunResult bad = run_quantlab(command + " --compute bf16");
+    EXPECT_EQ(bad.exit_code, 2) << bad.err;
+    EXPECT_NE(bad.err.find("quantlab: error:"), std::string::npos) << bad.err;
+    EXPECT_NE(bad.err.find("--compute"), std::string::npos) << bad.err;
+  }
 }
 
 }  // namespace
