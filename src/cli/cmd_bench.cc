@@ -8,8 +8,6 @@
 #include <fmt/format.h>
 
 #include <CLI/CLI.hpp>
-
-#include <algorithm>
 #include <chrono>
 #include <ctime>
 #include <fstream>
@@ -59,13 +57,10 @@ eval::BenchResults prepare(const BenchArgs& a, bench::BenchPlan& plan) {
     if (!names.insert(models.back().name).second)
       fail(ErrorKind::kUsage, "--model: the name '{}' is used twice", models.back().name);
   }
-  for (bench::ModelEntry& m : models) m.compute = kernels::compute_name(a.compute);
-  for (const std::string& spec : a.model_compute) {
-    const size_t eq = spec.find('=');
-    const auto named = std::find_if(models.begin(), models.end(), [&](const auto& m) { return m.name == spec.substr(0, eq); });
-    if (eq == std::string::npos || named == models.end())
-      fail(ErrorKind::kUsage, "--model-compute {}: expected NAME=exact|int8 with NAME one of the --model names", spec);
-    named->compute = kernels::compute_name(kernels::parse_compute(spec.substr(eq + 1)));
+  const std::map<std::string, kernels::Compute> computes = parse_model_compute(a.model_compute, names);
+  for (bench::ModelEntry& m : models) {
+    const auto named = computes.find(m.name);
+    m.compute = kernels::compute_name(named == computes.end() ? a.compute : named->second);
   }
   eval::BenchSettings& s = results.settings;
   s = bench::make_bench_settings(

@@ -4,10 +4,10 @@
 // set of quantized files (mixed plans, recipes, other tools'), beside `retention`, which quantizes
 // uniform widths itself.
 #include <CLI/CLI.hpp>
-
-#include <algorithm>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+
+#include <set>
 
 #include "analysis/output_retention.h"
 #include "cli/commands.h"
@@ -42,13 +42,9 @@ void run_divergence(const DivergenceArgs& a) {
   }
   analysis::OutputRetentionOptions o;
   o.fused_compute = a.fused_compute;
-  for (const std::string& spec : a.model_compute) {
-    const size_t eq = spec.find('=');
-    const std::string name = spec.substr(0, eq);
-    if (eq == std::string::npos || std::none_of(models.begin(), models.end(), [&](const auto& m) { return m.first == name; }))
-      fail(ErrorKind::kUsage, "--model-compute {}: expected NAME=exact|int8 with NAME one of the --model names", spec);
-    o.model_compute[name] = kernels::parse_compute(spec.substr(eq + 1));
-  }
+  std::set<std::string> names;
+  for (const auto& m : models) names.insert(m.first);
+  o.model_compute = parse_model_compute(a.model_compute, names);
   o.base_dir = a.base;
   o.fused_dir = a.fused;
   o.suite_path = a.suite;

@@ -41,6 +41,18 @@ void add_compute_option(CLI::App* cmd, kernels::Compute* compute) {
       ->check(CLI::IsMember({"exact", "int8"}));
 }
 
+std::map<std::string, kernels::Compute> parse_model_compute(const std::vector<std::string>& specs,
+                                                            const std::set<std::string>& names) {
+  std::map<std::string, kernels::Compute> computes;
+  for (const std::string& spec : specs) {
+    const size_t eq = spec.find('=');
+    if (eq == std::string::npos || !names.count(spec.substr(0, eq)))
+      fail(ErrorKind::kUsage, "--model-compute {}: expected NAME=exact|int8 with NAME one of the --model names", spec);
+    computes[spec.substr(0, eq)] = kernels::parse_compute(spec.substr(eq + 1));
+  }
+  return computes;
+}
+
 NamedDir parse_named_dir(const std::string& text) {
   const size_t eq = text.find('=');
   if (eq == std::string::npos) return {std::filesystem::path(text).lexically_normal().filename().string(), text};

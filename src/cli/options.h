@@ -3,8 +3,11 @@
 
 #include <CLI/CLI.hpp>
 
+#include <map>
 #include <optional>
+#include <set>
 #include <string>
+#include <vector>
 
 #include "core/dtype.h"
 #include "kernels/kernels.h"
@@ -21,6 +24,10 @@ void add_dtype_option(CLI::App* cmd, std::string* dtype, const std::string& what
 std::optional<DType> parse_dtype_flag(const std::string& value);
 // --compute exact|int8 (docs/compute-paths.md): the arithmetic of the quantized matrices' products.
 void add_compute_option(CLI::App* cmd, kernels::Compute* compute);
+// The values of --model-compute NAME=exact|int8 (bench, divergence), by NAME; Error(kUsage) naming the
+// value when it is not NAME=PATH or NAME is not one of `names` (the --model names).
+std::map<std::string, kernels::Compute> parse_model_compute(const std::vector<std::string>& specs,
+                                                            const std::set<std::string>& names);
 // A --model value: "NAME=DIR", or a bare DIR named after its last path component.
 struct NamedDir {
   std::string name, dir;

@@ -137,15 +137,8 @@ struct RowParams {
 
 // Converts row r's scales (times dx) and biases; the padding past the last group stays zero.
 QL_VNNI_TARGET void LoadRowParams(const MatrixView& w, size_t r, const Activations& a, RowParams& out) {
-  const size_t groups = w.groups_per_row(), size = dtype_size(w.scale_type);
-  const auto* scales = static_cast<const uint8_t*>(w.scales) + r * groups * size;
-  const auto* biases = static_cast<const uint8_t*>(w.biases) + r * groups * size;
-  for (size_t g = 0; g < groups; g += 16) {
-    const __mmask16 m = FirstLanes(groups - g);
-    const __m512 s = LoadParams16(w.scale_type, scales + g * size, m);
-    _mm512_mask_storeu_ps(out.combined.data() + g, m, _mm512_mul_ps(s, _mm512_maskz_loadu_ps(m, a.scale.data() + g)));
-    _mm512_mask_storeu_ps(out.bias.data() + g, m, LoadParams16(w.scale_type, biases + g * size, m));
-  }
+  const size_t groups = w.groups_per_row();
+  ConvertRowParams(w, r, a.scale.data(), out.combined.data(), out.bias.data());
   // Steps past the last group read up to three more (at zero codes); a wider matrix's leftovers there
   // could be inf, and 0 · inf is NaN.
   std::fill(out.combined.begin() + groups, out.combined.begin() + groups + 16, 0.0f);

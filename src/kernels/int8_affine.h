@@ -22,7 +22,7 @@
 
 namespace quantlab::kernels::int8 {
 
-// Chunks of 64 codes are the unit of the VNNI kernel (one 512-bit VPDPBUSD).
+// Bytes of one 512-bit activation load (zero slack after the padded values).
 constexpr size_t kChunk = 64;
 
 // One activation vector quantized per group.
@@ -31,11 +31,10 @@ struct Activations {
   size_t group_size = 0;
   std::vector<int8_t> q;        // padded with zeros to a multiple of 128 (+ 64 bytes of slack)
   std::vector<int8_t> nibbles;  // q in 4-bit step order: per 128 values, the even ones, then the odd ones
-  std::vector<float> scale;   // dx_g per group, zero-padded by one chunk's groups
+  std::vector<float> scale;   // dx_g per group, zero-padded to whole 16-lane vectors plus one
   std::vector<float> sum;     // X_g per group (f32, summed in order), zero-padded likewise
 
   size_t groups() const { return group_size ? cols / group_size : 0; }
-  size_t chunks() const { return (cols + kChunk - 1) / kChunk; }
   // The activation bytes of the kernels' steps at `bits` (int8_x86.h, Step).
   const int8_t* step_bytes(int bits) const { return bits == 4 ? nibbles.data() : q.data(); }
 };
@@ -50,6 +49,44 @@ void dequantize_activations(const Activations& a, float* out);
 // The n rows of x [n, cols] as the int8 path sees them (each quantized per group, then dequantized):
 // the input of the exact kernels where the int8 kernels do not run.
 std::vector<float> rounded_activations(const float* x, size_t n, size_t cols, size_t group_size);
+
+// Whether a view's products take the int8 path (affine, Compute::kInt8).
+inline bool uses_int8(const MatrixView& w) { return w.type == WeightType::kAffine && w.compute == Compute::kInt8; }
+
+inline size_t tokens_of(const MatvecJob&) { return 1; }
+inline size_t tokens_of(const MatmulJob& job) { return job.n; }
+
+// The index of the first of `owners` that reads its activations as `job` does (the same x, tokens,
+// columns and group size), or owners.size(): the jobs of a batch that share one rounding of their input
+// (q/k/v, gate/up, the experts of one token).
+template <class Job>
+size_t shared_input(const std::vector<Job>& owners, const Job& job) {
+  size_t i = 0;
+  while (i < owners.size() && !(owners[i].x == job.x && tokens_of(owners[i]) == tokens_of(job) &&
+                                owners[i].w.group_size == job.w.group_size && owners[i].w.cols == job.w.cols))
+    ++i;
+  return i;
+}
+
+// Turns the int8 jobs among jobs[0, count) into exact jobs on int8-rounded activations, rounded once per
+// shared input and kept in `rounded` (which must outlive the jobs): the int8 path where its kernels do
+// not run.
+template <class Job>
+void lower_to_exact(Job* jobs, size_t count, std::vector<std::vector<float>>& rounded) {
+  std::vector<Job> owners;  // the first job of each input, as it was before lowering
+  const size_t first = rounded.size();
+  for (size_t j = 0; j < count; ++j) {
+    Job& job = jobs[j];
+    if (!uses_int8(job.w)) continue;
+    const size_t r = shared_input(owners, job);
+    if (r == owners.size()) {
+      owners.push_back(job);
+      rounded.push_back(rounded_activations(job.x, tokens_of(job), job.w.cols, static_cast<size_t>(job.w.group_size)));
+    }
+    job.x = rounded[first + r].data();
+    job.w.compute = Compute::kExact;
+  }
+}
 
 // The scalar reference of one row (integer sums in int64, combined in double): the value the kernels
 // approximate to f32 rounding.

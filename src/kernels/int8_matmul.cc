@@ -50,7 +50,7 @@ template <int kBits>
 QL_VNNI_TARGET void UnpackQuad(const MatrixView& w, size_t first, size_t rows, size_t steps, QuadBuffers& b) {
   using S = Step<kBits>;
   static const ChunkTables tables(kBits);
-  const size_t row_bytes = w.packed_words_per_row() * 4, groups = w.groups_per_row(), size = dtype_size(w.scale_type);
+  const size_t row_bytes = w.packed_words_per_row() * 4;
   const __mmask64 full = FirstBytes(S::kBytes), last = FirstBytes(row_bytes - (steps - 1) * S::kBytes);
   for (size_t r = 0; r < kRows; ++r) {
     uint8_t* out = b.codes.data() + r * b.stride;
@@ -68,13 +68,7 @@ QL_VNNI_TARGET void UnpackQuad(const MatrixView& w, size_t first, size_t rows, s
       StepCodes<kBits>(row, s, s + 1 < steps ? full : last, tables, codes);
       for (int p = 0; p < S::kVectors; ++p) _mm512_storeu_si512(out + (s * S::kVectors + p) * 64, codes[p]);
     }
-    const auto* sc = static_cast<const uint8_t*>(w.scales) + (first + r) * groups * size;
-    const auto* bi = static_cast<const uint8_t*>(w.biases) + (first + r) * groups * size;
-    for (size_t g = 0; g < groups; g += 16) {
-      const __mmask16 m = FirstLanes(groups - g);
-      _mm512_mask_storeu_ps(scale + g, m, LoadParams16(w.scale_type, sc + g * size, m));
-      _mm512_mask_storeu_ps(bias + g, m, LoadParams16(w.scale_type, bi + g * size, m));
-    }
+    ConvertRowParams(w, first + r, nullptr, scale, bias);
   }
 }
 
@@ -181,16 +175,13 @@ void rows_tokens_vnni(const MatrixView& w, size_t first, size_t count, const Act
 void matmul_vnni_batch(const MatmulJob* jobs, size_t count, ThreadPool& pool) {
   // The tokens of each distinct input, quantized in parallel.
   std::vector<std::vector<Activations>> inputs;
-  std::vector<size_t> input_of(count), owner;
+  std::vector<size_t> input_of(count);
+  std::vector<MatmulJob> owners;
   for (size_t j = 0; j < count; ++j) {
     const MatmulJob& job = jobs[j];
-    size_t i = 0;
-    while (i < owner.size() && !(jobs[owner[i]].x == job.x && jobs[owner[i]].n == job.n &&
-                                 jobs[owner[i]].w.group_size == job.w.group_size && jobs[owner[i]].w.cols == job.w.cols))
-      ++i;
-    input_of[j] = i;
-    if (i < owner.size()) continue;
-    owner.push_back(j);
+    input_of[j] = shared_input(owners, job);
+    if (input_of[j] < owners.size()) continue;
+    owners.push_back(job);
     std::vector<Activations>& tokens = inputs.emplace_back(job.n);
     pool.parallel_for(job.n, 8, [&](size_t begin, size_t end, size_t) {
       for (size_t t = begin; t < end; ++t)

@@ -15,6 +15,7 @@
 #include <cstdint>
 
 #include "core/dtype.h"
+#include "kernels/kernels.h"
 
 #define QL_HAVE_VNNI_KERNEL 1
 #define QL_VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx512vbmi")))
@@ -71,6 +72,22 @@ struct Step {
   static constexpr size_t kBytes = kCodes * kBits / 8;
   static constexpr int kVectors = kBits == 4 ? 2 : 1;
 };
+
+// Row r's scales (times times[g] when `times` is not null) and biases as f32, groups_per_row of each;
+// nothing past them is written.
+QL_VNNI_TARGET inline void ConvertRowParams(const MatrixView& w, size_t r, const float* times, float* scale,
+                                            float* bias) {
+  const size_t groups = w.groups_per_row(), size = dtype_size(w.scale_type);
+  const auto* scales = static_cast<const uint8_t*>(w.scales) + r * groups * size;
+  const auto* biases = static_cast<const uint8_t*>(w.biases) + r * groups * size;
+  for (size_t g = 0; g < groups; g += 16) {
+    const __mmask16 m = FirstLanes(groups - g);
+    __m512 s = LoadParams16(w.scale_type, scales + g * size, m);
+    if (times) s = _mm512_mul_ps(s, _mm512_maskz_loadu_ps(m, times + g));
+    _mm512_mask_storeu_ps(scale + g, m, s);
+    _mm512_mask_storeu_ps(bias + g, m, LoadParams16(w.scale_type, biases + g * size, m));
+  }
+}
 
 // The code vectors of step s of a row (load_mask: the step's bytes, fewer in a row's last step).
 template <int kBits>

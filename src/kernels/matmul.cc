@@ -392,13 +392,9 @@ void matmul_batch(const MatmulJob* jobs, size_t count, ThreadPool& pool) {
   const size_t matvec_max_tokens = HWY_DYNAMIC_DISPATCH(MatvecMaxTokensImpl)();
   std::vector<MatvecJob> single;  // one matvec per token of the jobs with few tokens
   std::vector<MatmulJob> work;
-  // Int8 jobs of many tokens run the VNNI kernel, or else the exact tiles on int8-rounded activations,
-  // rounded once per distinct X and group size.
+  // Int8 jobs of many tokens run the VNNI kernel, or else the exact tiles on int8-rounded activations.
   std::vector<MatmulJob> int8_work;
   const bool vnni = int8::vnni_available();
-  std::vector<std::vector<float>> rounded;
-  std::vector<size_t> rounded_owner;
-  rounded.reserve(count);
   for (size_t j = 0; j < count; ++j) {
     const MatmulJob& job = jobs[j];
     check_matrix_view(job.w, "matmul");
@@ -411,25 +407,10 @@ void matmul_batch(const MatmulJob* jobs, size_t count, ThreadPool& pool) {
       for (size_t i = 0; i < job.n; ++i) single.push_back({job.w, job.x + i * job.w.cols, job.y + i * job.w.rows});
       continue;
     }
-    const bool int8 = job.w.type == WeightType::kAffine && job.w.compute == Compute::kInt8;
-    if (int8 && vnni) {
-      int8_work.push_back(job);
-      continue;
-    }
-    work.push_back(job);
-    if (!int8) continue;
-    size_t r = 0;
-    while (r < rounded_owner.size() && !(jobs[rounded_owner[r]].x == job.x && jobs[rounded_owner[r]].n == job.n &&
-                                         jobs[rounded_owner[r]].w.group_size == job.w.group_size &&
-                                         jobs[rounded_owner[r]].w.cols == job.w.cols))
-      ++r;
-    if (r == rounded_owner.size()) {
-      rounded.push_back(int8::rounded_activations(job.x, job.n, job.w.cols, static_cast<size_t>(job.w.group_size)));
-      rounded_owner.push_back(j);
-    }
-    work.back().x = rounded[r].data();
-    work.back().w.compute = Compute::kExact;
+    (vnni && int8::uses_int8(job.w) ? int8_work : work).push_back(job);
   }
+  std::vector<std::vector<float>> rounded;
+  int8::lower_to_exact(work.data(), work.size(), rounded);
   if (!single.empty()) matvec_batch(single.data(), single.size(), pool);
   if (!work.empty()) HWY_DYNAMIC_DISPATCH(MatmulBatchImpl)(work.data(), work.size(), pool);
   if (!int8_work.empty()) int8::matmul_vnni_batch(int8_work.data(), int8_work.size(), pool);

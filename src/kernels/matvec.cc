@@ -236,7 +236,7 @@ struct BatchInputs {
   std::vector<AffineActivations> activations;
   std::vector<size_t> owner;  // per activation: the job index that prepared it
   std::vector<int8::Activations> int8_activations;
-  std::vector<size_t> int8_owner;
+  std::vector<MatvecJob> int8_owner;  // per int8 activation: the first job that reads it
 
   size_t Find(const MatvecJob* jobs, const MatvecJob& job) const {
     for (size_t i = 0; i < owner.size(); ++i) {
@@ -248,15 +248,12 @@ struct BatchInputs {
   }
 
   // The int8 activations of an int8 job, quantized by the first job with the same x and group size.
-  const int8::Activations* Int8For(const MatvecJob* jobs, size_t j) {
-    const MatvecJob& job = jobs[j];
-    for (size_t i = 0; i < int8_owner.size(); ++i) {
-      const MatvecJob& o = jobs[int8_owner[i]];
-      if (o.x == job.x && o.w.group_size == job.w.group_size && o.w.cols == job.w.cols) return &int8_activations[i];
-    }
+  const int8::Activations* Int8For(const MatvecJob& job) {
+    const size_t i = int8::shared_input(int8_owner, job);
+    if (i < int8_owner.size()) return &int8_activations[i];
     int8_activations.emplace_back();
     int8::quantize_activations(job.x, job.w.cols, static_cast<size_t>(job.w.group_size), int8_activations.back());
-    int8_owner.push_back(j);
+    int8_owner.push_back(job);
     return &int8_activations.back();
   }
 };
@@ -278,7 +275,7 @@ std::vector<PreparedJob> PrepareJobs(const MatvecJob* jobs, size_t count, BatchI
       case WeightType::kAffine: break;
     }
     if (job.w.compute == Compute::kInt8) {
-      p.x8 = inputs.Int8For(jobs, j);
+      p.x8 = inputs.Int8For(job);
       p.run = RunInt8Quads;
       continue;
     }
@@ -332,28 +329,12 @@ HWY_EXPORT(MatvecBatchImpl);
 
 namespace {
 
-bool is_int8(const MatrixView& w) { return w.type == WeightType::kAffine && w.compute == Compute::kInt8; }
-
-// Without the VNNI kernel, int8 jobs become exact jobs on int8-rounded activations (one rounding per
-// distinct input vector and group size), so the path means the same arithmetic on every CPU.
+// Without the VNNI kernel, int8 jobs become exact jobs on int8-rounded activations, so the path means the
+// same arithmetic on every CPU.
 void run_int8_as_exact(const MatvecJob* jobs, size_t count, ThreadPool& pool) {
   std::vector<MatvecJob> lowered(jobs, jobs + count);
   std::vector<std::vector<float>> rounded;
-  std::vector<size_t> owner;
-  rounded.reserve(count);
-  for (size_t j = 0; j < count; ++j) {
-    if (!is_int8(lowered[j].w)) continue;
-    size_t r = 0;
-    while (r < owner.size() && !(jobs[owner[r]].x == jobs[j].x && jobs[owner[r]].w.group_size == jobs[j].w.group_size &&
-                                 jobs[owner[r]].w.cols == jobs[j].w.cols))
-      ++r;
-    if (r == owner.size()) {
-      rounded.push_back(int8::rounded_activations(jobs[j].x, 1, jobs[j].w.cols, static_cast<size_t>(jobs[j].w.group_size)));
-      owner.push_back(j);
-    }
-    lowered[j].x = rounded[r].data();
-    lowered[j].w.compute = Compute::kExact;
-  }
+  int8::lower_to_exact(lowered.data(), count, rounded);
   HWY_DYNAMIC_DISPATCH(MatvecBatchImpl)(lowered.data(), count, pool);
 }
 
@@ -363,7 +344,7 @@ void matvec_batch(const MatvecJob* jobs, size_t count, ThreadPool& pool) {
   bool any_int8 = false;
   for (size_t j = 0; j < count; ++j) {
     check_matrix_view(jobs[j].w, "matvec");
-    any_int8 = any_int8 || is_int8(jobs[j].w);
+    any_int8 = any_int8 || int8::uses_int8(jobs[j].w);
   }
   if (any_int8 && !int8::vnni_available()) return run_int8_as_exact(jobs, count, pool);
   HWY_DYNAMIC_DISPATCH(MatvecBatchImpl)(jobs, count, pool);
