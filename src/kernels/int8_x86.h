@@ -6,8 +6,10 @@
 #if defined(__x86_64__) && defined(__GNUC__)
 // GCC 12 reports its own _mm512_undefined_* pass-through operands (the unmasked forms of VCVTPH2PS,
 // VPERMB, VPMULTISHIFTQB, ...) as maybe-uninitialized once inlined (GCC bug 105593); they are not.
+#if !defined(__clang__)  // clang has no -Wmaybe-uninitialized (and no such false positive)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
 #include <immintrin.h>
 
 #include <algorithm>
