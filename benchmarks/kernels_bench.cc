@@ -150,14 +150,22 @@ void run_matvec(benchmark::State& state, const MatrixView& v) {
   report_bandwidth(state, static_cast<double>(weight_bytes(v)));
 }
 
-// Args: bits, rows, group size, scale dtype (0 f16, 1 bf16, 2 f32), compute (0 exact, 1 int8); cols = 1024.
+// The compute path of a benchmark's compute argument: 0 exact, 1 int8, 2 bf16.
+quantlab::kernels::Compute compute_arg(int64_t arg) {
+  const quantlab::kernels::Compute paths[] = {quantlab::kernels::Compute::kExact, quantlab::kernels::Compute::kInt8,
+                                              quantlab::kernels::Compute::kBf16};
+  return paths[arg];
+}
+
+// Args: bits, rows, group size, scale dtype (0 f16, 1 bf16, 2 f32), compute (0 exact, 1 int8, 2 bf16);
+// cols = 1024.
 void BM_MatvecAffine(benchmark::State& state) {
   const int bits = static_cast<int>(state.range(0));
   const DType scale_types[] = {DType::kF16, DType::kBF16, DType::kF32};
   Stored s;
   MatrixView v = affine_view(s, state.range(1), 1024, bits, static_cast<int>(state.range(2)),
                              scale_types[state.range(3)]);
-  if (state.range(4)) v.compute = quantlab::kernels::Compute::kInt8;
+  v.compute = compute_arg(state.range(4));
   run_matvec(state, v);
 }
 
@@ -182,10 +190,10 @@ void BM_MatvecFloat(benchmark::State& state) {
 // The decode of a Qwen3-0.6B-shaped layer stack without the rest of the engine: per layer, q/k/v as one
 // batch, o, gate/up as one batch, down; 28 layers, so the weights (~90-300 MB) stream from DRAM as in
 // the engine. Separates what the matvec and the pool lose on 1-4 MB matrices from the engine's own work.
-// Args: bits, compute (0 exact, 1 int8).
+// Args: bits, compute (0 exact, 1 int8, 2 bf16).
 void BM_MatvecLayerStack(benchmark::State& state) {
   const int bits = static_cast<int>(state.range(0));
-  const auto compute = state.range(1) ? quantlab::kernels::Compute::kInt8 : quantlab::kernels::Compute::kExact;
+  const auto compute = compute_arg(state.range(1));
   constexpr size_t kLayers = 28, H = 1024, Q = 2048, KV = 1024, I = 3072;
   struct Shape { size_t rows, cols; };
   const Shape shapes[] = {{Q, H}, {KV, H}, {KV, H}, {H, Q}, {I, H}, {I, H}, {H, I}};
@@ -299,13 +307,13 @@ void BM_QuantizeF16(benchmark::State& state) {
 BENCHMARK(BM_MemoryBandwidth)->Unit(benchmark::kMillisecond)->MinTime(1.0)->UseRealTime();
 BENCHMARK(BM_FmaPeak)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_MatvecAffine)
-    ->ArgNames({"bits", "rows", "group", "scale", "int8"})
-    ->ArgsProduct({{2, 3, 4, 5, 6, 7, 8}, {1024, 3072, 151936}, {64}, {0}, {0, 1}})
-    ->ArgsProduct({{4}, {3072}, {32, 128}, {0}, {0, 1}})
+    ->ArgNames({"bits", "rows", "group", "scale", "compute"})
+    ->ArgsProduct({{2, 3, 4, 5, 6, 7, 8}, {1024, 3072, 151936}, {64}, {0}, {0, 1, 2}})
+    ->ArgsProduct({{4}, {3072}, {32, 128}, {0}, {0, 1, 2}})
     ->ArgsProduct({{4}, {3072}, {64}, {1, 2}, {0}})
     ->Unit(benchmark::kMicrosecond)
     ->UseRealTime();
-BENCHMARK(BM_MatvecLayerStack)->ArgNames({"bits", "int8"})->ArgsProduct({{8, 6, 4}, {0, 1}})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_MatvecLayerStack)->ArgNames({"bits", "compute"})->ArgsProduct({{8, 6, 4}, {0, 1, 2}})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_AttendDecode)->ArgName("n_ctx")->Arg(64)->Arg(1024)->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(BM_MatvecFloat)
     ->ArgNames({"type", "rows"})

@@ -95,10 +95,10 @@ TEST_F(BenchCli, UsageErrors) {
                      "expected NAME=DIR");
   expect_input_error(bench("--model a=" + shell_quote(q("8")) + " --model-compute b=int8 --suite " +
                            shell_quote(kSeed5) + out_flags()),
-                     kUsage, "--model-compute b=int8: expected NAME=exact|int8 with NAME one of the --model names");
+                     kUsage, "--model-compute b=int8: expected NAME=exact|int8|bf16 with NAME one of the --model names");
   expect_input_error(bench("--model a=" + shell_quote(q("8")) + " --model-compute a=fp8 --suite " +
                            shell_quote(kSeed5) + out_flags()),
-                     kUsage, "'fp8' is not a compute path (exact or int8)");
+                     kUsage, "'fp8' is not a compute path (exact, int8 or bf16)");
   expect_input_error(bench("--model a=" + shell_quote(q("8")) + " --compute fp8 --suite " + shell_quote(kSeed5) +
                            out_flags()),
                      kUsage, "--compute");

@@ -122,7 +122,7 @@ void register_bench(CLI::App& app) {
   add_threads_option(cmd, &a->threads);
   add_compute_option(cmd, &a->compute);
   cmd->add_option("--model-compute", a->model_compute,
-                  "NAME=exact|int8: one model's arithmetic, past --compute (repeat; the same DIR under two names "
+                  "NAME=exact|int8|bf16: one model's arithmetic, past --compute (repeat; the same DIR under two names "
                   "measures what int8 costs)");
   cmd->add_flag("--thinking", a->thinking, "Render prompts with enable_thinking=true (default off)");
   cmd->add_flag("--no-cold", a->no_cold, "Skip the cold-cache load measurement");

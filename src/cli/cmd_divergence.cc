@@ -90,7 +90,7 @@ void register_divergence(CLI::App& app) {
          "Arithmetic of the reference model's quantized matrices: exact (default) or int8")
       ->check(CLI::IsMember({"exact", "int8"}));
   cmd->add_option("--model-compute", a->model_compute,
-                  "NAME=exact|int8: the arithmetic a --model runs with (repeat; default exact; docs/compute-paths.md)");
+                  "NAME=exact|int8|bf16: the arithmetic a --model runs with (repeat; default exact; docs/compute-paths.md)");
   add_threads_option(cmd, &a->threads);
   cmd->add_flag("--json", a->json, "Machine-readable output");
   cmd->callback([a] { run_divergence(*a); });

@@ -46,10 +46,10 @@ TEST(LogitsCommand, WritesReferenceLogits) {
   EXPECT_EQ(std::distance(fs::directory_iterator(tmp.path()), fs::directory_iterator()), 1);
 }
 
-// --compute int8 (docs/compute-paths.md) changes the products of quantized matrices only: a float
-// checkpoint's logits are the exact path's byte for byte, a quantized one's move by the activation
+// --compute int8 and bf16 (docs/compute-paths.md) change the products of quantized matrices only: a
+// float checkpoint's logits are the exact path's byte for byte, a quantized one's move by the activation
 // rounding (a little: same argmax at every position here) and generate --json names the path.
-TEST(LogitsCommand, ComputeInt8ChangesOnlyQuantizedMatrices) {
+TEST(LogitsCommand, RoundedComputePathsChangeOnlyQuantizedMatrices) {
   const std::string model = data_path("reference-models/qwen3moe-tiny");
   const std::string ids = "1,5,9,200,31,77,400,12,3,18,250,6,90,41";
   TempDir tmp;
@@ -61,21 +61,25 @@ TEST(LogitsCommand, ComputeInt8ChangesOnlyQuantizedMatrices) {
     EXPECT_EQ(r.exit_code, 0) << r.err;
     return read_tensor<float>(io::SafetensorsFile(out), "logits");
   };
-  EXPECT_EQ(logits(model, "exact"), logits(model, "int8"));
-  const auto exact = logits(quantized, "exact"), int8 = logits(quantized, "int8");
-  ASSERT_EQ(exact.size(), int8.size());
-  EXPECT_NE(exact, int8);
-  const size_t vocab = 512;
-  for (size_t i = 0; i < exact.size() / vocab; ++i) {
-    const auto row = [&](const std::vector<float>& l) { return std::max_element(l.begin() + i * vocab, l.begin() + (i + 1) * vocab) - l.begin(); };
-    EXPECT_EQ(row(exact), row(int8)) << "position " << i;
+  const auto exact = logits(quantized, "exact"), float_exact = logits(model, "exact");
+  for (const std::string path : {"int8", "bf16"}) {
+    SCOPED_TRACE(path);
+    EXPECT_EQ(float_exact, logits(model, path));
+    const auto rounded = logits(quantized, path);
+    ASSERT_EQ(exact.size(), rounded.size());
+    EXPECT_NE(exact, rounded);
+    const size_t vocab = 512;
+    for (size_t i = 0; i < exact.size() / vocab; ++i) {
+      const auto row = [&](const std::vector<float>& l) { return std::max_element(l.begin() + i * vocab, l.begin() + (i + 1) * vocab) - l.begin(); };
+      EXPECT_EQ(row(exact), row(rounded)) << "position " << i;
+    }
+    const RunResult g = run_quantlab("generate " + shell_quote(quantized) + " --ids " + ids + " --max-tokens 2 --compute " + path + " --json");
+    ASSERT_EQ(g.exit_code, 0) << g.err;
+    const auto j = nlohmann::json::parse(g.out);
+    EXPECT_EQ(j["compute"], path);
+    EXPECT_FALSE(j["compute_kernel"].get<std::string>().empty());
   }
-  const RunResult g = run_quantlab("generate " + shell_quote(quantized) + " --ids " + ids + " --max-tokens 2 --compute int8 --json");
-  ASSERT_EQ(g.exit_code, 0) << g.err;
-  const auto j = nlohmann::json::parse(g.out);
-  EXPECT_EQ(j["compute"], "int8");
-  EXPECT_FALSE(j["compute_kernel"].get<std::string>().empty());
-  const RunResult bad = run_quantlab("generate " + shell_quote(quantized) + " --ids 1 --compute bf16");
+  const RunResult bad = run_quantlab("generate " + shell_quote(quantized) + " --ids 1 --compute fp8");
   EXPECT_EQ(bad.exit_code, 2);
   EXPECT_NE(bad.err.find("quantlab: error:"), std::string::npos) << bad.err;
 }

@@ -36,9 +36,10 @@ std::optional<DType> parse_dtype_flag(const std::string& value) {
 void add_compute_option(CLI::App* cmd, kernels::Compute* compute) {
   cmd->add_option_function<std::string>(
          "--compute", [compute](const std::string& name) { *compute = kernels::parse_compute(name); },
-         "Arithmetic of quantized matrices: exact (f32 activations, default) or int8 (activations rounded "
-         "to int8 per group, integer dot products; docs/compute-paths.md)")
-      ->check(CLI::IsMember({"exact", "int8"}));
+         "Arithmetic of quantized matrices: exact (f32 activations, default), int8 (activations rounded "
+         "to int8 per group, integer dot products) or bf16 (activations rounded to bfloat16, as MLX "
+         "computes a bf16 model; docs/compute-paths.md)")
+      ->check(CLI::IsMember({"exact", "int8", "bf16"}));
 }
 
 std::map<std::string, kernels::Compute> parse_model_compute(const std::vector<std::string>& specs,
@@ -47,7 +48,7 @@ std::map<std::string, kernels::Compute> parse_model_compute(const std::vector<st
   for (const std::string& spec : specs) {
     const size_t eq = spec.find('=');
     if (eq == std::string::npos || !names.count(spec.substr(0, eq)))
-      fail(ErrorKind::kUsage, "--model-compute {}: expected NAME=exact|int8 with NAME one of the --model names", spec);
+      fail(ErrorKind::kUsage, "--model-compute {}: expected NAME=exact|int8|bf16 with NAME one of the --model names", spec);
     computes[spec.substr(0, eq)] = kernels::parse_compute(spec.substr(eq + 1));
   }
   return computes;

@@ -22,9 +22,9 @@ CLI::Validator group_size_check();
 // --dtype float16|bfloat16|float32
 void add_dtype_option(CLI::App* cmd, std::string* dtype, const std::string& what);
 std::optional<DType> parse_dtype_flag(const std::string& value);
-// --compute exact|int8 (docs/compute-paths.md): the arithmetic of the quantized matrices' products.
+// --compute exact|int8|bf16 (docs/compute-paths.md): the arithmetic of the quantized matrices' products.
 void add_compute_option(CLI::App* cmd, kernels::Compute* compute);
-// The values of --model-compute NAME=exact|int8 (bench, divergence), by NAME; Error(kUsage) naming the
+// The values of --model-compute NAME=exact|int8|bf16 (bench, divergence), by NAME; Error(kUsage) naming the
 // value when it is not NAME=PATH or NAME is not one of `names` (the --model names).
 std::map<std::string, kernels::Compute> parse_model_compute(const std::vector<std::string>& specs,
                                                             const std::set<std::string>& names);

@@ -3,9 +3,9 @@
 //
 // For a row with codes q, group scales s and biases b, and activations x quantized per group g as
 // x ≈ dx_g · qx (qx in [-127, 127], dx_g = max|x_g| / 127):
-//     y = Σ_g s_g · dx_g · Σ_{i∈g} q_i · qx_i  +  Σ_g b_g · X_g,     X_g = Σ_{i∈g} x_i (exact f32)
-// The integer sums are exact, so only the activation rounding and the f32 combination differ from the
-// exact path. Codes are unsigned (0 .. 2^bits − 1) and activations signed: the shape of x86's VPDPBUSD
+//     y = Σ_g s_g · dx_g · Σ_{i∈g} q_i · qx_i  +  Σ_g b_g · X_g,     X_g = dx_g · Σ_{i∈g} qx_i
+// that is, the product of the dequantized weights with the rounded activations. The integer sums are
+// exact, so only the activation rounding and the f32 combination differ from the exact path. Codes are unsigned (0 .. 2^bits − 1) and activations signed: the shape of x86's VPDPBUSD
 // (u8 × s8, four products into each int32 lane).
 //
 // Kernels: AVX-512 VNNI + VBMI (Ice Lake / Sapphire Rapids / Zen 4 and later) through target-attributed
@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "kernels/compute_paths.h"
 #include "kernels/kernels.h"
 
 namespace quantlab::kernels::int8 {
@@ -32,7 +33,7 @@ struct Activations {
   std::vector<int8_t> q;        // padded with zeros to a multiple of 128 (+ 64 bytes of slack)
   std::vector<int8_t> nibbles;  // q in 4-bit step order: per 128 values, the even ones, then the odd ones
   std::vector<float> scale;   // dx_g per group, zero-padded to whole 16-lane vectors plus one
-  std::vector<float> sum;     // X_g per group (f32, summed in order), zero-padded likewise
+  std::vector<float> sum;     // X_g = dx_g · Σ qx per group (the rounded values' sum), zero-padded likewise
 
   size_t groups() const { return group_size ? cols / group_size : 0; }
   // The activation bytes of the kernels' steps at `bits` (int8_x86.h, Step).
@@ -49,44 +50,6 @@ void dequantize_activations(const Activations& a, float* out);
 // The n rows of x [n, cols] as the int8 path sees them (each quantized per group, then dequantized):
 // the input of the exact kernels where the int8 kernels do not run.
 std::vector<float> rounded_activations(const float* x, size_t n, size_t cols, size_t group_size);
-
-// Whether a view's products take the int8 path (affine, Compute::kInt8).
-inline bool uses_int8(const MatrixView& w) { return w.type == WeightType::kAffine && w.compute == Compute::kInt8; }
-
-inline size_t tokens_of(const MatvecJob&) { return 1; }
-inline size_t tokens_of(const MatmulJob& job) { return job.n; }
-
-// The index of the first of `owners` that reads its activations as `job` does (the same x, tokens,
-// columns and group size), or owners.size(): the jobs of a batch that share one rounding of their input
-// (q/k/v, gate/up, the experts of one token).
-template <class Job>
-size_t shared_input(const std::vector<Job>& owners, const Job& job) {
-  size_t i = 0;
-  while (i < owners.size() && !(owners[i].x == job.x && tokens_of(owners[i]) == tokens_of(job) &&
-                                owners[i].w.group_size == job.w.group_size && owners[i].w.cols == job.w.cols))
-    ++i;
-  return i;
-}
-
-// Turns the int8 jobs among jobs[0, count) into exact jobs on int8-rounded activations, rounded once per
-// shared input and kept in `rounded` (which must outlive the jobs): the int8 path where its kernels do
-// not run.
-template <class Job>
-void lower_to_exact(Job* jobs, size_t count, std::vector<std::vector<float>>& rounded) {
-  std::vector<Job> owners;  // the first job of each input, as it was before lowering
-  const size_t first = rounded.size();
-  for (size_t j = 0; j < count; ++j) {
-    Job& job = jobs[j];
-    if (!uses_int8(job.w)) continue;
-    const size_t r = shared_input(owners, job);
-    if (r == owners.size()) {
-      owners.push_back(job);
-      rounded.push_back(rounded_activations(job.x, tokens_of(job), job.w.cols, static_cast<size_t>(job.w.group_size)));
-    }
-    job.x = rounded[first + r].data();
-    job.w.compute = Compute::kExact;
-  }
-}
 
 // The scalar reference of one row (integer sums in int64, combined in double): the value the kernels
 // approximate to f32 rounding.

@@ -36,18 +36,18 @@ TEST(Int8Activations, ScalePerGroupIsMaxOver127AndRoundingIsWithinHalfAStep) {
   ASSERT_EQ(a.groups(), 4u);
   EXPECT_EQ(a.scale[1], 0.0f);
   for (size_t g = 0; g < 4; ++g) {
-    float amax = 0.0f, sum = 0.0f;
-    int qmax = 0;
+    float amax = 0.0f;
+    int qmax = 0, qsum = 0;
     for (size_t i = g * 64; i < (g + 1) * 64; ++i) {
       amax = std::max(amax, std::fabs(x[i]));
-      sum += x[i];
+      qsum += a.q[i];
       qmax = std::max(qmax, std::abs(static_cast<int>(a.q[i])));
       if (a.scale[g] > 0.0f) {
         EXPECT_LE(std::fabs(a.scale[g] * a.q[i] - x[i]), a.scale[g] * 0.5f * (1 + 1e-5f)) << i;
       }
     }
     EXPECT_EQ(a.scale[g], amax / 127.0f);
-    EXPECT_EQ(a.sum[g], sum);
+    EXPECT_EQ(a.sum[g], a.scale[g] * static_cast<float>(qsum)) << "the bias term's sum is of the rounded values";
     EXPECT_EQ(qmax, g == 1 ? 0 : 127);
   }
   for (size_t i = x.size(); i < a.q.size(); ++i) ASSERT_EQ(a.q[i], 0) << "padding " << i;
@@ -61,6 +61,7 @@ TEST(Int8Activations, NonFiniteGroupsPropagateAsNaN) {
   int8::quantize_activations(x.data(), x.size(), 64, a);
   EXPECT_EQ(a.scale[0], 0.5f / 127.0f);
   EXPECT_TRUE(std::isnan(a.scale[1]));
+  EXPECT_TRUE(std::isnan(a.sum[1]));
   for (size_t i = 64; i < 128; ++i) ASSERT_EQ(a.q[i], 0) << i;
   std::mt19937 rng(1);
   const AffineMatrix m = testing::quantized_random(rng, 4, 128, 4, 64, DType::kF16);
@@ -85,7 +86,7 @@ TEST(Int8Activations, ParseComputeNamesTheChoices) {
     FAIL() << "no error";
   } catch (const Error& e) {
     EXPECT_EQ(e.kind(), ErrorKind::kUsage);
-    EXPECT_NE(std::string(e.what()).find("exact or int8"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("exact, int8 or bf16"), std::string::npos) << e.what();
   }
 }
 

@@ -22,14 +22,18 @@ namespace quantlab::kernels {
 // arithmetic on the decoded weights, the reference of every correctness test. kInt8: activations
 // rounded per weight group to int8 (scale = max|x|/127) and integer dot products against the unpacked
 // codes (AVX-512 VNNI where the CPU has it), the bias term applied once per group from the exact f32
-// group sums: w·x = Σ_g s_g·dx_g·Σ q·qx + b_g·Σ x. Float matrices ignore it (always exact).
-enum class Compute : uint8_t { kExact, kInt8 };
+// group sums: w·x = Σ_g s_g·dx_g·Σ q·qx + b_g·Σ x. kBf16: activations rounded to bfloat16 (what MLX
+// computes with for a bf16 model), products of codes and activations exact in f32 (AVX512-BF16 dot
+// products where the CPU has them), w·x = Σ_g s_g·Σ q·x̃ + b_g·Σ x̃. Float matrices ignore it (always
+// exact).
+enum class Compute : uint8_t { kExact, kInt8, kBf16 };
 
-// "exact" / "int8"; parse_compute throws Error(kUsage) naming the accepted values.
+// "exact" / "int8" / "bf16"; parse_compute throws Error(kUsage) naming the accepted values.
 const char* compute_name(Compute c);
 Compute parse_compute(const std::string& name);
-// What runs a path on this CPU: the Highway target for exact, "AVX512_VNNI" for int8 with its kernel,
-// "exact kernels on int8-rounded activations" where the int8 kernel cannot run.
+// What runs a path's decode on this CPU: the Highway target for exact, "AVX512_VNNI" for int8 and
+// "AVX512_BF16" for bf16 with their kernels, "exact kernels on int8-rounded activations" (or
+// bf16-rounded) where the path's kernel cannot run.
 const char* compute_kernel(Compute c);
 
 // A row-major weight matrix [rows (out features), cols (in features)], as stored.

@@ -24,6 +24,7 @@
 #include "hwy/highway.h"
 #include "kernels/affine_unpack-inl.h"
 #include "kernels/convert-inl.h"
+#include "kernels/compute_paths.h"
 #include "kernels/int8_affine.h"
 #include "kernels/kernels.h"
 #include "kernels/matrix_checks.h"
@@ -392,7 +393,8 @@ void matmul_batch(const MatmulJob* jobs, size_t count, ThreadPool& pool) {
   const size_t matvec_max_tokens = HWY_DYNAMIC_DISPATCH(MatvecMaxTokensImpl)();
   std::vector<MatvecJob> single;  // one matvec per token of the jobs with few tokens
   std::vector<MatmulJob> work;
-  // Int8 jobs of many tokens run the VNNI kernel, or else the exact tiles on int8-rounded activations.
+  // Int8 jobs of many tokens run the VNNI kernel, or else the exact tiles on int8-rounded activations;
+  // bf16 jobs run the exact tiles on bf16-rounded activations (no bf16 prefill kernel, docs/compute-paths.md).
   std::vector<MatmulJob> int8_work;
   const bool vnni = int8::vnni_available();
   for (size_t j = 0; j < count; ++j) {
@@ -407,10 +409,10 @@ void matmul_batch(const MatmulJob* jobs, size_t count, ThreadPool& pool) {
       for (size_t i = 0; i < job.n; ++i) single.push_back({job.w, job.x + i * job.w.cols, job.y + i * job.w.rows});
       continue;
     }
-    (vnni && int8::uses_int8(job.w) ? int8_work : work).push_back(job);
+    (vnni && uses_rounded_path(job.w) && job.w.compute == Compute::kInt8 ? int8_work : work).push_back(job);
   }
   std::vector<std::vector<float>> rounded;
-  int8::lower_to_exact(work.data(), work.size(), rounded);
+  lower_to_exact(work.data(), work.size(), rounded, [](const MatmulJob&) { return false; });
   if (!single.empty()) matvec_batch(single.data(), single.size(), pool);
   if (!work.empty()) HWY_DYNAMIC_DISPATCH(MatmulBatchImpl)(work.data(), work.size(), pool);
   if (!int8_work.empty()) int8::matmul_vnni_batch(int8_work.data(), int8_work.size(), pool);

@@ -57,12 +57,20 @@ void dequantize_group(const uint8_t* words, int bits, size_t count, float scale,
 
 }  // namespace
 
-const char* compute_name(Compute c) { return c == Compute::kInt8 ? "int8" : "exact"; }
+const char* compute_name(Compute c) {
+  switch (c) {
+    case Compute::kInt8: return "int8";
+    case Compute::kBf16: return "bf16";
+    case Compute::kExact: break;
+  }
+  return "exact";
+}
 
 Compute parse_compute(const std::string& name) {
   if (name == "exact") return Compute::kExact;
   if (name == "int8") return Compute::kInt8;
-  fail(ErrorKind::kUsage, "--compute: '{}' is not a compute path (exact or int8)", name);
+  if (name == "bf16") return Compute::kBf16;
+  fail(ErrorKind::kUsage, "--compute: '{}' is not a compute path (exact, int8 or bf16)", name);
 }
 
 MatrixView MatrixView::row_slice(size_t first, size_t count) const {

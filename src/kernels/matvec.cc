@@ -20,6 +20,8 @@
 #include "hwy/highway.h"
 #include "kernels/affine_unpack-inl.h"
 #include "kernels/convert-inl.h"
+#include "kernels/bf16_affine.h"
+#include "kernels/compute_paths.h"
 #include "kernels/int8_affine.h"
 #include "kernels/kernels.h"
 #include "kernels/matrix_checks.h"
@@ -171,6 +173,7 @@ struct PreparedJob {
   const AffineLayout* layout = nullptr;     // affine only
   const AffineActivations* x = nullptr;    // affine only
   const int8::Activations* x8 = nullptr;   // affine with Compute::kInt8 only
+  const bf16::Activations* xb = nullptr;   // affine with Compute::kBf16 only
   void (*run)(const PreparedJob&, size_t begin, size_t end) = nullptr;
 };
 
@@ -204,11 +207,28 @@ void RunFloatQuads(const PreparedJob& p, size_t begin, size_t end) {
   for (size_t r = begin * kQuad; r < last; ++r) p.job->y[r] = DotF32(p.job->x, data + r * w.cols, w.cols);
 }
 
-// Int8 jobs run through the VNNI kernel (int8_affine.h); matvec_batch lowers them to exact jobs on
-// int8-rounded activations where it cannot run.
+// Int8 jobs run through the VNNI kernel (int8_affine.h), bf16 jobs through the AVX512-BF16 kernel
+// (bf16_affine.h); matvec_batch lowers them to exact jobs on rounded activations where those cannot run.
 void RunInt8Quads(const PreparedJob& p, size_t begin, size_t end) {
   const size_t first = begin * kQuad, last = std::min(p.job->w.rows, end * kQuad);
   int8::rows_vnni(p.job->w, first, last - first, *p.x8, p.job->y + first);
+}
+
+void RunBf16Quads(const PreparedJob& p, size_t begin, size_t end) {
+  const size_t first = begin * kQuad, last = std::min(p.job->w.rows, end * kQuad);
+  bf16::rows_bf16(p.job->w, first, last - first, *p.xb, p.job->y + first);
+}
+
+// The activations of a rounded-path job, prepared by the first job of the batch with the same input
+// (compute_paths.h, shared_input); `owners` and `prepared` grow together.
+template <class Activations, class Prepare>
+const Activations* SharedActivations(std::vector<MatvecJob>& owners, std::vector<Activations>& prepared,
+                                     const MatvecJob& job, Prepare prepare) {
+  const size_t i = shared_input(owners, job);
+  if (i < owners.size()) return &prepared[i];
+  prepare(job.x, job.w.cols, static_cast<size_t>(job.w.group_size), prepared.emplace_back());
+  owners.push_back(job);
+  return &prepared.back();
 }
 
 // The per-width pieces of an affine job: its activation preparation and its quad kernel.
@@ -237,6 +257,8 @@ struct BatchInputs {
   std::vector<size_t> owner;  // per activation: the job index that prepared it
   std::vector<int8::Activations> int8_activations;
   std::vector<MatvecJob> int8_owner;  // per int8 activation: the first job that reads it
+  std::vector<bf16::Activations> bf16_activations;
+  std::vector<MatvecJob> bf16_owner;  // per bf16 activation: the first job that reads it
 
   size_t Find(const MatvecJob* jobs, const MatvecJob& job) const {
     for (size_t i = 0; i < owner.size(); ++i) {
@@ -246,22 +268,13 @@ struct BatchInputs {
     }
     return owner.size();
   }
-
-  // The int8 activations of an int8 job, quantized by the first job with the same x and group size.
-  const int8::Activations* Int8For(const MatvecJob& job) {
-    const size_t i = int8::shared_input(int8_owner, job);
-    if (i < int8_owner.size()) return &int8_activations[i];
-    int8_activations.emplace_back();
-    int8::quantize_activations(job.x, job.w.cols, static_cast<size_t>(job.w.group_size), int8_activations.back());
-    int8_owner.push_back(job);
-    return &int8_activations.back();
-  }
 };
 
 std::vector<PreparedJob> PrepareJobs(const MatvecJob* jobs, size_t count, BatchInputs& inputs) {
   inputs.layouts.reserve(count);  // PreparedJob keeps pointers into these vectors
   inputs.activations.reserve(count);
   inputs.int8_activations.reserve(count);
+  inputs.bf16_activations.reserve(count);
   std::vector<PreparedJob> prepared(count);
   for (size_t j = 0; j < count; ++j) {
     const MatvecJob& job = jobs[j];
@@ -275,8 +288,13 @@ std::vector<PreparedJob> PrepareJobs(const MatvecJob* jobs, size_t count, BatchI
       case WeightType::kAffine: break;
     }
     if (job.w.compute == Compute::kInt8) {
-      p.x8 = inputs.Int8For(job);
+      p.x8 = SharedActivations(inputs.int8_owner, inputs.int8_activations, job, int8::quantize_activations);
       p.run = RunInt8Quads;
+      continue;
+    }
+    if (job.w.compute == Compute::kBf16) {
+      p.xb = SharedActivations(inputs.bf16_owner, inputs.bf16_activations, job, bf16::prepare_activations);
+      p.run = RunBf16Quads;
       continue;
     }
     const AffineKernels kernels = AffineKernelsFor(job.w.bits);
@@ -329,24 +347,25 @@ HWY_EXPORT(MatvecBatchImpl);
 
 namespace {
 
-// Without the VNNI kernel, int8 jobs become exact jobs on int8-rounded activations, so the path means the
-// same arithmetic on every CPU.
-void run_int8_as_exact(const MatvecJob* jobs, size_t count, ThreadPool& pool) {
+// Rounded-path jobs whose kernel this CPU lacks become exact jobs on their rounded activations, so a
+// path means the same arithmetic on every CPU.
+void run_lowered(const MatvecJob* jobs, size_t count, ThreadPool& pool) {
   std::vector<MatvecJob> lowered(jobs, jobs + count);
   std::vector<std::vector<float>> rounded;
-  int8::lower_to_exact(lowered.data(), count, rounded);
+  lower_to_exact(lowered.data(), count, rounded,
+                 [](const MatvecJob& job) { return native_kernel_available(job.w.compute); });
   HWY_DYNAMIC_DISPATCH(MatvecBatchImpl)(lowered.data(), count, pool);
 }
 
 }  // namespace
 
 void matvec_batch(const MatvecJob* jobs, size_t count, ThreadPool& pool) {
-  bool any_int8 = false;
+  bool lower = false;
   for (size_t j = 0; j < count; ++j) {
     check_matrix_view(jobs[j].w, "matvec");
-    any_int8 = any_int8 || int8::uses_int8(jobs[j].w);
+    lower = lower || (uses_rounded_path(jobs[j].w) && !native_kernel_available(jobs[j].w.compute));
   }
-  if (any_int8 && !int8::vnni_available()) return run_int8_as_exact(jobs, count, pool);
+  if (lower) return run_lowered(jobs, count, pool);
   HWY_DYNAMIC_DISPATCH(MatvecBatchImpl)(jobs, count, pool);
 }
 
