@@ -77,7 +77,12 @@ TEST(ChangedInput, AnInputTruncatedWhileStreamedIsAnIoError) {
   const fs::path weights = copy_model(tool_calling::kFused, tmp / "in");
   const Finished f = run_changing_input(quantize_args(tmp / "in", tmp / "q"), "tensor:1", tmp.path(),
                                         [&] { fs::resize_file(weights, fs::file_size(weights) / 2); });
-  expect_io_error_and_no_output(f, weights, "truncated while being read", tmp / "q");
+  // Which check sees it first depends on where the reader thread stood when the process was stopped: a
+  // short pread ("truncated while being read") or the size check between tensors ("changed size while
+  // being read", what a loaded 2-core machine gave once in ~10 runs). Both are the same I/O error.
+  const bool short_read = f.err.find("truncated while being read") != std::string::npos;
+  expect_io_error_and_no_output(f, weights, short_read ? "truncated while being read" : "changed size while being read",
+                                tmp / "q");
 }
 
 TEST(ChangedInput, AMappedInputTruncatedUnderACopyIsAnIoError) {
