@@ -11,7 +11,8 @@
 # `quantlab synth --dtype float16` writes one checkpoint; quantlab runs it as it is and quantized to MLX
 # 8-bit and 4-bit with groups of 64 (8.5 and 4.5 bits per weight); gguf_export writes the same float16
 # weights as GGUF F16, Q8_0 and Q4_0 (8.5 and 4.5 bits per weight, ggml's reference rounding).
-# quantlab runs twice at 8 and 4 bits: exact (the default) and --compute int8 (system "quantlab-int8").
+# quantlab runs three times at 8 and 4 bits: exact (the default), --compute int8 (system "quantlab-int8")
+# and --compute bf16 (system "quantlab-bf16").
 # Per width and round: decode (a 16-token prompt, then DECODE greedy tokens, EOS ignored) and prefill of
 # PREFILL tokens, each a fresh process of either system, the order flipped every round. Results go to
 # DIR/results.jsonl, one line per run; peer_summary.mjs prints medians, ranges, fractions of the
@@ -99,9 +100,9 @@ echo "peer: $cpu, $threads threads, $rounds rounds; results in $results"
 for round in $(seq 1 "$rounds"); do
   for width in f16 8 4; do
     for mode in decode prefill; do
-      # quantlab-int8 (--compute int8) only where there are quantized matrices; the order rotates.
+      # The rounded paths (--compute int8, bf16) only where there are quantized matrices; the order rotates.
       systems=(llama.cpp quantlab)
-      [ "$width" != f16 ] && systems+=(quantlab-int8)
+      [ "$width" != f16 ] && systems+=(quantlab-int8 quantlab-bf16)
       order=()
       for i in "${!systems[@]}"; do order+=("${systems[$(((i + round) % ${#systems[@]}))]}"); done
       for system in "${order[@]}"; do
@@ -109,6 +110,7 @@ for round in $(seq 1 "$rounds"); do
         case $system in
           quantlab) line=$(run_quantlab "$width" "$mode") ;;
           quantlab-int8) line=$(run_quantlab "$width" "$mode" int8) ;;
+          quantlab-bf16) line=$(run_quantlab "$width" "$mode" bf16) ;;
           *) line=$(run_llama "$width" "$mode") ;;
         esac
         after=$(probe_bandwidth "$quantlab" "$threads")

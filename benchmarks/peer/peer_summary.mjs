@@ -55,7 +55,7 @@ console.log("|---|---|---|---|---|");
 const ratios = [];
 for (const w of ["f16", "8", "4"]) {
   for (const m of ["decode", "prefill"]) {
-    for (const system of ["quantlab", "quantlab-int8"]) {
+    for (const system of ["quantlab", "quantlab-int8", "quantlab-bf16"]) {
       const q = find(w, m, system), l = find(w, m, "llama.cpp");
       if (!q || !l) continue;
       const ratio = { width: w, mode: m, system, delivered: q.delivered.median / l.delivered.median,

@@ -87,8 +87,8 @@ void register_divergence(CLI::App& app) {
       ->check(CLI::Range(1, 4096))->capture_default_str();
   cmd->add_option_function<std::string>(
          "--fused-compute", [a](const std::string& c) { a->fused_compute = kernels::parse_compute(c); },
-         "Arithmetic of the reference model's quantized matrices: exact (default) or int8")
-      ->check(CLI::IsMember({"exact", "int8"}));
+         "Arithmetic of the reference model's quantized matrices: exact (default), int8 or bf16")
+      ->check(CLI::IsMember({"exact", "int8", "bf16"}));
   cmd->add_option("--model-compute", a->model_compute,
                   "NAME=exact|int8|bf16: the arithmetic a --model runs with (repeat; default exact; docs/compute-paths.md)");
   add_threads_option(cmd, &a->threads);

@@ -11,7 +11,7 @@
 // intrinsics chosen at run time by CPUID (Highway 1.0.3 lowers its bf16 dot product to f32 FMAs).
 // Codes below 128 become bfloat16 without a conversion: the bits 0x4300 | q are the value 128 + q, so
 // the kernel computes Σ (q + 128)·x̃ with VDPBF16PS and folds −128·s_g·X̃_g into the bias term; 8-bit
-// codes are converted through f32. Elsewhere (no AVX512-BF16, Arm, prefill) the path keeps its meaning
+// codes are split into their low 7 bits and their top bit. Elsewhere (no AVX512-BF16, Arm, prefill) the path keeps its meaning
 // by running the exact kernels on the bf16-rounded activations.
 #pragma once
 
@@ -28,8 +28,8 @@ struct Activations {
   size_t cols = 0;
   size_t group_size = 0;
   std::vector<uint16_t> x;  // bfloat16 bits, zero-padded to a multiple of 128 values plus 64 of slack
-  // x in the order the kernel's steps produce codes (bf16_affine.cc, Step*): 4-bit, 8-bit, other widths.
-  std::vector<uint16_t> order4, order8, order_other;
+  // x in the order the kernel's steps produce codes (bf16_affine.cc, Step*): 4-bit, other widths.
+  std::vector<uint16_t> order4, order_other;
   std::vector<float> sum;   // X̃_g per group (f32, summed in order), zero-padded to whole 16-lane vectors plus one
 
   size_t groups() const { return group_size ? cols / group_size : 0; }

@@ -86,11 +86,11 @@ TEST(Bf16Activations, ParseComputeAndKernelName) {
   if (bf16::kernel_available()) { EXPECT_STREQ(compute_kernel(Compute::kBf16), "AVX512_BF16"); }
 }
 
-// Σ of the magnitudes of the terms the kernel adds (codes offset by 128 below 8 bits, the bias term
+// Σ of the magnitudes of the terms the kernel adds (codes offset by 128, the bias term
 // with −128·s folded in), for its f32 error bound.
 double term_magnitude(const AffineMatrix& m, size_t r, const bf16::Activations& a) {
   const std::vector<uint8_t> codes = m.codes();
-  const double offset = m.bits == 8 ? 0.0 : 128.0;
+  const double offset = 128.0;
   double total = 0.0;
   for (size_t g = 0; g < m.groups(); ++g) {
     double dot = 0.0, x_abs = 0.0;
