@@ -31,7 +31,7 @@ struct QuantizeArgs {
   double target_bpw = 0, by = 0;
   uint64_t max_bytes = 0;
   size_t threads = 0;
-  bool overwrite = false, json = false, quiet = false, no_gains = false;
+  bool overwrite = false, json = false, quiet = false, no_gains = false, cached_writes = false;
   // Rounding (quant/rounding.h).
   std::string method = "rtn", stats;
   double damp = 0.1, delta_weight = 1.0;
@@ -161,6 +161,7 @@ void run_quantize(const QuantizeArgs& a) {
   o.overwrite = a.overwrite;
   o.show_progress = !a.quiet && !a.json;
   o.kernel = a.kernel == "scalar" ? quant::KernelPath::kScalarReference : quant::KernelPath::kSimd;
+  o.uncached_writes = !a.cached_writes;
   ThreadPool pool(a.threads);
   o.rounding = rounding_options(a, pool);
   const auto r = quant::quantize_model(a.input, a.output, o, pool);
@@ -253,6 +254,9 @@ void register_quantize(CLI::App& app) {
   add_threads_option(cmd, &args->threads);
   cmd->add_flag("--no-gains", args->no_gains, "With a budget: skip the measured module gains (one forward pass over the "
                                             "calibration suite per tensor) and allocate on the proxy alone");
+  cmd->add_flag("--cached-writes", args->cached_writes,
+                "Write the output through the page cache (default: past it, with O_DIRECT where the file "
+                "system allows; docs/BENCHMARKS.md)");
   cmd->add_flag("--overwrite", args->overwrite, "Replace OUTPUT if it exists");
   cmd->add_flag("--json", args->json, "Print a JSON summary");
   cmd->add_flag("--quiet", args->quiet, "No progress bar");

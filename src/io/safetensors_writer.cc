@@ -14,6 +14,7 @@
 #include "core/error.h"
 #include "core/input_guard.h"
 #include "core/interrupt.h"
+#include "io/direct_file.h"
 
 namespace quantlab::io {
 
@@ -69,17 +70,17 @@ void pwrite_all(int fd, const uint8_t* data, uint64_t n, uint64_t offset, const 
 
 SafetensorsWriter::SafetensorsWriter(std::string dir, std::vector<TensorSpec> specs,
                                      uint64_t max_shard_bytes,
-                                     std::map<std::string, std::string> metadata)
+                                     std::map<std::string, std::string> metadata, WriteMode mode)
     : dir_(std::move(dir)) {
   size_t num_shards = 0;
   const auto shard_of = assign_shards(specs, max_shard_bytes, &num_shards);
   for (size_t i = 0; i < num_shards; ++i) shard_names_.push_back(shard_name(i, num_shards));
-  open_shards(specs, shard_of, metadata);
+  open_shards(specs, shard_of, metadata, mode);
 }
 
 void SafetensorsWriter::open_shards(const std::vector<TensorSpec>& specs,
                                     const std::vector<size_t>& shard_of,
-                                    const std::map<std::string, std::string>& metadata) {
+                                    const std::map<std::string, std::string>& metadata, WriteMode mode) {
   for (size_t s = 0; s < shard_names_.size(); ++s) {
     nlohmann::json header = nlohmann::json::object();
     if (!metadata.empty()) header["__metadata__"] = metadata;
@@ -106,16 +107,30 @@ void SafetensorsWriter::open_shards(const std::vector<TensorSpec>& specs,
       total_tensor_bytes_ += n;
     }
     const std::string path = (fs::path(dir_) / shard_names_[s]).string();
-    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) fail(ErrorKind::kIo, "{}: cannot create: {}", path, std::strerror(errno));
-    fds_.push_back(fd);
+    direct_.push_back(mode == WriteMode::kDirect ? DirectFile::create(path, data_start + relative) : nullptr);
+    if (direct_.back()) {
+      fds_.push_back(-1);
+    } else {
+      const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+      if (fd < 0) fail(ErrorKind::kIo, "{}: cannot create: {}", path, std::strerror(errno));
+      fds_.push_back(fd);
+      if (::ftruncate(fd, static_cast<off_t>(data_start + relative)) != 0)
+        fail(ErrorKind::kIo, "{}: cannot size the file: {}", path, std::strerror(errno));
+    }
     uint8_t len[8];
     for (int b = 0; b < 8; ++b) len[b] = static_cast<uint8_t>(text.size() >> (8 * b));
-    pwrite_all(fd, len, 8, 0, path);
-    pwrite_all(fd, reinterpret_cast<const uint8_t*>(text.data()), text.size(), 8, path);
-    if (::ftruncate(fd, static_cast<off_t>(data_start + relative)) != 0)
-      fail(ErrorKind::kIo, "{}: cannot size the file: {}", path, std::strerror(errno));
+    write_bytes(s, 0, len);
+    write_bytes(s, 8, std::span(reinterpret_cast<const uint8_t*>(text.data()), text.size()));
   }
+}
+
+void SafetensorsWriter::write_bytes(size_t shard, uint64_t offset, std::span<const uint8_t> data) {
+  if (direct_[shard]) return direct_[shard]->write(offset, data);
+  // One writer at a time: concurrent pwrites to one file contend on the kernel's inode lock, which
+  // spins (perf showed a third of the quantizer's CPU in rwsem_spin_on_owner); a sleeping mutex lets
+  // the other threads keep computing instead.
+  std::lock_guard io_lock(io_mutex_);
+  pwrite_all(fds_[shard], data.data(), data.size(), offset, (fs::path(dir_) / shard_names_[shard]).string());
 }
 
 SafetensorsWriter::~SafetensorsWriter() {
@@ -140,14 +155,7 @@ void SafetensorsWriter::write_range(std::string_view name, uint64_t offset,
              p->nbytes);
     p->written += data.size();
   }
-  // One writer at a time: concurrent pwrites to one file contend on the kernel's inode lock, which
-  // spins (perf showed a third of the quantizer's CPU in rwsem_spin_on_owner); a sleeping mutex lets
-  // the other threads keep computing instead.
-  {
-    std::lock_guard io_lock(io_mutex_);
-    pwrite_all(fds_[p->shard], data.data(), data.size(), p->offset + offset,
-               (fs::path(dir_) / shard_names_[p->shard]).string());
-  }
+  write_bytes(p->shard, p->offset + offset, data);
   stop_point("tensor");  // the kill tests' hook (core/interrupt.h); nothing without its variable
 }
 
@@ -159,6 +167,11 @@ void SafetensorsWriter::finish(uint64_t total_parameters) {
     weight_map[name] = shard_names_[p.shard];
   }
   for (size_t s = 0; s < fds_.size(); ++s) {
+    if (direct_[s]) {
+      direct_[s]->finish();
+      direct_[s].reset();
+      continue;
+    }
     if (::close(fds_[s]) != 0)
       fail(ErrorKind::kIo, "{}: close failed: {}", shard_names_[s], std::strerror(errno));
     fds_[s] = -1;

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <span>
 #include <string>
@@ -26,10 +27,18 @@ struct TensorSpec {
 
 constexpr uint64_t kDefaultMaxShardBytes = 5ull << 30;  // mlx-lm's MAX_FILE_SIZE_GB = 5
 
+class DirectFile;
+
+// kCached: pwrite through the page cache. kDirect: past it (io/direct_file.h), where the file system
+// allows O_DIRECT (else cached); the bytes handed to write/write_range are copied, so a mapped input
+// that shrinks under the copy is a bus error there (core/interrupt.h), not EFAULT.
+enum class WriteMode { kCached, kDirect };
+
 class SafetensorsWriter {
  public:
   SafetensorsWriter(std::string dir, std::vector<TensorSpec> specs, uint64_t max_shard_bytes,
-                    std::map<std::string, std::string> metadata = {{"format", "mlx"}});
+                    std::map<std::string, std::string> metadata = {{"format", "mlx"}},
+                    WriteMode mode = WriteMode::kCached);
   ~SafetensorsWriter();
   SafetensorsWriter(const SafetensorsWriter&) = delete;
   SafetensorsWriter& operator=(const SafetensorsWriter&) = delete;
@@ -54,10 +63,12 @@ class SafetensorsWriter {
     uint64_t written = 0;  // bytes
   };
   void open_shards(const std::vector<TensorSpec>& specs, const std::vector<size_t>& shard_of,
-                   const std::map<std::string, std::string>& metadata);
+                   const std::map<std::string, std::string>& metadata, WriteMode mode);
+  void write_bytes(size_t shard, uint64_t offset, std::span<const uint8_t> data);
   std::string dir_;
   std::vector<std::string> shard_names_;
-  std::vector<int> fds_;
+  std::vector<int> fds_;                              // -1 for a shard written past the cache
+  std::vector<std::unique_ptr<DirectFile>> direct_;   // per shard: set when written past the cache
   std::map<std::string, Placement, std::less<>> placements_;
   uint64_t total_tensor_bytes_ = 0;
   std::mutex mutex_;     // guards placements_

@@ -418,7 +418,8 @@ QuantizeReport convert_model(const ConversionInput& in, const std::string& out_d
   const RoundingOptions& rounding = options.rounding;
   {
     io::SafetensorsWriter writer(out.temp_path(), report.plan.output_specs(), options.max_shard_bytes,
-                                 output_metadata(report.plan, rounding.method));
+                                 output_metadata(report.plan, rounding.method),
+                                 options.uncached_writes.value_or(true) ? io::WriteMode::kDirect : io::WriteMode::kCached);
     run_all_jobs(in, options, report.plan, writer, pool, report);
     writer.finish(report.plan.total_parameters());
     report.output_bytes = writer.total_tensor_bytes();

@@ -43,6 +43,10 @@ struct QuantizeOptions {
   // does not spend its time copying pages into a cache that cannot keep them; smaller ones are read
   // through the cache (a warm cache is the fast case, and sweeps read the same input again).
   std::optional<bool> uncached_reads;
+  // Write the output past the page cache (io/direct_file.h; O_DIRECT where the file system allows it).
+  // Unset: always — the output is written once and not read back by the quantizer, and through the
+  // cache its copy cost up to a third of the cycles (docs/BENCHMARKS.md, "What bounds the quantizer").
+  std::optional<bool> uncached_writes;
 };
 
 struct QuantizeReport {

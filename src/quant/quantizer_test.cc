@@ -158,6 +158,29 @@ TEST(Quantizer, UncachedReadsWriteTheSameFiles) {
   EXPECT_EQ(cached, read_bytes(tmp / "uncached/model.safetensors"));
 }
 
+TEST(Quantizer, UncachedWritesWriteTheSameFiles) {
+  // The output written past the page cache (the default) against the cached writer, in shards small
+  // enough that several 1 MiB blocks and a partial last block each hold pieces of many tensors.
+  TempDir tmp;
+  const std::string in = data_path("tool-calling/moe-fused-strong-f16");
+  QuantizeOptions o;
+  o.plan.bits = 8;
+  o.show_progress = false;
+  o.max_shard_bytes = 3 << 20;
+  ThreadPool pool(2);
+  o.uncached_writes = false;
+  const QuantizeReport cached = quantize_model(in, tmp / "cached", o, pool);
+  o.uncached_writes = true;
+  const QuantizeReport direct = quantize_model(in, tmp / "direct", o, pool);
+  ASSERT_GT(cached.shards.size(), 1u);
+  ASSERT_EQ(cached.shards, direct.shards);
+  for (const std::string& shard : cached.shards) {
+    const std::string bytes = read_bytes(tmp / ("cached/" + shard));
+    ASSERT_GT(bytes.size(), 0u);
+    EXPECT_EQ(bytes, read_bytes(tmp / ("direct/" + shard))) << shard;
+  }
+}
+
 TEST(Quantizer, SimdAndScalarPathsWriteIdenticalFiles) {
   TempDir tmp;
   const std::string in = data_path("tool-calling/dense-fused-strong-f16");
