@@ -250,15 +250,7 @@ QL_BF16_TARGET void RowsOfWidth(const MatrixView& w, size_t first, size_t count,
 
 void rows_bf16(const MatrixView& w, size_t first, size_t count, const Activations& a, float* y) {
   QL_CHECK(kernel_available(), "bf16 kernel called on a CPU without AVX512-BF16");
-  switch (w.bits) {
-    case 2: return RowsOfWidth<2>(w, first, count, a, y);
-    case 3: return RowsOfWidth<3>(w, first, count, a, y);
-    case 4: return RowsOfWidth<4>(w, first, count, a, y);
-    case 5: return RowsOfWidth<5>(w, first, count, a, y);
-    case 6: return RowsOfWidth<6>(w, first, count, a, y);
-    case 7: return RowsOfWidth<7>(w, first, count, a, y);
-    default: return RowsOfWidth<8>(w, first, count, a, y);
-  }
+  int8::WithBits(w.bits, [&](auto bits) { RowsOfWidth<decltype(bits)::value>(w, first, count, a, y); });
 }
 
 #else  // no AVX-512 kernels in this build (non-x86 or non-GNU compiler)

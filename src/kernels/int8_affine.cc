@@ -200,15 +200,7 @@ QL_VNNI_TARGET void RowsOfWidth(const MatrixView& w, size_t first, size_t count,
 
 void rows_vnni(const MatrixView& w, size_t first, size_t count, const Activations& a, float* y) {
   QL_CHECK(vnni_available(), "int8 VNNI kernel called on a CPU without it");
-  switch (w.bits) {
-    case 2: return RowsOfWidth<2>(w, first, count, a, y);
-    case 3: return RowsOfWidth<3>(w, first, count, a, y);
-    case 4: return RowsOfWidth<4>(w, first, count, a, y);
-    case 5: return RowsOfWidth<5>(w, first, count, a, y);
-    case 6: return RowsOfWidth<6>(w, first, count, a, y);
-    case 7: return RowsOfWidth<7>(w, first, count, a, y);
-    default: return RowsOfWidth<8>(w, first, count, a, y);
-  }
+  WithBits(w.bits, [&](auto bits) { RowsOfWidth<decltype(bits)::value>(w, first, count, a, y); });
 }
 
 #else  // no VNNI kernel in this build (non-x86 or non-GNU compiler)

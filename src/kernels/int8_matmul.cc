@@ -161,15 +161,7 @@ void rows_tokens_vnni(const MatrixView& w, size_t first, size_t count, const Act
                       size_t y_stride) {
   QL_CHECK(vnni_available(), "int8 VNNI kernel called on a CPU without it");
   if (count == 0 || n == 0) return;
-  switch (w.bits) {
-    case 2: return RowsTokensOfWidth<2>(w, first, count, xs, n, y, y_stride);
-    case 3: return RowsTokensOfWidth<3>(w, first, count, xs, n, y, y_stride);
-    case 4: return RowsTokensOfWidth<4>(w, first, count, xs, n, y, y_stride);
-    case 5: return RowsTokensOfWidth<5>(w, first, count, xs, n, y, y_stride);
-    case 6: return RowsTokensOfWidth<6>(w, first, count, xs, n, y, y_stride);
-    case 7: return RowsTokensOfWidth<7>(w, first, count, xs, n, y, y_stride);
-    default: return RowsTokensOfWidth<8>(w, first, count, xs, n, y, y_stride);
-  }
+  WithBits(w.bits, [&](auto bits) { RowsTokensOfWidth<decltype(bits)::value>(w, first, count, xs, n, y, y_stride); });
 }
 
 void matmul_vnni_batch(const MatmulJob* jobs, size_t count, ThreadPool& pool) {

@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 #include "core/dtype.h"
 #include "kernels/kernels.h"
@@ -143,6 +144,21 @@ QL_VNNI_TARGET inline void ReduceFour(__m512 a, __m512 b, __m512 c, __m512 d, fl
   const __m128 low = _mm_add_ps(_mm512_castps512_ps128(abcd), _mm512_extractf32x4_ps(abcd, 1));
   const __m128 high = _mm_add_ps(_mm512_extractf32x4_ps(abcd, 2), _mm512_extractf32x4_ps(abcd, 3));
   _mm_storeu_ps(out, _mm_add_ps(low, high));
+}
+
+// f(std::integral_constant<int, bits>{}) for an affine width 2..8 (8 for anything else): the one switch
+// from a run-time width to the kernels' compile-time ones.
+template <class F>
+decltype(auto) WithBits(int bits, F&& f) {
+  switch (bits) {
+    case 2: return f(std::integral_constant<int, 2>{});
+    case 3: return f(std::integral_constant<int, 3>{});
+    case 4: return f(std::integral_constant<int, 4>{});
+    case 5: return f(std::integral_constant<int, 5>{});
+    case 6: return f(std::integral_constant<int, 6>{});
+    case 7: return f(std::integral_constant<int, 7>{});
+    default: return f(std::integral_constant<int, 8>{});
+  }
 }
 
 // The load mask of `bytes` (<= 64) bytes.
