@@ -112,22 +112,9 @@ struct RowParams {
 // codes are split so that they get it too), taken back out of the bias term.
 constexpr float kCodeOffset = 128.0f;
 
-// Converts row r's scales and biases, the offset folded in while both are in registers (storing the
-// biases and correcting them in memory stalled on the masked stores: a fifth of the kernel's time).
+// Converts row r's scales and biases, the code offset folded into the biases (int8_x86.h).
 QL_BF16_TARGET void LoadRowParams(const MatrixView& w, size_t r, RowParams& out) {
-  const size_t groups = w.groups_per_row(), size = dtype_size(w.scale_type);
-  const auto* scales = static_cast<const uint8_t*>(w.scales) + r * groups * size;
-  const auto* biases = static_cast<const uint8_t*>(w.biases) + r * groups * size;
-  const __m512 offset = _mm512_set1_ps(kCodeOffset);
-  for (size_t g = 0; g < groups; g += 16) {
-    const __mmask16 m = int8::FirstLanes(groups - g);
-    const __m512 scale = int8::LoadParams16(w.scale_type, scales + g * size, m);
-    // Whole-vector stores (the buffers hold whole vectors; lanes past the row are zeros): the steps'
-    // loads of these values forward from them, where masked stores made each row's first loads wait.
-    _mm512_storeu_ps(out.scale.data() + g, scale);
-    _mm512_storeu_ps(out.bias.data() + g,
-                     _mm512_fnmadd_ps(offset, scale, int8::LoadParams16(w.scale_type, biases + g * size, m)));
-  }
+  int8::ConvertRowParams(w, r, nullptr, kCodeOffset, out.scale.data(), out.bias.data());
 }
 
 // The steps: each turns one span of codes into bfloat16 vectors (128 + q below 8 bits: the bits

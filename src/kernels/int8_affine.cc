@@ -132,7 +132,7 @@ struct RowParams {
 // Converts row r's scales (times dx) and biases; the padding past the last group stays zero.
 QL_VNNI_TARGET void LoadRowParams(const MatrixView& w, size_t r, const Activations& a, RowParams& out) {
   const size_t groups = w.groups_per_row();
-  ConvertRowParams(w, r, a.scale.data(), out.combined.data(), out.bias.data());
+  ConvertRowParams(w, r, a.scale.data(), 0.0f, out.combined.data(), out.bias.data());
   // Steps past the last group read up to three more (at zero codes); a wider matrix's leftovers there
   // could be inf, and 0 · inf is NaN.
   std::fill(out.combined.begin() + groups, out.combined.begin() + groups + 16, 0.0f);

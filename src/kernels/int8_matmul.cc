@@ -68,7 +68,7 @@ QL_VNNI_TARGET void UnpackQuad(const MatrixView& w, size_t first, size_t rows, s
       StepCodes<kBits>(row, s, s + 1 < steps ? full : last, tables, codes);
       for (int p = 0; p < S::kVectors; ++p) _mm512_storeu_si512(out + (s * S::kVectors + p) * 64, codes[p]);
     }
-    ConvertRowParams(w, first + r, nullptr, scale, bias);
+    ConvertRowParams(w, first + r, nullptr, 0.0f, scale, bias);
   }
 }
 

@@ -76,19 +76,23 @@ struct Step {
   static constexpr int kVectors = kBits == 4 ? 2 : 1;
 };
 
-// Row r's scales (times times[g] when `times` is not null) and biases as f32, groups_per_row of each;
-// nothing past them is written.
-QL_VNNI_TARGET inline void ConvertRowParams(const MatrixView& w, size_t r, const float* times, float* scale,
-                                            float* bias) {
+// Row r's scales s_g (times times[g] when `times` is not null) and biases b_g − code_offset·s_g (the
+// kernel adds code_offset to every code; 0: the biases as stored) as f32, in whole 16-lane vectors: the
+// buffers must hold groups_per_row rounded up to 16, and the lanes past the row get zeros. Whole-vector
+// stores, because the steps' loads of these values then forward from them; after masked stores they
+// waited (on Zen 4 a fifth of the bf16 kernel's time, docs/BENCHMARKS.md).
+QL_VNNI_TARGET inline void ConvertRowParams(const MatrixView& w, size_t r, const float* times, float code_offset,
+                                            float* scale, float* bias) {
   const size_t groups = w.groups_per_row(), size = dtype_size(w.scale_type);
   const auto* scales = static_cast<const uint8_t*>(w.scales) + r * groups * size;
   const auto* biases = static_cast<const uint8_t*>(w.biases) + r * groups * size;
+  const __m512 offset = _mm512_set1_ps(code_offset);
   for (size_t g = 0; g < groups; g += 16) {
     const __mmask16 m = FirstLanes(groups - g);
-    __m512 s = LoadParams16(w.scale_type, scales + g * size, m);
-    if (times) s = _mm512_mul_ps(s, _mm512_maskz_loadu_ps(m, times + g));
-    _mm512_mask_storeu_ps(scale + g, m, s);
-    _mm512_mask_storeu_ps(bias + g, m, LoadParams16(w.scale_type, biases + g * size, m));
+    const __m512 s = LoadParams16(w.scale_type, scales + g * size, m);
+    const __m512 b = LoadParams16(w.scale_type, biases + g * size, m);
+    _mm512_storeu_ps(scale + g, times ? _mm512_mul_ps(s, _mm512_maskz_loadu_ps(m, times + g)) : s);
+    _mm512_storeu_ps(bias + g, code_offset != 0.0f ? _mm512_fnmadd_ps(offset, s, b) : b);
   }
 }
 
