@@ -117,8 +117,8 @@ QL_BF16_TARGET void LoadRowParams(const MatrixView& w, size_t r, RowParams& out)
   int8::ConvertRowParams(w, r, nullptr, kCodeOffset, out.scale.data(), out.bias.data());
 }
 
-// The steps: each turns one span of codes into bfloat16 vectors (128 + q below 8 bits: the bits
-// 0x4300 | q, one OR and no conversion; q itself at 8 bits, through f32) and dots them with the
+// The steps: each turns one span of codes into bfloat16 vectors (128 + q: the bits 0x4300 | q, one OR
+// and no conversion; at 8 bits the low 7 bits that way and the top bit apart) and dots them with the
 // activations in the same order (Activations::order*). In every step, lane i of the result holds the
 // codes [i·c, (i+1)·c) of the span (c = span / 16, in another order), so a group of 32 covers whole
 // lanes and int8's StepScale spreads the scales. Only in-lane shuffles below 8 bits: Zen 4 splits
@@ -211,8 +211,7 @@ QL_BF16_TARGET void RowsOfWidth(const MatrixView& w, size_t first, size_t count,
   params.bias.assign(groups + 16, 0.0f);
   // The same bytes of a row ~8 KiB on are requested ahead of the hardware prefetcher (as int8's kernel).
   const size_t ahead = std::max<size_t>(1, (kPrefetchBytes + row_bytes - 1) / row_bytes) * row_bytes;
-  int group_shift = 0;
-  while ((size_t{1} << group_shift) < static_cast<size_t>(w.group_size)) ++group_shift;
+  const int group_shift = int8::GroupShift(w);
   const auto* base = static_cast<const uint8_t*>(w.data);
   for (size_t i = 0; i < count; i += 4) {
     const size_t n = std::min<size_t>(4, count - i);

@@ -25,9 +25,7 @@ using testing::AffineMatrix;
 
 constexpr DType kScaleTypes[] = {DType::kF16, DType::kBF16, DType::kF32};
 
-// Whole groups, and for g32/g64 a number of columns that is not a whole number of 64-code steps where
-// the group allows it (the kernel's masked last step).
-size_t bf16_test_cols(int group) { return group == 32 ? 13 * 32 : group == 64 ? 7 * 64 : 3 * 128; }
+using testing::step_kernel_test_cols;
 
 TEST(Bf16Activations, RoundToNearestEvenAndSumPerGroup) {
   std::mt19937 rng(5);
@@ -113,7 +111,7 @@ TEST_P(Bf16KernelTest, KernelMatchesTheReference) {
   for (DType scale_type : kScaleTypes) {
     SCOPED_TRACE(dtype_name(scale_type));
     std::mt19937 rng(bits * 100 + group);
-    const size_t rows = 11, cols = bf16_test_cols(group);
+    const size_t rows = 11, cols = step_kernel_test_cols(group);
     const AffineMatrix m = testing::quantized_random(rng, rows, cols, bits, group, scale_type);
     const std::vector<float> x = testing::random_floats(rng, cols, -2.0f, 2.0f);
     bf16::Activations a;
@@ -136,7 +134,7 @@ TEST_P(Bf16KernelTest, KernelMatchesTheReference) {
 TEST_P(Bf16KernelTest, MatvecAndMatmulStayWithinTheActivationRounding) {
   const auto [bits, group] = GetParam();
   std::mt19937 rng(bits * 10 + group);
-  const size_t rows = 29, cols = bf16_test_cols(group), tokens = 20;
+  const size_t rows = 29, cols = step_kernel_test_cols(group), tokens = 20;
   const AffineMatrix m = testing::quantized_random(rng, rows, cols, bits, group, DType::kF16);
   const std::vector<float> x = testing::random_floats(rng, tokens * cols, -2.0f, 2.0f);
   MatrixView view = m.view();
@@ -180,7 +178,7 @@ TEST_P(Bf16KernelTest, MatvecAndMatmulStayWithinTheActivationRounding) {
 TEST_P(Bf16KernelTest, Bf16RepresentableActivationsGiveTheExactProduct) {
   const auto [bits, group] = GetParam();
   std::mt19937 rng(bits * 3 + group);
-  const size_t rows = 9, cols = bf16_test_cols(group);
+  const size_t rows = 9, cols = step_kernel_test_cols(group);
   const AffineMatrix m = testing::quantized_random(rng, rows, cols, bits, group, DType::kBF16);
   const std::vector<float> x = bf16::rounded_activations(testing::random_floats(rng, cols, -2.0f, 2.0f).data(), cols);
   MatrixView view = m.view();

@@ -171,8 +171,7 @@ QL_VNNI_TARGET void RowsOfWidth(const MatrixView& w, size_t first, size_t count,
     params.combined.assign(groups + 16, 0.0f);
     params.bias.assign(groups + 16, 0.0f);
   }
-  int group_shift = 0;
-  while ((size_t{1} << group_shift) < static_cast<size_t>(w.group_size)) ++group_shift;
+  const int group_shift = GroupShift(w);
   // The same bytes of a row ~8 KiB on are requested ahead of the hardware prefetcher (measured on the
   // 28-layer stack: 0.77-0.93 of the probe against 0.55-0.88 without; 2 KiB in between).
   const size_t ahead = std::max<size_t>(1, (kPrefetchBytes + row_bytes - 1) / row_bytes) * row_bytes;

@@ -23,9 +23,7 @@ using testing::AffineMatrix;
 
 constexpr DType kScaleTypes[] = {DType::kF16, DType::kBF16, DType::kF32};
 
-// Whole groups, and for g32/g64 a number of columns that is not a whole number of 64-code chunks
-// where the group allows it (the masked tail of the kernel).
-size_t int8_test_cols(int group) { return group == 32 ? 13 * 32 : group == 64 ? 7 * 64 : 3 * 128; }
+using testing::step_kernel_test_cols;
 
 TEST(Int8Activations, ScalePerGroupIsMaxOver127AndRoundingIsWithinHalfAStep) {
   std::mt19937 rng(7);
@@ -112,7 +110,7 @@ struct RandomCase {
 
 RandomCase random_case(int bits, int group, DType scale_type, unsigned seed, size_t rows, size_t tokens) {
   std::mt19937 rng(seed);
-  const size_t cols = int8_test_cols(group);
+  const size_t cols = step_kernel_test_cols(group);
   RandomCase c{testing::quantized_random(rng, rows, cols, bits, group, scale_type), {}};
   c.x = testing::random_floats(rng, tokens * cols, -2.0f, 2.0f);
   return c;
@@ -123,7 +121,7 @@ TEST_P(Int8KernelTest, VnniKernelMatchesTheIntegerReference) {
   const auto [bits, group] = GetParam();
   for (DType scale_type : kScaleTypes) {
     SCOPED_TRACE(dtype_name(scale_type));
-    const size_t rows = 11, cols = int8_test_cols(group);
+    const size_t rows = 11, cols = step_kernel_test_cols(group);
     const auto [m, x] = random_case(bits, group, scale_type, bits * 100 + group, rows, 1);
     int8::Activations a;
     int8::quantize_activations(x.data(), cols, group, a);
@@ -145,7 +143,7 @@ TEST_P(Int8KernelTest, VnniKernelMatchesTheIntegerReference) {
 TEST_P(Int8KernelTest, MatvecAndMatmulStayWithinTheActivationRounding) {
   const auto [bits, group] = GetParam();
   std::mt19937 rng(bits * 10 + group);
-  const size_t rows = 29, cols = int8_test_cols(group), tokens = 20;
+  const size_t rows = 29, cols = step_kernel_test_cols(group), tokens = 20;
   const AffineMatrix m = testing::quantized_random(rng, rows, cols, bits, group, DType::kF16);
   const std::vector<float> x = testing::random_floats(rng, tokens * cols, -2.0f, 2.0f);
   MatrixView view = m.view();
@@ -190,7 +188,7 @@ TEST_P(Int8KernelTest, VnniPrefillEqualsDecodeBitForBit) {
   const auto [bits, group] = GetParam();
   for (DType scale_type : kScaleTypes) {
     SCOPED_TRACE(dtype_name(scale_type));
-    const size_t rows = 23, cols = int8_test_cols(group), tokens = 19;
+    const size_t rows = 23, cols = step_kernel_test_cols(group), tokens = 19;
     const auto [m, x] = random_case(bits, group, scale_type, bits * 7 + group, rows, tokens);
     MatrixView view = m.view();
     view.compute = Compute::kInt8;

@@ -128,8 +128,7 @@ void RowsTokensOfWidth(const MatrixView& w, size_t first, size_t count, const Ac
   const size_t steps = (w.cols + S::kCodes - 1) / S::kCodes, groups = w.groups_per_row();
   const size_t stride = steps * S::kVectors * 64;
   if (buffers.stride != stride || buffers.group_stride != QuadBuffers::GroupStride(groups)) buffers.Prepare(stride, groups);
-  int group_shift = 0;
-  while ((size_t{1} << group_shift) < static_cast<size_t>(w.group_size)) ++group_shift;
+  const int group_shift = GroupShift(w);
   float out[kRows][kTokens];
   // Tokens in blocks that stay in L2 with the rows: 512 tokens' activations (~1.2 MB at 1024 columns)
   // streamed past every quad came from L3. Each quad is unpacked again per block (~2 % of the work).

@@ -165,6 +165,13 @@ decltype(auto) WithBits(int bits, F&& f) {
   }
 }
 
+// log2 of the view's group size (32, 64 or 128): StepScale's shift from a code's index to its group.
+inline int GroupShift(const MatrixView& w) {
+  int shift = 0;
+  while ((size_t{1} << shift) < static_cast<size_t>(w.group_size)) ++shift;
+  return shift;
+}
+
 // The load mask of `bytes` (<= 64) bytes.
 inline __mmask64 FirstBytes(size_t bytes) { return bytes >= 64 ? ~__mmask64(0) : (__mmask64(1) << bytes) - 1; }
 
