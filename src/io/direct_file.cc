@@ -17,6 +17,8 @@ namespace {
 // Blocks waiting for the writer, at most (8 MiB): producers that outrun the disk wait here. Few, so
 // that the buffers cycle while still in cache (64 cost ~100 MB of RSS and no speed).
 constexpr size_t kMaxReady = 8;
+// Writes in flight at once (writer threads): the disk's queue depth.
+constexpr int kWriters = 3;
 // Alignment of the buffers (O_DIRECT needs the device's logical block size; 4 KiB covers every disk).
 constexpr size_t kAlign = 4096;
 
@@ -34,7 +36,7 @@ std::unique_ptr<DirectFile> DirectFile::create(const std::string& path, uint64_t
 }
 
 DirectFile::DirectFile(std::string path, int fd, uint64_t size) : path_(std::move(path)), fd_(fd), size_(size) {
-  writer_ = std::thread([this] { write_blocks(); });
+  for (int i = 0; i < kWriters; ++i) writers_.emplace_back([this] { write_blocks(); });
 }
 
 DirectFile::~DirectFile() {
@@ -44,7 +46,8 @@ DirectFile::~DirectFile() {
   }
   work_.notify_all();
   space_.notify_all();
-  if (writer_.joinable()) writer_.join();
+  for (std::thread& w : writers_)
+    if (w.joinable()) w.join();
   if (fd_ >= 0) ::close(fd_);
 }
 
@@ -107,7 +110,7 @@ void DirectFile::write_blocks() {
     if (ready_.empty()) return;  // stopping, nothing left
     const auto [index, bytes] = ready_.front();
     ready_.pop_front();
-    writing_ = true;
+    ++writing_;
     lock.unlock();
     // The last block is written whole (O_DIRECT lengths are multiples of the device block); finish()
     // cuts the file back to its size.
@@ -124,7 +127,7 @@ void DirectFile::write_blocks() {
       done += static_cast<uint64_t>(w);
     }
     lock.lock();
-    writing_ = false;
+    --writing_;
     spare_.push_back(bytes);
     if (!failure.empty() && error_.empty()) error_ = failure;
     space_.notify_all();
@@ -134,14 +137,14 @@ void DirectFile::write_blocks() {
 void DirectFile::finish() {
   {
     std::unique_lock lock(mutex_);
-    space_.wait(lock, [&] { return (ready_.empty() && !writing_) || !error_.empty(); });
+    space_.wait(lock, [&] { return (ready_.empty() && writing_ == 0) || !error_.empty(); });
     fail_if_broken();
     QL_CHECK(pending_.empty(), "{}: {} blocks were never completed (first at byte {})", path_, pending_.size(),
              pending_.empty() ? 0 : pending_.begin()->first * kBlock);
     stop_ = true;
   }
   work_.notify_all();
-  writer_.join();
+  for (std::thread& w : writers_) w.join();
   if (::ftruncate(fd_, static_cast<off_t>(size_)) != 0)
     fail(ErrorKind::kIo, "{}: cannot size the file: {}", path_, std::strerror(errno));
   const int fd = fd_;

@@ -8,7 +8,9 @@
 // copied by the kernel into freshly allocated cache pages, 36 % of the quantizer's cycles on the Zen 4
 // VM (whose host hands cold guest pages back slowly), from ~35 KB pwrite calls serialized under a lock;
 // here the copy is into reused, warm blocks and the writes are 1 MiB DMA transfers off the compute
-// threads.
+// threads. Several writer threads keep several blocks in flight: one synchronous write at a time
+// left the virtio disk of the development VM at 1.8 GB/s, two at once reach 2.4 GB/s, and a 6-bit
+// quantize of a bfloat16 model writes 0.4 bytes per byte it reads.
 #pragma once
 
 #include <condition_variable>
@@ -32,7 +34,7 @@ class DirectFile {
   // system refuses O_DIRECT (tmpfs, some network file systems): the caller writes through the cache.
   // Throws Error(kIo) naming the path when it cannot be created at all.
   static std::unique_ptr<DirectFile> create(const std::string& path, uint64_t size);
-  ~DirectFile();  // stops the writer thread; an unfinished file is left as it is (callers remove it)
+  ~DirectFile();  // stops the writer threads; an unfinished file is left as it is (callers remove it)
   DirectFile(const DirectFile&) = delete;
   DirectFile& operator=(const DirectFile&) = delete;
 
@@ -55,7 +57,7 @@ class DirectFile {
   DirectFile(std::string path, int fd, uint64_t size);
   uint64_t block_length(uint64_t index) const;
   uint8_t* take_buffer();  // under mutex_
-  void write_blocks();     // the writer thread
+  void write_blocks();     // a writer thread
   void fail_if_broken();   // under mutex_
 
   std::string path_;
@@ -68,9 +70,10 @@ class DirectFile {
   std::deque<std::pair<uint64_t, uint8_t*>> ready_;  // complete, in completion order
   std::vector<uint8_t*> spare_;                   // written blocks' buffers, reused
   std::vector<std::unique_ptr<uint8_t, FreeBytes>> owned_;  // every buffer ever allocated
-  bool writing_ = false, stop_ = false;
+  int writing_ = 0;  // blocks being written now
+  bool stop_ = false;
   std::string error_;  // the first failed write, as its message
-  std::thread writer_;
+  std::vector<std::thread> writers_;
 };
 
 }  // namespace quantlab::io

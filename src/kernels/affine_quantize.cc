@@ -2,8 +2,8 @@
 // quant::quantize_row_reference. Compiled once per Highway target.
 //
 // Exactness: min/max are exact in any order; the group parameters are computed with the reference's
-// scalar f32 expressions; codes use true vector division (IEEE exact, like the scalar one) and
-// round-half-to-even, then clamp. Packing is exact integer work.
+// scalar f32 expressions; codes use true vector division (IEEE exact, like the scalar one), clamp, and
+// round half to even (by an addition: GroupCodeBytes). Packing is exact integer work.
 #include "kernels/highway_config.h"  // must precede the hwy includes
 
 #undef HWY_TARGET_INCLUDE
@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "core/error.h"
 #include "core/half.h"
@@ -74,34 +75,40 @@ HWY_INLINE void FitGroups(float* lo, float* hi, size_t count, float n_bins, floa
   hn::Store(hn::IfThenElseZero(hn::Not(flat), edge), d, bias_out);
 }
 
-// Writes the group's codes as int32 with its (unrounded) parameters.
-HWY_INLINE void GroupCodes(const float* w, size_t group, float n_bins, float scale_value, float bias_value,
-                           int32_t* codes) {
+// The group's codes as bytes. q = clamp((w - bias) / scale, 0, top) is rounded half to even by adding
+// 1.5·2^23: the sum lies in [2^23, 2^24), where the float spacing is 1, so the addition itself rounds to
+// the nearest integer (ties to even) exactly as rint does (and clamping before rounding gives the same
+// integer, the bounds being integers); the code is then the low byte of the sum's bits. One add instead
+// of a round and a range-checked conversion.
+HWY_INLINE void GroupCodeBytes(const float* w, size_t group, float n_bins, float scale_value, float bias_value,
+                               uint8_t* codes) {
   const DQ d;
-  const hn::RebindToSigned<DQ> di;
+  const hn::RebindToUnsigned<DQ> du;
+  const hn::Rebind<uint8_t, DQ> d8;
   const size_t N = hn::Lanes(d);
   const auto scale = hn::Set(d, scale_value);
   const auto bias = hn::Set(d, bias_value);
   const auto zero = hn::Zero(d);
   const auto top = hn::Set(d, n_bins);
+  const auto magic = hn::Set(d, 12582912.0f);  // 1.5 * 2^23
   for (size_t i = 0; i < group; i += N) {
-    const auto q = hn::Round(hn::Div(hn::Sub(hn::LoadU(d, w + i), bias), scale));  // ties to even
-    hn::StoreU(hn::ConvertTo(di, hn::Min(hn::Max(q, zero), top)), di, codes + i);
+    const auto q = hn::Min(hn::Max(hn::Div(hn::Sub(hn::LoadU(d, w + i), bias), scale), zero), top);
+    hn::StoreU(hn::TruncateTo(d8, hn::BitCast(du, hn::Add(q, magic))), d8, codes + i);
   }
 }
 
-// Packs `count` codes of Bits bits into an LSB-first stream of whole words (count*Bits % 32 == 0).
-// The width is a template argument: codes go in blocks of 32 (Bits words each) with the shifts known at
-// compile time, so the compiler unrolls the block and no branch decides when a word is full.
+// Packs `count` codes of Bits bits into an LSB-first stream of whole words (count*Bits % 32 == 0), one
+// code at a time; the width is a template argument, so the shifts are constants and no branch decides
+// when a word is full. The vector packer's tail and the fallback for targets narrower than 8 bytes.
 template <int Bits>
-void PackCodesFixed(const int32_t* HWY_RESTRICT codes, size_t count, uint32_t* HWY_RESTRICT words) {
+void PackCodesScalar(const uint8_t* HWY_RESTRICT codes, size_t count, uint32_t* HWY_RESTRICT words) {
   for (size_t block = 0; block + 32 <= count; block += 32) {
     uint64_t pending = 0;
     int filled = 0;
     uint32_t* out = words + block / 32 * Bits;
 #pragma GCC unroll 32
     for (int i = 0; i < 32; ++i) {
-      pending |= static_cast<uint64_t>(static_cast<uint32_t>(codes[block + i])) << filled;
+      pending |= static_cast<uint64_t>(codes[block + i]) << filled;
       filled += Bits;
       if (filled >= 32) {  // constant per unrolled step
         *out++ = static_cast<uint32_t>(pending);
@@ -112,7 +119,42 @@ void PackCodesFixed(const int32_t* HWY_RESTRICT codes, size_t count, uint32_t* H
   }
 }
 
-void PackCodes(const int32_t* codes, size_t count, int bits, uint32_t* words) {
+// The same stream from whole vectors of codes: pairs of neighbours merge in lanes twice as wide (a byte
+// pair into 2·Bits bits of a u16, those pairs into 4·Bits bits of a u32, then 8·Bits bits of a u64), so
+// each u64 lane ends holding eight codes as the stream's next Bits bytes (little-endian, as the
+// format's words are); those bytes are copied out with overlapping 8-byte stores, each overwriting the
+// previous one's spare bytes. Three shift-and-merge steps per vector instead of a shift and an OR per
+// code. The last 32 or more codes go through the scalar packer, so nothing is written past the output.
+template <int Bits>
+void PackCodesFixed(const uint8_t* HWY_RESTRICT codes, size_t count, uint32_t* HWY_RESTRICT words) {
+  size_t i = 0;
+#if HWY_TARGET != HWY_SCALAR  // one-lane vectors have no wider lanes to merge into
+  const hn::ScalableTag<uint8_t> d8;
+  const hn::RepartitionToWide<decltype(d8)> d16;
+  const hn::RepartitionToWide<decltype(d16)> d32;
+  const hn::RepartitionToWide<decltype(d32)> d64;
+  const size_t N = hn::Lanes(d8);
+  auto* out = reinterpret_cast<uint8_t*>(words);
+  HWY_ALIGN uint64_t lanes[HWY_MAX_BYTES / 8];
+  // Vectors stop at least 32 codes before the end: each one's last copy spills up to 8 - Bits bytes
+  // past it, which the scalar tail rewrites.
+  for (; i + N + 32 <= count; i += N) {
+    const auto x16 = hn::BitCast(d16, hn::LoadU(d8, codes + i));
+    const auto x32 = hn::BitCast(
+        d32, hn::Or(hn::And(x16, hn::Set(d16, 0xFF)), hn::ShiftLeft<Bits>(hn::ShiftRight<8>(x16))));
+    const auto x64 = hn::BitCast(
+        d64, hn::Or(hn::And(x32, hn::Set(d32, 0xFFFF)), hn::ShiftLeft<2 * Bits>(hn::ShiftRight<16>(x32))));
+    hn::Store(hn::Or(hn::And(x64, hn::Set(d64, 0xFFFFFFFFull)), hn::ShiftLeft<4 * Bits>(hn::ShiftRight<32>(x64))),
+              d64, lanes);
+    uint8_t* dst = out + i / 8 * Bits;
+    for (size_t k = 0; k < N / 8; ++k) std::memcpy(dst + k * Bits, &lanes[k], 8);
+  }
+  i = i / 32 * 32;  // the tail starts at a word (16-byte vectors can end halfway through 32 codes)
+#endif
+  PackCodesScalar<Bits>(codes + i, count - i, words + i * Bits / 32);
+}
+
+void PackCodes(const uint8_t* codes, size_t count, int bits, uint32_t* words) {
   switch (bits) {  // every width of the format table (kernels/format.h); count is a multiple of 32
     case 2: return PackCodesFixed<2>(codes, count, words);
     case 3: return PackCodesFixed<3>(codes, count, words);
@@ -126,28 +168,29 @@ void PackCodes(const int32_t* codes, size_t count, int bits, uint32_t* words) {
 }
 
 // Groups go in batches of one per lane: their ranges first (independent reductions the core overlaps),
-// then all their fits in vector lanes (instead of a chain of scalar divisions per group), then codes.
+// then all their fits in vector lanes (instead of a chain of scalar divisions per group), then codes as
+// bytes; the batch's codes are packed together (groups never straddle rows and a row's stream is whole
+// words, so the batch's codes are one stretch of the output stream).
 void AffineQuantizeImpl(const float* w, size_t rows, size_t cols, int bits, int group_size,
                         uint32_t* packed, float* scales, float* biases) {
   const DQ d;
   const size_t batch = hn::Lanes(d);
   const size_t group = static_cast<size_t>(group_size);
-  const size_t total = rows * (cols / group);  // groups never straddle rows: one stream of groups
+  const size_t total = rows * (cols / group);  // one stream of groups
   const size_t group_words = group * static_cast<size_t>(bits) / 32;
   const float n_bins = static_cast<float>((1u << bits) - 1u);
-  HWY_ALIGN int32_t codes[128];
+  HWY_ALIGN uint8_t codes[32 * 128];  // a batch of at most 32 groups of at most 128 codes
   HWY_ALIGN float lo[32], hi[32], scale[32], bias[32];  // DQ has at most 32 lanes
   for (size_t g0 = 0; g0 < total; g0 += batch) {
     const size_t count = std::min(batch, total - g0);
     for (size_t j = 0; j < count; ++j) GroupRange(w + (g0 + j) * group, group, &lo[j], &hi[j]);
     FitGroups(lo, hi, count, n_bins, scale, bias);
     for (size_t j = 0; j < count; ++j) {
-      const size_t index = g0 + j;
-      scales[index] = scale[j];
-      biases[index] = bias[j];
-      GroupCodes(w + index * group, group, n_bins, scale[j], bias[j], codes);
-      PackCodes(codes, group, bits, packed + index * group_words);
+      scales[g0 + j] = scale[j];
+      biases[g0 + j] = bias[j];
+      GroupCodeBytes(w + (g0 + j) * group, group, n_bins, scale[j], bias[j], codes + j * group);
     }
+    PackCodes(codes, count * group, bits, packed + g0 * group_words);
   }
 }
 

@@ -169,6 +169,18 @@ void axpy(float a, const float* x, float* y, size_t n) { HWY_DYNAMIC_DISPATCH(Ax
 
 size_t first_non_finite(const float* values, size_t n) { return HWY_DYNAMIC_DISPATCH(FirstNonFiniteImpl)(values, n); }
 
+size_t convert_to_f32_checked(DType src, const void* data, size_t n, float* out) {
+  constexpr size_t kChunk = 4096;  // 16 KB of float32
+  const auto* bytes = static_cast<const uint8_t*>(data);
+  for (size_t i = 0; i < n; i += kChunk) {
+    const size_t m = std::min(kChunk, n - i);
+    convert_to_f32(src, bytes + i * dtype_size(src), m, out + i);
+    const size_t bad = first_non_finite(out + i, m);
+    if (bad != m) return i + bad;
+  }
+  return n;
+}
+
 void convert_f32_to_bf16(const float* in, size_t n, uint16_t* out) {
   HWY_DYNAMIC_DISPATCH(ConvertF32ToBf16Impl)(in, n, out);
 }

@@ -223,5 +223,29 @@ TEST(FirstNonFinite, EveryTargetFindsTheFirst) {
   });
 }
 
+// The fused conversion and check, across its 4096-value chunks: the values of convert_to_f32 (up to the
+// chunk that holds the first bad one) and the index first_non_finite gives, from bfloat16 input.
+TEST(ConvertToF32Checked, ConvertsAndFindsTheFirstAcrossChunks) {
+  testing::for_each_target([&] {
+    for (size_t n : {size_t{0}, size_t{5}, size_t{4096}, size_t{10000}}) {
+      std::vector<uint16_t> in(n);
+      for (size_t i = 0; i < n; ++i) in[i] = f32_to_bf16(static_cast<float>(i % 97) * 0.25f - 3.0f);
+      std::vector<float> expected(n), got(n);
+      convert_to_f32(DType::kBF16, in.data(), n, expected.data());
+      EXPECT_EQ(convert_to_f32_checked(DType::kBF16, in.data(), n, got.data()), n);
+      EXPECT_EQ(expected, got) << "n=" << n;
+      for (size_t at : {size_t{0}, size_t{4095}, size_t{4096}, n - 1}) {
+        if (at >= n) continue;
+        for (float bad : {NAN, INFINITY, -INFINITY}) {
+          std::vector<uint16_t> w = in;
+          w[at] = f32_to_bf16(bad);
+          w[n - 1] = f32_to_bf16(NAN);  // a later one does not hide the first
+          EXPECT_EQ(convert_to_f32_checked(DType::kBF16, w.data(), n, got.data()), at) << "n=" << n;
+        }
+      }
+    }
+  });
+}
+
 }  // namespace
 }  // namespace quantlab::kernels

@@ -73,7 +73,7 @@ class ModelQuantizer {
     if (source_.fill != nullptr) {
       s.values.resize(static_cast<size_t>((job.rows.end - job.rows.begin) * cols));
       (*source_.fill)(t.sources[job.source], job.rows, cols, s.values.data());
-      quantize_values(job, s);
+      quantize_values(job, s, kernels::first_non_finite(s.values.data(), s.values.size()));
       return;
     }
     const auto& entry = source_.weights->at(t.sources[job.source]);
@@ -111,18 +111,26 @@ class ModelQuantizer {
       return;
     }
     s.values.resize(n);
-    if (kernel_ == KernelPath::kSimd) kernels::convert_to_f32(t.source_dtype, raw, n, s.values.data());
-    else load_as_f32_scalar(t.source_dtype, raw, n, s.values.data());
-    quantize_values(job, s);
+    size_t bad;
+    if (kernel_ == KernelPath::kSimd) {
+      bad = kernels::convert_to_f32_checked(t.source_dtype, raw, n, s.values.data());
+    } else {
+      load_as_f32_scalar(t.source_dtype, raw, n, s.values.data());
+      bad = kernels::first_non_finite(s.values.data(), n);
+    }
+    quantize_values(job, s, bad);
   }
 
-  // s.values holds the job's rows as float32: checked, rounded to the output dtype, and written.
-  void quantize_values(const Job& job, Scratch& s) const {
+  // s.values holds the job's rows as float32, the first non-finite one at `bad` (n: none): refused, or
+  // rounded to the output dtype (which can overflow to infinity, so checked again) and written.
+  void quantize_values(const Job& job, Scratch& s, size_t bad) const {
     const OutputTensor& t = *job.tensor;
     const int64_t cols = t.cols();
     const size_t n = s.values.size();
-    if (t.float_dtype != t.source_dtype) round_to_dtype(s.values.data(), n, t.float_dtype);
-    const size_t bad = kernels::first_non_finite(s.values.data(), n);
+    if (bad == n && t.float_dtype != t.source_dtype) {
+      round_to_dtype(s.values.data(), n, t.float_dtype);
+      bad = kernels::first_non_finite(s.values.data(), n);
+    }
     if (bad != n)
       fail_input("tensor '{}': value at row {}, column {} is {}; refusing to quantize non-finite weights",
                  t.sources[job.source], job.rows.begin + static_cast<int64_t>(bad) / cols,
