@@ -57,12 +57,12 @@ inline RowBlock MakeBlock(const float* base, size_t stride, size_t first, size_t
   auto acc##i##0 = hn::Zero(df), acc##i##1 = acc##i##0, acc##i##2 = acc##i##0, acc##i##3 = acc##i##0;
 
 // out[i*4 + j] = dot(xs.row[i], ws.row[j]) over K (a multiple of the lane count) for the first
-// kQueries (1 or 4) rows of xs: each one fixed FMA sequence followed by one fixed reduction tree, the
+// kQueries (1, 2 or 4) rows of xs: each one fixed FMA sequence followed by one fixed reduction tree, the
 // same for a row alone (decode, kQueries = 1) as in a block of four (prefill). Hand-unrolled: SVE
 // vectors cannot live in arrays, so the accumulators are named variables (unused ones are dead code).
 template <size_t kQueries>
 HWY_INLINE void MicroKernelQueriesx4(const RowBlock& xs, const RowBlock& ws, size_t K, float* out) {
-  static_assert(kQueries == 1 || kQueries == kBlock);
+  static_assert(kQueries == 1 || kQueries == 2 || kQueries == kBlock);
   const hn::ScalableTag<float> df;
   const size_t N = hn::Lanes(df);
   QL_ZERO_ROW(0)
