@@ -249,6 +249,13 @@ void affine_quantize(const float* w, size_t rows, size_t cols, int bits, int gro
   HWY_DYNAMIC_DISPATCH(AffineQuantizeImpl)(w, rows, cols, bits, group_size, packed, scales, biases);
 }
 
+HWY_EXPORT(PackCodes);
+
+void pack_codes(const uint8_t* codes, size_t n, int bits, uint32_t* words) {
+  QL_CHECK(is_supported_bits(bits) && n % 32 == 0, "pack_codes: {} codes of {} bits", n, bits);
+  HWY_DYNAMIC_DISPATCH(PackCodes)(codes, n, bits, words);
+}
+
 HWY_EXPORT(AffineRoundingErrorImpl);
 
 void affine_rounding_error(const float* w, const float* m, const float* d, size_t cols, int bits, int group_size,

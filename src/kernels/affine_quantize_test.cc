@@ -3,6 +3,7 @@
 // edge cases of the spec (all-zero and constant groups, all-negative groups, exact .5 ties).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -87,6 +88,26 @@ TEST_P(AffineQuantizeTest, EdgeCaseGroupsMatchReference) {
 INSTANTIATE_TEST_SUITE_P(AllWidthsAndGroups, AffineQuantizeTest,
                          ::testing::Combine(::testing::Values(2, 3, 4, 5, 6, 7, 8),
                                             ::testing::Values(32, 64, 128)));
+
+// pack_codes (the vector packer affine_quantize uses, exported for GPTQ's codes) writes the reference's
+// words for every width and for lengths that end inside a vector, at every target; nothing past them.
+TEST(PackCodesTest, MatchesReferenceForEveryWidthAndLength) {
+  std::mt19937 rng(11);
+  for (int bits = 2; bits <= 8; ++bits) {
+    for (size_t n : {size_t{32}, size_t{96}, size_t{160}, size_t{2048}}) {
+      std::vector<uint8_t> codes(n);
+      for (auto& c : codes) c = static_cast<uint8_t>(rng() & kernels::max_code(bits));
+      std::vector<uint32_t> expected(n * bits / 32);
+      pack_codes_reference(codes.data(), n, bits, expected.data());
+      for_each_target([&] {
+        std::vector<uint32_t> got(n * bits / 32 + 4, 0xDEADBEEFu);
+        pack_codes(codes.data(), n, bits, got.data());
+        ASSERT_TRUE(std::equal(expected.begin(), expected.end(), got.begin())) << bits << " bits, " << n << " codes";
+        for (size_t i = expected.size(); i < got.size(); ++i) ASSERT_EQ(got[i], 0xDEADBEEFu) << "wrote past the end";
+      });
+    }
+  }
+}
 
 // The worked example of docs/mlx-format.md §1.6 scaled up to a 32-element group: the first 8 values
 // are the example's, the rest repeat the anchor (0.95), which leaves min/max unchanged.

@@ -164,6 +164,10 @@ void attend_heads(const float* q, size_t q_stride, size_t count, const float* k,
 void affine_quantize(const float* w, size_t rows, size_t cols, int bits, int group_size,
                      uint32_t* packed, float* scales, float* biases);
 
+// Packs n codes (one per byte, each < 2^bits; n a multiple of 32) into the format's LSB-first
+// stream of n·bits/32 words: affine_quantize's packing, for codes chosen elsewhere (GPTQ).
+void pack_codes(const uint8_t* codes, size_t n, int bits, uint32_t* words);
+
 // The weighted rounding error of one row of `cols` values at one setting (analysis/sensitivity.h),
 // without writing codes: each group quantized by affine_quantize's rule, its scale and bias rounded
 // to `param_dtype` as written, dequantized, e = w − deq; *err = Σ m_j e_j², *along = Σ m_j e_j d_j

@@ -66,22 +66,6 @@ void fit_group_columns(const float* values, size_t count, size_t group, int bits
   }
 }
 
-// Codes LSB-first into 32-bit words (MLX's layout, kernels::pack_codes_reference) through a 64-bit
-// accumulator, not bit by bit.
-void pack_row(const uint8_t* codes, size_t n, int bits, uint32_t* words) {
-  uint64_t acc = 0;
-  int filled = 0;
-  for (size_t i = 0; i < n; ++i) {
-    acc |= static_cast<uint64_t>(codes[i]) << filled;
-    filled += bits;
-    if (filled >= 32) {
-      *words++ = static_cast<uint32_t>(acc);
-      acc >>= 32;
-      filled -= 32;
-    }
-  }
-}
-
 // U[b0:b1, b1:]ᵀ for every block but the last (GptqFactor::rest_transposed).
 std::vector<std::vector<float>> rest_operands(const std::vector<float>& u, size_t n) {
   std::vector<std::vector<float>> out;
@@ -171,6 +155,23 @@ void product(const float* w, size_t w_rows, size_t w_cols, const float* in, size
   times_transposed(w, w_rows, w_cols, in, rows, out.data(), this_thread);
 }
 
+// x[j] −= d[j] through the dispatched vector kernel: −1·d + x rounds once, to exactly x − d.
+void subtract(const float* d, float* x, size_t n) { kernels::axpy(-1.0f, d, x, n); }
+
+// out[c·out_stride + r] = in[r·in_stride + c] for a rows × cols block, in 16 × 16 tiles so that both
+// sides of each tile stay in L1 (column by column, the strided side touched a new line per value).
+template <typename T>
+void transpose(const T* __restrict in, size_t in_stride, size_t rows, size_t cols, T* __restrict out,
+               size_t out_stride) {
+  constexpr size_t kTile = 16;
+  for (size_t r0 = 0; r0 < rows; r0 += kTile)
+    for (size_t c0 = 0; c0 < cols; c0 += kTile) {
+      const size_t r1 = std::min(rows, r0 + kTile), c1 = std::min(cols, c0 + kTile);
+      for (size_t r = r0; r < r1; ++r)
+        for (size_t c = c0; c < c1; ++c) out[c * out_stride + r] = in[r * in_stride + c];
+    }
+}
+
 // Low-rank form, before block [b0, b1): the block's columns take the optimal update for the errors of
 // every column before it, X_b −= (A·V_bᵀ)·U_bb = A·W_bᵀ, where A [rows, rank] = Σ_{j<b0} δ_j g_jᵀ (δ = Ŵ − W)
 // accumulates those errors in token space and W_b = U_bbᵀ·V_b (quant/gptq_low_rank.h).
@@ -178,15 +179,14 @@ void take_history(const GptqFactor& f, size_t b0, size_t b1, size_t rows, GptqSc
   if (b0 == 0) return;
   const size_t n = f.cols, width = b1 - b0;
   product(f.w_blocks.data() + b0 * f.rank, width, f.rank, s.history.data(), rows, s.update);
-  for (size_t r = 0; r < rows; ++r)
-    for (size_t j = 0; j < width; ++j) s.x[r * n + b0 + j] -= s.update[r * width + j];
+  for (size_t r = 0; r < rows; ++r) subtract(s.update.data() + r * width, s.x.data() + r * n + b0, width);
 }
 
 // Low-rank form, after block [b0, b1): A += δ_b·G_b, δ_b (s.correction) the block's rounded minus its
 // original weights.
 void add_history(const GptqFactor& f, size_t b0, size_t b1, size_t rows, GptqScratch& s) {
   product(f.g_blocks.data() + b0 * f.rank, f.rank, b1 - b0, s.correction.data(), rows, s.update);
-  for (size_t i = 0; i < rows * f.rank; ++i) s.history[i] += s.update[i];
+  kernels::axpy(1.0f, s.update.data(), s.history.data(), rows * f.rank);  // 1·u + h: exactly h + u
 }
 
 // Block [b0, b1) of rows [r0, r0 + count): their values column-major (the kernel's layout: rows in the
@@ -207,8 +207,7 @@ void round_block_rows(const GptqFactor& f, const float* w, size_t b0, size_t b1,
   s.block_codes.resize(width * count);
   s.block_errors.resize(width * count);
   if (f.rank > 0) s.block_rounded.resize(width * count);
-  for (size_t r = 0; r < count; ++r)
-    for (size_t k = 0; k < width; ++k) s.block[k * count + r] = s.x[(r0 + r) * n + b0 + k];
+  transpose(s.x.data() + r0 * n + b0, n, count, width, s.block.data(), count);
   const float* u = u_row(f, b0, b0);
   const size_t u_stride = f.rank == 0 ? n : kGptqBlock;
   for (size_t k = b0; k < b1;) {
@@ -233,17 +232,26 @@ void round_block_rows(const GptqFactor& f, const float* w, size_t b0, size_t b1,
                                 s.block_errors.data(), f.rank > 0 ? s.block_rounded.data() : nullptr);
     k = end;
   }
-  for (size_t r = 0; r < count; ++r)
+  transpose(s.block_errors.data(), count, width, count, s.errors.data() + r0 * kGptqBlock, kGptqBlock);
+  if (!f.act_order) {  // the identity order: the block's codes go to columns b0 … b1 of their rows
+    transpose(s.block_codes.data(), count, width, count, s.codes.data() + r0 * n + b0, n);
+  } else {
+    uint8_t* __restrict codes = s.codes.data() + r0 * n;
     for (size_t k = 0; k < width; ++k) {
-      s.codes[(r0 + r) * n + static_cast<size_t>(f.order[b0 + k])] = s.block_codes[k * count + r];
-      s.errors[(r0 + r) * kGptqBlock + k] = s.block_errors[k * count + r];
+      const uint8_t* __restrict column = s.block_codes.data() + k * count;
+      const size_t c = static_cast<size_t>(f.order[b0 + k]);
+      for (size_t r = 0; r < count; ++r) codes[r * n + c] = column[r];
     }
+  }
   if (f.rank == 0) return;
   // Low-rank form: δ = Ŵ − W of the block, [rows, width], what add_history carries into the next blocks.
   s.correction.resize(s.x.size() / n * width);
-  for (size_t r = 0; r < count; ++r)
-    for (size_t k = 0; k < width; ++k)
-      s.correction[(r0 + r) * width + k] = s.block_rounded[k * count + r] - w[(r0 + r) * n + f.order[b0 + k]];
+  float* __restrict correction = s.correction.data() + r0 * width;
+  transpose(s.block_rounded.data(), count, width, count, correction, width);
+  for (size_t r = 0; r < count; ++r) {
+    const float* __restrict row = w + (r0 + r) * n;
+    for (size_t k = 0; k < width; ++k) correction[r * width + k] -= row[f.order[b0 + k]];
+  }
 }
 
 void round_block(const GptqFactor& f, const float* w, size_t b0, size_t b1, size_t rows, int bits, int group_size,
@@ -268,8 +276,12 @@ void gptq_quantize_rows(const GptqFactor& f, const float* w, size_t rows, int bi
       for (size_t g = 0; g < groups; ++g)
         params[r * groups + g] = fit_group(w + r * n + g * group_size, group_size, bits, param_dtype);
   s.x.resize(rows * n);  // the rows in processing order, updated as errors are propagated
-  for (size_t r = 0; r < rows; ++r)
-    for (size_t k = 0; k < n; ++k) s.x[r * n + k] = w[r * n + f.order[k]];
+  if (!f.act_order) {
+    std::copy(w, w + rows * n, s.x.begin());
+  } else {
+    for (size_t r = 0; r < rows; ++r)
+      for (size_t k = 0; k < n; ++k) s.x[r * n + k] = w[r * n + f.order[k]];
+  }
   s.codes.resize(rows * n);
   s.errors.resize(rows * kBlock);
   if (f.rank > 0) s.history.assign(rows * f.rank, 0.0f);
@@ -286,18 +298,14 @@ void gptq_quantize_rows(const GptqFactor& f, const float* w, size_t rows, int bi
     // product through the vector kernel.
     const size_t rest = n - b1;
     product(f.rest_transposed[b0 / kBlock].data(), rest, kBlock, s.errors.data(), rows, s.update);
-    for (size_t r = 0; r < rows; ++r) {
-      float* __restrict x = s.x.data() + r * n + b1;
-      const float* __restrict d = s.update.data() + r * rest;
-      for (size_t j = 0; j < rest; ++j) x[j] -= d[j];
-    }
+    for (size_t r = 0; r < rows; ++r) subtract(s.update.data() + r * rest, s.x.data() + r * n + b1, rest);
   }
   for (size_t r = 0; r < rows; ++r) {
     for (size_t g = 0; g < groups; ++g) {
       scales[r * groups + g] = params[r * groups + g].scale;
       biases[r * groups + g] = params[r * groups + g].bias;
     }
-    pack_row(s.codes.data() + r * n, n, bits, packed + r * words);
+    kernels::pack_codes(s.codes.data() + r * n, n, bits, packed + r * words);
   }
 }
 
