@@ -14,7 +14,7 @@ namespace quantlab::io {
 
 namespace {
 
-// Blocks waiting for the writer, at most (8 MiB): producers that outrun the disk wait here. Few, so
+// Blocks waiting for the writers, at most (8 MiB): producers that outrun the disk wait here. Few, so
 // that the buffers cycle while still in cache (64 cost ~100 MB of RSS and no speed).
 constexpr size_t kMaxReady = 8;
 // Writes in flight at once (writer threads): the disk's queue depth.
