@@ -119,16 +119,16 @@ void PackCodesScalar(const uint8_t* HWY_RESTRICT codes, size_t count, uint32_t* 
   }
 }
 
+// The merged u64 lanes are copied out as bytes: their first Bits bytes are the stream's next ones only on
+// a little-endian machine (every x86-64 and aarch64 target; the format's words are little-endian too).
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the vector code packer assumes little-endian lanes");
+
 // The same stream from whole vectors of codes: pairs of neighbours merge in lanes twice as wide (a byte
 // pair into 2·Bits bits of a u16, those pairs into 4·Bits bits of a u32, then 8·Bits bits of a u64), so
 // each u64 lane ends holding eight codes as the stream's next Bits bytes (little-endian, as the
 // format's words are); those bytes are copied out with overlapping 8-byte stores, each overwriting the
 // previous one's spare bytes. Three shift-and-merge steps per vector instead of a shift and an OR per
 // code. The last 32 or more codes go through the scalar packer, so nothing is written past the output.
-// The merged u64 lanes are copied out as bytes: their first Bits bytes are the stream's next ones only on
-// a little-endian machine (every x86-64 and aarch64 target; the format's words are little-endian too).
-static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the vector code packer assumes little-endian lanes");
-
 template <int Bits>
 void PackCodesFixed(const uint8_t* HWY_RESTRICT codes, size_t count, uint32_t* HWY_RESTRICT words) {
   size_t i = 0;
