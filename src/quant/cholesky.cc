@@ -34,8 +34,7 @@ Dense block(const std::vector<float>& a, size_t n, size_t r0, size_t c0, size_t 
 
 Dense transposed(const Dense& m) {
   Dense out(m.cols, m.rows);
-  for (size_t r = 0; r < m.rows; ++r)
-    for (size_t c = 0; c < m.cols; ++c) out.row(c)[r] = m.row(r)[c];
+  transpose(m.v.data(), m.cols, m.rows, m.cols, out.v.data(), m.rows);
   return out;
 }
 

@@ -9,6 +9,7 @@
 // routine), which the vector kernel repays many times over on the CPUs this runs on.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <vector>
 
@@ -25,6 +26,21 @@ struct CholeskyWithInverse {
 // product GPTQ's linear algebra (here, quant/gptq.h, quant/gptq_low_rank.h) is built from.
 void times_transposed(const float* w, size_t w_rows, size_t w_cols, const float* in, size_t rows, float* out,
                       ThreadPool& pool);
+
+// out[c·out_stride + r] = in[r·in_stride + c] for a rows × cols block, in 16 × 16 tiles so that both
+// sides of each tile stay in L1 (column by column, the strided side touched a new line per value): the
+// layout changes GPTQ's products and its in-block kernel need.
+template <typename T>
+void transpose(const T* __restrict in, size_t in_stride, size_t rows, size_t cols, T* __restrict out,
+               size_t out_stride) {
+  constexpr size_t kTile = 16;
+  for (size_t r0 = 0; r0 < rows; r0 += kTile)
+    for (size_t c0 = 0; c0 < cols; c0 += kTile) {
+      const size_t r1 = std::min(rows, r0 + kTile), c1 = std::min(cols, c0 + kTile);
+      for (size_t r = r0; r < r1; ++r)
+        for (size_t c = c0; c < c1; ++c) out[c * out_stride + r] = in[r * in_stride + c];
+    }
+}
 
 // a: [n, n] row-major, symmetric. Returns false when a (or a Schur complement of it) is not positive
 // definite in float32, or the result is not finite. Deterministic for any pool size.

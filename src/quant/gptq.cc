@@ -72,8 +72,7 @@ std::vector<std::vector<float>> rest_operands(const std::vector<float>& u, size_
   for (size_t b0 = 0; b0 + kGptqBlock < n; b0 += kGptqBlock) {
     const size_t b1 = b0 + kGptqBlock, rest = n - b1;
     std::vector<float>& t = out.emplace_back(rest * kGptqBlock);
-    for (size_t k = 0; k < kGptqBlock; ++k)
-      for (size_t j = 0; j < rest; ++j) t[j * kGptqBlock + k] = u[(b0 + k) * n + b1 + j];
+    transpose(u.data() + b0 * n + b1, n, kGptqBlock, rest, t.data(), kGptqBlock);
   }
   return out;
 }
@@ -157,20 +156,6 @@ void product(const float* w, size_t w_rows, size_t w_cols, const float* in, size
 
 // x[j] −= d[j] through the dispatched vector kernel: −1·d + x rounds once, to exactly x − d.
 void subtract(const float* d, float* x, size_t n) { kernels::axpy(-1.0f, d, x, n); }
-
-// out[c·out_stride + r] = in[r·in_stride + c] for a rows × cols block, in 16 × 16 tiles so that both
-// sides of each tile stay in L1 (column by column, the strided side touched a new line per value).
-template <typename T>
-void transpose(const T* __restrict in, size_t in_stride, size_t rows, size_t cols, T* __restrict out,
-               size_t out_stride) {
-  constexpr size_t kTile = 16;
-  for (size_t r0 = 0; r0 < rows; r0 += kTile)
-    for (size_t c0 = 0; c0 < cols; c0 += kTile) {
-      const size_t r1 = std::min(rows, r0 + kTile), c1 = std::min(cols, c0 + kTile);
-      for (size_t r = r0; r < r1; ++r)
-        for (size_t c = c0; c < c1; ++c) out[c * out_stride + r] = in[r * in_stride + c];
-    }
-}
 
 // Low-rank form, before block [b0, b1): the block's columns take the optimal update for the errors of
 // every column before it, X_b −= (A·V_bᵀ)·U_bb = A·W_bᵀ, where A [rows, rank] = Σ_{j<b0} δ_j g_jᵀ (δ = Ŵ − W)

@@ -78,8 +78,7 @@ void remove_block(const std::vector<float>& v, size_t b0, size_t b1, size_t n, s
                   ThreadPool& pool) {
   const size_t width = b1 - b0;
   std::vector<float> vt(n * width), vv(n * n);
-  for (size_t k = 0; k < width; ++k)
-    for (size_t t = 0; t < n; ++t) vt[t * width + k] = v[(b0 + k) * n + t];
+  transpose(v.data() + b0 * n, n, width, n, vt.data(), width);
   times_transposed(vt.data(), n, width, vt.data(), n, vv.data(), pool);
   for (size_t i = 0; i < m.size(); ++i) m[i] -= vv[i];
 }
@@ -94,8 +93,7 @@ void store_block(const Generators& gen, const MatrixF& u_tilde, const std::vecto
   const Eigen::Map<const MatrixF> v_block(v.data() + b0 * n, width, n);
   Eigen::Map<MatrixF> w_block(f.w_blocks.data() + b0 * n, width, n);
   w_block.noalias() = inverse.transpose().triangularView<Eigen::Lower>() * v_block;
-  for (size_t k = 0; k < width; ++k)
-    for (size_t t = 0; t < n; ++t) f.g_blocks[b0 * n + t * width + k] = gen.g[(b0 + k) * n + t];
+  transpose(gen.g.data() + b0 * n, n, width, n, f.g_blocks.data() + b0 * n, width);
 }
 
 // The whole factor with one damping; false when a pivot is not positive. As the dense form, D_k adds
@@ -143,8 +141,7 @@ std::vector<double> second_moments_of(std::span<const float> x, size_t tokens, s
   // XᵀX in float through the vector kernel (Xᵀ times itself transposed): the dense form factors in
   // float32 anyway, and Eigen's double product for the baseline ISA cost more than the whole rounding.
   std::vector<float> xt(cols * tokens), h(cols * cols);
-  for (size_t t = 0; t < tokens; ++t)
-    for (size_t c = 0; c < cols; ++c) xt[c * tokens + t] = x[t * cols + c];
+  transpose(x.data(), cols, tokens, cols, xt.data(), tokens);
   times_transposed(xt.data(), cols, tokens, xt.data(), cols, h.data(), pool);
   const double scale = 1.0 / static_cast<double>(std::max<size_t>(tokens, 1));
   std::vector<double> out(cols * cols);
