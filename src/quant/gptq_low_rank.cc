@@ -80,7 +80,7 @@ void remove_block(const std::vector<float>& v, size_t b0, size_t b1, size_t n, s
   std::vector<float> vt(n * width), vv(n * n);
   transpose(v.data() + b0 * n, n, width, n, vt.data(), width);
   times_transposed(vt.data(), n, width, vt.data(), n, vv.data(), pool);
-  for (size_t i = 0; i < m.size(); ++i) m[i] -= vv[i];
+  kernels::axpy(-1.0f, vv.data(), m.data(), m.size());  // −1·vv + m rounds once: exactly m − vv
 }
 
 // The operands of block b0 in the factor: U_bb (as `u` rows), W_b = U_bbᵀ·V_b and G_bᵀ.
