@@ -13,10 +13,21 @@ namespace quantlab::analysis {
 
 namespace {
 
-// A tensor's candidates on the lower convex hull of (bytes, error), smallest first.
-std::vector<size_t> lower_hull(const TensorSensitivity& t, const std::vector<double>& err) {
-  std::vector<size_t> order(t.candidates.size());
-  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+// The candidates the allocation may choose for `t`: those rounded with one of `methods` (all when it is
+// empty), or every candidate when none is (a router, an embedding table: only round-to-nearest).
+std::vector<size_t> allowed_candidates(const TensorSensitivity& t, const std::vector<quant::RoundingMethod>& methods) {
+  std::vector<size_t> allowed, all;
+  for (size_t i = 0; i < t.candidates.size(); ++i) {
+    all.push_back(i);
+    if (methods.empty() || std::find(methods.begin(), methods.end(), t.candidates[i].method) != methods.end())
+      allowed.push_back(i);
+  }
+  return allowed.empty() ? all : allowed;
+}
+
+// A tensor's candidates among `order` on the lower convex hull of (bytes, error), smallest first. Of
+// candidates with the same bytes (one width rounded by several methods) only the lowest error can be on it.
+std::vector<size_t> lower_hull(const TensorSensitivity& t, const std::vector<double>& err, std::vector<size_t> order) {
   std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
     const auto& x = t.candidates[a];
     const auto& y = t.candidates[b];
@@ -104,7 +115,8 @@ uint64_t uniform_bytes(const Sensitivity& s, int bits, int group_size) {
   return bytes;
 }
 
-Allocation allocate(const Sensitivity& s, uint64_t max_bytes, Objective objective) {
+Allocation allocate(const Sensitivity& s, uint64_t max_bytes, Objective objective,
+                    const std::vector<quant::RoundingMethod>& methods) {
   if (objective != Objective::kOutput && !s.has_base)
     fail(ErrorKind::kUsage, "--objective {} needs the fine-tune's delta: run sensitivity with --base (and "
          "--adapter or the fused model), or use --objective output", objective_name(objective));
@@ -113,7 +125,7 @@ Allocation allocate(const Sensitivity& s, uint64_t max_bytes, Objective objectiv
   std::vector<size_t> step(s.tensors.size(), 0);
   uint64_t bytes = s.fixed_bytes;
   for (size_t i = 0; i < s.tensors.size(); ++i) {
-    hulls.push_back(lower_hull(s.tensors[i], err[i]));
+    hulls.push_back(lower_hull(s.tensors[i], err[i], allowed_candidates(s.tensors[i], methods)));
     bytes += s.tensors[i].candidates[hulls[i][0]].bytes;
   }
   if (bytes > max_bytes)
@@ -158,16 +170,22 @@ nlohmann::ordered_json allocation_plan_json(const Sensitivity& s, const Allocati
                                             const std::string& budget) {
   // The global block takes the setting that covers the most parameters (mlx-lm needs one).
   std::map<std::pair<int, int>, uint64_t> coverage;
+  std::map<std::string, size_t> by_method;
   nlohmann::ordered_json modules = nlohmann::ordered_json::object();
   for (size_t i = 0; i < s.tensors.size(); ++i) {
     const Candidate& c = s.tensors[i].candidates[a.choice[i]];
     coverage[{c.bits, c.group_size}] += s.tensors[i].parameters;
     modules[s.tensors[i].module] = {{"bits", c.bits}, {"group_size", c.group_size}};
+    // Round-to-nearest is the quantizer's default; a calibrated method is the module's own (quant/plan_file.h).
+    if (c.method != quant::RoundingMethod::kRtn) modules[s.tensors[i].module]["method"] = quant::rounding_method_name(c.method);
+    ++by_method[std::string(quant::rounding_method_name(c.method))];
   }
   nlohmann::ordered_json predicted = {{"objective", objective_name(objective)}, {"budget", budget},
                                       {"error", a.error}, {"output_error", a.output_error},
                                       {"finetune_error", a.finetune_error}, {"measured_gains", s.has_gains}};
   if (s.has_gains) predicted["kl"] = a.predicted_kl;  // Σ gain · output error: the predicted KL(fused ‖ plan)
+  predicted["error_metric"] = s.second_moments ? "second_moments" : "diagonal";
+  if (s.second_moments) predicted["tensors_by_method"] = by_method;
   predicted["model"] = s.model_dir;
   std::pair<int, int> global{4, 64};
   uint64_t best = 0;

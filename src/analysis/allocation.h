@@ -5,6 +5,7 @@
 // the Lagrangian frontier (optimal at every point where the budget falls between hull steps, within one
 // step of optimal otherwise) in O(steps · log tensors). Stacked experts are one tensor, so a MoE layer's
 // experts share one setting; q, k and v are separate tensors and may differ; routers have one candidate.
+// The plan names a module's rounding method where it is not round-to-nearest ("method": "gptq").
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -39,8 +40,12 @@ uint64_t uniform_bytes(const Sensitivity& s, int bits, int group_size);
 uint64_t total_parameters(const Sensitivity& s);
 
 // Error(kUsage) naming the budget and the smallest achievable size when the budget is below it, and
-// for kFinetune/kBoth when the sensitivity was measured without a base.
-Allocation allocate(const Sensitivity& s, uint64_t max_bytes, Objective objective);
+// for kFinetune/kBoth when the sensitivity was measured without a base. With methods measured
+// (sensitivity --method), a tensor's candidates are every width × method and the allocation picks the
+// pair: `methods` restricts it to candidates rounded with those (empty: all); a tensor that has no such
+// candidate (a router, an embedding table) keeps its round-to-nearest ones.
+Allocation allocate(const Sensitivity& s, uint64_t max_bytes, Objective objective,
+                    const std::vector<quant::RoundingMethod>& methods = {});
 
 // The allocation as a quantlab.plan/1 file (quant/plan_file.h), with what it predicts.
 nlohmann::ordered_json allocation_plan_json(const Sensitivity& s, const Allocation& a, Objective objective,

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <charconv>
 #include <filesystem>
 
@@ -62,7 +63,7 @@ struct WorkDir {
 
 }  // namespace
 
-Sensitivity calibrated_sensitivity(const MixedQuantizeOptions& o, ThreadPool& pool) {
+Sensitivity calibrated_sensitivity(const MixedQuantizeOptions& o, ThreadPool& pool, quant::RoundingOptions* statistics) {
   if (o.suite_path.empty()) fail(ErrorKind::kUsage, "--target-bpw (and the other budgets) need --calibration SUITE");
   const WorkDir work;
   CalibrationOptions co;
@@ -71,8 +72,15 @@ Sensitivity calibrated_sensitivity(const MixedQuantizeOptions& o, ThreadPool& po
   co.tools_path = o.tools_path;
   co.max_tokens = o.max_tokens;
   co.show_progress = o.show_progress;
+  const bool calibrated = std::any_of(o.methods.begin(), o.methods.end(),
+                                      [](quant::RoundingMethod m) { return m != quant::RoundingMethod::kRtn; });
+  co.second_moments = calibrated;
   const std::string stats_path = (work.path / "stats.safetensors").string();
-  write_stats(calibrate(co, pool), stats_path);
+  {
+    CalibrationStats stats = calibrate(co, pool);
+    write_stats(stats, stats_path);
+    if (calibrated && statistics) take_rounding_statistics(stats, *statistics);
+  }
 
   SensitivityOptions so;
   so.fused_dir = o.fused_dir;
@@ -81,6 +89,9 @@ Sensitivity calibrated_sensitivity(const MixedQuantizeOptions& o, ThreadPool& po
   so.stats_path = stats_path;
   so.bits = o.bits;
   so.group_sizes = o.group_sizes;
+  so.methods = o.methods;
+  so.gptq = o.rounding.gptq;
+  so.delta_weight = o.rounding.delta_weight;
   so.show_progress = o.show_progress;
   Sensitivity sens = analyze_sensitivity(so, pool);
   if (o.measure_gains) {
@@ -101,7 +112,7 @@ MixedQuantizeResult quantize_allocated(const Sensitivity& sens, const MixedQuant
   MixedQuantizeResult r;
   const uint64_t budget = resolve_budget(sens, o.budget, &r.budget);
   const Objective objective = o.objective.value_or(Objective::kOutput);
-  r.allocation = allocate(sens, budget, objective);
+  r.allocation = allocate(sens, budget, objective, o.methods);
   const nlohmann::ordered_json plan = allocation_plan_json(sens, r.allocation, objective, r.budget);
 
   quant::QuantizeOptions q;
@@ -120,7 +131,9 @@ MixedQuantizeResult quantize_to_budget(const MixedQuantizeOptions& o, ThreadPool
   // quantize_allocated checks this too, but only after calibration's forward passes: refuse first.
   if (fs::exists(o.out_dir) && !o.overwrite)
     fail(ErrorKind::kUsage, "{} exists; pass --overwrite to replace it", o.out_dir);
-  return quantize_allocated(calibrated_sensitivity(o, pool), o, pool);
+  MixedQuantizeOptions with_statistics = o;
+  const Sensitivity sens = calibrated_sensitivity(o, pool, &with_statistics.rounding);
+  return quantize_allocated(sens, with_statistics, pool);
 }
 
 }  // namespace quantlab::analysis

@@ -41,7 +41,13 @@ struct MixedQuantizeOptions {
   std::optional<DType> dtype;
   size_t max_tokens = 64;
   bool measure_gains = true;              // probe each module's output gain on the suite (module_gain.h)
-  quant::RoundingOptions rounding;        // how the allocated widths are rounded (default: to nearest)
+  // The rounding methods the allocation chooses from per module (issue 21). Round-to-nearest alone:
+  // errors under the inputs' E[x²] (the mixed-precision issue's proxy). With gptq or delta: every
+  // candidate measured with its own rounding under the full second moments (analysis/method_sensitivity.h),
+  // and the plan names each module's method.
+  std::vector<quant::RoundingMethod> methods = {quant::RoundingMethod::kRtn};
+  // The gptq/delta settings (damping, act-order, λ, base or adapter); the calibration fills its statistics.
+  quant::RoundingOptions rounding;
   bool overwrite = false;
   bool show_progress = true;
 };
@@ -56,9 +62,12 @@ struct MixedQuantizeResult {
 MixedQuantizeResult quantize_to_budget(const MixedQuantizeOptions& options, ThreadPool& pool);
 
 // The two halves, for callers that allocate several budgets from one measurement (sweep --target-bpw):
-// the calibrated sensitivity (with measured gains unless options.measure_gains is false), then one
-// allocation and its quantized model (options.out_dir, options.budget).
-Sensitivity calibrated_sensitivity(const MixedQuantizeOptions& options, ThreadPool& pool);
+// the calibrated sensitivity (with measured gains unless options.measure_gains is false; with calibrated
+// methods the second moments it was measured on are moved into *statistics, which quantize_allocated
+// then needs as options.rounding's), then one allocation and its quantized model (options.out_dir,
+// options.budget).
+Sensitivity calibrated_sensitivity(const MixedQuantizeOptions& options, ThreadPool& pool,
+                                   quant::RoundingOptions* statistics = nullptr);
 MixedQuantizeResult quantize_allocated(const Sensitivity& sens, const MixedQuantizeOptions& options, ThreadPool& pool);
 
 }  // namespace quantlab::analysis

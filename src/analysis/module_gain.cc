@@ -62,7 +62,8 @@ const Candidate& probe_candidate(const TensorSensitivity& t, int probe_bits) {
   const int group = t.candidates.front().group_size;
   const Candidate* best = nullptr;
   for (const Candidate& c : t.candidates) {
-    if (c.group_size != group) continue;
+    // The probe quantizes to nearest, so its gain divides by round-to-nearest's error at that setting.
+    if (c.group_size != group || c.method != quant::RoundingMethod::kRtn) continue;
     const bool wanted = c.bits >= probe_bits, best_wanted = best && best->bits >= probe_bits;
     if (!best || (wanted && (!best_wanted || c.bits < best->bits)) || (!wanted && !best_wanted && c.bits > best->bits))
       best = &c;

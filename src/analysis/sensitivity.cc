@@ -8,6 +8,7 @@
 
 #include "analysis/calibration.h"
 #include "analysis/fused_rows.h"
+#include "analysis/method_sensitivity.h"
 #include "core/error.h"
 #include "core/mapped_file.h"
 #include "core/progress.h"
@@ -25,9 +26,7 @@ namespace {
 using ojson = nlohmann::ordered_json;
 constexpr const char* kSensitivityFormat = "quantlab.sensitivity/1";
 
-struct Setting {
-  int bits, group_size;
-};
+using Setting = CandidateSetting;
 
 // Where the rows come from: the fused checkpoint alone, or the base beside it (fused or adapter).
 struct RowSource {
@@ -127,7 +126,7 @@ TensorSensitivity measure_tensor(const quant::OutputTensor& t, const std::vector
   out.parameters = static_cast<uint64_t>(t.numel());
   for (size_t r = 0; r < total; ++r) out.delta_energy += delta[r];
   for (size_t c = 0; c < n_cands; ++c) {
-    Candidate cand{cands[c].bits, cands[c].group_size, 0, 0, 0};
+    Candidate cand{cands[c].bits, cands[c].group_size, 0, 0, 0, quant::RoundingMethod::kRtn};
     cand.bytes = kernels::affine_format(cand.bits)->stored_bytes(static_cast<uint64_t>(t.rows()),
                                                                  static_cast<uint64_t>(cols), cand.group_size,
                                                                  t.float_dtype);
@@ -138,6 +137,20 @@ TensorSensitivity measure_tensor(const quant::OutputTensor& t, const std::vector
     out.candidates.push_back(cand);
   }
   return out;
+}
+
+// Rows of a tensor's sources for measure_under_second_moments: fused rounded to the stored dtype, and
+// the fine-tune's change beside it when there is a base.
+SourceReader source_reader(const quant::OutputTensor& t, const RowSource& rows, bool has_base) {
+  return [&t, &rows, has_base](size_t source, int64_t first, int64_t last, SourceRows& out) {
+    std::vector<float> base;
+    rows.read(t.sources[source], first, last - first, t.cols(), base, out.fused);
+    quant::round_to_dtype(out.fused.data(), out.fused.size(), t.float_dtype);
+    out.delta.clear();
+    if (!has_base) return;
+    out.delta.resize(out.fused.size());
+    for (size_t j = 0; j < out.fused.size(); ++j) out.delta[j] = out.fused[j] - base[j];
+  };
 }
 
 std::vector<Setting> candidates_for(const io::ModelConfig& config, const quant::OutputTensor& t,
@@ -162,6 +175,29 @@ void validate(const SensitivityOptions& o) {
     if (!kernels::is_supported_group_size(g))
       fail(ErrorKind::kUsage, "--group-size: {} is not supported ({})", g, kernels::supported_group_sizes_text());
   if (!o.adapter_dir.empty() && o.base_dir.empty()) fail(ErrorKind::kUsage, "--adapter needs --base");
+  for (quant::RoundingMethod m : o.methods)
+    if (m == quant::RoundingMethod::kDelta && o.base_dir.empty())
+      fail(ErrorKind::kUsage, "--method delta needs --base BASE (the model the fine-tune started from)");
+}
+
+bool any_calibrated(const std::vector<quant::RoundingMethod>& methods) {
+  return std::any_of(methods.begin(), methods.end(), [](quant::RoundingMethod m) { return m != quant::RoundingMethod::kRtn; });
+}
+
+// The rounding's statistics and settings for measuring calibrated methods (moved out of `stats`).
+quant::RoundingOptions method_rounding(const SensitivityOptions& o, CalibrationStats& stats) {
+  quant::RoundingOptions r;
+  r.gptq = o.gptq;
+  r.delta_weight = o.delta_weight;
+  r.base_dir = o.base_dir;
+  if (!o.adapter_dir.empty()) {
+    r.delta_gram = adapter_delta_gram(o.fused_dir, o.adapter_dir);
+    r.adapter_dir = o.adapter_dir;
+  }
+  if (!take_rounding_statistics(stats, r))
+    fail_input("{}: no second moments in the statistics; --method gptq|delta measures every candidate under "
+               "E[x xᵀ] (record it with `quantlab calibrate --second-moments`)", o.stats_path);
+  return r;
 }
 
 }  // namespace
@@ -170,7 +206,7 @@ Sensitivity analyze_sensitivity(const SensitivityOptions& o, ThreadPool& pool) {
   validate(o);
   const io::ModelConfig config = io::load_model_config(o.fused_dir);
   const io::ModelWeights weights = io::ModelWeights::open(o.fused_dir);
-  const CalibrationStats stats = read_stats(o.stats_path);
+  CalibrationStats stats = read_stats(o.stats_path);
   check_stats_match(stats, config, o.stats_path);
   const quant::QuantPlan plan = quant::make_quant_plan(config, quant::source_tensors(weights), {});
   std::optional<io::ModelWeights> base;
@@ -184,6 +220,8 @@ Sensitivity analyze_sensitivity(const SensitivityOptions& o, ThreadPool& pool) {
   Sensitivity out;
   out.model_dir = o.fused_dir;
   out.has_base = pair.has_value();
+  out.second_moments = any_calibrated(o.methods);
+  const quant::RoundingOptions rounding = out.second_moments ? method_rounding(o, stats) : quant::RoundingOptions{};
   const std::string embedding = io::model_spec(config, true).embedding.path;
   Progress progress("sensitivity", plan.tensors.size(), 0, o.show_progress);
   for (const auto& t : plan.tensors) {
@@ -196,14 +234,23 @@ Sensitivity analyze_sensitivity(const SensitivityOptions& o, ThreadPool& pool) {
       // An untied embedding is a table lookup, not a Linear: calibration sees no input for it, and each
       // looked-up row reaches the residual stream as stored, so every column weighs the same (1).
       const bool lookup = t.module == embedding && !stats.modules.count(t.module);
-      const size_t cols = static_cast<size_t>(t.cols());
-      const ModuleStats unit = lookup ? ModuleStats{1, cols, std::vector<double>(cols, 1.0), {double(stats.tokens)}, {}, {}}
-                                      : ModuleStats{};
-      out.tensors.push_back(measure_tensor(t, cands, lookup ? unit : stats_for(stats, t, o.stats_path), rows,
-                                           out.has_base, pool));
+      const bool pinned = cands.size() == 1 && io::is_router_module(config.arch, t.module);
+      if (out.second_moments) {
+        if (!lookup) stats_for(stats, t, o.stats_path);  // the shape checks
+        // Routers keep their one setting, rounded to nearest (the allocation does not choose for them).
+        const MethodContext ctx{weights, base ? &*base : nullptr, rounding,
+                                pinned ? std::vector<quant::RoundingMethod>{} : o.methods, o.stats_path};
+        out.tensors.push_back(measure_under_second_moments(t, cands, ctx, source_reader(t, rows, out.has_base), lookup, pool));
+      } else {
+        const size_t cols = static_cast<size_t>(t.cols());
+        const ModuleStats unit = lookup ? ModuleStats{1, cols, std::vector<double>(cols, 1.0), {double(stats.tokens)}, {}, {}}
+                                        : ModuleStats{};
+        out.tensors.push_back(measure_tensor(t, cands, lookup ? unit : stats_for(stats, t, o.stats_path), rows,
+                                             out.has_base, pool));
+      }
       release_pages(weights, t.sources);
       if (base) release_pages(*base, t.sources);
-      out.tensors.back().pinned = cands.size() == 1 && io::is_router_module(config.arch, t.module);
+      out.tensors.back().pinned = pinned;
     }
     progress.advance(1, 0);
   }
@@ -215,9 +262,11 @@ ojson sensitivity_json(const Sensitivity& s) {
   ojson tensors = ojson::array();
   for (const auto& t : s.tensors) {
     ojson cands = ojson::array();
-    for (const auto& c : t.candidates)
+    for (const auto& c : t.candidates) {
       cands.push_back({{"bits", c.bits}, {"group_size", c.group_size}, {"bytes", c.bytes},
                        {"output_error", c.output_error}, {"finetune_error", c.finetune_error}});
+      if (c.method != quant::RoundingMethod::kRtn) cands.back()["method"] = quant::rounding_method_name(c.method);
+    }
     tensors.push_back({{"module", t.module}, {"shape", t.shape}, {"parameters", t.parameters},
                        {"delta_energy", t.delta_energy}, {"pinned", t.pinned}, {"candidates", cands}});
     if (t.probe.bits)
@@ -225,6 +274,7 @@ ojson sensitivity_json(const Sensitivity& s) {
                                  {"gain", t.probe.gain}};
   }
   return {{"format", kSensitivityFormat}, {"model", s.model_dir},    {"has_base", s.has_base}, {"has_gains", s.has_gains},
+          {"error_metric", s.second_moments ? "second_moments" : "diagonal"},
           {"fixed_bytes", s.fixed_bytes},  {"fixed_parameters", s.fixed_parameters}, {"tensors", tensors}};
 }
 
@@ -238,6 +288,15 @@ T field(const ojson& j, const char* key, const std::string& where) {
   } catch (const ojson::exception&) {
     fail_input("{}: '{}' has the wrong type ({})", where, key, j[key].dump());
   }
+}
+
+// A candidate's rounding method (absent: round-to-nearest, as files before methods were measured).
+quant::RoundingMethod candidate_method(const ojson& c, const std::string& where) {
+  if (!c.contains("method")) return quant::RoundingMethod::kRtn;
+  const std::string name = field<std::string>(c, "method", where);
+  for (quant::RoundingMethod m : {quant::RoundingMethod::kRtn, quant::RoundingMethod::kGptq, quant::RoundingMethod::kDelta})
+    if (name == quant::rounding_method_name(m)) return m;
+  fail_input("{}: candidate 'method' must be rtn, gptq or delta, not \"{}\"", where, name);
 }
 
 }  // namespace
@@ -255,6 +314,12 @@ Sensitivity read_sensitivity(const std::string& path) {
   s.model_dir = field<std::string>(j, "model", path);
   s.has_base = field<bool>(j, "has_base", path);
   s.has_gains = j.contains("has_gains") && field<bool>(j, "has_gains", path);
+  if (j.contains("error_metric")) {
+    const std::string metric = field<std::string>(j, "error_metric", path);
+    if (metric != "diagonal" && metric != "second_moments")
+      fail_input("{}: 'error_metric' must be \"diagonal\" or \"second_moments\"", path);
+    s.second_moments = metric == "second_moments";
+  }
   s.fixed_bytes = field<uint64_t>(j, "fixed_bytes", path);
   s.fixed_parameters = field<uint64_t>(j, "fixed_parameters", path);
   if (!j.contains("tensors") || !j["tensors"].is_array()) fail_input("{}: 'tensors' must be a list", path);
@@ -272,7 +337,7 @@ Sensitivity read_sensitivity(const std::string& path) {
     for (const ojson& c : t["candidates"])
       ts.candidates.push_back({field<int>(c, "bits", where), field<int>(c, "group_size", where),
                                field<uint64_t>(c, "bytes", where), field<double>(c, "output_error", where),
-                               field<double>(c, "finetune_error", where)});
+                               field<double>(c, "finetune_error", where), candidate_method(c, where)});
     if (t.contains("probe")) {
       const ojson& p = t["probe"];
       const std::string at = where + ".probe";

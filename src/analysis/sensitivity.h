@@ -8,7 +8,13 @@
 //                    ‖ΔW − (deq − W_base)‖² equals the output error, so it cannot tell them apart);
 //   bytes          = what the module stores at that setting.
 // Rows are streamed (any model size); quantization is the MLX-exact kernel, scales and biases rounded
-// to the storage dtype as `quantize` writes them. MoE routers keep 8 bits / group 64 (their only
+// to the storage dtype as `quantize` writes them.
+// With calibrated rounding methods (issue 21: `--method rtn,gptq,delta`) every candidate is measured once
+// per method, each with its own rounding (analysis/method_sensitivity.h), and every error — round-to-
+// nearest's too — under the full second moments H = E[x xᵀ] instead of their diagonal: output error
+// Σ_rows e H eᵀ, fine-tune error Σ_rows (e H ΔWᵀ)² / (ΔW H ΔWᵀ). The diagonal cannot see what GPTQ's error
+// compensation does (it moves error into directions the inputs do not excite), so it would rank GPTQ
+// below round-to-nearest; under H the methods are in one currency and the allocation can pick per module. MoE routers keep 8 bits / group 64 (their only
 // candidate), as the uniform plan does. An untied embedding (a lookup, which calibration does not see)
 // weighs every column 1.
 #pragma once
@@ -20,6 +26,8 @@
 #include <vector>
 
 #include "core/thread_pool.h"
+#include "quant/gptq.h"
+#include "quant/rounding_method.h"
 
 namespace quantlab::analysis {
 
@@ -30,6 +38,11 @@ struct SensitivityOptions {
   std::string stats_path;
   std::vector<int> bits = {2, 3, 4, 5, 6, 8};
   std::vector<int> group_sizes = {64};
+  // Round-to-nearest is always measured (the gains are probed with it); any other method here switches
+  // to the second-moment errors, which the statistics must hold (`calibrate --second-moments`).
+  std::vector<quant::RoundingMethod> methods = {quant::RoundingMethod::kRtn};
+  quant::GptqOptions gptq;     // gptq and delta: damping and column order, as `quantize` takes them
+  double delta_weight = 1.0;   // delta: λ (docs/rounding.md)
   bool show_progress = true;
 };
 
@@ -38,6 +51,7 @@ struct Candidate {
   uint64_t bytes = 0;
   double output_error = 0;
   double finetune_error = 0;
+  quant::RoundingMethod method = quant::RoundingMethod::kRtn;
 };
 
 // What one unit of the module's output error costs at the model's output (module_gain.h): KL(fused ‖ only
@@ -63,6 +77,7 @@ struct Sensitivity {
   std::string model_dir;
   bool has_base = false;
   bool has_gains = false;         // every tensor with a choice has its probe (module_gain.h)
+  bool second_moments = false;    // errors under E[x xᵀ] (calibrated methods), else under its diagonal
   uint64_t fixed_bytes = 0;       // tensors that stay float (norms, biases)
   uint64_t fixed_parameters = 0;
   std::vector<TensorSensitivity> tensors;

@@ -1,8 +1,9 @@
 // quantlab calibrate MODEL (--suite Q [--tools T] | --text FILE) --out stats.safetensors
 // quantlab sensitivity FUSED [--base BASE [--adapter A]] --stats stats.safetensors
-//                      [--candidates 2,3,4,5,6,8] [--group-size 32,64,128] [--suite Q [--tools T]] --out sens.json
+//                      [--candidates 2,3,4,5,6,8] [--group-size 32,64,128] [--suite Q [--tools T]]
+//                      [--method rtn,gptq,delta [--damp D] [--act-order] [--delta-weight L]] --out sens.json
 // quantlab allocate sens.json (--target-bpw X | --max-bytes N | --smaller-than BITS:GROUP --by PCT)
-//                   [--objective finetune|output|both] --out plan.json
+//                   [--objective finetune|output|both] [--method LIST] --out plan.json
 // The mixed-precision pipeline step by step (docs/mixed-precision.md); `quantize --target-bpw` runs it
 // in one command.
 #include <CLI/CLI.hpp>
@@ -53,11 +54,12 @@ void run_calibrate(const CalibrateArgs& a) {
 }
 
 struct SensitivityArgs {
-  std::string fused, base, adapter, stats, candidates = "2,3,4,5,6,8", out, suite, tools;
+  std::string fused, base, adapter, stats, candidates = "2,3,4,5,6,8", out, suite, tools, method = "rtn";
   std::vector<int> groups = {64};
   size_t threads = 0, gain_queries = 0, gain_tokens = 16;
   int probe_bits = 3;
-  bool quiet = false;
+  double damp = 0.1, delta_weight = 1.0;
+  bool quiet = false, act_order = false;
 };
 
 void run_sensitivity(const SensitivityArgs& a) {
@@ -68,6 +70,9 @@ void run_sensitivity(const SensitivityArgs& a) {
   o.stats_path = a.stats;
   o.bits = parse_bit_widths(a.candidates, "--candidates");
   o.group_sizes = a.groups;
+  o.methods = parse_method_list(a.method);
+  o.gptq = {a.damp, a.act_order};
+  o.delta_weight = a.delta_weight;
   o.show_progress = !a.quiet && Progress::stderr_is_terminal();
   ThreadPool pool(a.threads);
   analysis::Sensitivity s = analysis::analyze_sensitivity(o, pool);
@@ -83,13 +88,14 @@ void run_sensitivity(const SensitivityArgs& a) {
     analysis::measure_gains(g, s, pool);
   }
   io::write_file_atomically(a.out, analysis::sensitivity_json(s).dump(2) + "\n");
-  fmt::print("sensitivity of {} tensors ({}{}) -> {}\n", s.tensors.size(),
+  fmt::print("sensitivity of {} tensors ({}{}{}) -> {}\n", s.tensors.size(),
              s.has_base ? "output and fine-tune error" : "output error; no base, so no fine-tune error",
+             s.second_moments ? fmt::format("; methods {}, errors under E[x xᵀ]", a.method) : "",
              s.has_gains ? "; measured gains" : "", a.out);
 }
 
 struct AllocateArgs {
-  std::string sensitivity, smaller_than, objective, out;
+  std::string sensitivity, smaller_than, objective, out, method;
   double target_bpw = 0, by = 0;
   uint64_t max_bytes = 0;
   bool json = false;
@@ -108,7 +114,9 @@ void run_allocate(const AllocateArgs& a) {
   // KL, higher retention) than aiming at the fine-tune's projection (docs/mixed-precision.md).
   const analysis::Objective objective =
       a.objective.empty() ? analysis::Objective::kOutput : analysis::parse_objective(a.objective);
-  const analysis::Allocation alloc = analysis::allocate(s, budget, objective);
+  const std::vector<quant::RoundingMethod> methods =
+      a.method.empty() ? std::vector<quant::RoundingMethod>{} : parse_method_list(a.method);
+  const analysis::Allocation alloc = analysis::allocate(s, budget, objective, methods);
   const auto plan = analysis::allocation_plan_json(s, alloc, objective, budget_text);
   io::write_file_atomically(a.out, plan.dump(2) + "\n");
   if (a.json) {
@@ -167,6 +175,19 @@ void register_sensitivity(CLI::App& app) {
       ->check(CLI::Range(1, 4096))->capture_default_str();
   cmd->add_option("--probe-bits", a->probe_bits, "Width each module is probed at (the lowest candidate >= it)")
       ->check(CLI::Range(2, 8))->capture_default_str();
+  cmd->add_option("--method", a->method,
+                  "Rounding methods measured, comma-separated (rtn, gptq, delta): each width rounded with each, "
+                  "every error under E[x xᵀ] (needs `calibrate --second-moments`; delta needs --base); "
+                  "docs/rounding.md")
+      ->check(method_list_check())
+      ->capture_default_str();
+  cmd->add_option("--damp", a->damp, "gptq/delta: damping, a fraction of the mean diagonal of E[x xᵀ]")
+      ->check(CLI::Range(0.0, 10.0))
+      ->capture_default_str();
+  cmd->add_flag("--act-order", a->act_order, "gptq/delta: round columns in decreasing input energy (static groups)");
+  cmd->add_option("--delta-weight", a->delta_weight, "delta: weight of the fine-tune's input directions (docs/rounding.md)")
+      ->check(CLI::Range(0.0, 1000.0))
+      ->capture_default_str();
   cmd->add_option("--out", a->out, "Sensitivity file (JSON)")->required();
   add_threads_option(cmd, &a->threads);
   cmd->add_flag("--quiet", a->quiet, "No progress bar");
@@ -183,6 +204,10 @@ void register_allocate(CLI::App& app) {
   cmd->add_option("--smaller-than", a->smaller_than, "Budget relative to a uniform BITS:GROUP (with --by)");
   cmd->add_option("--by", a->by, "Percent smaller than --smaller-than");
   cmd->add_option("--objective", a->objective, "output (default), finetune or both");
+  cmd->add_option("--method", a->method,
+                  "Choose only among candidates rounded with these methods (comma-separated; default: every method "
+                  "the sensitivity file measured)")
+      ->check(method_list_check());
   cmd->add_option("--out", a->out, "Plan file (quantlab.plan/1) for `quantize --plan`")->required();
   cmd->add_flag("--json", a->json, "Print the plan");
   cmd->callback([a] { run_allocate(*a); });

@@ -1,5 +1,6 @@
 // quantlab quantize IN OUT --bits B --group-size G [--method rtn|gptq|delta ...] [--dtype ...] [--threads N]
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <filesystem>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -46,35 +47,49 @@ bool wants_allocation(const QuantizeArgs& a) {
          (!a.calibration.empty() && a.method == "rtn");
 }
 
-// The method and its statistics: recorded now on --calibration, or read from --stats. With a budget,
-// --calibration is the allocation's too, and --base (with --adapter) is the fine-tune's for both.
-quant::RoundingOptions rounding_options(const QuantizeArgs& a, ThreadPool& pool, bool budget = false) {
+bool contains(const std::vector<quant::RoundingMethod>& methods, quant::RoundingMethod m) {
+  return std::find(methods.begin(), methods.end(), m) != methods.end();
+}
+
+// The methods a plan file gives its modules ("method" entries), beside --method's.
+std::vector<quant::RoundingMethod> methods_needed(const QuantizeArgs& a, const quant::PlanOptions& plan) {
+  std::vector<quant::RoundingMethod> out = parse_method_list(a.method);
+  if (out.size() > 1)
+    fail(ErrorKind::kUsage, "--method {}: a list of methods goes with a budget (--target-bpw, --max-bytes, "
+         "--smaller-than), which chooses one per module", a.method);
+  for (const auto& rule : plan.overrides)
+    if (rule.method && !contains(out, *rule.method)) out.push_back(*rule.method);
+  return out;
+}
+
+// The methods' statistics: recorded now on --calibration, or read from --stats. `methods` holds
+// --method's and those a plan file names for its modules.
+quant::RoundingOptions rounding_options(const QuantizeArgs& a, const std::vector<quant::RoundingMethod>& methods,
+                                        ThreadPool& pool) {
   quant::RoundingOptions r;
-  r.method = quant::parse_rounding_method(a.method);
+  r.method = methods.front();
   r.gptq = {a.damp, a.act_order};
   r.delta_weight = a.delta_weight;
-  const bool calibrated = r.method != quant::RoundingMethod::kRtn;
+  const bool calibrated = methods.size() > 1 || r.method != quant::RoundingMethod::kRtn;
   if (!calibrated) {
     if (!a.stats.empty() || a.act_order) fail(ErrorKind::kUsage, "--stats and --act-order go with --method gptq|delta");
     return r;
   }
-  if (budget ? a.calibration.empty() : a.calibration.empty() == a.stats.empty())
-    fail(ErrorKind::kUsage, "--method {} needs the inputs' statistics: --calibration SUITE.jsonl or --stats FILE "
-         "(one of them)", a.method);
-  if (r.method == quant::RoundingMethod::kDelta) {
-    // A budget's fine-tune objective needs the base (the adapter beside it is optional); alone, delta
-    // needs exactly one source of the change.
-    if (budget && a.base.empty())
-      fail(ErrorKind::kUsage, "--method delta needs --base BASE, the model the fine-tune started from");
-    if (!budget && a.base.empty() == a.adapter.empty())
-      fail(ErrorKind::kUsage, "--method delta needs the fine-tune's change: --base BASE (the model it started from) "
-           "or --adapter A (its LoRA adapter), one of them");
+  const std::string who = r.method != quant::RoundingMethod::kRtn
+                              ? fmt::format("--method {}", a.method)
+                              : fmt::format("{} (its modules' \"method\" entries)", a.plan_file);
+  if (a.calibration.empty() == a.stats.empty())
+    fail(ErrorKind::kUsage, "{} needs the inputs' statistics: --calibration SUITE.jsonl or --stats FILE (one of them)", who);
+  if (contains(methods, quant::RoundingMethod::kDelta)) {
+    if (a.base.empty() == a.adapter.empty())
+      fail(ErrorKind::kUsage, "{} needs the fine-tune's change: --base BASE (the model it started from) or --adapter A "
+           "(its LoRA adapter), one of them", who);
     r.base_dir = a.base;
     if (!a.adapter.empty()) {
       r.delta_gram = analysis::adapter_delta_gram(a.input, a.adapter);
       r.adapter_dir = a.adapter;
     }
-  } else if (!budget && (!a.base.empty() || !a.adapter.empty())) {
+  } else if (!a.base.empty() || !a.adapter.empty()) {
     fail(ErrorKind::kUsage, "--base and --adapter go with --method delta (or with a budget)");
   }
   analysis::CalibrationStats stats;
@@ -94,6 +109,27 @@ quant::RoundingOptions rounding_options(const QuantizeArgs& a, ThreadPool& pool,
   if (!analysis::take_rounding_statistics(stats, r))
     fail_input("{}: no second moments in the statistics (record them with `quantlab calibrate --second-moments`)",
                a.stats);
+  return r;
+}
+
+// With a budget: the settings of the methods the allocation chooses from (their statistics come from
+// the allocation's own calibration).
+quant::RoundingOptions budget_rounding(const QuantizeArgs& a, const std::vector<quant::RoundingMethod>& methods) {
+  quant::RoundingOptions r;
+  r.gptq = {a.damp, a.act_order};
+  r.delta_weight = a.delta_weight;
+  const bool calibrated = methods.size() > 1 || methods.front() != quant::RoundingMethod::kRtn;
+  if (!a.stats.empty())
+    fail(ErrorKind::kUsage, "a budget records its statistics on --calibration; --stats does not combine with it");
+  if (a.act_order && !calibrated) fail(ErrorKind::kUsage, "--stats and --act-order go with --method gptq|delta");
+  if (contains(methods, quant::RoundingMethod::kDelta)) {
+    if (a.base.empty()) fail(ErrorKind::kUsage, "--method delta needs --base BASE, the model the fine-tune started from");
+    r.base_dir = a.base;
+    if (!a.adapter.empty()) {
+      r.delta_gram = analysis::adapter_delta_gram(a.input, a.adapter);
+      r.adapter_dir = a.adapter;
+    }
+  }
   return r;
 }
 
@@ -119,14 +155,13 @@ void run_allocated_quantize(const QuantizeArgs& a) {
   o.dtype = parse_dtype_flag(a.dtype);
   o.overwrite = a.overwrite;
   o.measure_gains = !a.no_gains;
+  o.max_tokens = a.calibration_tokens;
   o.show_progress = !a.quiet && !a.json && Progress::stderr_is_terminal();
+  // Every width is measured with each method's own rounding, and the allocation picks a (width, method)
+  // per module (docs/rounding.md, "Budgets with methods").
+  o.methods = parse_method_list(a.method);
+  o.rounding = budget_rounding(a, o.methods);
   ThreadPool pool(a.threads);
-  // The widths are allocated on round-to-nearest's error estimates, then rounded with the method
-  // (docs/rounding.md: why that is conservative, and what a per-method allocation would add).
-  if (a.method != "rtn") {
-    if (std::filesystem::exists(a.output) && !a.overwrite) fail(ErrorKind::kUsage, "{} exists; pass --overwrite to replace it", a.output);
-    o.rounding = rounding_options(a, pool, true);
-  }
   const analysis::MixedQuantizeResult r = analysis::quantize_to_budget(o, pool);
   if (a.json) {
     fmt::print("{}\n", nlohmann::ordered_json{{"output", a.output}, {"budget", r.budget},
@@ -163,7 +198,9 @@ void run_quantize(const QuantizeArgs& a) {
   o.kernel = a.kernel == "scalar" ? quant::KernelPath::kScalarReference : quant::KernelPath::kSimd;
   o.uncached_writes = !a.cached_writes;
   ThreadPool pool(a.threads);
-  o.rounding = rounding_options(a, pool);
+  if (std::filesystem::exists(a.output) && !a.overwrite)  // before any calibration's forward passes
+    fail(ErrorKind::kUsage, "{} exists; pass --overwrite to replace it", a.output);
+  o.rounding = rounding_options(a, methods_needed(a, o.plan), pool);
   const auto r = quant::quantize_model(a.input, a.output, o, pool);
   for (const auto& note : r.plan.notes) fmt::print(stderr, "{}\n", note);
   size_t quantized = 0;
@@ -186,9 +223,10 @@ void run_quantize(const QuantizeArgs& a) {
   fmt::print("quantized {} -> {}: {} of {} tensors {} ({} -> {}), {:.2f} s, {:.2f} GB/s\n", a.input, a.output,
              quantized, r.plan.tensors.size(), setting, human_bytes(r.input_bytes), human_bytes(r.output_bytes),
              r.seconds, gbps);
-  if (a.method != "rtn")
+  if (r.gptq_tensors > 0)
     fmt::print("rounding: {} on {} tensors, {} factorisations (the rest to nearest: embeddings, modules no "
-               "calibration input reached)\n", a.method, r.gptq_tensors, r.gptq_factorisations);
+               "calibration input reached)\n", a.method != "rtn" ? a.method : "the plan's methods", r.gptq_tensors,
+               r.gptq_factorisations);
   if (a.bits == 7) fmt::print("note: 7-bit is a quantlab extension; mlx-lm refuses to load it\n");
 }
 
@@ -232,8 +270,10 @@ void register_quantize(CLI::App& app) {
   cmd->add_option("--max-shard-size", args->max_shard, "Largest output shard (e.g. 5GiB, 500MB)");
   cmd->add_option("--method", args->method,
                   "How codes are chosen: rtn (round to nearest, MLX's rule, default), gptq (error-compensated on "
-                  "--calibration/--stats inputs) or delta (gptq aimed at keeping the fine-tune's change: fused − --base, or --adapter's); docs/rounding.md")
-      ->check(CLI::IsMember({"rtn", "gptq", "delta"}))
+                  "--calibration/--stats inputs) or delta (gptq aimed at keeping the fine-tune's change: fused − --base, "
+                  "or --adapter's); with a budget, a list (rtn,gptq,delta) the allocation chooses from per module; "
+                  "docs/rounding.md")
+      ->check(method_list_check())
       ->capture_default_str();
   cmd->add_option("--stats", args->stats, "gptq/delta: statistics from `quantlab calibrate --second-moments`")
       ->check(CLI::ExistingFile);
@@ -246,7 +286,7 @@ void register_quantize(CLI::App& app) {
       ->check(CLI::Range(0.0, 1000.0))
       ->capture_default_str();
   cmd->add_option("--calibration-tokens", args->calibration_tokens,
-                  "gptq/delta with --calibration: reply tokens generated per prompt")
+                  "Reply tokens generated per prompt when calibrating (gptq/delta, budgets)")
       ->check(CLI::Range(1, 4096))
       ->capture_default_str();
   cmd->add_option("--kernel", args->kernel, "simd (default) or scalar (the reference, for comparisons)")

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <ctime>
 #include <filesystem>
 
@@ -20,6 +21,34 @@ CLI::Validator bit_width_check() { return CLI::IsMember(kernels::supported_bits(
 CLI::Validator group_size_check() {
   const auto sizes = kernels::supported_group_sizes();
   return CLI::IsMember(std::vector<int>(sizes.begin(), sizes.end()));
+}
+
+CLI::Validator method_list_check() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        size_t start = 0;
+        while (true) {
+          const size_t comma = text.find(',', start);
+          const std::string name = text.substr(start, comma - start);
+          if (name != "rtn" && name != "gptq" && name != "delta")
+            return "'" + name + "' is not a rounding method (rtn, gptq, delta)";
+          if (comma == std::string::npos) return "";
+          start = comma + 1;
+        }
+      },
+      "METHOD[,METHOD...]");
+}
+
+std::vector<quant::RoundingMethod> parse_method_list(const std::string& text) {
+  std::vector<quant::RoundingMethod> out;
+  size_t start = 0;
+  while (true) {
+    const size_t comma = text.find(',', start);
+    const quant::RoundingMethod m = quant::parse_rounding_method(text.substr(start, comma - start));
+    if (std::find(out.begin(), out.end(), m) == out.end()) out.push_back(m);
+    if (comma == std::string::npos) return out;
+    start = comma + 1;
+  }
 }
 
 void add_dtype_option(CLI::App* cmd, std::string* dtype, const std::string& what) {

@@ -11,6 +11,7 @@
 
 #include "core/dtype.h"
 #include "kernels/kernels.h"
+#include "quant/rounding_method.h"
 
 namespace quantlab::cli {
 
@@ -19,6 +20,10 @@ void add_threads_option(CLI::App* cmd, size_t* threads);
 // Checks of --bits / --group-size values against the weight-format table (kernels/format.h).
 CLI::Validator bit_width_check();
 CLI::Validator group_size_check();
+// rtn, gptq, delta, or a comma-separated list of them (quant/rounding_method.h).
+CLI::Validator method_list_check();
+// The list's methods in order, each once; Error(kUsage) naming an unknown one.
+std::vector<quant::RoundingMethod> parse_method_list(const std::string& text);
 // --dtype float16|bfloat16|float32
 void add_dtype_option(CLI::App* cmd, std::string* dtype, const std::string& what);
 std::optional<DType> parse_dtype_flag(const std::string& value);

@@ -185,27 +185,6 @@ TEST(Rounding, DeltaFromTheAdapterAloneIsDeltaFromTheBase) {
   EXPECT_FALSE(fs::exists(tmp / "q"));
 }
 
-// A budget's widths rounded with GPTQ: the same allocation (so the same layout and size) as
-// round-to-nearest's, other codes, and the plan says both what was allocated and how it was rounded.
-TEST(Rounding, ABudgetsWidthsRoundedWithGptq) {
-  TempDir tmp;
-  const std::string budget = " --target-bpw 3.5 --calibration " + kCalibration + " --tools " + kTools +
-                             " --calibration-tokens 8 --no-gains --json";
-  const RunResult rtn = quantize(tmp / "rtn", budget);
-  ASSERT_EQ(rtn.exit_code, 0) << rtn.err;
-  const RunResult gptq = quantize(tmp / "gptq", "--method gptq" + budget);
-  ASSERT_EQ(gptq.exit_code, 0) << gptq.err;
-  EXPECT_EQ(json::parse(gptq.out)["method"], "gptq");
-  EXPECT_EQ(json::parse(gptq.out)["tensor_bytes"], json::parse(rtn.out)["tensor_bytes"]);
-  EXPECT_EQ(layout(tmp / "gptq"), layout(tmp / "rtn"));
-  EXPECT_EQ(json::parse(slurp(tmp / "gptq/config.json")), json::parse(slurp(tmp / "rtn/config.json")));
-  const json plan = json::parse(slurp(tmp / "gptq/quantlab_plan.json"));
-  EXPECT_EQ(plan["quantization_method"], "gptq");
-  EXPECT_GT(plan["rounding"]["gptq_tensors"].get<int>(), 0);
-  EXPECT_EQ(plan["predicted"]["budget"], "3.5 bits per weight") << plan.dump();
-  EXPECT_NE(slurp(tmp / "gptq/model.safetensors"), slurp(tmp / "rtn/model.safetensors"));
-}
-
 TEST(Rounding, BadCombinationsAreUsageErrors) {
   TempDir tmp;
   const std::vector<std::pair<std::string, std::string>> cases = {
@@ -216,6 +195,10 @@ TEST(Rounding, BadCombinationsAreUsageErrors) {
       {"--method rtn --stats " + kCalibration, "go with --method gptq|delta"},
       {"--method nearest", "--method"},
       {"--method delta --calibration " + kCalibration + " --target-bpw 3.5", "needs --base"},
+      {"--method rtn,gptq --bits 3 --calibration " + kCalibration, "a list of methods goes with a budget"},
+      {"--method gptq --stats " + kCalibration + " --calibration " + kCalibration + " --target-bpw 3",
+       "--stats does not combine with it"},
+      {"--method gptq,nearest --target-bpw 3 --calibration " + kCalibration, "--method"},
   };
   for (const auto& [flags, message] : cases) {
     SCOPED_TRACE(flags);
@@ -249,12 +232,15 @@ Halves split_dev40(const fs::path& dir) {
   return {dir / "a.jsonl", dir / "b.jsonl"};
 }
 
-double kl_reply(const fs::path& model, const fs::path& suite) {
+// The model's row of `divergence --json` on the suite.
+json divergence(const fs::path& model, const fs::path& suite) {
   const RunResult r = run_quantlab("divergence " + kFused + " --base " + kBase + " --suite " + shell_quote(suite) +
                                    " --tools " + kTools + " --max-tokens 16 --json --model " + shell_quote(model));
   EXPECT_EQ(r.exit_code, 0) << r.err;
-  return json::parse(r.out)["models"][0]["kl_reply"].get<double>();
+  return json::parse(r.out)["models"][0];
 }
+
+double kl_reply(const fs::path& model, const fs::path& suite) { return divergence(model, suite)["kl_reply"].get<double>(); }
 
 TEST(Rounding, GptqAndDeltaStayCloserToTheFineTuneThanRoundToNearestOnUnseenQueries) {
   TempDir tmp;
@@ -270,6 +256,85 @@ TEST(Rounding, GptqAndDeltaStayCloserToTheFineTuneThanRoundToNearestOnUnseenQuer
   // Measured 2026-12-06: rtn 0.0088, gptq 0.0009, delta 0.0017 — demand a clear margin, not the noise.
   EXPECT_LT(gptq, 0.5 * rtn) << "gptq " << gptq << " rtn " << rtn;
   EXPECT_LT(delta, 0.5 * rtn) << "delta " << delta << " rtn " << rtn;
+}
+
+// With a budget the method is an axis of the allocation: every width measured with each method's own
+// rounding under E[x xᵀ], a (width, method) chosen per module, each module's method named in the plan
+// and the calibrated one in the file; at the same budget that stays closer to the fine-tuned model on
+// queries the calibration never saw than round-to-nearest's allocation. With the measured gains (the
+// default): without them the modules' errors are in different currencies and neither allocation is good
+// (KL 0.08 at this budget against 0.003).
+TEST(Rounding, ABudgetChoosesAWidthAndAMethodPerModule) {
+  TempDir tmp;
+  const Halves halves = split_dev40(tmp.path());
+  const std::string budget = " --target-bpw 3 --calibration " + shell_quote(halves.calibration) + " --tools " +
+                             kTools + " --calibration-tokens 16 --json";
+  const RunResult rtn = quantize(tmp / "rtn", budget.substr(1));
+  ASSERT_EQ(rtn.exit_code, 0) << rtn.err;
+  const RunResult both = quantize(tmp / "both", "--method rtn,gptq" + budget);
+  ASSERT_EQ(both.exit_code, 0) << both.err;
+  EXPECT_EQ(json::parse(both.out)["method"], "rtn,gptq");
+  EXPECT_LE(json::parse(both.out)["bits_per_weight"].get<double>(), 3.0);
+  const json plan = json::parse(slurp(tmp / "both/quantlab_plan.json"));
+  EXPECT_EQ(plan["predicted"]["error_metric"], "second_moments");
+  EXPECT_EQ(plan["quantization_method"], "gptq");
+  size_t gptq_modules = 0;
+  for (const auto& [module, entry] : plan["modules"].items()) gptq_modules += entry.is_object() && entry.value("method", "") == "gptq";
+  EXPECT_GT(gptq_modules, 20u) << plan.dump();
+  EXPECT_EQ(io::SafetensorsFile(tmp / "both/model.safetensors").metadata().at("quantization_method"), "gptq");
+  for (const auto& [module, entry] : json::parse(slurp(tmp / "rtn/quantlab_plan.json"))["modules"].items())
+    EXPECT_FALSE(entry.is_object() && entry.contains("method")) << module;
+  // Measured 2026-12-07 on the held-out half: KL at the first reply token rtn 0.0057, rtn+gptq 0.0020;
+  // over the reply 0.0034 and 0.0024.
+  const json d_rtn = divergence(tmp / "rtn", halves.held_out), d_both = divergence(tmp / "both", halves.held_out);
+  EXPECT_LT(d_both["kl_first"].get<double>(), 0.5 * d_rtn["kl_first"].get<double>()) << d_both << d_rtn;
+  EXPECT_LT(d_both["kl_reply"].get<double>(), 0.85 * d_rtn["kl_reply"].get<double>()) << d_both << d_rtn;
+}
+
+std::string tensor_data(const fs::path& dir, const std::string& name) {
+  const io::SafetensorsFile f(dir / "model.safetensors");
+  const auto bytes = f.bytes(f.at(name));
+  return std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+}
+
+// A plan file can give a module its own method: that module is rounded as `--method` rounds every
+// module, the others to nearest, and the model's own plan says which.
+TEST(Rounding, APlanGivesModulesTheirOwnMethod) {
+  TempDir tmp;
+  const std::string stats = shell_quote(tmp / "stats.safetensors");
+  ASSERT_EQ(run_quantlab("calibrate " + kFused + " --suite " + kCalibration + " --tools " + kTools +
+                         " --max-tokens 8 --second-moments --quiet --out " + stats).exit_code, 0);
+  ASSERT_EQ(quantize(tmp / "rtn", "--bits 3").exit_code, 0);
+  ASSERT_EQ(quantize(tmp / "gptq", "--bits 3 --method gptq --stats " + stats).exit_code, 0);
+  const std::string q0 = "model.layers.0.self_attn.q_proj", k0 = "model.layers.0.self_attn.k_proj";
+  const auto write_plan = [&](const std::string& method) {
+    std::ofstream(tmp / "plan.json") << json{{"format", "quantlab.plan/1"}, {"bits", 3}, {"group_size", 64},
+                                             {"modules", {{q0, {{"bits", 3}, {"group_size", 64}, {"method", method}}}}}}.dump();
+  };
+  write_plan("gptq");
+  const std::string plan = " --plan " + shell_quote(tmp / "plan.json");
+  RunResult r = quantize(tmp / "mixed", plan + " --stats " + stats + " --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(json::parse(r.out)["gptq_tensors"], 1);
+  for (const std::string part : {".weight", ".scales", ".biases"}) {
+    EXPECT_TRUE(tensor_data(tmp / "mixed", q0 + part) == tensor_data(tmp / "gptq", q0 + part)) << part;
+    EXPECT_TRUE(tensor_data(tmp / "mixed", k0 + part) == tensor_data(tmp / "rtn", k0 + part)) << part;
+  }
+  EXPECT_FALSE(tensor_data(tmp / "gptq", q0 + ".weight") == tensor_data(tmp / "rtn", q0 + ".weight"));
+  const json recorded = json::parse(slurp(tmp / "mixed/quantlab_plan.json"));
+  EXPECT_EQ(recorded["modules"][q0]["method"], "gptq");
+  EXPECT_FALSE(recorded["modules"][k0].contains("method"));
+  EXPECT_EQ(recorded["quantization_method"], "gptq");
+  // Without the statistics the module's method cannot be honoured; an unknown method names the module.
+  r = quantize(tmp / "q", plan);
+  EXPECT_EQ(r.exit_code, kUsage) << r.err;
+  EXPECT_NE(r.err.find("plan.json (its modules' \"method\" entries) needs the inputs' statistics"), std::string::npos)
+      << r.err;
+  write_plan("nearest");
+  r = quantize(tmp / "q", plan + " --stats " + stats);
+  EXPECT_EQ(r.exit_code, kInvalid) << r.err;
+  EXPECT_NE(r.err.find("modules['" + q0 + "']: 'method' must be"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(tmp / "q"));
 }
 
 }  // namespace

@@ -68,6 +68,12 @@ std::vector<double> gram(std::span<const float> m, size_t rows, size_t cols);
 // h += lambda · (tr h / tr delta_gram) · delta_gram (h unchanged when the delta is zero).
 void add_delta_weighting(std::vector<double>& h, std::span<const double> delta_gram, size_t cols, double lambda);
 
+// Rows handed to gptq_quantize_rows together (2 MB of float32): each block's products then carry 256 rows
+// of a 2048-wide Linear instead of 64, which their per-call preparation needs to be amortised. The rows
+// of one call share its products' summation order, so quantize and sensitivity use the same chunks
+// (split_rows of quant/quantizer.h) and get the same codes.
+inline constexpr int64_t kGptqRowChunkElements = 1 << 19;
+
 // Scratch of gptq_quantize_rows, kept per thread between calls.
 struct GptqScratch {
   std::vector<float> x, errors, update, history, correction;

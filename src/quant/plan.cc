@@ -164,6 +164,7 @@ void apply_overrides(const std::vector<ModuleOverride>& overrides, std::vector<O
         fail(ErrorKind::kUsage, "override '{}': module '{}' has {} input features, not a multiple of group "
              "size {}", overrides[i].pattern, t.module, t.shape.back(), q->group_size);
       t.quant = q;
+      t.method = q ? overrides[i].method : std::nullopt;
       break;
     }
   }

@@ -14,6 +14,7 @@
 #include "core/dtype.h"
 #include "io/model_config.h"
 #include "io/safetensors_writer.h"
+#include "quant/rounding_method.h"
 
 namespace quantlab::io {
 class ModelWeights;
@@ -35,6 +36,9 @@ struct OutputTensor {
   DType source_dtype = DType::kF32;
   DType float_dtype = DType::kF32;   // dtype of the float output, or of scales/biases when quantized
   std::optional<io::ModuleQuant> quant;
+  // How its codes are chosen when the plan says so (a plan file's per-module "method"); nullopt: the
+  // quantizer's own method (QuantizeOptions::rounding).
+  std::optional<RoundingMethod> method;
 
   int64_t numel() const;
   int64_t rows() const;  // product of all dims but the last
@@ -51,6 +55,7 @@ struct ModuleOverride {
   std::optional<io::ModuleQuant> quant;
   // Where the rule came from, for messages ("plan.json: modules['x']"); empty: the --override flag.
   std::string source;
+  std::optional<RoundingMethod> method = std::nullopt;  // a plan file's per-module rounding; nullopt: the quantizer's
 };
 
 // A regular expression that matches exactly this module path ("model.layers.0.q_proj" ->

@@ -29,6 +29,15 @@ io::ModuleQuant read_setting(const ojson& j, const std::string& where) {
   return q;
 }
 
+// A module's "method" (absent: the quantizer's own).
+std::optional<RoundingMethod> read_method(const ojson& j, const std::string& where) {
+  if (!j.contains("method")) return std::nullopt;
+  const ojson& m = j["method"];
+  for (RoundingMethod method : {RoundingMethod::kRtn, RoundingMethod::kGptq, RoundingMethod::kDelta})
+    if (m.is_string() && m.get<std::string>() == rounding_method_name(method)) return method;
+  fail_input("{}: 'method' must be \"rtn\", \"gptq\" or \"delta\", not {}", where, m.dump());
+}
+
 }  // namespace
 
 PlanOptions load_plan_file(const std::string& path) {
@@ -57,7 +66,10 @@ PlanOptions plan_options_from_json(const ojson& j, const std::string& path) {
   for (auto it = j["modules"].begin(); it != j["modules"].end(); ++it) {
     const std::string where = fmt::format("{}: modules['{}']", path, it.key());
     ModuleOverride rule{exact_module_pattern(it.key()), std::nullopt, where};
-    if (!(it->is_boolean() && !it->get<bool>())) rule.quant = read_setting(*it, where);
+    if (!(it->is_boolean() && !it->get<bool>())) {
+      rule.quant = read_setting(*it, where);
+      rule.method = read_method(*it, where);
+    }
     o.overrides.push_back(std::move(rule));
   }
   return o;
@@ -72,6 +84,7 @@ ojson plan_file_json(const QuantPlan& plan) {
     if (t.module.empty() || t.shape.size() < 2) continue;
     if (t.quant) {
       modules[t.module] = {{"bits", t.quant->bits}, {"group_size", t.quant->group_size}};
+      if (t.method) modules[t.module]["method"] = rounding_method_name(*t.method);
       ++quantized;
     } else {
       modules[t.module] = false;

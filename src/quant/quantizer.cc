@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <tuple>
 
 #include <unistd.h>
@@ -29,9 +30,8 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr int64_t kJobElements = 1 << 17;  // 128K values: 512 KB of f32 scratch per thread
-// GPTQ's jobs are larger (2 MB of rows): each block's products then carry 256 rows of a 2048-wide Linear
-// instead of 64, which their per-call preparation needs to be amortised.
-constexpr int64_t kGptqJobElements = 1 << 19;
+// GPTQ's jobs are larger: kGptqRowChunkElements (quant/gptq.h).
+constexpr int64_t kGptqJobElements = kGptqRowChunkElements;
 // Reading past the page cache, a job is one synchronous request: 2M values (4 MB of bfloat16) keep the
 // disk busy between two of them (256 KB requests left the cold run waiting on latency).
 constexpr int64_t kUncachedJobElements = 1 << 21;
@@ -224,10 +224,21 @@ std::vector<SourceJobs> make_jobs(const QuantPlan& plan, const std::map<std::str
   return units;
 }
 
-std::map<std::string, std::string> output_metadata(const QuantPlan& plan, RoundingMethod method) {
+// The method a file records: the calibrated method its modules were rounded with, "mixed" when a plan
+// gave them different ones; none for round-to-nearest, so such a file stays byte for byte what mlx-lm
+// writes.
+std::optional<std::string> recorded_method(const QuantPlan& plan, const RoundingOptions& rounding) {
+  std::set<RoundingMethod> calibrated;
+  for (const auto& t : plan.tensors)
+    if (t.quant && method_of(t, rounding) != RoundingMethod::kRtn) calibrated.insert(method_of(t, rounding));
+  if (calibrated.empty() && rounding.method != RoundingMethod::kRtn) calibrated.insert(rounding.method);
+  if (calibrated.empty()) return std::nullopt;
+  return calibrated.size() == 1 ? std::string(rounding_method_name(*calibrated.begin())) : std::string("mixed");
+}
+
+std::map<std::string, std::string> output_metadata(const QuantPlan& plan, const RoundingOptions& rounding) {
   std::map<std::string, std::string> m{{"format", "mlx"}};
-  // Only for the calibrated methods: a round-to-nearest file stays byte for byte what mlx-lm writes.
-  if (method != RoundingMethod::kRtn) m["quantization_method"] = rounding_method_name(method);
+  if (const auto method = recorded_method(plan, rounding)) m["quantization_method"] = *method;
   for (const auto& t : plan.tensors)
     if (t.quant && !kernels::is_mlx_bits(t.quant->bits))
       m["quantlab_extension"] = "7-bit affine: MLX layout, but mlx-lm itself refuses 7-bit";
@@ -324,16 +335,29 @@ void interleave_shared_inputs(std::vector<SourceJobs*>& sources, const RoundingO
 
 // What quantlab_plan.json says about the rounding: the method and its settings.
 nlohmann::ordered_json rounding_method_record(const RoundingOptions& r, const QuantizeReport& report) {
+  const bool delta = plan_uses(report.plan, r, RoundingMethod::kDelta);
   nlohmann::ordered_json j = {{"damp", r.gptq.damp},
                               {"act_order", r.gptq.act_order},
                               {"gptq_tensors", report.gptq_tensors},
                               {"factorisations", report.gptq_factorisations}};
-  if (r.method == RoundingMethod::kDelta) {
+  if (delta) {
     j["delta_weight"] = r.delta_weight;
     if (r.delta_gram) j["adapter"] = r.adapter_dir;
     else j["base"] = r.base_dir;
   }
   return j;
+}
+
+// Each calibrated module's method beside its setting, so that `quantize --plan` with this file (and its
+// statistics) rounds every module as this run did.
+void record_module_methods(const QuantPlan& plan, const RoundingOptions& rounding, nlohmann::ordered_json& record) {
+  if (!record.contains("modules") || !record["modules"].is_object()) return;
+  for (const auto& t : plan.tensors) {
+    if (!uses_gptq(t, rounding)) continue;
+    auto entry = record["modules"].find(t.module);
+    if (entry != record["modules"].end() && entry->is_object())
+      (*entry)["method"] = rounding_method_name(method_of(t, rounding));
+  }
 }
 
 }  // namespace
@@ -375,7 +399,10 @@ void run_all_jobs(const ConversionInput& in, const QuantizeOptions& options, con
                   io::SafetensorsWriter& writer, ThreadPool& pool, QuantizeReport& report) {
   const RoundingOptions& rounding = options.rounding;
   std::optional<io::ModelWeights> base;
-  if (rounding.method == RoundingMethod::kDelta && !rounding.delta_gram) base = io::ModelWeights::open(rounding.base_dir);
+  if (plan_uses(plan, rounding, RoundingMethod::kDelta) && !rounding.delta_gram) {
+    if (rounding.base_dir.empty()) fail(ErrorKind::kUsage, "delta rounding needs the base model (--base) or the adapter (--adapter)");
+    base = io::ModelWeights::open(rounding.base_dir);
+  }
   std::map<std::string, int64_t> elements;
   for (const SourceTensor& t : in.sources) elements[t.name] = element_count(t);
   for (const auto& t : plan.tensors) {
@@ -426,7 +453,7 @@ QuantizeReport convert_model(const ConversionInput& in, const std::string& out_d
   const RoundingOptions& rounding = options.rounding;
   {
     io::SafetensorsWriter writer(out.temp_path(), report.plan.output_specs(), options.max_shard_bytes,
-                                 output_metadata(report.plan, rounding.method),
+                                 output_metadata(report.plan, rounding),
                                  options.uncached_writes.value_or(true) ? io::WriteMode::kDirect : io::WriteMode::kCached);
     run_all_jobs(in, options, report.plan, writer, pool, report);
     writer.finish(report.plan.total_parameters());
@@ -437,11 +464,13 @@ QuantizeReport convert_model(const ConversionInput& in, const std::string& out_d
       << io::config_for_output(in.config, report.plan.output_dtype, report.plan.quantization).dump(4) << "\n";
   if (!in.side_files_from.empty()) copy_side_files(in.side_files_from, out.temp_path());
   for (const auto& [name, contents] : in.side_files) io::write_file_atomically(out.file(name), contents);
-  if (options.write_plan_file || rounding.method != RoundingMethod::kRtn) {
+  const std::optional<std::string> method = recorded_method(report.plan, rounding);
+  if (options.write_plan_file || method) {
     nlohmann::ordered_json record = options.plan_record.is_null() ? plan_file_json(report.plan) : options.plan_record;
-    if (rounding.method != RoundingMethod::kRtn) {
-      record["quantization_method"] = rounding_method_name(rounding.method);
+    if (method) {
+      record["quantization_method"] = *method;
       record["rounding"] = rounding_method_record(rounding, report);
+      record_module_methods(report.plan, rounding, record);
     }
     io::write_file_atomically(out.file("quantlab_plan.json"), record.dump(2) + "\n");
   }

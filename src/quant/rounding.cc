@@ -64,8 +64,18 @@ RoundingMethod parse_rounding_method(std::string_view text) {
   fail(ErrorKind::kUsage, "--method {}: expected rtn, gptq or delta", text);
 }
 
+RoundingMethod method_of(const OutputTensor& t, const RoundingOptions& options) {
+  return t.method.value_or(options.method);
+}
+
+bool plan_uses(const QuantPlan& plan, const RoundingOptions& options, RoundingMethod method) {
+  for (const OutputTensor& t : plan.tensors)
+    if (t.quant && method_of(t, options) == method) return true;
+  return false;
+}
+
 bool uses_gptq(const OutputTensor& t, const RoundingOptions& options) {
-  return options.method != RoundingMethod::kRtn && t.quant.has_value() &&
+  return method_of(t, options) != RoundingMethod::kRtn && t.quant.has_value() &&
          (options.moments.count(t.module) != 0 || options.routed_inputs.count(t.module) != 0) &&
          t.module.find("embed_tokens") == std::string::npos;
 }
@@ -113,7 +123,9 @@ std::vector<double> source_delta_gram(const OutputTensor& t, size_t source, cons
 
 bool shares_factor(const OutputTensor& a, size_t source_a, const OutputTensor& b, size_t source_b,
                    const RoundingOptions& options) {
-  if (options.method != RoundingMethod::kGptq || a.cols() != b.cols()) return false;
+  if (method_of(a, options) != RoundingMethod::kGptq || method_of(b, options) != RoundingMethod::kGptq ||
+      a.cols() != b.cols())
+    return false;
   const auto ra = options.routed_inputs.find(a.module), rb = options.routed_inputs.find(b.module);
   if (ra != options.routed_inputs.end() || rb != options.routed_inputs.end())
     return ra != options.routed_inputs.end() && rb != options.routed_inputs.end() && ra->second == rb->second &&
@@ -129,14 +141,14 @@ GptqFactor rounding_factor(const OutputTensor& t, size_t source, const io::Model
   if (const auto routed = options.routed_inputs.find(t.module); routed != options.routed_inputs.end()) {
     const std::vector<float> x = routed_source_inputs(t, source, *routed->second);
     const size_t tokens = x.size() / cols;
-    if (options.method == RoundingMethod::kGptq && low_rank_pays(tokens, cols))
+    if (method_of(t, options) == RoundingMethod::kGptq && low_rank_pays(tokens, cols))
       return gptq_low_rank_factor(x, tokens, cols, options.gptq, pool);
     h = second_moments_of(x, tokens, cols, pool);  // many tokens, or delta's full-rank weighting: the dense form
   } else {
     const auto moments = source_moments(t, source, options);
     h.assign(moments.begin(), moments.end());
   }
-  if (options.method == RoundingMethod::kDelta)
+  if (method_of(t, options) == RoundingMethod::kDelta)
     add_delta_weighting(h, source_delta_gram(t, source, weights, base, options), cols, options.delta_weight);
   return gptq_factor(h, cols, options.gptq, pool);
 }

@@ -1,6 +1,6 @@
-// How a quantized tensor's codes are chosen (issue 21): round-to-nearest (`rtn`, MLX's own rule and the
-// default, bit-exact with mlx-lm), error-compensated GPTQ (`gptq`), or GPTQ aimed at the fine-tune
-// (`delta`) — quant/gptq.h has the mathematics. All three write the same MLX affine layout.
+// The rounding of a quantized tensor's codes (quant/rounding_method.h names the methods; quant/gptq.h has
+// the mathematics): what each method needs beside the weights, and the GPTQ factor of one source. All
+// three methods write the same MLX affine layout.
 #pragma once
 
 #include <cstdint>
@@ -16,15 +16,12 @@
 #include "quant/gptq.h"
 #include "quant/gptq_low_rank.h"
 #include "quant/plan.h"
+#include "quant/rounding_method.h"
 
 namespace quantlab::quant {
 
-enum class RoundingMethod { kRtn, kGptq, kDelta };
-std::string_view rounding_method_name(RoundingMethod method);
-// Throws Error(kUsage) naming the text and the choices.
-RoundingMethod parse_rounding_method(std::string_view text);
-
 struct RoundingOptions {
+  // Every quantized module's method, unless the plan gives the module its own (OutputTensor::method).
   RoundingMethod method = RoundingMethod::kRtn;
   GptqOptions gptq;
   double delta_weight = 1.0;  // λ of quant/gptq.h's delta weighting (docs/rounding.md)
@@ -48,6 +45,11 @@ struct RoundingOptions {
 // zero (the chunk is then skipped).
 std::vector<double> gram_by_row_chunks(int64_t rows, int64_t cols,
                                        const std::function<bool(int64_t, int64_t, std::vector<float>&)>& fill);
+
+// The method tensor `t` is rounded with: its plan's own, else the options'.
+RoundingMethod method_of(const OutputTensor& t, const RoundingOptions& options);
+// Whether any quantized tensor of the plan is rounded with `method`.
+bool plan_uses(const QuantPlan& plan, const RoundingOptions& options, RoundingMethod method);
 
 // Which modules of the plan are rounded with GPTQ: quantized, with recorded moments, and not an
 // embedding table (its rows are looked up, not multiplied by an input; a tied head shares it).

@@ -1,0 +1,276 @@
+// The rounding method as an axis of the allocation (issue 21): sensitivity measures each width with each
+// method's own rounding, and those candidate errors are exactly the errors of the files `quantize`
+// writes — under the dense second moments and under the routed inputs of MoE experts alike; GPTQ's are
+// below round-to-nearest's at every width; the allocation picks a (width, method) per module, names the
+// method in the plan, and honours a restriction to some methods.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <optional>
+#include <span>
+#include <stdexcept>
+
+#include "analysis/allocation.h"
+#include "analysis/calibration.h"
+#include "analysis/sensitivity.h"
+#include "core/error.h"
+#include "io/model_config.h"
+#include "io/safetensors.h"
+#include "kernels/kernels.h"
+#include "quant/dequantizer.h"
+#include "quant/gptq.h"
+#include "quant/gptq_low_rank.h"
+#include "quant/plan.h"
+#include "quant/quantizer.h"
+#include "test_support.h"
+
+namespace quantlab::analysis {
+namespace {
+
+using namespace quantlab::testing::tool_calling;
+using quantlab::testing::data_path;
+using quantlab::testing::TempDir;
+using quant::RoundingMethod;
+
+const std::string kMoeFused = data_path("tool-calling/moe-fused-strong-f16");
+
+// Second-moment statistics of `model` on seed5, written to `path` (experts as `experts` says).
+void write_second_moments(const std::string& model, const std::string& path, ThreadPool& pool,
+                          CalibrationOptions::ExpertStatistics experts) {
+  CalibrationOptions o;
+  o.model_dir = model;
+  o.suite_path = kSeed5;
+  o.tools_path = kTools;
+  o.max_tokens = 8;
+  o.show_progress = false;
+  o.second_moments = true;
+  o.expert_statistics = experts;
+  write_stats(calibrate(o, pool), path);
+}
+
+Sensitivity measure(const std::string& model, const std::string& stats, std::vector<int> bits,
+                    std::vector<RoundingMethod> methods, ThreadPool& pool, const std::string& base = "") {
+  SensitivityOptions o;
+  o.fused_dir = model;
+  o.base_dir = base;
+  o.stats_path = stats;
+  o.bits = std::move(bits);
+  o.methods = std::move(methods);
+  o.show_progress = false;
+  return analyze_sensitivity(o, pool);
+}
+
+// `model` quantized at `bits` with `method` on the statistics, then dequantized to float32 in `dir`.
+void quantize_and_dequantize(const std::string& model, const std::string& stats, int bits, RoundingMethod method,
+                             const std::string& dir, ThreadPool& pool) {
+  quant::QuantizeOptions q;
+  q.plan.bits = bits;
+  q.show_progress = false;
+  q.rounding.method = method;
+  if (method != RoundingMethod::kRtn) {
+    CalibrationStats s = read_stats(stats);
+    ASSERT_TRUE(take_rounding_statistics(s, q.rounding));
+  }
+  quant::quantize_model(model, dir + "/q", q, pool);
+  quant::DequantizeOptions d;
+  d.dtype = DType::kF32;
+  d.show_progress = false;
+  quant::dequantize_model(dir + "/q", dir + "/f", d, pool);
+}
+
+std::vector<float> tensor_f32(const io::ModelWeights& w, const std::string& name) {
+  const auto& e = w.at(name);
+  std::vector<float> out(static_cast<size_t>(e.info->numel()));
+  kernels::convert_to_f32(e.info->dtype, w.bytes(e).data(), out.size(), out.data());
+  return out;
+}
+
+const Candidate& candidate(const TensorSensitivity& t, int bits, RoundingMethod method) {
+  for (const Candidate& c : t.candidates)
+    if (c.bits == bits && c.method == method) return c;
+  throw std::runtime_error("no such candidate");
+}
+
+// Σ over the tensor's sources of tr((W − Ŵ) H (W − Ŵ)ᵀ), H of each source from `h_of`.
+template <typename HOf>
+double file_error(const quant::OutputTensor& t, const io::ModelWeights& fused, const io::ModelWeights& rounded,
+                  const HOf& h_of) {
+  double total = 0;
+  const size_t cols = static_cast<size_t>(t.cols());
+  for (size_t s = 0; s < t.sources.size(); ++s) {
+    const std::vector<float> w = tensor_f32(fused, t.sources[s]), w_hat = tensor_f32(rounded, t.sources[s]);
+    total += quant::weighted_error(w, w_hat, h_of(s), w.size() / cols, cols);
+  }
+  return total;
+}
+
+TEST(MethodSensitivity, CandidatesAreTheErrorsOfTheFilesQuantizeWrites) {
+  ThreadPool pool(2);
+  TempDir tmp;
+  const std::string stats = tmp / "stats.safetensors";
+  write_second_moments(kFused, stats, pool, CalibrationOptions::ExpertStatistics::kAuto);
+  const Sensitivity s = measure(kFused, stats, {3}, {RoundingMethod::kRtn, RoundingMethod::kGptq}, pool);
+  EXPECT_TRUE(s.second_moments);
+  quantize_and_dequantize(kFused, stats, 3, RoundingMethod::kRtn, tmp / "rtn", pool);
+  quantize_and_dequantize(kFused, stats, 3, RoundingMethod::kGptq, tmp / "gptq", pool);
+  const io::ModelWeights fused = io::ModelWeights::open(kFused);
+  const io::ModelWeights rtn = io::ModelWeights::open(tmp / "rtn/f"), gptq = io::ModelWeights::open(tmp / "gptq/f");
+  const CalibrationStats moments = read_stats(stats);
+  const quant::QuantPlan plan =
+      quant::make_quant_plan(io::load_model_config(kFused), quant::source_tensors(fused), {});
+  size_t checked = 0;
+  for (const std::string module : {"model.layers.0.self_attn.q_proj", "model.layers.1.mlp.down_proj", "lm_head"}) {
+    SCOPED_TRACE(module);
+    const auto t = std::find_if(plan.tensors.begin(), plan.tensors.end(), [&](const auto& x) { return x.module == module; });
+    const auto ts = std::find_if(s.tensors.begin(), s.tensors.end(), [&](const auto& x) { return x.module == module; });
+    if (t == plan.tensors.end()) continue;  // a tied head
+    ASSERT_NE(ts, s.tensors.end());
+    const std::vector<double>& h = moments.modules.at(module).xxt;
+    const auto h_of = [&](size_t) { return std::span<const double>(h); };
+    // Float32 products against a double reference: agreement to parts in a hundred million here (1e-6
+    // still sees a scale or bias left unrounded to float16, or one code of a row chosen differently).
+    EXPECT_NEAR(candidate(*ts, 3, RoundingMethod::kRtn).output_error, file_error(*t, fused, rtn, h_of),
+                1e-6 * candidate(*ts, 3, RoundingMethod::kRtn).output_error);
+    EXPECT_NEAR(candidate(*ts, 3, RoundingMethod::kGptq).output_error, file_error(*t, fused, gptq, h_of),
+                1e-6 * candidate(*ts, 3, RoundingMethod::kGptq).output_error);
+    ++checked;
+  }
+  EXPECT_GE(checked, 2u);
+}
+
+TEST(MethodSensitivity, ExpertsMeasuredFromTheirRoutedInputs) {
+  ThreadPool pool(2);
+  TempDir tmp;
+  const std::string stats = tmp / "stats.safetensors";
+  write_second_moments(kMoeFused, stats, pool, CalibrationOptions::ExpertStatistics::kInputs);
+  const Sensitivity s = measure(kMoeFused, stats, {3}, {RoundingMethod::kRtn, RoundingMethod::kGptq}, pool);
+  quantize_and_dequantize(kMoeFused, stats, 3, RoundingMethod::kRtn, tmp / "rtn", pool);
+  quantize_and_dequantize(kMoeFused, stats, 3, RoundingMethod::kGptq, tmp / "gptq", pool);
+  const io::ModelWeights fused = io::ModelWeights::open(kMoeFused);
+  const io::ModelWeights rtn = io::ModelWeights::open(tmp / "rtn/f"), gptq = io::ModelWeights::open(tmp / "gptq/f");
+  CalibrationStats recorded = read_stats(stats);
+  quant::RoundingOptions inputs;
+  ASSERT_TRUE(take_rounding_statistics(recorded, inputs));
+  const quant::QuantPlan plan =
+      quant::make_quant_plan(io::load_model_config(kMoeFused), quant::source_tensors(fused), {});
+  for (const std::string module : {"model.layers.0.mlp.switch_mlp.up_proj", "model.layers.1.mlp.switch_mlp.down_proj"}) {
+    SCOPED_TRACE(module);
+    const auto& t = *std::find_if(plan.tensors.begin(), plan.tensors.end(), [&](const auto& x) { return x.module == module; });
+    const auto& ts = *std::find_if(s.tensors.begin(), s.tensors.end(), [&](const auto& x) { return x.module == module; });
+    ASSERT_EQ(inputs.routed_inputs.count(module), 1u);
+    const quant::RoutedInputs& routed = *inputs.routed_inputs.at(module);
+    std::vector<double> h;
+    const auto h_of = [&](size_t expert) {
+      const std::vector<float> x = quant::expert_inputs(routed, expert);
+      const size_t n = x.size() / routed.cols;
+      h = n ? quant::second_moments_of(x, n, routed.cols, pool) : std::vector<double>(routed.cols * routed.cols, 0.0);
+      return std::span<const double>(h);
+    };
+    // The experts' inputs are bfloat16 and their products float32 of rank n: agreement to ~1e-5.
+    EXPECT_NEAR(candidate(ts, 3, RoundingMethod::kRtn).output_error, file_error(t, fused, rtn, h_of),
+                1e-4 * candidate(ts, 3, RoundingMethod::kRtn).output_error);
+    EXPECT_NEAR(candidate(ts, 3, RoundingMethod::kGptq).output_error, file_error(t, fused, gptq, h_of),
+                1e-4 * candidate(ts, 3, RoundingMethod::kGptq).output_error);
+  }
+}
+
+class Methods : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    ThreadPool pool(2);
+    tmp_.emplace();
+    const std::string stats = *tmp_ / "stats.safetensors";
+    write_second_moments(kFused, stats, pool, CalibrationOptions::ExpertStatistics::kAuto);
+    sens_ = measure(kFused, stats, {2, 3, 4, 8},
+                    {RoundingMethod::kRtn, RoundingMethod::kGptq, RoundingMethod::kDelta}, pool, kBase);
+  }
+  static void TearDownTestSuite() { tmp_.reset(); }
+  static inline std::optional<TempDir> tmp_;
+  static inline Sensitivity sens_;
+};
+
+TEST_F(Methods, GptqBelowRoundToNearestAtEveryWidthOfEveryModule) {
+  size_t compared = 0;
+  for (const auto& t : sens_.tensors) {
+    const bool calibrated = std::any_of(t.candidates.begin(), t.candidates.end(),
+                                        [](const Candidate& c) { return c.method == RoundingMethod::kGptq; });
+    if (!calibrated) {
+      // The embedding table (a lookup) and nothing else is rounded to nearest only.
+      EXPECT_NE(t.module.find("embed_tokens"), std::string::npos) << t.module;
+      continue;
+    }
+    for (int bits : {2, 3, 4, 8}) {
+      SCOPED_TRACE(t.module + " at " + std::to_string(bits));
+      EXPECT_LT(candidate(t, bits, RoundingMethod::kGptq).output_error, candidate(t, bits, RoundingMethod::kRtn).output_error);
+      EXPECT_EQ(candidate(t, bits, RoundingMethod::kGptq).bytes, candidate(t, bits, RoundingMethod::kRtn).bytes);
+      EXPECT_GT(candidate(t, bits, RoundingMethod::kDelta).finetune_error, 0.0);
+      ++compared;
+    }
+  }
+  EXPECT_GT(compared, 20u);
+}
+
+TEST_F(Methods, AllocationPicksWidthAndMethodPerModule) {
+  const uint64_t budget = static_cast<uint64_t>(3.0 * static_cast<double>(total_parameters(sens_)) / 8.0);
+  const Allocation any = allocate(sens_, budget, Objective::kOutput);
+  const Allocation nearest = allocate(sens_, budget, Objective::kOutput, {RoundingMethod::kRtn});
+  const Allocation gptq = allocate(sens_, budget, Objective::kOutput, {RoundingMethod::kGptq});
+  EXPECT_LE(any.bytes, budget);
+  EXPECT_LE(gptq.bytes, budget);
+  EXPECT_LT(any.output_error, 0.5 * nearest.output_error);  // on the inputs it was fitted to
+  EXPECT_LE(any.output_error, gptq.output_error);
+  const auto plan = allocation_plan_json(sens_, any, Objective::kOutput, "3 bits per weight");
+  EXPECT_EQ(plan["predicted"]["error_metric"], "second_moments");
+  size_t named = 0;
+  for (size_t i = 0; i < sens_.tensors.size(); ++i) {
+    const Candidate& rtn_choice = sens_.tensors[i].candidates[nearest.choice[i]];
+    EXPECT_EQ(rtn_choice.method, RoundingMethod::kRtn);
+    const Candidate& c = sens_.tensors[i].candidates[gptq.choice[i]];
+    // Restricted to gptq, a module without gptq candidates (the embedding) keeps round-to-nearest ones.
+    if (sens_.tensors[i].module.find("embed_tokens") == std::string::npos) {
+      EXPECT_EQ(c.method, RoundingMethod::kGptq);
+    }
+    const auto& entry = plan["modules"][sens_.tensors[i].module];
+    if (entry.contains("method")) {
+      ++named;
+      EXPECT_EQ(entry["method"], quant::rounding_method_name(sens_.tensors[i].candidates[any.choice[i]].method));
+    }
+  }
+  EXPECT_GT(named, 0u);
+  // The file round-trips its methods and metric.
+  TempDir tmp;
+  const std::string path = tmp / "sens.json";
+  std::ofstream(path) << sensitivity_json(sens_).dump();
+  const Sensitivity back = read_sensitivity(path);
+  EXPECT_TRUE(back.second_moments);
+  ASSERT_EQ(back.tensors.size(), sens_.tensors.size());
+  const Allocation again = allocate(back, budget, Objective::kOutput);
+  EXPECT_EQ(again.choice, any.choice);
+}
+
+TEST_F(Methods, DeltaNeedsTheBaseAndUnknownMethodsAreRefused) {
+  ThreadPool pool(1);
+  try {
+    measure(kFused, *tmp_ / "stats.safetensors", {3}, {RoundingMethod::kDelta}, pool);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kUsage);
+    EXPECT_NE(std::string(e.what()).find("--method delta needs --base"), std::string::npos) << e.what();
+  }
+  nlohmann::ordered_json j = sensitivity_json(sens_);
+  j["tensors"][1]["candidates"][0]["method"] = "nearest";
+  const std::string path = *tmp_ / "bad.json";
+  std::ofstream(path) << j.dump();
+  try {
+    read_sensitivity(path);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kInvalidInput);
+    EXPECT_NE(std::string(e.what()).find("bad.json: tensors[1]: candidate 'method'"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace quantlab::analysis
