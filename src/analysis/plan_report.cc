@@ -1,6 +1,7 @@
 #include "analysis/plan_report.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <cmath>
 #include <iterator>
@@ -58,6 +59,19 @@ std::vector<eval::StaticCheck> check_plan(const eval::Criteria& criteria, const 
   return checks;
 }
 
+namespace {
+
+// The calibrated methods among those asked about: they choose other codes, scales and biases in the same
+// MLX affine layout, so every row's bytes (disk, memory, read per token) are round-to-nearest's.
+std::vector<std::string> calibrated_methods(const PlanRequest& a) {
+  std::vector<std::string> out;
+  for (quant::RoundingMethod m : a.methods)
+    if (m != quant::RoundingMethod::kRtn) out.emplace_back(quant::rounding_method_name(m));
+  return out;
+}
+
+}  // namespace
+
 std::string plan_markdown(const PlanReport& p) {
   const PlanRequest& a = p.request;
   const quant::PlanSource& src = *p.source;
@@ -79,7 +93,12 @@ std::string plan_markdown(const PlanReport& p) {
              amount(t.baseline.kv_cache_bytes, u), u.name, amount(t.baseline.scratch_bytes, u), u.name);
   fmt::format_to(sink, "speed      decode bound = bandwidth {:.1f} GB/s ({}) / weight bytes read per token\n",
                  p.bandwidth_gb_per_s, p.bandwidth_source);
-  fmt::format_to(sink, "criteria   {}\n\n", criteria.source);
+  fmt::format_to(sink, "criteria   {}\n", criteria.source);
+  if (const auto methods = calibrated_methods(a); !methods.empty())
+    fmt::format_to(sink, "rounding   {}: size, memory and speed as rtn in every row (the same MLX affine layout; the "
+                   "method picks other codes, scales and biases); the cost is at quantize time: calibration with "
+                   "second moments, then GPTQ (docs/rounding.md)\n", fmt::join(methods, ", "));
+  fmt::format_to(sink, "\n");
   fmt::format_to(sink, "| bits | group | disk {0} | bits/weight | disk vs {1} | vs f16 | memory {0} | memory vs {1} | "
              "read/token {0} | tok/s bound | speed vs {1} | size & memory rules |\n", u.name, base);
   fmt::format_to(sink, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
@@ -119,6 +138,16 @@ nlohmann::ordered_json plan_json(const PlanReport& p) {
                    {"tensor_bytes", src.stored_tensor_bytes}};
   j["rows"] = nlohmann::ordered_json::array();
   for (size_t i = 0; i < p.table.rows.size(); ++i) j["rows"].push_back(row_json(p.table.rows[i], p.checks[i]));
+  if (!p.request.methods.empty()) {
+    j["rounding_methods"] = nlohmann::ordered_json::array();
+    for (quant::RoundingMethod m : p.request.methods)
+      j["rounding_methods"].push_back(
+          {{"method", quant::rounding_method_name(m)},
+           {"bytes_as_rtn", true},  // every row's sizes hold for it: the layout does not depend on the method
+           {"needs", m == quant::RoundingMethod::kRtn ? "nothing"
+                     : m == quant::RoundingMethod::kGptq ? "calibration (--calibration or --stats with second moments)"
+                                                         : "calibration, and the base model or the adapter"}});
+  }
   return j;
 }
 

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "eval/criteria.h"
+#include "quant/rounding_method.h"
 #include "quant/size_plan.h"
 
 namespace quantlab::analysis {
@@ -18,6 +19,8 @@ struct PlanRequest {
   int baseline_bits = 8;
   int baseline_group = 64;
   int64_t context = 4096;
+  // Rounding methods the user asked about (`plan --method`): the report says what they change (issue 21).
+  std::vector<quant::RoundingMethod> methods;
 };
 
 struct PlanReport {

@@ -1,6 +1,6 @@
 // quantlab plan [MODEL ...] [--like NAME ...] [--bits 2,3,...] [--group-size 32,64,128] [--baseline-bits 8]
 //   [--baseline-group-size 64] [--context N] [--bandwidth GB/s] [--criteria FILE] [--plan FILE.json ...]
-//   [--recipe NAME ...] [--adapter DIR [--adapter-bits 6]] [--keep-experts N|R] [--json]
+//   [--recipe NAME ...] [--adapter DIR [--adapter-bits 6]] [--keep-experts N|R] [--method rtn,gptq,delta] [--json]
 // Predicts size, memory and decode speed per setting from config.json (+ headers) and marks which
 // settings the size and memory rules already rule out (issue 7). Several models (directories, or
 // published configs by --like name) are planned side by side (issue 20: a smaller base).
@@ -35,7 +35,7 @@ namespace {
 
 struct PlanArgs {
   std::vector<std::string> models, likes, plan_files, recipes;
-  std::string criteria_file, keep_experts, adapter;
+  std::string criteria_file, keep_experts, adapter, method;
   int adapter_bits = 6;
   // Every width and group size of the format table (kernels/format.h) unless the flags narrow them.
   std::vector<int> bits = kernels::supported_bits();
@@ -161,7 +161,9 @@ void run_plan(const PlanArgs& a) {
     auto table = quant::make_plan_table(src, settings, {a.baseline_bits, a.baseline_group}, runtime, bw.gb_per_s, pool);
     add_mixed_rows(a, src, runtime, bw.gb_per_s, table);
     floors.push_back(adapter_floor(a, src, runtime, criteria, table, bw.gb_per_s));
-    reports.push_back({{a.baseline_bits, a.baseline_group, a.context}, &src, table, &criteria,
+    const std::vector<quant::RoundingMethod> methods =
+        a.method.empty() ? std::vector<quant::RoundingMethod>{} : parse_method_list(a.method);
+    reports.push_back({{a.baseline_bits, a.baseline_group, a.context, methods}, &src, table, &criteria,
                        analysis::check_plan(criteria, table), bw.gb_per_s, bw.source});
   }
   if (reports.size() == 1) {
@@ -220,6 +222,10 @@ void register_plan(CLI::App& app) {
       ->check(CLI::PositiveNumber);
   cmd->add_option("--criteria", a->criteria_file, "Criteria TOML (docs/criteria.md); default: ARCHITECTURE.md rules");
   add_threads_option(cmd, &a->threads);
+  cmd->add_option("--method", a->method,
+                  "Rounding methods to plan for (rtn, gptq, delta; comma-separated): the report says they change "
+                  "no size, memory or speed, and what each needs at quantize time")
+      ->check(method_list_check());
   cmd->add_flag("--json", a->json, "Machine-readable output");
   cmd->callback([a] { run_plan(*a); });
 }

@@ -40,6 +40,23 @@ TEST(PlanCli, Qwen3_30B_A3B_SizeRulesFromConfigAlone) {
   EXPECT_EQ(p["bandwidth_source"], "given");
 }
 
+// The rounding method changes codes, not sizes (issue 21): the rows are the same with --method, and
+// the report says so and what each method needs.
+TEST(PlanCli, RoundingMethodsLeaveEveryRowUnchanged) {
+  const auto plain = plan_json(kQwen30B + " --bits 3,4,6 --group-size 64");
+  const auto with = plan_json(kQwen30B + " --bits 3,4,6 --group-size 64 --method rtn,gptq,delta");
+  EXPECT_EQ(with["rows"], plain["rows"]);
+  ASSERT_EQ(with["rounding_methods"].size(), 3u);
+  EXPECT_EQ(with["rounding_methods"][1]["method"], "gptq");
+  EXPECT_EQ(with["rounding_methods"][2]["needs"], "calibration, and the base model or the adapter");
+  EXPECT_FALSE(plain.contains("rounding_methods"));
+  const auto text = run_quantlab("plan " + kQwen30B + " --bits 4 --group-size 64 --bandwidth 50 --method gptq");
+  EXPECT_NE(text.out.find("rounding   gptq: size, memory and speed as rtn in every row"), std::string::npos) << text.out;
+  const auto bad = run_quantlab("plan " + kQwen30B + " --method nearest");
+  EXPECT_EQ(bad.exit_code, 2) << bad.err;
+  EXPECT_NE(bad.err.find("'nearest' is not a rounding method"), std::string::npos) << bad.err;
+}
+
 TEST(PlanCli, MarkdownTableMarksTheRows) {
   const auto r = run_quantlab("plan " + kQwen30B + " --bits 6 --group-size 64,128 --bandwidth 50");
   ASSERT_EQ(r.exit_code, 0) << r.err;
