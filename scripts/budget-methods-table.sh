@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Budgets with the rounding method as an axis (docs/rounding.md, "Budgets with methods"; issue 21),
-# rerunnable: every bundled fine-tune allocated at 2.75, 3 and 3.5 bits per weight (the smallest the bundled models can be stored in is ~2.51) from candidates of
+# rerunnable: every bundled fine-tune allocated at 2.75, 3 and 3.5 bits per weight (the smallest the
+# bundled models can be stored in is ~2.51) from candidates of
 #   rtn            round-to-nearest only, errors under E[x²] (the mixed-precision issue's allocation),
 #   rtn,gptq       each width rounded to nearest and with GPTQ, errors under E[x xᵀ],
 #   rtn,gptq,delta the same with delta too (objective output, and objective both),
 # measured gains on the calibration half in every case; calibrated on the first half of dev40 and scored
-# on the second half (never seen by the calibration) and on seed5 with `quantlab divergence`. Prints a
+# on the second half (never seen by the calibration) and on seed5 with `quantlab divergence`. As
+# `quantize --target-bpw --method` does, the methods' candidates are rounded on every other calibration
+# query and measured on the rest (--held-out-stats); the models are rounded on all of them. Prints a
 # Markdown table.
 #   scripts/budget-methods-table.sh [BUILD_DIR] [WORK_DIR]     (defaults: build, a temporary directory)
 # Needs jq (Debian's package). About three minutes on two cores.
@@ -17,6 +20,8 @@ DATA=tests/data/tool-calling
 TOOLS=$DATA/tools.json
 head -20 $DATA/queries/dev40.jsonl > "$WORK/calibration.jsonl"
 tail -n +21 $DATA/queries/dev40.jsonl > "$WORK/held-out.jsonl"
+awk 'NR % 2 == 1' "$WORK/calibration.jsonl" > "$WORK/fit.jsonl"
+awk 'NR % 2 == 0' "$WORK/calibration.jsonl" > "$WORK/measure.jsonl"
 
 # fine-tune name, fused dir, base dir
 MODELS=("dense-strong $DATA/dense-fused-strong-f16 $DATA/dense-base-f16"
@@ -32,12 +37,15 @@ echo "| fine-tune | budget (bpw) | candidates | bpw | gptq/delta modules | suite
 echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
 for entry in "${MODELS[@]}"; do
   read -r name fused base <<< "$entry"
-  stats="$WORK/$name.stats.safetensors"
-  "$Q" calibrate "$fused" --suite "$WORK/calibration.jsonl" --tools $TOOLS --max-tokens 32 --second-moments \
-    --quiet --out "$stats" > /dev/null
+  for part in calibration fit measure; do
+    "$Q" calibrate "$fused" --suite "$WORK/$part.jsonl" --tools $TOOLS --max-tokens 32 --second-moments \
+      --quiet --out "$WORK/$name.$part.safetensors" > /dev/null
+  done
+  stats="$WORK/$name.calibration.safetensors"
   gains=(--suite "$WORK/calibration.jsonl" --tools $TOOLS --base "$base" --quiet)
   "$Q" sensitivity "$fused" --stats "$stats" "${gains[@]}" --out "$WORK/$name.diagonal.json" > /dev/null
-  "$Q" sensitivity "$fused" --stats "$stats" "${gains[@]}" --method rtn,gptq,delta --out "$WORK/$name.methods.json" > /dev/null
+  "$Q" sensitivity "$fused" --stats "$WORK/$name.fit.safetensors" --held-out-stats "$WORK/$name.measure.safetensors" \
+    "${gains[@]}" --method rtn,gptq,delta --out "$WORK/$name.methods.json" > /dev/null
   models=()
   for budget in 2.75 3 3.5; do
     for choice in "${CHOICES[@]}"; do

@@ -185,6 +185,7 @@ nlohmann::ordered_json allocation_plan_json(const Sensitivity& s, const Allocati
                                       {"finetune_error", a.finetune_error}, {"measured_gains", s.has_gains}};
   if (s.has_gains) predicted["kl"] = a.predicted_kl;  // Σ gain · output error: the predicted KL(fused ‖ plan)
   predicted["error_metric"] = s.second_moments ? "second_moments" : "diagonal";
+  if (s.held_out) predicted["held_out_errors"] = true;  // measured on other inputs than the rounding's
   if (s.second_moments) predicted["tensors_by_method"] = by_method;
   predicted["model"] = s.model_dir;
   std::pair<int, int> global{4, 64};

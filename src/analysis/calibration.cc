@@ -342,6 +342,51 @@ void check_stats_match(const CalibrationStats& s, const io::ModelConfig& c, cons
                c.vocab_size, experts);
 }
 
+namespace {
+
+// a = (ta·a + tb·b) / (ta + tb) per block of `width` values, with the blocks' token counts.
+void weighted_mean(std::vector<double>& a, const std::vector<double>& b, const std::vector<double>& ta,
+                   const std::vector<double>& tb, size_t width) {
+  for (size_t e = 0; e < ta.size(); ++e) {
+    const double n = ta[e] + tb[e];
+    for (size_t i = e * width; i < (e + 1) * width; ++i) a[i] = n > 0 ? (ta[e] * a[i] + tb[e] * b[i]) / n : 0.0;
+  }
+}
+
+void merge_module(const std::string& name, ModuleStats& a, const ModuleStats& b) {
+  if (a.experts != b.experts || a.cols != b.cols || a.xxt.empty() != b.xxt.empty() ||
+      static_cast<bool>(a.inputs) != static_cast<bool>(b.inputs))
+    fail_input("statistics of '{}' cannot be merged: {} x {} channels{} against {} x {}{}", name, a.experts, a.cols,
+               a.inputs ? " with routed inputs" : "", b.experts, b.cols, b.inputs ? " with routed inputs" : "");
+  weighted_mean(a.mean_x2, b.mean_x2, a.tokens, b.tokens, a.cols);
+  if (!a.xxt.empty()) weighted_mean(a.xxt, b.xxt, a.tokens, b.tokens, a.cols * a.cols);
+  for (size_t e = 0; e < a.tokens.size(); ++e) a.tokens[e] += b.tokens[e];
+  if (!a.inputs) return;
+  if (a.inputs->route_width != b.inputs->route_width)
+    fail_input("statistics of '{}' cannot be merged: routes of {} and {} experts", name, a.inputs->route_width,
+               b.inputs->route_width);
+  auto in = std::make_shared<quant::RoutedInputs>(*a.inputs);
+  in->rows += b.inputs->rows;
+  in->values.insert(in->values.end(), b.inputs->values.begin(), b.inputs->values.end());
+  in->routes.insert(in->routes.end(), b.inputs->routes.begin(), b.inputs->routes.end());
+  a.inputs = std::move(in);
+}
+
+}  // namespace
+
+CalibrationStats merge_stats(CalibrationStats a, const CalibrationStats& b) {
+  if (a.model_type != b.model_type || a.hidden_size != b.hidden_size || a.num_hidden_layers != b.num_hidden_layers ||
+      a.vocab_size != b.vocab_size || a.num_experts != b.num_experts || a.modules.size() != b.modules.size())
+    fail_input("statistics of different models cannot be merged ({} and {})", a.model_type, b.model_type);
+  for (auto& [name, m] : a.modules) {
+    const auto other = b.modules.find(name);
+    if (other == b.modules.end()) fail_input("statistics cannot be merged: '{}' is in one only", name);
+    merge_module(name, m, other->second);
+  }
+  a.tokens += b.tokens;
+  return a;
+}
+
 bool take_rounding_statistics(CalibrationStats& stats, quant::RoundingOptions& rounding) {
   std::vector<std::shared_ptr<const quant::RoutedInputs>> distinct;
   for (auto& [module, m] : stats.modules) {

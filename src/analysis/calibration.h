@@ -70,6 +70,12 @@ CalibrationStats read_stats(const std::string& path);
 // routed inputs (gate_proj, up_proj) get one shared object. False when there were none.
 bool take_rounding_statistics(CalibrationStats& stats, quant::RoundingOptions& rounding);
 
+// The statistics of two runs on disjoint inputs as one run over both records them, up to the order of
+// the sums: token counts added, means and second moments weighted by each module's (expert's) tokens,
+// routed inputs concatenated. Throws Error(kInvalidInput) naming the module when the two do not match
+// (another model, or moments in one and routed inputs in the other).
+CalibrationStats merge_stats(CalibrationStats a, const CalibrationStats& b);
+
 // Throws Error(kInvalidInput) naming both when the statistics were recorded on another model.
 void check_stats_match(const CalibrationStats& stats, const io::ModelConfig& config, const std::string& stats_path);
 

@@ -27,8 +27,8 @@ class SourceMetric {
   SourceMetric(const quant::OutputTensor& t, size_t source, const MethodContext& ctx, bool lookup)
       : cols_(static_cast<size_t>(t.cols())) {
     if (lookup) return;  // identity: a Gram form with G = I
-    const auto routed = ctx.rounding.routed_inputs.find(t.module);
-    if (routed != ctx.rounding.routed_inputs.end()) {
+    const auto routed = ctx.metric.routed_inputs.find(t.module);
+    if (routed != ctx.metric.routed_inputs.end()) {
       matrix_ = quant::expert_inputs(*routed->second, source);
       width_ = matrix_.size() / cols_;
       const float scale = width_ ? 1.0f / std::sqrt(static_cast<float>(width_)) : 0.0f;
@@ -36,8 +36,8 @@ class SourceMetric {
       carries_ = true;
       return;
     }
-    const auto moments = ctx.rounding.moments.find(t.module);
-    if (moments == ctx.rounding.moments.end())
+    const auto moments = ctx.metric.moments.find(t.module);
+    if (moments == ctx.metric.moments.end())
       fail_input("{}: no second moments for module '{}' (record them with `quantlab calibrate --second-moments`)",
                  ctx.stats_path, t.module);
     const size_t square = cols_ * cols_;

@@ -41,8 +41,9 @@ struct MethodContext {
   const io::ModelWeights& fused;
   const io::ModelWeights* base = nullptr;  // delta rounding's fused − base (unless rounding.delta_gram)
   const quant::RoundingOptions& rounding;  // the statistics (moments, routed inputs) and gptq/delta settings
+  const quant::RoundingOptions& metric;    // the statistics errors are measured under (often `rounding`)
   std::vector<quant::RoundingMethod> methods;
-  std::string stats_path;                  // named in messages
+  std::string stats_path;                  // the metric's statistics file, named in messages
 };
 
 // Every candidate of `t`: each setting with round-to-nearest, and with each calibrated method of

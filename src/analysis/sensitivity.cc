@@ -200,6 +200,19 @@ quant::RoundingOptions method_rounding(const SensitivityOptions& o, CalibrationS
   return r;
 }
 
+// The second moments of the held-out statistics, which every error is measured under.
+quant::RoundingOptions held_out_moments(const SensitivityOptions& o, const io::ModelConfig& config) {
+  if (!any_calibrated(o.methods))
+    fail(ErrorKind::kUsage, "--held-out-stats goes with --method gptq|delta (errors under E[x xᵀ])");
+  CalibrationStats stats = read_stats(o.held_out_stats_path);
+  check_stats_match(stats, config, o.held_out_stats_path);
+  quant::RoundingOptions r;
+  if (!take_rounding_statistics(stats, r))
+    fail_input("{}: no second moments in the statistics (record them with `quantlab calibrate --second-moments`)",
+               o.held_out_stats_path);
+  return r;
+}
+
 }  // namespace
 
 Sensitivity analyze_sensitivity(const SensitivityOptions& o, ThreadPool& pool) {
@@ -222,6 +235,10 @@ Sensitivity analyze_sensitivity(const SensitivityOptions& o, ThreadPool& pool) {
   out.has_base = pair.has_value();
   out.second_moments = any_calibrated(o.methods);
   const quant::RoundingOptions rounding = out.second_moments ? method_rounding(o, stats) : quant::RoundingOptions{};
+  out.held_out = !o.held_out_stats_path.empty();
+  const quant::RoundingOptions held_out = out.held_out ? held_out_moments(o, config) : quant::RoundingOptions{};
+  const quant::RoundingOptions& metric = out.held_out ? held_out : rounding;
+  const std::string& metric_path = out.held_out ? o.held_out_stats_path : o.stats_path;
   const std::string embedding = io::model_spec(config, true).embedding.path;
   Progress progress("sensitivity", plan.tensors.size(), 0, o.show_progress);
   for (const auto& t : plan.tensors) {
@@ -238,8 +255,8 @@ Sensitivity analyze_sensitivity(const SensitivityOptions& o, ThreadPool& pool) {
       if (out.second_moments) {
         if (!lookup) stats_for(stats, t, o.stats_path);  // the shape checks
         // Routers keep their one setting, rounded to nearest (the allocation does not choose for them).
-        const MethodContext ctx{weights, base ? &*base : nullptr, rounding,
-                                pinned ? std::vector<quant::RoundingMethod>{} : o.methods, o.stats_path};
+        const MethodContext ctx{weights, base ? &*base : nullptr, rounding, metric,
+                                pinned ? std::vector<quant::RoundingMethod>{} : o.methods, metric_path};
         out.tensors.push_back(measure_under_second_moments(t, cands, ctx, source_reader(t, rows, out.has_base), lookup, pool));
       } else {
         const size_t cols = static_cast<size_t>(t.cols());
@@ -274,7 +291,7 @@ ojson sensitivity_json(const Sensitivity& s) {
                                  {"gain", t.probe.gain}};
   }
   return {{"format", kSensitivityFormat}, {"model", s.model_dir},    {"has_base", s.has_base}, {"has_gains", s.has_gains},
-          {"error_metric", s.second_moments ? "second_moments" : "diagonal"},
+          {"error_metric", s.second_moments ? "second_moments" : "diagonal"}, {"held_out_errors", s.held_out},
           {"fixed_bytes", s.fixed_bytes},  {"fixed_parameters", s.fixed_parameters}, {"tensors", tensors}};
 }
 
@@ -320,6 +337,7 @@ Sensitivity read_sensitivity(const std::string& path) {
       fail_input("{}: 'error_metric' must be \"diagonal\" or \"second_moments\"", path);
     s.second_moments = metric == "second_moments";
   }
+  s.held_out = j.contains("held_out_errors") && field<bool>(j, "held_out_errors", path);
   s.fixed_bytes = field<uint64_t>(j, "fixed_bytes", path);
   s.fixed_parameters = field<uint64_t>(j, "fixed_parameters", path);
   if (!j.contains("tensors") || !j["tensors"].is_array()) fail_input("{}: 'tensors' must be a list", path);

@@ -43,6 +43,9 @@ struct SensitivityOptions {
   std::vector<quant::RoundingMethod> methods = {quant::RoundingMethod::kRtn};
   quant::GptqOptions gptq;     // gptq and delta: damping and column order, as `quantize` takes them
   double delta_weight = 1.0;   // delta: λ (docs/rounding.md)
+  // With methods: measure every error under these statistics' second moments instead of stats_path's —
+  // inputs the rounding was not fitted to (GPTQ's error under the H it minimised is optimistic).
+  std::string held_out_stats_path;
   bool show_progress = true;
 };
 
@@ -78,6 +81,7 @@ struct Sensitivity {
   bool has_base = false;
   bool has_gains = false;         // every tensor with a choice has its probe (module_gain.h)
   bool second_moments = false;    // errors under E[x xᵀ] (calibrated methods), else under its diagonal
+  bool held_out = false;          // those E[x xᵀ] from other inputs than the rounding's (held_out_stats_path)
   uint64_t fixed_bytes = 0;       // tensors that stay float (norms, biases)
   uint64_t fixed_parameters = 0;
   std::vector<TensorSensitivity> tensors;

@@ -54,7 +54,7 @@ void run_calibrate(const CalibrateArgs& a) {
 }
 
 struct SensitivityArgs {
-  std::string fused, base, adapter, stats, candidates = "2,3,4,5,6,8", out, suite, tools, method = "rtn";
+  std::string fused, base, adapter, stats, candidates = "2,3,4,5,6,8", out, suite, tools, method = "rtn", held_out;
   std::vector<int> groups = {64};
   size_t threads = 0, gain_queries = 0, gain_tokens = 16;
   int probe_bits = 3;
@@ -73,6 +73,7 @@ void run_sensitivity(const SensitivityArgs& a) {
   o.methods = parse_method_list(a.method);
   o.gptq = {a.damp, a.act_order};
   o.delta_weight = a.delta_weight;
+  o.held_out_stats_path = a.held_out;
   o.show_progress = !a.quiet && Progress::stderr_is_terminal();
   ThreadPool pool(a.threads);
   analysis::Sensitivity s = analysis::analyze_sensitivity(o, pool);
@@ -181,6 +182,10 @@ void register_sensitivity(CLI::App& app) {
                   "docs/rounding.md")
       ->check(method_list_check())
       ->capture_default_str();
+  cmd->add_option("--held-out-stats", a->held_out,
+                  "With --method: measure every error under this statistics file's E[x xᵀ] (other inputs than "
+                  "--stats, which the rounding is fitted to)")
+      ->check(CLI::ExistingFile);
   cmd->add_option("--damp", a->damp, "gptq/delta: damping, a fraction of the mean diagonal of E[x xᵀ]")
       ->check(CLI::Range(0.0, 10.0))
       ->capture_default_str();

@@ -283,6 +283,7 @@ TEST(Rounding, ABudgetChoosesAWidthAndAMethodPerModule) {
   EXPECT_LE(json::parse(both.out)["bits_per_weight"].get<double>(), 3.0);
   const json plan = json::parse(slurp(tmp / "both/quantlab_plan.json"));
   EXPECT_EQ(plan["predicted"]["error_metric"], "second_moments");
+  EXPECT_EQ(plan["predicted"]["held_out_errors"], true);  // rounded on half the suite, measured on the other
   EXPECT_EQ(plan["quantization_method"], "gptq");
   size_t gptq_modules = 0;
   for (const auto& [module, entry] : plan["modules"].items()) gptq_modules += entry.is_object() && entry.value("method", "") == "gptq";
