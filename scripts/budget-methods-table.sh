@@ -17,6 +17,8 @@ cd "$(dirname "$0")/.."
 Q="${1:-build}/bin/quantlab"
 WORK="${2:-$(mktemp -d)}"
 DATA=tests/data/tool-calling
+# shellcheck source=lib/divergence-rows.sh
+source scripts/lib/divergence-rows.sh
 TOOLS=$DATA/tools.json
 head -20 $DATA/queries/dev40.jsonl > "$WORK/calibration.jsonl"
 tail -n +21 $DATA/queries/dev40.jsonl > "$WORK/held-out.jsonl"
@@ -65,12 +67,5 @@ for entry in "${MODELS[@]}"; do
       models+=(--model "$budget $label $bpw $calibrated=$dir")
     done
   done
-  for suite in held-out seed5; do
-    file="$WORK/held-out.jsonl"
-    [ $suite = seed5 ] && file=$DATA/queries/seed5.jsonl
-    "$Q" divergence "$fused" --base "$base" --suite "$file" --tools $TOOLS --max-tokens 16 --json "${models[@]}" |
-      jq -r --arg name "$name" --arg suite "$suite" '.fused_correct as $fc | .queries as $n | .models[] |
-        (.name | split(" ")) as $p |
-        "| \($name) | \($p[0]) | \($p[1]) | \($p[2]) | \($p[3]) | \($suite) | \(.kl_first*10000|round/10000) | \(.kl_reply*10000|round/10000) | \(.retention_reply*1000|round/10) % | \(.flipped) | \(.correct)/\($n) | \($fc)/\($n) |"'
-  done
+  divergence_rows "$name" "$fused" "$base" "$WORK/held-out.jsonl" "${models[@]}"
 done

@@ -15,6 +15,7 @@
 #include "analysis/allocation.h"
 #include "analysis/calibration.h"
 #include "analysis/sensitivity.h"
+#include "analysis/testing.h"
 #include "core/error.h"
 #include "io/model_config.h"
 #include "io/safetensors.h"
@@ -24,6 +25,7 @@
 #include "quant/gptq_low_rank.h"
 #include "quant/plan.h"
 #include "quant/quantizer.h"
+#include "quant/testing.h"
 #include "test_support.h"
 
 namespace quantlab::analysis {
@@ -39,15 +41,7 @@ const std::string kMoeFused = data_path("tool-calling/moe-fused-strong-f16");
 // Second-moment statistics of `model` on seed5, written to `path` (experts as `experts` says).
 void write_second_moments(const std::string& model, const std::string& path, ThreadPool& pool,
                           CalibrationOptions::ExpertStatistics experts) {
-  CalibrationOptions o;
-  o.model_dir = model;
-  o.suite_path = kSeed5;
-  o.tools_path = kTools;
-  o.max_tokens = 8;
-  o.show_progress = false;
-  o.second_moments = true;
-  o.expert_statistics = experts;
-  write_stats(calibrate(o, pool), path);
+  write_stats(test_helpers::calibrate_on(model, kSeed5, pool, experts), path);
 }
 
 Sensitivity measure(const std::string& model, const std::string& stats, std::vector<int> bits,
@@ -80,13 +74,6 @@ void quantize_and_dequantize(const std::string& model, const std::string& stats,
   quant::dequantize_model(dir + "/q", dir + "/f", d, pool);
 }
 
-std::vector<float> tensor_f32(const io::ModelWeights& w, const std::string& name) {
-  const auto& e = w.at(name);
-  std::vector<float> out(static_cast<size_t>(e.info->numel()));
-  kernels::convert_to_f32(e.info->dtype, w.bytes(e).data(), out.size(), out.data());
-  return out;
-}
-
 const Candidate& candidate(const TensorSensitivity& t, int bits, RoundingMethod method) {
   for (const Candidate& c : t.candidates)
     if (c.bits == bits && c.method == method) return c;
@@ -100,7 +87,8 @@ double file_error(const quant::OutputTensor& t, const io::ModelWeights& fused, c
   double total = 0;
   const size_t cols = static_cast<size_t>(t.cols());
   for (size_t s = 0; s < t.sources.size(); ++s) {
-    const std::vector<float> w = tensor_f32(fused, t.sources[s]), w_hat = tensor_f32(rounded, t.sources[s]);
+    const std::vector<float> w = quant::test_helpers::load_f32(fused, t.sources[s]);
+    const std::vector<float> w_hat = quant::test_helpers::load_f32(rounded, t.sources[s]);
     total += quant::weighted_error(w, w_hat, h_of(s), w.size() / cols, cols);
   }
   return total;
@@ -240,14 +228,7 @@ TEST(Calibration, MergedHalvesAreTheWholeSuite) {
   odd.close();
   even.close();
   const auto run = [&](const std::string& suite) {
-    CalibrationOptions o;
-    o.model_dir = kFused;
-    o.suite_path = suite;
-    o.tools_path = kTools;
-    o.max_tokens = 8;
-    o.show_progress = false;
-    o.second_moments = true;
-    return calibrate(o, pool);
+    return test_helpers::calibrate_on(kFused, suite, pool, CalibrationOptions::ExpertStatistics::kAuto);
   };
   const CalibrationStats whole = run(kSeed5);
   const CalibrationStats merged = merge_stats(run(tmp / "odd.jsonl"), run(tmp / "even.jsonl"));

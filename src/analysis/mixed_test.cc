@@ -14,6 +14,7 @@
 #include "analysis/mixed_quantize.h"
 #include "analysis/sensitivity.h"
 #include "core/error.h"
+#include "analysis/testing.h"
 #include "quant/model_summary.h"
 #include "test_support.h"
 
@@ -26,18 +27,9 @@ using quantlab::testing::TempDir;
 
 const std::string kMoeFused = data_path("tool-calling/moe-fused-strong-f16");
 
-// With second moments, experts' statistics as `experts` says; without, means only.
 CalibrationStats calibrate_on_seed5(const std::string& model, ThreadPool& pool,
                                     std::optional<CalibrationOptions::ExpertStatistics> experts = std::nullopt) {
-  CalibrationOptions o;
-  o.model_dir = model;
-  o.suite_path = kSeed5;
-  o.tools_path = kTools;
-  o.max_tokens = 8;
-  o.show_progress = false;
-  o.second_moments = experts.has_value();
-  if (experts) o.expert_statistics = *experts;
-  return calibrate(o, pool);
+  return test_helpers::calibrate_on(model, kSeed5, pool, experts);
 }
 
 TEST(Calibration, EveryQuantizableModuleHasStatisticsAndExpertsTheirOwn) {
