@@ -14,14 +14,8 @@
 # Needs jq (Debian's package). About three minutes on two cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-Q="${1:-build}/bin/quantlab"
-WORK="${2:-$(mktemp -d)}"
-DATA=tests/data/tool-calling
-# shellcheck source=lib/divergence-rows.sh
-source scripts/lib/divergence-rows.sh
-TOOLS=$DATA/tools.json
-head -20 $DATA/queries/dev40.jsonl > "$WORK/calibration.jsonl"
-tail -n +21 $DATA/queries/dev40.jsonl > "$WORK/held-out.jsonl"
+# shellcheck source=lib/rounding-tables.sh
+source scripts/lib/rounding-tables.sh "$@"
 awk 'NR % 2 == 1' "$WORK/calibration.jsonl" > "$WORK/fit.jsonl"
 awk 'NR % 2 == 0' "$WORK/calibration.jsonl" > "$WORK/measure.jsonl"
 

@@ -94,35 +94,64 @@ double file_error(const quant::OutputTensor& t, const io::ModelWeights& fused, c
   return total;
 }
 
+// A model's 3-bit candidates (rtn and gptq) measured by sensitivity, beside the files `quantize` writes
+// with both methods on the same statistics, dequantized to float32.
+struct ThreeBitFiles {
+  ThreeBitFiles(const std::string& model, CalibrationOptions::ExpertStatistics experts, ThreadPool& pool)
+      : fused(io::ModelWeights::open(model)),
+        plan(quant::make_quant_plan(io::load_model_config(model), quant::source_tensors(fused), {})) {
+    write_second_moments(model, stats, pool, experts);
+    sens = measure(model, stats, {3}, {RoundingMethod::kRtn, RoundingMethod::kGptq}, pool);
+    quantize_and_dequantize(model, stats, 3, RoundingMethod::kRtn, tmp / "rtn", pool);
+    quantize_and_dequantize(model, stats, 3, RoundingMethod::kGptq, tmp / "gptq", pool);
+    rtn.emplace(io::ModelWeights::open(tmp / "rtn/f"));
+    gptq.emplace(io::ModelWeights::open(tmp / "gptq/f"));
+  }
+
+  // The plan's tensor and its measurement (null when the model has no such module: a tied head).
+  const quant::OutputTensor* tensor(const std::string& module) const {
+    for (const auto& t : plan.tensors)
+      if (t.module == module) return &t;
+    return nullptr;
+  }
+  const TensorSensitivity& measured(const std::string& module) const {
+    for (const auto& t : sens.tensors)
+      if (t.module == module) return t;
+    throw std::runtime_error("not measured: " + module);
+  }
+
+  // Both candidates' errors against the files' errors, under the sources' H from `h_of`.
+  template <typename HOf>
+  void expect_candidates_match_files(const std::string& module, const HOf& h_of, double tolerance) const {
+    const quant::OutputTensor& t = *tensor(module);
+    const TensorSensitivity& m = measured(module);
+    EXPECT_NEAR(candidate(m, 3, RoundingMethod::kRtn).output_error, file_error(t, fused, *rtn, h_of),
+                tolerance * candidate(m, 3, RoundingMethod::kRtn).output_error);
+    EXPECT_NEAR(candidate(m, 3, RoundingMethod::kGptq).output_error, file_error(t, fused, *gptq, h_of),
+                tolerance * candidate(m, 3, RoundingMethod::kGptq).output_error);
+  }
+
+  TempDir tmp;
+  std::string stats = tmp / "stats.safetensors";
+  io::ModelWeights fused;
+  quant::QuantPlan plan;
+  Sensitivity sens;
+  std::optional<io::ModelWeights> rtn, gptq;
+};
+
 TEST(MethodSensitivity, CandidatesAreTheErrorsOfTheFilesQuantizeWrites) {
   ThreadPool pool(2);
-  TempDir tmp;
-  const std::string stats = tmp / "stats.safetensors";
-  write_second_moments(kFused, stats, pool, CalibrationOptions::ExpertStatistics::kAuto);
-  const Sensitivity s = measure(kFused, stats, {3}, {RoundingMethod::kRtn, RoundingMethod::kGptq}, pool);
-  EXPECT_TRUE(s.second_moments);
-  quantize_and_dequantize(kFused, stats, 3, RoundingMethod::kRtn, tmp / "rtn", pool);
-  quantize_and_dequantize(kFused, stats, 3, RoundingMethod::kGptq, tmp / "gptq", pool);
-  const io::ModelWeights fused = io::ModelWeights::open(kFused);
-  const io::ModelWeights rtn = io::ModelWeights::open(tmp / "rtn/f"), gptq = io::ModelWeights::open(tmp / "gptq/f");
-  const CalibrationStats moments = read_stats(stats);
-  const quant::QuantPlan plan =
-      quant::make_quant_plan(io::load_model_config(kFused), quant::source_tensors(fused), {});
+  const ThreeBitFiles files(kFused, CalibrationOptions::ExpertStatistics::kAuto, pool);
+  EXPECT_TRUE(files.sens.second_moments);
+  const CalibrationStats moments = read_stats(files.stats);
   size_t checked = 0;
   for (const std::string module : {"model.layers.0.self_attn.q_proj", "model.layers.1.mlp.down_proj", "lm_head"}) {
     SCOPED_TRACE(module);
-    const auto t = std::find_if(plan.tensors.begin(), plan.tensors.end(), [&](const auto& x) { return x.module == module; });
-    const auto ts = std::find_if(s.tensors.begin(), s.tensors.end(), [&](const auto& x) { return x.module == module; });
-    if (t == plan.tensors.end()) continue;  // a tied head
-    ASSERT_NE(ts, s.tensors.end());
+    if (files.tensor(module) == nullptr) continue;  // a tied head
     const std::vector<double>& h = moments.modules.at(module).xxt;
-    const auto h_of = [&](size_t) { return std::span<const double>(h); };
     // Float32 products against a double reference: agreement to parts in a hundred million here (1e-6
     // still sees a scale or bias left unrounded to float16, or one code of a row chosen differently).
-    EXPECT_NEAR(candidate(*ts, 3, RoundingMethod::kRtn).output_error, file_error(*t, fused, rtn, h_of),
-                1e-6 * candidate(*ts, 3, RoundingMethod::kRtn).output_error);
-    EXPECT_NEAR(candidate(*ts, 3, RoundingMethod::kGptq).output_error, file_error(*t, fused, gptq, h_of),
-                1e-6 * candidate(*ts, 3, RoundingMethod::kGptq).output_error);
+    files.expect_candidates_match_files(module, [&](size_t) { return std::span<const double>(h); }, 1e-6);
     ++checked;
   }
   EXPECT_GE(checked, 2u);
@@ -130,23 +159,12 @@ TEST(MethodSensitivity, CandidatesAreTheErrorsOfTheFilesQuantizeWrites) {
 
 TEST(MethodSensitivity, ExpertsMeasuredFromTheirRoutedInputs) {
   ThreadPool pool(2);
-  TempDir tmp;
-  const std::string stats = tmp / "stats.safetensors";
-  write_second_moments(kMoeFused, stats, pool, CalibrationOptions::ExpertStatistics::kInputs);
-  const Sensitivity s = measure(kMoeFused, stats, {3}, {RoundingMethod::kRtn, RoundingMethod::kGptq}, pool);
-  quantize_and_dequantize(kMoeFused, stats, 3, RoundingMethod::kRtn, tmp / "rtn", pool);
-  quantize_and_dequantize(kMoeFused, stats, 3, RoundingMethod::kGptq, tmp / "gptq", pool);
-  const io::ModelWeights fused = io::ModelWeights::open(kMoeFused);
-  const io::ModelWeights rtn = io::ModelWeights::open(tmp / "rtn/f"), gptq = io::ModelWeights::open(tmp / "gptq/f");
-  CalibrationStats recorded = read_stats(stats);
+  const ThreeBitFiles files(kMoeFused, CalibrationOptions::ExpertStatistics::kInputs, pool);
+  CalibrationStats recorded = read_stats(files.stats);
   quant::RoundingOptions inputs;
   ASSERT_TRUE(take_rounding_statistics(recorded, inputs));
-  const quant::QuantPlan plan =
-      quant::make_quant_plan(io::load_model_config(kMoeFused), quant::source_tensors(fused), {});
   for (const std::string module : {"model.layers.0.mlp.switch_mlp.up_proj", "model.layers.1.mlp.switch_mlp.down_proj"}) {
     SCOPED_TRACE(module);
-    const auto& t = *std::find_if(plan.tensors.begin(), plan.tensors.end(), [&](const auto& x) { return x.module == module; });
-    const auto& ts = *std::find_if(s.tensors.begin(), s.tensors.end(), [&](const auto& x) { return x.module == module; });
     ASSERT_EQ(inputs.routed_inputs.count(module), 1u);
     const quant::RoutedInputs& routed = *inputs.routed_inputs.at(module);
     std::vector<double> h;
@@ -157,10 +175,7 @@ TEST(MethodSensitivity, ExpertsMeasuredFromTheirRoutedInputs) {
       return std::span<const double>(h);
     };
     // The experts' inputs are bfloat16 and their products float32 of rank n: agreement to ~1e-5.
-    EXPECT_NEAR(candidate(ts, 3, RoundingMethod::kRtn).output_error, file_error(t, fused, rtn, h_of),
-                1e-4 * candidate(ts, 3, RoundingMethod::kRtn).output_error);
-    EXPECT_NEAR(candidate(ts, 3, RoundingMethod::kGptq).output_error, file_error(t, fused, gptq, h_of),
-                1e-4 * candidate(ts, 3, RoundingMethod::kGptq).output_error);
+    files.expect_candidates_match_files(module, h_of, 1e-4);
   }
 }
 
