@@ -14,15 +14,27 @@ namespace quantlab::analysis {
 namespace {
 
 // The candidates the allocation may choose for `t`: those rounded with one of `methods` (all when it is
-// empty), or every candidate when none is (a router, an embedding table: only round-to-nearest).
+// empty), or its round-to-nearest ones when it has none of those (a router, an embedding table).
 std::vector<size_t> allowed_candidates(const TensorSensitivity& t, const std::vector<quant::RoundingMethod>& methods) {
-  std::vector<size_t> allowed, all;
+  std::vector<size_t> allowed, nearest;
   for (size_t i = 0; i < t.candidates.size(); ++i) {
-    all.push_back(i);
+    if (t.candidates[i].method == quant::RoundingMethod::kRtn) nearest.push_back(i);
     if (methods.empty() || std::find(methods.begin(), methods.end(), t.candidates[i].method) != methods.end())
       allowed.push_back(i);
   }
-  return allowed.empty() ? all : allowed;
+  return allowed.empty() ? nearest : allowed;
+}
+
+// Error(kUsage) when the sensitivity has no candidate of a method the allocation is restricted to.
+void check_methods_measured(const Sensitivity& s, const std::vector<quant::RoundingMethod>& methods) {
+  for (quant::RoundingMethod m : methods) {
+    bool measured = false;
+    for (const auto& t : s.tensors)
+      for (const auto& c : t.candidates) measured = measured || c.method == m;
+    if (!measured)
+      fail(ErrorKind::kUsage, "--method {}: the sensitivity of {} has no candidate rounded with it (measure it with "
+           "`quantlab sensitivity --method`)", quant::rounding_method_name(m), s.model_dir);
+  }
 }
 
 // A tensor's candidates among `order` on the lower convex hull of (bytes, error), smallest first. Of
@@ -120,6 +132,7 @@ Allocation allocate(const Sensitivity& s, uint64_t max_bytes, Objective objectiv
   if (objective != Objective::kOutput && !s.has_base)
     fail(ErrorKind::kUsage, "--objective {} needs the fine-tune's delta: run sensitivity with --base (and "
          "--adapter or the fused model), or use --objective output", objective_name(objective));
+  check_methods_measured(s, methods);
   const auto err = objective_errors(s, objective);
   std::vector<std::vector<size_t>> hulls;
   std::vector<size_t> step(s.tensors.size(), 0);
@@ -176,8 +189,9 @@ nlohmann::ordered_json allocation_plan_json(const Sensitivity& s, const Allocati
     const Candidate& c = s.tensors[i].candidates[a.choice[i]];
     coverage[{c.bits, c.group_size}] += s.tensors[i].parameters;
     modules[s.tensors[i].module] = {{"bits", c.bits}, {"group_size", c.group_size}};
-    // Round-to-nearest is the quantizer's default; a calibrated method is the module's own (quant/plan_file.h).
-    if (c.method != quant::RoundingMethod::kRtn) modules[s.tensors[i].module]["method"] = quant::rounding_method_name(c.method);
+    // With methods measured every module's is named, round-to-nearest too (chosen, not a default that
+    // `quantize --method` could replace); without, the plan is wave 1's (quant/plan_file.h).
+    if (s.second_moments) modules[s.tensors[i].module]["method"] = quant::rounding_method_name(c.method);
     ++by_method[std::string(quant::rounding_method_name(c.method))];
   }
   nlohmann::ordered_json predicted = {{"objective", objective_name(objective)}, {"budget", budget},

@@ -5,7 +5,7 @@
 // the Lagrangian frontier (optimal at every point where the budget falls between hull steps, within one
 // step of optimal otherwise) in O(steps · log tensors). Stacked experts are one tensor, so a MoE layer's
 // experts share one setting; q, k and v are separate tensors and may differ; routers have one candidate.
-// The plan names a module's rounding method where it is not round-to-nearest ("method": "gptq").
+// With methods measured, the plan names every module's rounding method ("method": "gptq" or "rtn").
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -43,7 +43,8 @@ uint64_t total_parameters(const Sensitivity& s);
 // for kFinetune/kBoth when the sensitivity was measured without a base. With methods measured
 // (sensitivity --method), a tensor's candidates are every width × method and the allocation picks the
 // pair: `methods` restricts it to candidates rounded with those (empty: all); a tensor that has no such
-// candidate (a router, an embedding table) keeps its round-to-nearest ones.
+// candidate (a router, an embedding table) keeps its round-to-nearest ones; a method no tensor was
+// measured with is Error(kUsage).
 Allocation allocate(const Sensitivity& s, uint64_t max_bytes, Objective objective,
                     const std::vector<quant::RoundingMethod>& methods = {});
 

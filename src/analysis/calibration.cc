@@ -377,7 +377,10 @@ void merge_module(const std::string& name, ModuleStats& a, const ModuleStats& b)
 CalibrationStats merge_stats(CalibrationStats a, const CalibrationStats& b) {
   if (a.model_type != b.model_type || a.hidden_size != b.hidden_size || a.num_hidden_layers != b.num_hidden_layers ||
       a.vocab_size != b.vocab_size || a.num_experts != b.num_experts || a.modules.size() != b.modules.size())
-    fail_input("statistics of different models cannot be merged ({} and {})", a.model_type, b.model_type);
+    fail_input("statistics cannot be merged: {} (hidden {}, {} layers, vocab {}, {} experts, {} modules) against {} "
+               "(hidden {}, {} layers, vocab {}, {} experts, {} modules)", a.model_type, a.hidden_size,
+               a.num_hidden_layers, a.vocab_size, a.num_experts, a.modules.size(), b.model_type, b.hidden_size,
+               b.num_hidden_layers, b.vocab_size, b.num_experts, b.modules.size());
   for (auto& [name, m] : a.modules) {
     const auto other = b.modules.find(name);
     if (other == b.modules.end()) fail_input("statistics cannot be merged: '{}' is in one only", name);

@@ -168,6 +168,9 @@ TensorSensitivity measure_under_second_moments(const quant::OutputTensor& t,
   for (quant::RoundingMethod m : ctx.methods) {
     quant::OutputTensor with = t;
     with.method = m;
+    // Quantized at the candidates' settings, whatever the default plan gave it (a width the default
+    // group size does not divide stays float there).
+    with.quant = io::ModuleQuant{settings.front().bits, settings.front().group_size, "affine"};
     if (m != quant::RoundingMethod::kRtn && !lookup && quant::uses_gptq(with, ctx.rounding)) as_method.push_back(with);
   }
   TensorSensitivity out;

@@ -1,7 +1,9 @@
 // Sensitivity with the rounding method as an axis (issue 21; analysis/sensitivity.h has the definitions):
 // one tensor's candidates for every (width, group size) × method, each rounded as `quantize --method`
 // would round it — round-to-nearest by the MLX-exact kernel, gptq and delta through the same factor and
-// row chunks as the quantizer, so a candidate's codes are the file's codes — and every error measured
+// row chunks as the quantizer, so on the same statistics and dtype a candidate's codes are the file's
+// codes (a budget rounds its candidates on half the calibration, the model on all of it) — and every
+// error measured
 // under the full second moments of the module's inputs:
 //   output error   Σ_rows e H eᵀ                    (e = W − Ŵ, H = E[x xᵀ] of the source)
 //   fine-tune error Σ_rows (e H ΔWᵀ)² / (ΔW H ΔWᵀ)  (the part of e along the fine-tune's change)

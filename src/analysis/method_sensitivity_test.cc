@@ -9,11 +9,13 @@
 #include <cmath>
 #include <fstream>
 #include <optional>
+#include <random>
 #include <span>
 #include <stdexcept>
 
 #include "analysis/allocation.h"
 #include "analysis/calibration.h"
+#include "analysis/method_sensitivity.h"
 #include "analysis/sensitivity.h"
 #include "analysis/testing.h"
 #include "core/error.h"
@@ -177,6 +179,94 @@ TEST(MethodSensitivity, ExpertsMeasuredFromTheirRoutedInputs) {
     // The experts' inputs are bfloat16 and their products float32 of rank n: agreement to ~1e-5.
     files.expect_candidates_match_files(module, h_of, 1e-4);
   }
+}
+
+// Ŵ of `w` ([rows, cols], F32 scales) from packed codes, scales and biases.
+std::vector<float> dequantized(const std::vector<uint32_t>& packed, const std::vector<float>& scales,
+                               const std::vector<float>& biases, size_t rows, size_t cols, int bits, int group) {
+  kernels::MatrixView v;
+  v.type = kernels::WeightType::kAffine;
+  v.rows = rows;
+  v.cols = cols;
+  v.data = packed.data();
+  v.bits = bits;
+  v.group_size = group;
+  v.scale_type = DType::kF32;
+  v.scales = scales.data();
+  v.biases = biases.data();
+  std::vector<float> out(rows * cols);
+  for (size_t r = 0; r < rows; ++r) kernels::dequantize_row(v, r, out.data() + r * cols);
+  return out;
+}
+
+// A tensor of several spans (8 300 rows of 256 columns: GPTQ chunks of 2 048 rows, spans of four): the
+// same errors for any thread count, and equal (to 1e-6) to GPTQ rounding in the quantizer's chunks
+// measured in double (H = XᵀX/n from 64 inputs, so e H eᵀ = ‖X e‖²/n is cheap to check). Chunks cut at
+// other rows would change a few codes by a float ulp of their updates, below what this tolerance sees:
+// the alignment itself is the code's (the span is a whole number of split_rows' steps).
+TEST(MethodSensitivity, ManySpansRoundInTheQuantizersChunksForAnyThreadCount) {
+  const size_t rows = 8300, cols = 256, n = 64;
+  std::mt19937 rng(7);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> x(n * cols), w(rows * cols);
+  for (float& v : x) v = normal(rng);
+  for (float& v : w) v = 0.05f * normal(rng);
+  std::vector<float> h(cols * cols, 0.0f);
+  for (size_t i = 0; i < cols; ++i)
+    for (size_t j = 0; j < cols; ++j) {
+      double sum = 0;
+      for (size_t k = 0; k < n; ++k) sum += static_cast<double>(x[k * cols + i]) * x[k * cols + j];
+      h[i * cols + j] = static_cast<float>(sum / n);
+    }
+  quant::OutputTensor t;
+  t.name = "m.weight";
+  t.module = "m";
+  t.sources = {"m.weight"};
+  t.shape = {static_cast<int64_t>(rows), static_cast<int64_t>(cols)};
+  t.quant = io::ModuleQuant{3, 64, "affine"};
+  quant::RoundingOptions rounding;
+  rounding.moments["m"] = h;
+  const io::ModelWeights unused = io::ModelWeights::open(kFused);  // delta's base reads would go here
+  const MethodContext ctx{unused, nullptr, rounding, rounding, {RoundingMethod::kRtn, RoundingMethod::kGptq}, "stats"};
+  const SourceReader read = [&](size_t, int64_t first, int64_t last, SourceRows& out) {
+    out.fused.assign(w.begin() + first * static_cast<int64_t>(cols), w.begin() + last * static_cast<int64_t>(cols));
+    out.delta.clear();
+  };
+  ThreadPool one(1), three(3);
+  const TensorSensitivity a = measure_under_second_moments(t, {{3, 64}}, ctx, read, false, one);
+  const TensorSensitivity b = measure_under_second_moments(t, {{3, 64}}, ctx, read, false, three);
+  ASSERT_EQ(a.candidates.size(), 2u);
+  for (size_t c = 0; c < 2; ++c) EXPECT_EQ(a.candidates[c].output_error, b.candidates[c].output_error) << c;
+
+  const auto error_of = [&](const std::vector<float>& w_hat) {
+    double total = 0;
+    for (size_t r = 0; r < rows; ++r)
+      for (size_t k = 0; k < n; ++k) {
+        double dot = 0;
+        for (size_t j = 0; j < cols; ++j) dot += static_cast<double>(x[k * cols + j]) * (w[r * cols + j] - w_hat[r * cols + j]);
+        total += dot * dot / n;
+      }
+    return total;
+  };
+  const size_t words = cols * 3 / 32, groups = cols / 64;
+  std::vector<uint32_t> packed(rows * words);
+  std::vector<float> scales(rows * groups), biases(rows * groups);
+  const std::vector<double> h64(h.begin(), h.end());
+  const quant::GptqFactor factor = quant::gptq_factor(h64, cols, quant::GptqOptions{});
+  quant::GptqScratch scratch;
+  const auto chunks = quant::split_rows(static_cast<int64_t>(rows), static_cast<int64_t>(cols), quant::kGptqRowChunkElements);
+  ASSERT_GT(chunks.size(), 4u);  // more than one span
+  for (const quant::RowRange& r : chunks) {
+    const size_t r0 = static_cast<size_t>(r.begin);
+    quant::gptq_quantize_rows(factor, w.data() + r0 * cols, static_cast<size_t>(r.end) - r0, 3, 64, DType::kF32,
+                              packed.data() + r0 * words, scales.data() + r0 * groups, biases.data() + r0 * groups, scratch);
+  }
+  const double gptq = error_of(dequantized(packed, scales, biases, rows, cols, 3, 64));
+  EXPECT_NEAR(a.candidates[1].output_error, gptq, 1e-6 * gptq);
+  kernels::affine_quantize(w.data(), rows, cols, 3, 64, packed.data(), scales.data(), biases.data());
+  const double rtn = error_of(dequantized(packed, scales, biases, rows, cols, 3, 64));
+  EXPECT_NEAR(a.candidates[0].output_error, rtn, 1e-6 * rtn);
+  EXPECT_LT(gptq, rtn);
 }
 
 // GPTQ's error under the moments it was fitted to is optimistic, by far when a module saw fewer tokens
@@ -349,6 +439,19 @@ TEST_F(Methods, DeltaNeedsTheBaseAndUnknownMethodsAreRefused) {
   } catch (const Error& e) {
     EXPECT_EQ(e.kind(), ErrorKind::kUsage);
     EXPECT_NE(std::string(e.what()).find("--method delta needs --base"), std::string::npos) << e.what();
+  }
+  // A method the sensitivity never measured cannot be allocated.
+  Sensitivity without_delta = sens_;
+  for (auto& t : without_delta.tensors)
+    t.candidates.erase(std::remove_if(t.candidates.begin(), t.candidates.end(),
+                                      [](const Candidate& c) { return c.method == RoundingMethod::kDelta; }),
+                       t.candidates.end());
+  try {
+    allocate(without_delta, UINT64_MAX, Objective::kOutput, {RoundingMethod::kDelta});
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kUsage);
+    EXPECT_NE(std::string(e.what()).find("--method delta: the sensitivity of"), std::string::npos) << e.what();
   }
   nlohmann::ordered_json j = sensitivity_json(sens_);
   j["tensors"][1]["candidates"][0]["method"] = "nearest";

@@ -12,6 +12,7 @@
 #include "analysis/calibration.h"
 #include "analysis/module_gain.h"
 #include "core/error.h"
+#include "eval/suite.h"
 #include "quant/plan_file.h"
 
 namespace quantlab::analysis {
@@ -68,10 +69,14 @@ struct WorkDir {
 namespace {
 
 // The suite's queries alternately into two files (first, third, ... and second, fourth, ...): inputs to
-// fit the rounding on and inputs to measure its error on. Nullopt for a suite of one query.
-std::optional<std::pair<std::string, std::string>> split_suite(const std::string& suite, const fs::path& dir) {
+// fit the rounding on and inputs to measure its error on. Nullopt for a suite of one query. The suite is
+// checked whole first, so a bad line is reported in the user's file, not in a half.
+std::optional<std::pair<std::string, std::string>> split_suite(const std::string& suite, const std::string& tools_path,
+                                                                const fs::path& dir) {
+  const std::optional<eval::ToolSet> tools =
+      tools_path.empty() ? std::nullopt : std::optional<eval::ToolSet>(eval::load_tools(tools_path));
+  eval::load_suite(suite, tools ? &*tools : nullptr);
   std::ifstream in(suite);
-  if (!in) fail(ErrorKind::kIo, "{}: cannot open", suite);
   std::vector<std::string> lines;
   for (std::string line; std::getline(in, line);)
     if (line.find_first_not_of(" \t\r") != std::string::npos) lines.push_back(line);
@@ -79,7 +84,15 @@ std::optional<std::pair<std::string, std::string>> split_suite(const std::string
   const std::pair<std::string, std::string> out{(dir / "fit.jsonl").string(), (dir / "held-out.jsonl").string()};
   std::ofstream fit(out.first), held_out(out.second);
   for (size_t i = 0; i < lines.size(); ++i) (i % 2 == 0 ? fit : held_out) << lines[i] << "\n";
+  if (!fit.flush() || !held_out.flush()) fail(ErrorKind::kIo, "{}: cannot write the calibration's halves", dir.string());
   return out;
+}
+
+// The allocation's modules rounded with a calibrated method.
+size_t count_calibrated(const Sensitivity& s, const Allocation& a) {
+  size_t n = 0;
+  for (size_t i = 0; i < s.tensors.size(); ++i) n += s.tensors[i].candidates[a.choice[i]].method != quant::RoundingMethod::kRtn;
+  return n;
 }
 
 }  // namespace
@@ -101,7 +114,7 @@ Sensitivity calibrated_sensitivity(const MixedQuantizeOptions& o, ThreadPool& po
   // With calibrated methods every candidate is rounded on one half of the suite and measured on the
   // other: GPTQ's error under the very moments it minimised is optimistic, by far when a module saw
   // fewer tokens than it has columns (docs/rounding.md). The rounding of the model itself then uses both.
-  const auto halves = calibrated ? split_suite(o.suite_path, work.path) : std::nullopt;
+  const auto halves = calibrated ? split_suite(o.suite_path, o.tools_path, work.path) : std::nullopt;
   if (halves) {
     co.suite_path = halves->first;
     CalibrationStats fit = calibrate(co, pool);
@@ -148,6 +161,10 @@ MixedQuantizeResult quantize_allocated(const Sensitivity& sens, const MixedQuant
   r.allocation = allocate(sens, budget, objective, o.methods);
   const nlohmann::ordered_json plan = allocation_plan_json(sens, r.allocation, objective, r.budget);
 
+  const size_t calibrated = count_calibrated(sens, r.allocation);
+  if (calibrated > 0 && o.rounding.moments.empty() && o.rounding.routed_inputs.empty())
+    fail(ErrorKind::kUsage, "the allocation rounds {} modules with gptq or delta, but no second moments were given "
+         "to round them with (quant::RoundingOptions::moments)", calibrated);
   quant::QuantizeOptions q;
   q.plan = quant::plan_options_from_json(plan, "the allocated plan");
   q.plan.dtype = o.dtype;

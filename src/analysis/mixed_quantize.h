@@ -63,8 +63,9 @@ MixedQuantizeResult quantize_to_budget(const MixedQuantizeOptions& options, Thre
 
 // The two halves, for callers that allocate several budgets from one measurement (sweep --target-bpw):
 // the calibrated sensitivity (with measured gains unless options.measure_gains is false; with calibrated
-// methods the second moments it was measured on are moved into *statistics, which quantize_allocated
-// then needs as options.rounding's), then one allocation and its quantized model (options.out_dir,
+// methods, the candidates rounded on one half of the suite and measured on the other, and the second
+// moments of the whole suite — both halves merged — moved into *statistics, which quantize_allocated then
+// needs as options.rounding's), then one allocation and its quantized model (options.out_dir,
 // options.budget).
 Sensitivity calibrated_sensitivity(const MixedQuantizeOptions& options, ThreadPool& pool,
                                    quant::RoundingOptions* statistics = nullptr);

@@ -15,6 +15,8 @@
 #include "core/progress.h"
 #include "core/thread_pool.h"
 #include "io/model_config.h"
+#include "io/safetensors.h"
+#include "quant/plan.h"
 #include "quant/plan_file.h"
 #include "quant/quantizer.h"
 
@@ -42,23 +44,28 @@ struct QuantizeArgs {
 
 bool wants_allocation(const QuantizeArgs& a) {
   // --calibration alone asks for an allocation with round-to-nearest (wave 1's meaning); with gptq or
-  // delta it is where the rounding's statistics come from.
+  // delta, or beside a plan, recipe or override that sets the widths, it is where the rounding's
+  // statistics come from.
+  const bool widths_given = !a.plan_file.empty() || !a.recipe.empty() || !a.overrides.empty();
   return a.target_bpw != 0 || a.max_bytes != 0 || !a.smaller_than.empty() ||
-         (!a.calibration.empty() && a.method == "rtn");
+         (!a.calibration.empty() && a.method == "rtn" && !widths_given);
 }
 
 bool contains(const std::vector<quant::RoundingMethod>& methods, quant::RoundingMethod m) {
   return std::find(methods.begin(), methods.end(), m) != methods.end();
 }
 
-// The methods a plan file gives its modules ("method" entries), beside --method's.
-std::vector<quant::RoundingMethod> methods_needed(const QuantizeArgs& a, const quant::PlanOptions& plan) {
+// The methods the quantized modules will be rounded with: --method's, first, then those a plan file's
+// "method" entries give modules (resolved as the quantizer resolves them: --override's rules win).
+std::vector<quant::RoundingMethod> methods_needed(const QuantizeArgs& a, const quant::PlanOptions& options) {
   std::vector<quant::RoundingMethod> out = parse_method_list(a.method);
   if (out.size() > 1)
     fail(ErrorKind::kUsage, "--method {}: a list of methods goes with a budget (--target-bpw, --max-bytes, "
          "--smaller-than), which chooses one per module", a.method);
-  for (const auto& rule : plan.overrides)
-    if (rule.method && !contains(out, *rule.method)) out.push_back(*rule.method);
+  const io::ModelWeights weights = io::ModelWeights::open(a.input);
+  const quant::QuantPlan plan = quant::make_quant_plan(io::load_model_config(a.input), quant::source_tensors(weights), options);
+  for (const auto& t : plan.tensors)
+    if (t.quant && t.method && !contains(out, *t.method)) out.push_back(*t.method);
   return out;
 }
 
@@ -70,20 +77,27 @@ quant::RoundingOptions rounding_options(const QuantizeArgs& a, const std::vector
   r.method = methods.front();
   r.gptq = {a.damp, a.act_order};
   r.delta_weight = a.delta_weight;
-  const bool calibrated = methods.size() > 1 || r.method != quant::RoundingMethod::kRtn;
+  const bool calibrated = std::any_of(methods.begin(), methods.end(),
+                                      [](quant::RoundingMethod m) { return m != quant::RoundingMethod::kRtn; });
   if (!calibrated) {
-    if (!a.stats.empty() || a.act_order) fail(ErrorKind::kUsage, "--stats and --act-order go with --method gptq|delta");
+    if (!a.stats.empty() || a.act_order || !a.calibration.empty())
+      fail(ErrorKind::kUsage, "--calibration, --stats and --act-order go with --method gptq|delta (or a plan whose "
+           "modules name one), or --calibration with a budget");
     return r;
   }
-  const std::string who = r.method != quant::RoundingMethod::kRtn
-                              ? fmt::format("--method {}", a.method)
-                              : fmt::format("{} (its modules' \"method\" entries)", a.plan_file);
+  // Who asks for the method: --method, or the plan's per-module entries.
+  const auto who = [&](quant::RoundingMethod m) {
+    return m == r.method ? fmt::format("--method {}", a.method)
+                         : fmt::format("{} (its modules' \"method\": \"{}\")", a.plan_file, quant::rounding_method_name(m));
+  };
+  const quant::RoundingMethod first_calibrated = r.method != quant::RoundingMethod::kRtn ? r.method : methods[1];
   if (a.calibration.empty() == a.stats.empty())
-    fail(ErrorKind::kUsage, "{} needs the inputs' statistics: --calibration SUITE.jsonl or --stats FILE (one of them)", who);
+    fail(ErrorKind::kUsage, "{} needs the inputs' statistics: --calibration SUITE.jsonl or --stats FILE (one of them)",
+         who(first_calibrated));
   if (contains(methods, quant::RoundingMethod::kDelta)) {
     if (a.base.empty() == a.adapter.empty())
       fail(ErrorKind::kUsage, "{} needs the fine-tune's change: --base BASE (the model it started from) or --adapter A "
-           "(its LoRA adapter), one of them", who);
+           "(its LoRA adapter), one of them", who(quant::RoundingMethod::kDelta));
     r.base_dir = a.base;
     if (!a.adapter.empty()) {
       r.delta_gram = analysis::adapter_delta_gram(a.input, a.adapter);
@@ -108,7 +122,7 @@ quant::RoundingOptions rounding_options(const QuantizeArgs& a, const std::vector
   }
   if (!analysis::take_rounding_statistics(stats, r))
     fail_input("{}: no second moments in the statistics (record them with `quantlab calibrate --second-moments`)",
-               a.stats);
+               a.stats.empty() ? a.calibration : a.stats);
   return r;
 }
 

@@ -199,6 +199,7 @@ TEST(Rounding, BadCombinationsAreUsageErrors) {
       {"--method gptq --stats " + kCalibration + " --calibration " + kCalibration + " --target-bpw 3",
        "--stats does not combine with it"},
       {"--method gptq,nearest --target-bpw 3 --calibration " + kCalibration, "--method"},
+      {"--recipe mixed_3_6 --calibration " + kCalibration, "--calibration, --stats and --act-order go with"},
   };
   for (const auto& [flags, message] : cases) {
     SCOPED_TRACE(flags);
@@ -317,9 +318,12 @@ TEST(Rounding, APlanGivesModulesTheirOwnMethod) {
   ASSERT_EQ(quantize(tmp / "rtn", "--bits 3").exit_code, 0);
   ASSERT_EQ(quantize(tmp / "gptq", "--bits 3 --method gptq --stats " + stats).exit_code, 0);
   const std::string q0 = "model.layers.0.self_attn.q_proj", k0 = "model.layers.0.self_attn.k_proj";
+  const std::string embedding = "model.embed_tokens";
   const auto write_plan = [&](const std::string& method) {
     std::ofstream(tmp / "plan.json") << json{{"format", "quantlab.plan/1"}, {"bits", 3}, {"group_size", 64},
-                                             {"modules", {{q0, {{"bits", 3}, {"group_size", 64}, {"method", method}}}}}}.dump();
+                                             {"modules", {{q0, {{"bits", 3}, {"group_size", 64}, {"method", method}}},
+                                                          {embedding, {{"bits", 3}, {"group_size", 64}, {"method", method}}}}}}
+                                            .dump();
   };
   write_plan("gptq");
   const std::string plan = " --plan " + shell_quote(tmp / "plan.json");
@@ -331,19 +335,29 @@ TEST(Rounding, APlanGivesModulesTheirOwnMethod) {
     EXPECT_TRUE(tensor_data(tmp / "mixed", k0 + part) == tensor_data(tmp / "rtn", k0 + part)) << part;
   }
   EXPECT_FALSE(tensor_data(tmp / "gptq", q0 + ".weight") == tensor_data(tmp / "rtn", q0 + ".weight"));
+  // An embedding table is looked up, not multiplied by an input: rounded to nearest, said, and recorded so.
+  EXPECT_NE(r.err.find("note: " + embedding + " is rounded to nearest, not with its plan's gptq"), std::string::npos)
+      << r.err;
   const json recorded = json::parse(slurp(tmp / "mixed/quantlab_plan.json"));
   EXPECT_EQ(recorded["modules"][q0]["method"], "gptq");
+  EXPECT_EQ(recorded["modules"][embedding]["method"], "rtn");
   EXPECT_FALSE(recorded["modules"][k0].contains("method"));
   EXPECT_EQ(recorded["quantization_method"], "gptq");
+  // Statistics recorded inline (--calibration) serve a plan as --stats does.
+  r = quantize(tmp / "inline", plan + " --calibration " + kCalibration + " --tools " + kTools +
+                                   " --calibration-tokens 8 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(json::parse(r.out)["gptq_tensors"], 1);
+  EXPECT_TRUE(tensor_data(tmp / "inline", q0 + ".weight") == tensor_data(tmp / "mixed", q0 + ".weight"));
   // Without the statistics the module's method cannot be honoured; an unknown method names the module.
   r = quantize(tmp / "q", plan);
   EXPECT_EQ(r.exit_code, kUsage) << r.err;
-  EXPECT_NE(r.err.find("plan.json (its modules' \"method\" entries) needs the inputs' statistics"), std::string::npos)
+  EXPECT_NE(r.err.find("plan.json (its modules' \"method\": \"gptq\") needs the inputs' statistics"), std::string::npos)
       << r.err;
   write_plan("nearest");
   r = quantize(tmp / "q", plan + " --stats " + stats);
   EXPECT_EQ(r.exit_code, kInvalid) << r.err;
-  EXPECT_NE(r.err.find("modules['" + q0 + "']: 'method' must be"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("modules['" + embedding + "']: 'method' must be"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(tmp / "q"));
 }
 

@@ -225,15 +225,14 @@ std::vector<SourceJobs> make_jobs(const QuantPlan& plan, const std::map<std::str
 }
 
 // The method a file records: the calibrated method its modules were rounded with, "mixed" when a plan
-// gave them different ones; none for round-to-nearest, so such a file stays byte for byte what mlx-lm
-// writes.
+// gave them different ones; none when every module was rounded to nearest, so such a file stays byte for
+// byte what mlx-lm writes.
 std::optional<std::string> recorded_method(const QuantPlan& plan, const RoundingOptions& rounding) {
-  std::set<RoundingMethod> calibrated;
+  std::set<RoundingMethod> used;
   for (const auto& t : plan.tensors)
-    if (t.quant && method_of(t, rounding) != RoundingMethod::kRtn) calibrated.insert(method_of(t, rounding));
-  if (calibrated.empty() && rounding.method != RoundingMethod::kRtn) calibrated.insert(rounding.method);
-  if (calibrated.empty()) return std::nullopt;
-  return calibrated.size() == 1 ? std::string(rounding_method_name(*calibrated.begin())) : std::string("mixed");
+    if (uses_gptq(t, rounding)) used.insert(method_of(t, rounding));
+  if (used.empty()) return std::nullopt;
+  return used.size() == 1 ? std::string(rounding_method_name(*used.begin())) : std::string("mixed");
 }
 
 std::map<std::string, std::string> output_metadata(const QuantPlan& plan, const RoundingOptions& rounding) {
@@ -348,16 +347,28 @@ nlohmann::ordered_json rounding_method_record(const RoundingOptions& r, const Qu
   return j;
 }
 
-// Each calibrated module's method beside its setting, so that `quantize --plan` with this file (and its
-// statistics) rounds every module as this run did.
+// Each module's method as it was rounded, beside its setting, so that `quantize --plan` with this file
+// and the same statistics rounds every module the same way (a module a calibrated method could not
+// reach — an embedding table, no statistics — is written "rtn").
 void record_module_methods(const QuantPlan& plan, const RoundingOptions& rounding, nlohmann::ordered_json& record) {
   if (!record.contains("modules") || !record["modules"].is_object()) return;
   for (const auto& t : plan.tensors) {
-    if (!uses_gptq(t, rounding)) continue;
     auto entry = record["modules"].find(t.module);
-    if (entry != record["modules"].end() && entry->is_object())
-      (*entry)["method"] = rounding_method_name(method_of(t, rounding));
+    if (!t.quant || entry == record["modules"].end() || !entry->is_object()) continue;
+    if (uses_gptq(t, rounding)) (*entry)["method"] = rounding_method_name(method_of(t, rounding));
+    else if (entry->contains("method") || method_of(t, rounding) != RoundingMethod::kRtn) (*entry)["method"] = "rtn";
   }
+}
+
+// Modules whose plan names a calibrated method that cannot be applied to them: said, not hidden.
+void note_unrounded_methods(const RoundingOptions& rounding, QuantPlan& plan) {
+  for (const auto& t : plan.tensors)
+    if (t.quant && t.method && *t.method != RoundingMethod::kRtn && !uses_gptq(t, rounding))
+      plan.notes.push_back(fmt::format("note: {} is rounded to nearest, not with its plan's {}: {}", t.module,
+                                       rounding_method_name(*t.method),
+                                       t.module.find("embed_tokens") != std::string::npos
+                                           ? "an embedding table is looked up, not multiplied by an input"
+                                           : "the statistics have no second moments for it"));
 }
 
 }  // namespace
@@ -449,6 +460,7 @@ QuantizeReport convert_model(const ConversionInput& in, const std::string& out_d
   const auto start = std::chrono::steady_clock::now();
   QuantizeReport report;
   report.plan = make_quant_plan(in.config, in.sources, options.plan);
+  note_unrounded_methods(options.rounding, report.plan);
   io::AtomicOutputDir out(out_dir, options.overwrite);
   const RoundingOptions& rounding = options.rounding;
   {
@@ -470,8 +482,8 @@ QuantizeReport convert_model(const ConversionInput& in, const std::string& out_d
     if (method) {
       record["quantization_method"] = *method;
       record["rounding"] = rounding_method_record(rounding, report);
-      record_module_methods(report.plan, rounding, record);
     }
+    record_module_methods(report.plan, rounding, record);
     io::write_file_atomically(out.file("quantlab_plan.json"), record.dump(2) + "\n");
   }
   out.commit();
