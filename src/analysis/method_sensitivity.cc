@@ -106,16 +106,8 @@ std::vector<float> rounded_rows(const std::vector<float>& w, size_t rows, size_t
       }
     });
   }
-  kernels::MatrixView view;
-  view.type = kernels::WeightType::kAffine;
-  view.rows = rows;
-  view.cols = cols;
-  view.data = packed.data();
-  view.bits = s.bits;
-  view.group_size = s.group_size;
-  view.scale_type = DType::kF32;
-  view.scales = scales.data();
-  view.biases = biases.data();
+  const kernels::MatrixView view =
+      kernels::affine_f32_view(rows, cols, s.bits, s.group_size, packed.data(), scales.data(), biases.data());
   std::vector<float> out(rows * cols);
   for (size_t r = 0; r < rows; ++r) kernels::dequantize_row(view, r, out.data() + r * cols);
   return out;

@@ -184,16 +184,8 @@ TEST(MethodSensitivity, ExpertsMeasuredFromTheirRoutedInputs) {
 // Ŵ of `w` ([rows, cols], F32 scales) from packed codes, scales and biases.
 std::vector<float> dequantized(const std::vector<uint32_t>& packed, const std::vector<float>& scales,
                                const std::vector<float>& biases, size_t rows, size_t cols, int bits, int group) {
-  kernels::MatrixView v;
-  v.type = kernels::WeightType::kAffine;
-  v.rows = rows;
-  v.cols = cols;
-  v.data = packed.data();
-  v.bits = bits;
-  v.group_size = group;
-  v.scale_type = DType::kF32;
-  v.scales = scales.data();
-  v.biases = biases.data();
+  const kernels::MatrixView v =
+      kernels::affine_f32_view(rows, cols, bits, group, packed.data(), scales.data(), biases.data());
   std::vector<float> out(rows * cols);
   for (size_t r = 0; r < rows; ++r) kernels::dequantize_row(v, r, out.data() + r * cols);
   return out;

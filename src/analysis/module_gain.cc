@@ -44,14 +44,9 @@ struct QuantizedCopy {
                              biases.data());
     quant::round_to_dtype(scales.data(), groups, dtype);
     quant::round_to_dtype(biases.data(), groups, dtype);
-    kernels::MatrixView q = w;
-    q.type = kernels::WeightType::kAffine;
-    q.data = packed.data();
-    q.bits = bits;
-    q.group_size = group_size;
-    q.scale_type = DType::kF32;
-    q.scales = scales.data();
-    q.biases = biases.data();
+    kernels::MatrixView q = kernels::affine_f32_view(w.rows, w.cols, bits, group_size, packed.data(), scales.data(),
+                                                     biases.data());
+    q.compute = w.compute;
     return q;
   }
 };

@@ -60,6 +60,11 @@ struct MatrixView {
   MatrixView row_slice(size_t first, size_t count) const;
 };
 
+// The view of rows × cols affine codes chosen in memory (a module probe, a sensitivity candidate), with
+// float32 scales and biases: packed [rows, cols·bits/32], scales and biases [rows, cols/group_size].
+MatrixView affine_f32_view(size_t rows, size_t cols, int bits, int group_size, const uint32_t* packed,
+                           const float* scales, const float* biases);
+
 // Bytes the view's matrix occupies as stored (its format's row in kernels/format.h).
 uint64_t stored_bytes(const MatrixView& w);
 

@@ -73,6 +73,21 @@ Compute parse_compute(const std::string& name) {
   fail(ErrorKind::kUsage, "--compute: '{}' is not a compute path (exact, int8 or bf16)", name);
 }
 
+MatrixView affine_f32_view(size_t rows, size_t cols, int bits, int group_size, const uint32_t* packed,
+                           const float* scales, const float* biases) {
+  MatrixView v;
+  v.type = WeightType::kAffine;
+  v.rows = rows;
+  v.cols = cols;
+  v.data = packed;
+  v.bits = bits;
+  v.group_size = group_size;
+  v.scale_type = DType::kF32;
+  v.scales = scales;
+  v.biases = biases;
+  return v;
+}
+
 MatrixView MatrixView::row_slice(size_t first, size_t count) const {
   QL_CHECK(first + count <= rows, "row_slice [{}, {}) outside {} rows", first, first + count, rows);
   MatrixView view = *this;
