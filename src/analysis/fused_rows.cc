@@ -126,6 +126,14 @@ bool FusedRows::adapter_delta(const std::string& name, int64_t r0, int64_t r1, i
   return any;
 }
 
+void set_delta_source(quant::RoundingOptions& rounding, const std::string& model_dir, const std::string& base_dir,
+                      const std::string& adapter_dir) {
+  rounding.base_dir = base_dir;
+  if (adapter_dir.empty()) return;
+  rounding.delta_gram = adapter_delta_gram(model_dir, adapter_dir);
+  rounding.adapter_dir = adapter_dir;
+}
+
 std::function<std::vector<double>(const std::string&, int64_t)> adapter_delta_gram(const std::string& model_dir,
                                                                                   const std::string& adapter_dir) {
   struct State {

@@ -16,6 +16,7 @@
 
 #include "io/adapter.h"
 #include "io/safetensors.h"
+#include "quant/rounding.h"
 
 namespace quantlab::analysis {
 
@@ -64,5 +65,10 @@ class FusedRows {
 // module); a tensor the adapter does not reach gets zeros.
 std::function<std::vector<double>(const std::string& source, int64_t cols)> adapter_delta_gram(
     const std::string& model_dir, const std::string& adapter_dir);
+
+// Where delta rounding of the model in `model_dir` reads the fine-tune's change: fused − `base_dir`, or
+// the adapter's exact scale·B·A when `adapter_dir` is given (then checked against the model now).
+void set_delta_source(quant::RoundingOptions& rounding, const std::string& model_dir, const std::string& base_dir,
+                      const std::string& adapter_dir);
 
 }  // namespace quantlab::analysis

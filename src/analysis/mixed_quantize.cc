@@ -106,8 +106,7 @@ Sensitivity calibrated_sensitivity(const MixedQuantizeOptions& o, ThreadPool& po
   co.tools_path = o.tools_path;
   co.max_tokens = o.max_tokens;
   co.show_progress = o.show_progress;
-  const bool calibrated = std::any_of(o.methods.begin(), o.methods.end(),
-                                      [](quant::RoundingMethod m) { return m != quant::RoundingMethod::kRtn; });
+  const bool calibrated = quant::any_calibrated(o.methods);
   co.second_moments = calibrated;
   SensitivityOptions so;
   so.stats_path = (work.path / "stats.safetensors").string();

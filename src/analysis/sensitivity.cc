@@ -180,8 +180,12 @@ void validate(const SensitivityOptions& o) {
       fail(ErrorKind::kUsage, "--method delta needs --base BASE (the model the fine-tune started from)");
 }
 
-bool any_calibrated(const std::vector<quant::RoundingMethod>& methods) {
-  return std::any_of(methods.begin(), methods.end(), [](quant::RoundingMethod m) { return m != quant::RoundingMethod::kRtn; });
+// The second moments of `stats` (read from `path`) moved into `r`; Error(kInvalidInput) naming the file
+// when it has none.
+void take_second_moments(CalibrationStats& stats, const std::string& path, quant::RoundingOptions& r) {
+  if (!take_rounding_statistics(stats, r))
+    fail_input("{}: no second moments in the statistics; --method gptq|delta measures every candidate under "
+               "E[x xᵀ] (record it with `quantlab calibrate --second-moments`)", path);
 }
 
 // The rounding's statistics and settings for measuring calibrated methods (moved out of `stats`).
@@ -189,27 +193,19 @@ quant::RoundingOptions method_rounding(const SensitivityOptions& o, CalibrationS
   quant::RoundingOptions r;
   r.gptq = o.gptq;
   r.delta_weight = o.delta_weight;
-  r.base_dir = o.base_dir;
-  if (!o.adapter_dir.empty()) {
-    r.delta_gram = adapter_delta_gram(o.fused_dir, o.adapter_dir);
-    r.adapter_dir = o.adapter_dir;
-  }
-  if (!take_rounding_statistics(stats, r))
-    fail_input("{}: no second moments in the statistics; --method gptq|delta measures every candidate under "
-               "E[x xᵀ] (record it with `quantlab calibrate --second-moments`)", o.stats_path);
+  set_delta_source(r, o.fused_dir, o.base_dir, o.adapter_dir);
+  take_second_moments(stats, o.stats_path, r);
   return r;
 }
 
 // The second moments of the held-out statistics, which every error is measured under.
 quant::RoundingOptions held_out_moments(const SensitivityOptions& o, const io::ModelConfig& config) {
-  if (!any_calibrated(o.methods))
+  if (!quant::any_calibrated(o.methods))
     fail(ErrorKind::kUsage, "--held-out-stats goes with --method gptq|delta (errors under E[x xᵀ])");
   CalibrationStats stats = read_stats(o.held_out_stats_path);
   check_stats_match(stats, config, o.held_out_stats_path);
   quant::RoundingOptions r;
-  if (!take_rounding_statistics(stats, r))
-    fail_input("{}: no second moments in the statistics (record them with `quantlab calibrate --second-moments`)",
-               o.held_out_stats_path);
+  take_second_moments(stats, o.held_out_stats_path, r);
   return r;
 }
 
@@ -233,7 +229,7 @@ Sensitivity analyze_sensitivity(const SensitivityOptions& o, ThreadPool& pool) {
   Sensitivity out;
   out.model_dir = o.fused_dir;
   out.has_base = pair.has_value();
-  out.second_moments = any_calibrated(o.methods);
+  out.second_moments = quant::any_calibrated(o.methods);
   const quant::RoundingOptions rounding = out.second_moments ? method_rounding(o, stats) : quant::RoundingOptions{};
   out.held_out = !o.held_out_stats_path.empty();
   const quant::RoundingOptions held_out = out.held_out ? held_out_moments(o, config) : quant::RoundingOptions{};
@@ -311,8 +307,7 @@ T field(const ojson& j, const char* key, const std::string& where) {
 quant::RoundingMethod candidate_method(const ojson& c, const std::string& where) {
   if (!c.contains("method")) return quant::RoundingMethod::kRtn;
   const std::string name = field<std::string>(c, "method", where);
-  for (quant::RoundingMethod m : {quant::RoundingMethod::kRtn, quant::RoundingMethod::kGptq, quant::RoundingMethod::kDelta})
-    if (name == quant::rounding_method_name(m)) return m;
+  if (const auto m = quant::find_rounding_method(name)) return *m;
   fail_input("{}: candidate 'method' must be rtn, gptq or delta, not \"{}\"", where, name);
 }
 

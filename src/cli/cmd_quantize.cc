@@ -77,9 +77,7 @@ quant::RoundingOptions rounding_options(const QuantizeArgs& a, const std::vector
   r.method = methods.front();
   r.gptq = {a.damp, a.act_order};
   r.delta_weight = a.delta_weight;
-  const bool calibrated = std::any_of(methods.begin(), methods.end(),
-                                      [](quant::RoundingMethod m) { return m != quant::RoundingMethod::kRtn; });
-  if (!calibrated) {
+  if (!quant::any_calibrated(methods)) {
     if (!a.stats.empty() || a.act_order || !a.calibration.empty())
       fail(ErrorKind::kUsage, "--calibration, --stats and --act-order go with --method gptq|delta (or a plan whose "
            "modules name one), or --calibration with a budget");
@@ -98,11 +96,7 @@ quant::RoundingOptions rounding_options(const QuantizeArgs& a, const std::vector
     if (a.base.empty() == a.adapter.empty())
       fail(ErrorKind::kUsage, "{} needs the fine-tune's change: --base BASE (the model it started from) or --adapter A "
            "(its LoRA adapter), one of them", who(quant::RoundingMethod::kDelta));
-    r.base_dir = a.base;
-    if (!a.adapter.empty()) {
-      r.delta_gram = analysis::adapter_delta_gram(a.input, a.adapter);
-      r.adapter_dir = a.adapter;
-    }
+    analysis::set_delta_source(r, a.input, a.base, a.adapter);
   } else if (!a.base.empty() || !a.adapter.empty()) {
     fail(ErrorKind::kUsage, "--base and --adapter go with --method delta (or with a budget)");
   }
@@ -132,17 +126,12 @@ quant::RoundingOptions budget_rounding(const QuantizeArgs& a, const std::vector<
   quant::RoundingOptions r;
   r.gptq = {a.damp, a.act_order};
   r.delta_weight = a.delta_weight;
-  const bool calibrated = methods.size() > 1 || methods.front() != quant::RoundingMethod::kRtn;
   if (!a.stats.empty())
     fail(ErrorKind::kUsage, "a budget records its statistics on --calibration; --stats does not combine with it");
-  if (a.act_order && !calibrated) fail(ErrorKind::kUsage, "--stats and --act-order go with --method gptq|delta");
+  if (a.act_order && !quant::any_calibrated(methods)) fail(ErrorKind::kUsage, "--stats and --act-order go with --method gptq|delta");
   if (contains(methods, quant::RoundingMethod::kDelta)) {
     if (a.base.empty()) fail(ErrorKind::kUsage, "--method delta needs --base BASE, the model the fine-tune started from");
-    r.base_dir = a.base;
-    if (!a.adapter.empty()) {
-      r.delta_gram = analysis::adapter_delta_gram(a.input, a.adapter);
-      r.adapter_dir = a.adapter;
-    }
+    analysis::set_delta_source(r, a.input, a.base, a.adapter);
   }
   return r;
 }

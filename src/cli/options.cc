@@ -23,32 +23,38 @@ CLI::Validator group_size_check() {
   return CLI::IsMember(std::vector<int>(sizes.begin(), sizes.end()));
 }
 
+namespace {
+
+// "a,b,c" -> {"a", "b", "c"} (an empty text is one empty item).
+std::vector<std::string> comma_items(const std::string& text) {
+  std::vector<std::string> out;
+  for (size_t start = 0;;) {
+    const size_t comma = text.find(',', start);
+    out.push_back(text.substr(start, comma - start));
+    if (comma == std::string::npos) return out;
+    start = comma + 1;
+  }
+}
+
+}  // namespace
+
 CLI::Validator method_list_check() {
   return CLI::Validator(
       [](std::string& text) -> std::string {
-        size_t start = 0;
-        while (true) {
-          const size_t comma = text.find(',', start);
-          const std::string name = text.substr(start, comma - start);
-          if (name != "rtn" && name != "gptq" && name != "delta")
-            return "'" + name + "' is not a rounding method (rtn, gptq, delta)";
-          if (comma == std::string::npos) return "";
-          start = comma + 1;
-        }
+        for (const std::string& name : comma_items(text))
+          if (!quant::find_rounding_method(name)) return "'" + name + "' is not a rounding method (rtn, gptq, delta)";
+        return "";
       },
       "METHOD[,METHOD...]");
 }
 
 std::vector<quant::RoundingMethod> parse_method_list(const std::string& text) {
   std::vector<quant::RoundingMethod> out;
-  size_t start = 0;
-  while (true) {
-    const size_t comma = text.find(',', start);
-    const quant::RoundingMethod m = quant::parse_rounding_method(text.substr(start, comma - start));
+  for (const std::string& name : comma_items(text)) {
+    const quant::RoundingMethod m = quant::parse_rounding_method(name);
     if (std::find(out.begin(), out.end(), m) == out.end()) out.push_back(m);
-    if (comma == std::string::npos) return out;
-    start = comma + 1;
   }
+  return out;
 }
 
 void add_dtype_option(CLI::App* cmd, std::string* dtype, const std::string& what) {

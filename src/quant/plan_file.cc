@@ -33,8 +33,8 @@ io::ModuleQuant read_setting(const ojson& j, const std::string& where) {
 std::optional<RoundingMethod> read_method(const ojson& j, const std::string& where) {
   if (!j.contains("method")) return std::nullopt;
   const ojson& m = j["method"];
-  for (RoundingMethod method : {RoundingMethod::kRtn, RoundingMethod::kGptq, RoundingMethod::kDelta})
-    if (m.is_string() && m.get<std::string>() == rounding_method_name(method)) return method;
+  if (m.is_string())
+    if (const auto method = find_rounding_method(m.get<std::string>())) return method;
   fail_input("{}: 'method' must be \"rtn\", \"gptq\" or \"delta\", not {}", where, m.dump());
 }
 

@@ -58,10 +58,19 @@ std::string_view rounding_method_name(RoundingMethod method) {
   return "rtn";
 }
 
-RoundingMethod parse_rounding_method(std::string_view text) {
+std::optional<RoundingMethod> find_rounding_method(std::string_view text) {
   for (RoundingMethod m : {RoundingMethod::kRtn, RoundingMethod::kGptq, RoundingMethod::kDelta})
     if (text == rounding_method_name(m)) return m;
+  return std::nullopt;
+}
+
+RoundingMethod parse_rounding_method(std::string_view text) {
+  if (const auto m = find_rounding_method(text)) return *m;
   fail(ErrorKind::kUsage, "--method {}: expected rtn, gptq or delta", text);
+}
+
+bool any_calibrated(const std::vector<RoundingMethod>& methods) {
+  return std::any_of(methods.begin(), methods.end(), [](RoundingMethod m) { return m != RoundingMethod::kRtn; });
 }
 
 RoundingMethod method_of(const OutputTensor& t, const RoundingOptions& options) {
