@@ -4,6 +4,7 @@
 #include <cmath>
 #include <memory>
 
+#include "analysis/affine_rows.h"
 #include "core/error.h"
 #include "kernels/format.h"
 #include "kernels/kernels.h"
@@ -82,32 +83,11 @@ class SourceMetric {
   bool carries_ = false, dense_ = false;
 };
 
-// Ŵ of `rows` rows at one setting: round-to-nearest (factor null; scales and biases rounded to the stored
-// dtype, as the file holds them) or GPTQ with `factor` in the quantizer's row chunks.
+// Ŵ of `rows` rows at one setting: round-to-nearest (factor null) or GPTQ with `factor`, as the file holds it.
 std::vector<float> rounded_rows(const std::vector<float>& w, size_t rows, size_t cols, CandidateSetting s, DType dtype,
                                 const quant::GptqFactor* factor, ThreadPool& pool) {
-  const size_t words = cols * static_cast<size_t>(s.bits) / 32, groups = cols / static_cast<size_t>(s.group_size);
-  std::vector<uint32_t> packed(rows * words);
-  std::vector<float> scales(rows * groups), biases(rows * groups);
-  if (factor == nullptr) {
-    kernels::affine_quantize(w.data(), rows, cols, s.bits, s.group_size, packed.data(), scales.data(), biases.data());
-    quant::round_to_dtype(scales.data(), scales.size(), dtype);
-    quant::round_to_dtype(biases.data(), biases.size(), dtype);
-  } else {
-    const std::vector<quant::RowRange> chunks =
-        quant::split_rows(static_cast<int64_t>(rows), static_cast<int64_t>(cols), quant::kGptqRowChunkElements);
-    std::vector<quant::GptqScratch> scratch(pool.size());
-    pool.parallel_for(chunks.size(), 1, [&](size_t begin, size_t end, size_t worker) {
-      for (size_t i = begin; i < end; ++i) {
-        const size_t r0 = static_cast<size_t>(chunks[i].begin), n = static_cast<size_t>(chunks[i].end) - r0;
-        quant::gptq_quantize_rows(*factor, w.data() + r0 * cols, n, s.bits, s.group_size, dtype,
-                                  packed.data() + r0 * words, scales.data() + r0 * groups, biases.data() + r0 * groups,
-                                  scratch[worker]);
-      }
-    });
-  }
-  const kernels::MatrixView view =
-      kernels::affine_f32_view(rows, cols, s.bits, s.group_size, packed.data(), scales.data(), biases.data());
+  const AffineRows rounded = round_affine_rows(w.data(), rows, cols, s.bits, s.group_size, dtype, factor, pool);
+  const kernels::MatrixView view = rounded.view();
   std::vector<float> out(rows * cols);
   for (size_t r = 0; r < rows; ++r) kernels::dequantize_row(view, r, out.data() + r * cols);
   return out;

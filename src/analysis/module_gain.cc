@@ -5,12 +5,12 @@
 #include <algorithm>
 #include <map>
 
+#include "analysis/affine_rows.h"
 #include "core/error.h"
 #include "core/progress.h"
 #include "kernels/kernels.h"
 #include "model/model.h"
 #include "model/session.h"
-#include "quant/convert.h"
 
 namespace quantlab::analysis {
 
@@ -26,26 +26,17 @@ DType float_dtype(kernels::WeightType t) {
   fail_input("a probe needs float weights (the fused float checkpoint), not an already quantized module");
 }
 
-// One float matrix quantized as `quantize` writes it: MLX-exact codes, scales and biases rounded to the
-// matrix's storage dtype (kept as f32 values, which the kernels read exactly).
+// One float matrix quantized to nearest as `quantize` writes it (codes, scales and biases rounded to the
+// matrix's storage dtype, kept as f32 values, which the kernels read exactly).
 struct QuantizedCopy {
-  std::vector<uint32_t> packed;
-  std::vector<float> scales, biases;
+  AffineRows rows;
 
-  kernels::MatrixView quantize(const kernels::MatrixView& w, int bits, int group_size) {
+  kernels::MatrixView quantize(const kernels::MatrixView& w, int bits, int group_size, ThreadPool& pool) {
     const DType dtype = float_dtype(w.type);
     std::vector<float> values(w.rows * w.cols);
     kernels::convert_to_f32(dtype, w.data, values.size(), values.data());
-    const size_t groups = w.rows * (w.cols / static_cast<size_t>(group_size));
-    packed.resize(w.rows * w.cols * static_cast<size_t>(bits) / 32);
-    scales.resize(groups);
-    biases.resize(groups);
-    kernels::affine_quantize(values.data(), w.rows, w.cols, bits, group_size, packed.data(), scales.data(),
-                             biases.data());
-    quant::round_to_dtype(scales.data(), groups, dtype);
-    quant::round_to_dtype(biases.data(), groups, dtype);
-    kernels::MatrixView q = kernels::affine_f32_view(w.rows, w.cols, bits, group_size, packed.data(), scales.data(),
-                                                     biases.data());
+    rows = round_affine_rows(values.data(), w.rows, w.cols, bits, group_size, dtype, nullptr, pool);
+    kernels::MatrixView q = rows.view();
     q.compute = w.compute;
     return q;
   }
@@ -110,7 +101,7 @@ double ModuleProbe::kl_with(const std::string& module, int bits, int group_size)
   std::map<const void*, std::pair<QuantizedCopy, kernels::MatrixView>> copies;
   for (kernels::MatrixView* v : views) {
     auto [it, fresh] = copies.try_emplace(v->data);
-    if (fresh) it->second.second = it->second.first.quantize(*v, bits, group_size);
+    if (fresh) it->second.second = it->second.first.quantize(*v, bits, group_size, s.pool);
     *v = it->second.second;
   }
   double kl = 0;

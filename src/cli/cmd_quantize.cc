@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "analysis/calibration.h"
+#include "analysis/sequential_calibration.h"
 #include "analysis/fused_rows.h"
 #include "analysis/mixed_quantize.h"
 #include "cli/bit_widths.h"
@@ -38,7 +39,7 @@ struct QuantizeArgs {
   // Rounding (quant/rounding.h).
   std::string method = "rtn", stats;
   double damp = 0.1, delta_weight = 1.0;
-  bool act_order = false;
+  bool act_order = false, sequential = false;
   size_t calibration_tokens = 64;
 };
 
@@ -55,6 +56,11 @@ bool contains(const std::vector<quant::RoundingMethod>& methods, quant::Rounding
   return std::find(methods.begin(), methods.end(), m) != methods.end();
 }
 
+quant::QuantPlan resolved_plan(const std::string& input, const quant::PlanOptions& options) {
+  const io::ModelWeights weights = io::ModelWeights::open(input);
+  return quant::make_quant_plan(io::load_model_config(input), quant::source_tensors(weights), options);
+}
+
 // The methods the quantized modules will be rounded with: --method's, first, then those a plan file's
 // "method" entries give modules (resolved as the quantizer resolves them: --override's rules win).
 std::vector<quant::RoundingMethod> methods_needed(const QuantizeArgs& a, const quant::PlanOptions& options) {
@@ -62,8 +68,7 @@ std::vector<quant::RoundingMethod> methods_needed(const QuantizeArgs& a, const q
   if (out.size() > 1)
     fail(ErrorKind::kUsage, "--method {}: a list of methods goes with a budget (--target-bpw, --max-bytes, "
          "--smaller-than), which chooses one per module", a.method);
-  const io::ModelWeights weights = io::ModelWeights::open(a.input);
-  const quant::QuantPlan plan = quant::make_quant_plan(io::load_model_config(a.input), quant::source_tensors(weights), options);
+  const quant::QuantPlan plan = resolved_plan(a.input, options);
   for (const auto& t : plan.tensors)
     if (t.quant && t.method && !contains(out, *t.method)) out.push_back(*t.method);
   return out;
@@ -72,15 +77,15 @@ std::vector<quant::RoundingMethod> methods_needed(const QuantizeArgs& a, const q
 // The methods' statistics: recorded now on --calibration, or read from --stats. `methods` holds
 // --method's and those a plan file names for its modules.
 quant::RoundingOptions rounding_options(const QuantizeArgs& a, const std::vector<quant::RoundingMethod>& methods,
-                                        ThreadPool& pool) {
+                                        const quant::PlanOptions& plan, ThreadPool& pool) {
   quant::RoundingOptions r;
   r.method = methods.front();
   r.gptq = {a.damp, a.act_order};
   r.delta_weight = a.delta_weight;
   if (!quant::any_calibrated(methods)) {
-    if (!a.stats.empty() || a.act_order || !a.calibration.empty())
-      fail(ErrorKind::kUsage, "--calibration, --stats and --act-order go with --method gptq|delta (or a plan whose "
-           "modules name one), or --calibration with a budget");
+    if (!a.stats.empty() || a.act_order || !a.calibration.empty() || a.sequential)
+      fail(ErrorKind::kUsage, "--calibration, --stats, --act-order and --sequential go with --method gptq|delta (or a "
+           "plan whose modules name one), or --calibration with a budget");
     return r;
   }
   // Who asks for the method: --method, or the plan's per-module entries.
@@ -100,6 +105,9 @@ quant::RoundingOptions rounding_options(const QuantizeArgs& a, const std::vector
   } else if (!a.base.empty() || !a.adapter.empty()) {
     fail(ErrorKind::kUsage, "--base and --adapter go with --method delta (or with a budget)");
   }
+  if (a.sequential && a.calibration.empty())
+    fail(ErrorKind::kUsage, "--sequential records its statistics on --calibration (with the earlier modules rounded); "
+         "a --stats file was recorded on the float model");
   analysis::CalibrationStats stats;
   if (!a.stats.empty()) {
     stats = analysis::read_stats(a.stats);
@@ -112,7 +120,8 @@ quant::RoundingOptions rounding_options(const QuantizeArgs& a, const std::vector
     c.max_tokens = a.calibration_tokens;
     c.second_moments = true;
     c.show_progress = !a.quiet && !a.json && Progress::stderr_is_terminal();
-    stats = analysis::calibrate(c, pool);
+    stats = a.sequential ? analysis::calibrate_sequential(c, resolved_plan(a.input, plan), r, pool)
+                         : analysis::calibrate(c, pool);
   }
   if (!analysis::take_rounding_statistics(stats, r))
     fail_input("{}: no second moments in the statistics (record them with `quantlab calibrate --second-moments`)",
@@ -129,6 +138,9 @@ quant::RoundingOptions budget_rounding(const QuantizeArgs& a, const std::vector<
   if (!a.stats.empty())
     fail(ErrorKind::kUsage, "a budget records its statistics on --calibration; --stats does not combine with it");
   if (a.act_order && !quant::any_calibrated(methods)) fail(ErrorKind::kUsage, "--stats and --act-order go with --method gptq|delta");
+  if (a.sequential)
+    fail(ErrorKind::kUsage, "--sequential goes with one plan's widths (--bits, --plan, --recipe); a budget measures "
+         "its candidates on the float model's statistics");
   if (contains(methods, quant::RoundingMethod::kDelta)) {
     if (a.base.empty()) fail(ErrorKind::kUsage, "--method delta needs --base BASE, the model the fine-tune started from");
     analysis::set_delta_source(r, a.input, a.base, a.adapter);
@@ -203,7 +215,7 @@ void run_quantize(const QuantizeArgs& a) {
   ThreadPool pool(a.threads);
   if (std::filesystem::exists(a.output) && !a.overwrite)  // before any calibration's forward passes
     fail(ErrorKind::kUsage, "{} exists; pass --overwrite to replace it", a.output);
-  o.rounding = rounding_options(a, methods_needed(a, o.plan), pool);
+  o.rounding = rounding_options(a, methods_needed(a, o.plan), o.plan, pool);
   const auto r = quant::quantize_model(a.input, a.output, o, pool);
   for (const auto& note : r.plan.notes) fmt::print(stderr, "{}\n", note);
   size_t quantized = 0;
@@ -284,6 +296,9 @@ void register_quantize(CLI::App& app) {
       ->check(CLI::Range(0.0, 10.0))
       ->capture_default_str();
   cmd->add_flag("--act-order", args->act_order, "gptq/delta: round columns in decreasing input energy (static groups)");
+  cmd->add_flag("--sequential", args->sequential,
+                "gptq/delta with --calibration: record each module's statistics with every module before it "
+                "already rounded (layer by layer, GPTQ's sequential mode; about five forward passes; docs/rounding.md)");
   cmd->add_option("--delta-weight", args->delta_weight,
                   "delta: weight of the fine-tune's input directions against the output error (docs/rounding.md)")
       ->check(CLI::Range(0.0, 1000.0))

@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include "core/error.h"
+#include "kernels/kernels.h"
+#include "model/blocks.h"
 #include "model/generation.h"
 #include "model/model.h"
 #include "model/session.h"
@@ -131,6 +133,41 @@ TEST(Session, ChunkedPrefillAndLastLogitsAgree) {
   const size_t V = model.dims().vocab;
   const std::vector<float> expected_last(expected.end() - static_cast<ptrdiff_t>(V), expected.end());
   EXPECT_LE(max_abs_diff(last_row, expected_last), 1e-4f);
+}
+
+// Layer-streamed calibration runs one layer of a sequence at a time on a stored residual stream: layers
+// run in two ranges (the cache reset between them, chunked as forward() chunks) give the stream of one
+// pass bit for bit, and that stream, normed and through the head, gives forward()'s logits (to the
+// last bit of float32: the head's product over all rows at once sums in another order than per chunk).
+TEST(Session, LayersRunInRangesGiveForwardsStreamAndLogits) {
+  const std::string dir = data_path("reference-models/qwen3moe-tiny");
+  const Model model = Model::load(dir);
+  const io::SafetensorsFile ref(dir + "/reference.safetensors");
+  const auto ids = read_tensor<int32_t>(ref, "input_ids");
+  const size_t H = model.dims().hidden, L = model.dims().layers, n = ids.size();
+  ASSERT_GE(L, 2u);
+  ThreadPool pool(2);
+  SessionOptions options;
+  options.prefill_chunk = 5;  // several chunks: the ranges must advance positions as forward() does
+  Session session(model, pool, options);
+  std::vector<float> embedded(n * H);
+  for (size_t i = 0; i < n; ++i)
+    kernels::dequantize_row(model.embedding(), static_cast<size_t>(ids[i]), embedded.data() + i * H);
+  std::vector<float> whole = embedded, split = embedded;
+  session.forward_layers(whole, 0, L);
+  session.reset();
+  session.forward_layers(split, 0, 1);
+  session.reset();
+  session.forward_layers(split, 1, L);
+  EXPECT_EQ(whole, split);
+  EXPECT_NE(whole, embedded);
+  std::vector<float> normed(n * H), logits(n * model.dims().vocab);
+  rms_norm_rows(whole.data(), model.final_norm(), n, model.dims().rms_eps, normed.data());
+  apply_linear(model.output(), normed.data(), n, logits.data(), pool);
+  session.reset();
+  EXPECT_LE(max_abs_diff(logits, session.forward(ids, true)), 1e-5f);
+  std::vector<float> too_many(H);
+  EXPECT_THROW(session.forward_layers(too_many, 1, L + 1), Error);
 }
 
 // Results may not depend on how many threads run them: bit-identical logits.

@@ -151,16 +151,7 @@ void Session::forward_chunk(std::span<const int32_t> tokens, size_t first_row, f
     ScopedPhase phase(timings_, Phase::kQkNormRope);
     prepare_rope(batch.first_position, batch.n);
   }
-  for (size_t l = 0; l < dims.layers; ++l) {
-    const Layer& layer = model_.layers()[l];
-    attention_block(layer, l, dims, batch, cache_, scratch_, pool_, timings_);
-    if (activation_hook_) report_attention_inputs(l, batch);
-    scratch_.disabled_experts =
-        l < disabled_experts_.size() && !disabled_experts_[l].empty() ? disabled_experts_[l].data() : nullptr;
-    mlp_block(layer, dims, batch, scratch_, pool_, timings_);
-    if (layer.is_moe && routing_hook_) report_routing(l, batch);
-    if (activation_hook_) report_mlp_inputs(l, batch);
-  }
+  run_layers(batch, 0, dims.layers);
   cache_.set_size(end);
   if (first_row >= batch.n) return;
   const size_t rows = batch.n - first_row, H = dims.hidden;
@@ -173,6 +164,43 @@ void Session::forward_chunk(std::span<const int32_t> tokens, size_t first_row, f
     activation_hook_({dims.layers, LinearSite::kHeadInput, rows, H, scratch_.normed.data(), {}});
   ScopedPhase phase(timings_, Phase::kHead);
   apply_linear(model_.output(), scratch_.normed.data(), rows, logits, pool_);
+}
+
+void Session::run_layers(const Batch& batch, size_t first, size_t last) {
+  const ModelDims& dims = model_.dims();
+  for (size_t l = first; l < last; ++l) {
+    const Layer& layer = model_.layers()[l];
+    attention_block(layer, l, dims, batch, cache_, scratch_, pool_, timings_);
+    if (activation_hook_) report_attention_inputs(l, batch);
+    scratch_.disabled_experts =
+        l < disabled_experts_.size() && !disabled_experts_[l].empty() ? disabled_experts_[l].data() : nullptr;
+    mlp_block(layer, dims, batch, scratch_, pool_, timings_);
+    if (layer.is_moe && routing_hook_) report_routing(l, batch);
+    if (activation_hook_) report_mlp_inputs(l, batch);
+  }
+}
+
+void Session::forward_layers(std::span<float> residual, size_t first_layer, size_t last_layer) {
+  const ModelDims& dims = model_.dims();
+  const size_t H = dims.hidden, tokens = residual.size() / H;
+  if (first_layer > last_layer || last_layer > dims.layers || residual.size() % H != 0)
+    fail(ErrorKind::kUsage, "layers [{}, {}) over {} values: not a range of the model's {} layers on rows of {}",
+         first_layer, last_layer, residual.size(), dims.layers, H);
+  if (position() + tokens > max_context())
+    fail(ErrorKind::kUsage, "{} tokens after {} cached ones exceed the context limit of {}", tokens, position(),
+         max_context());
+  for (size_t first = 0; first < tokens; first += options_.prefill_chunk) {
+    const Batch batch{std::min(options_.prefill_chunk, tokens - first), position()};
+    const size_t end = batch.first_position + batch.n;
+    cache_.reserve(end);
+    scratch_.ensure(dims, batch.n, end, pool_.size());
+    float* rows = residual.data() + first * H;
+    std::copy(rows, rows + batch.n * H, scratch_.x.data());
+    prepare_rope(batch.first_position, batch.n);
+    run_layers(batch, first_layer, last_layer);
+    std::copy(scratch_.x.data(), scratch_.x.data() + batch.n * H, rows);
+    cache_.set_size(end);
+  }
 }
 
 MemoryReport Session::memory() const {

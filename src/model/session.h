@@ -75,6 +75,14 @@ class Session {
   // checked against the vocabulary (Error kUsage).
   std::vector<float> forward(std::span<const int32_t> tokens, bool all_logits = false);
 
+  // Runs only decoder layers [first_layer, last_layer) over `residual` ([n, hidden]: the residual stream
+  // entering first_layer, replaced by the one leaving last_layer) at the n positions after the cached
+  // ones, in the prefill chunks forward() uses, so the arithmetic is forward()'s. For layer-streamed
+  // calibration (analysis/sequential_calibration.h), which runs one layer of every sequence at a time.
+  // The activation hook sees these layers' inputs. Only these layers' keys and values are cached:
+  // reset() before running other layers at the same positions.
+  void forward_layers(std::span<float> residual, size_t first_layer, size_t last_layer);
+
   // Forgets every position (the cache memory is kept).
   void reset() { cache_.clear(); }
   size_t position() const { return cache_.size(); }
@@ -99,6 +107,8 @@ class Session {
   // One chunk of at most options_.prefill_chunk tokens; writes logits of rows [first_row, n) of the
   // chunk into `logits`.
   void forward_chunk(std::span<const int32_t> tokens, size_t first_logit_row, float* logits);
+  // Layers [first, last) over the batch in scratch_.x (rope prepared, cache reserved).
+  void run_layers(const Batch& batch, size_t first, size_t last);
   void embed(std::span<const int32_t> tokens);
   void prepare_rope(size_t first_position, size_t n);
   void report_routing(size_t layer, const Batch& batch) const;
