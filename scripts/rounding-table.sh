@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The rounding comparison of docs/rounding.md (issue 21), rerunnable: every bundled fine-tune quantized
-# at 2, 3 and 4 bits with rtn, gptq and delta, calibrated on the first half of dev40 and scored on the
+# at 2, 3 and 4 bits with rtn, gptq and delta (and gptq/delta with sequential statistics), calibrated on the first half of dev40 and scored on the
 # second half (never seen by the calibration) and on seed5 with `quantlab divergence`: KL(fused ‖ model)
 # at the first reply token and over the fused model's reply (teacher-forced), retention of the
 # fine-tune's change, decisions flipped and correct. Prints a Markdown table.
 #   scripts/rounding-table.sh [BUILD_DIR] [WORK_DIR]     (defaults: build, a temporary directory)
-# Needs jq (Debian's package). About two minutes on two cores.
+# Needs jq (Debian's package). About four minutes on two cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=lib/rounding-tables.sh
@@ -30,7 +30,12 @@ for entry in "${MODELS[@]}"; do
       --overwrite > /dev/null
     "$Q" quantize "$fused" "$WORK/$name-delta-$bits" --bits $bits --method delta --base "$base" --stats "$stats" \
       --quiet --overwrite > /dev/null
-    for method in rtn gptq delta; do models+=(--model "$bits $method=$WORK/$name-$method-$bits"); done
+    # Sequential: each module's statistics recorded with the modules before it already rounded.
+    "$Q" quantize "$fused" "$WORK/$name-gptq+seq-$bits" --bits $bits --method gptq --sequential \
+      --calibration "$WORK/calibration.jsonl" --tools $TOOLS --calibration-tokens 32 --quiet --overwrite > /dev/null
+    "$Q" quantize "$fused" "$WORK/$name-delta+seq-$bits" --bits $bits --method delta --base "$base" --sequential \
+      --calibration "$WORK/calibration.jsonl" --tools $TOOLS --calibration-tokens 32 --quiet --overwrite > /dev/null
+    for method in rtn gptq delta gptq+seq delta+seq; do models+=(--model "$bits $method=$WORK/$name-$method-$bits"); done
   done
   divergence_rows "$name" "$fused" "$base" "$WORK/held-out.jsonl" "${models[@]}"
 done

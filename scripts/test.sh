@@ -37,13 +37,14 @@ if [ "${QUANTLAB_SKIP_SANITIZERS:-0}" != "1" ]; then
   # sweep: Sweep.* and SweepCli.* run the sweep's code, Pipeline.* and ModuleProbe.* the mixed path; GPTQ
   # and delta rounding against round-to-nearest on held-out queries and across thread counts, and a
   # budget's (width, method) allocation with measured gains: the other Rounding.* tests, Methods.* and
-  # MethodSensitivity.* run the same code; bench against a server: ServerTest.* and the other ServeCli.*
+  # MethodSensitivity.* run the same code; sequential statistics on held-out queries:
+  # SequentialCalibration.* runs their code; bench against a server: ServerTest.* and the other ServeCli.*
   # tests run its code): they run in the Release tree above.
   ASAN_SKIP='BenchCli\.EightAndSixBitKeepTheFloat16AccuracyOnDev40|DenseRetention\.|MixedCli\.CalibrateSensitivity'
   ASAN_SKIP+='|RetentionCli\.FromTheOutputsWithAnAdapter|ExpertStudy\.|Gains\.|AllocatedPlan\.|Determinism\.'
   ASAN_SKIP+='|Sweep\.MixedPlansAndRecipes|Interrupt\.SweepKilled|Rounding\.GptqAndDelta|Rounding\.TheSameFiles|Rounding\.StatisticsFrom'
   ASAN_SKIP+='|ServeCli\.BenchAgainstTheServer|RetentionCli\.RoundingMethodsSideBySide|Rounding\.DeltaFromTheAdapter'
-  ASAN_SKIP+='|Rounding\.ABudgetChoosesAWidthAndAMethod'
+  ASAN_SKIP+='|Rounding\.ABudgetChoosesAWidthAndAMethod|Rounding\.SequentialStatistics'
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --test-dir build-asan --output-on-failure -j "$JOBS" --timeout 900 -E "$ASAN_SKIP"
   phase_end "sanitizer tests"

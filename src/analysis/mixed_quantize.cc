@@ -11,6 +11,7 @@
 
 #include "analysis/calibration.h"
 #include "analysis/module_gain.h"
+#include "analysis/sequential_calibration.h"
 #include "core/error.h"
 #include "eval/suite.h"
 #include "quant/plan_file.h"
@@ -172,6 +173,15 @@ MixedQuantizeResult quantize_allocated(const Sensitivity& sens, const MixedQuant
   q.write_plan_file = true;
   q.plan_record = plan;
   q.rounding = o.rounding;
+  if (o.sequential && calibrated > 0) {
+    CalibrationOptions c;  // the whole suite, as calibrated_sensitivity's merged statistics cover it
+    c.model_dir = o.fused_dir;
+    c.suite_path = o.suite_path;
+    c.tools_path = o.tools_path;
+    c.max_tokens = o.max_tokens;
+    c.show_progress = o.show_progress;
+    q.rounding = with_sequential_statistics(c, q.plan, o.rounding, pool);
+  }
   r.report = quant::quantize_model(o.fused_dir, o.out_dir, q, pool);
   return r;
 }

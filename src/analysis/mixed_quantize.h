@@ -48,6 +48,10 @@ struct MixedQuantizeOptions {
   std::vector<quant::RoundingMethod> methods = {quant::RoundingMethod::kRtn};
   // The gptq/delta settings (damping, act-order, λ, base or adapter); the calibration fills its statistics.
   quant::RoundingOptions rounding;
+  // With calibrated methods: the allocated model rounded on statistics recorded sequentially for its plan
+  // (analysis/sequential_calibration.h: each module's inputs with the modules before it rounded) on the
+  // whole suite, instead of the float model's. The candidates are still measured on the float model's.
+  bool sequential = false;
   bool overwrite = false;
   bool show_progress = true;
 };

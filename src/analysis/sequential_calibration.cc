@@ -240,4 +240,20 @@ CalibrationStats calibrate_sequential(const CalibrationOptions& o, const quant::
   return stats;
 }
 
+quant::RoundingOptions with_sequential_statistics(const CalibrationOptions& options,
+                                                  const quant::PlanOptions& plan_options,
+                                                  quant::RoundingOptions settings, ThreadPool& pool) {
+  settings.moments.clear();
+  settings.routed_inputs.clear();
+  const io::ModelWeights weights = io::ModelWeights::open(options.model_dir);
+  const quant::QuantPlan plan =
+      quant::make_quant_plan(io::load_model_config(options.model_dir), quant::source_tensors(weights), plan_options);
+  CalibrationOptions o = options;
+  o.second_moments = true;
+  CalibrationStats stats = calibrate_sequential(o, plan, settings, pool);
+  take_rounding_statistics(stats, settings);
+  settings.sequential = true;
+  return settings;
+}
+
 }  // namespace quantlab::analysis

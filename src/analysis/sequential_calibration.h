@@ -33,4 +33,11 @@ namespace quantlab::analysis {
 CalibrationStats calibrate_sequential(const CalibrationOptions& options, const quant::QuantPlan& plan,
                                       const quant::RoundingOptions& rounding, ThreadPool& pool);
 
+// `settings` with the statistics recorded sequentially for the plan `plan_options` makes of
+// options.model_dir (any statistics it held replaced; RoundingOptions::sequential set): what
+// `quantize --sequential` rounds with, with or without a budget.
+quant::RoundingOptions with_sequential_statistics(const CalibrationOptions& options,
+                                                  const quant::PlanOptions& plan_options,
+                                                  quant::RoundingOptions settings, ThreadPool& pool);
+
 }  // namespace quantlab::analysis

@@ -108,21 +108,16 @@ quant::RoundingOptions rounding_options(const QuantizeArgs& a, const std::vector
   if (a.sequential && a.calibration.empty())
     fail(ErrorKind::kUsage, "--sequential records its statistics on --calibration (with the earlier modules rounded); "
          "a --stats file was recorded on the float model");
-  analysis::CalibrationStats stats;
-  if (!a.stats.empty()) {
-    stats = analysis::read_stats(a.stats);
-    analysis::check_stats_match(stats, io::load_model_config(a.input), a.stats);
-  } else {
-    analysis::CalibrationOptions c;
-    c.model_dir = a.input;
-    c.suite_path = a.calibration;
-    c.tools_path = a.tools;
-    c.max_tokens = a.calibration_tokens;
-    c.second_moments = true;
-    c.show_progress = !a.quiet && !a.json && Progress::stderr_is_terminal();
-    stats = a.sequential ? analysis::calibrate_sequential(c, resolved_plan(a.input, plan), r, pool)
-                         : analysis::calibrate(c, pool);
-  }
+  analysis::CalibrationOptions c;
+  c.model_dir = a.input;
+  c.suite_path = a.calibration;
+  c.tools_path = a.tools;
+  c.max_tokens = a.calibration_tokens;
+  c.second_moments = true;
+  c.show_progress = !a.quiet && !a.json && Progress::stderr_is_terminal();
+  if (a.sequential) return analysis::with_sequential_statistics(c, plan, r, pool);
+  analysis::CalibrationStats stats = a.stats.empty() ? analysis::calibrate(c, pool) : analysis::read_stats(a.stats);
+  if (!a.stats.empty()) analysis::check_stats_match(stats, io::load_model_config(a.input), a.stats);
   if (!analysis::take_rounding_statistics(stats, r))
     fail_input("{}: no second moments in the statistics (record them with `quantlab calibrate --second-moments`)",
                a.stats.empty() ? a.calibration : a.stats);
@@ -138,9 +133,8 @@ quant::RoundingOptions budget_rounding(const QuantizeArgs& a, const std::vector<
   if (!a.stats.empty())
     fail(ErrorKind::kUsage, "a budget records its statistics on --calibration; --stats does not combine with it");
   if (a.act_order && !quant::any_calibrated(methods)) fail(ErrorKind::kUsage, "--stats and --act-order go with --method gptq|delta");
-  if (a.sequential)
-    fail(ErrorKind::kUsage, "--sequential goes with one plan's widths (--bits, --plan, --recipe); a budget measures "
-         "its candidates on the float model's statistics");
+  if (a.sequential && !quant::any_calibrated(methods))
+    fail(ErrorKind::kUsage, "--sequential goes with --method gptq|delta (a list naming one, with a budget)");
   if (contains(methods, quant::RoundingMethod::kDelta)) {
     if (a.base.empty()) fail(ErrorKind::kUsage, "--method delta needs --base BASE, the model the fine-tune started from");
     analysis::set_delta_source(r, a.input, a.base, a.adapter);
@@ -176,6 +170,7 @@ void run_allocated_quantize(const QuantizeArgs& a) {
   // per module (docs/rounding.md, "Budgets with methods").
   o.methods = parse_method_list(a.method);
   o.rounding = budget_rounding(a, o.methods);
+  o.sequential = a.sequential;
   ThreadPool pool(a.threads);
   const analysis::MixedQuantizeResult r = analysis::quantize_to_budget(o, pool);
   if (a.json) {

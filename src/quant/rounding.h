@@ -38,6 +38,9 @@ struct RoundingOptions {
   // Set, it is used instead of base_dir; adapter_dir is what the plan records.
   std::function<std::vector<double>(const std::string& source, int64_t cols)> delta_gram;
   std::string adapter_dir;
+  // The statistics were recorded sequentially (each module's inputs with the modules before it rounded;
+  // analysis/sequential_calibration.h), not on the float model: recorded in quantlab_plan.json.
+  bool sequential = false;
 };
 
 // ΔᵀΔ ([cols, cols]) of a [rows, cols] change read in row chunks (never the whole tensor at once):
