@@ -37,7 +37,7 @@ CalibrationStats calibrate(const CalibrationOptions& o, ThreadPool& pool) {
   StatsCollector collector(chat->config(), o.second_moments, o.expert_statistics);
   chat::DecodeHooks hooks;
   hooks.on_activation = [&](const model::ActivationEvent& e) { collector.on_activation(e); };
-  CalibrationStats stats;
+  CalibrationStats stats = empty_stats(chat->config());
   Progress progress("calibrate", prompts.size() + chunks.size(), 0, o.show_progress);
   // Prompts, then the model's own greedy reply fed back token by token: every reply token but the last
   // passes through the layers (teacher-forced on its own reply).
@@ -56,12 +56,6 @@ CalibrationStats calibrate(const CalibrationOptions& o, ThreadPool& pool) {
   }
   session.set_activation_hook({});
   progress.finish();
-  const io::ModelConfig& c = chat->config();
-  stats.model_type = c.model_type;
-  stats.hidden_size = c.hidden_size;
-  stats.num_hidden_layers = c.num_hidden_layers;
-  stats.vocab_size = c.vocab_size;
-  stats.num_experts = c.is_moe() ? c.num_experts : 0;
   stats.modules = collector.take();
   finish_means(stats.modules);
   return stats;

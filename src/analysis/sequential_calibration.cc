@@ -178,6 +178,47 @@ void record_head_inputs(const model::Model& model, const std::vector<Sequence>& 
 
 }  // namespace
 
+namespace {
+
+// Every sequence's stream starts as its tokens' embedding rows (through a rounded table when the plan
+// quantizes it).
+void embed_sequences(const model::Model& model, std::vector<Sequence>& sequences) {
+  const size_t H = model.dims().hidden;
+  for (Sequence& s : sequences) {
+    s.stream.resize(s.tokens.size() * H);
+    for (size_t i = 0; i < s.tokens.size(); ++i)
+      kernels::dequantize_row(model.embedding(), static_cast<size_t>(s.tokens[i]), s.stream.data() + i * H);
+  }
+}
+
+// One stage of one layer: its modules' statistics over every sequence, the streams left as they were.
+std::map<std::string, ModuleStats> record_stage(model::Session& session, std::vector<Sequence>& sequences,
+                                                size_t layer, const Stage& stage, StatsCollector& collector) {
+  session.set_activation_hook([&](const model::ActivationEvent& e) {
+    if (e.layer == layer && (e.site == stage.site || e.site == stage.also)) collector.on_activation(e);
+  });
+  std::vector<float> stream;
+  for (const Sequence& s : sequences) {
+    stream = s.stream;
+    session.reset();
+    session.forward_layers(stream, layer, layer + 1);
+  }
+  session.set_activation_hook({});
+  std::map<std::string, ModuleStats> recorded = collector.take();
+  finish_means(recorded);
+  return recorded;
+}
+
+// The streams moved past `layer`, with its modules as rounded.
+void advance_streams(model::Session& session, std::vector<Sequence>& sequences, size_t layer) {
+  for (Sequence& s : sequences) {
+    session.reset();
+    session.forward_layers(s.stream, layer, layer + 1);
+  }
+}
+
+}  // namespace
+
 CalibrationStats calibrate_sequential(const CalibrationOptions& o, const quant::QuantPlan& plan,
                                       const quant::RoundingOptions& rounding, ThreadPool& pool) {
   if (o.suite_path.empty() && o.text_path.empty())
@@ -185,44 +226,25 @@ CalibrationStats calibrate_sequential(const CalibrationOptions& o, const quant::
   size_t longest = 1;
   std::vector<Sequence> sequences = calibration_sequences(o, pool, longest);
   model::Model model = model::Model::load(o.model_dir);
-  const model::ModelDims& dims = model.dims();
+  CalibrationStats stats = empty_stats(model.config());
+  for (const Sequence& s : sequences) stats.tokens += s.tokens.size();
   ModuleSwapper swapper(model, plan, rounding, pool);
-  // A quantized embedding first: the stream every layer sees starts from its rows.
-  swapper.round_module(io::model_spec(model.config(), model.output().weight.data == model.embedding().data).embedding.path);
-  CalibrationStats stats;
-  for (Sequence& s : sequences) {
-    s.stream.resize(s.tokens.size() * dims.hidden);
-    for (size_t i = 0; i < s.tokens.size(); ++i)
-      kernels::dequantize_row(model.embedding(), static_cast<size_t>(s.tokens[i]), s.stream.data() + i * dims.hidden);
-    stats.tokens += s.tokens.size();
-  }
+  const bool tied = model.output().weight.data == model.embedding().data;
+  swapper.round_module(io::model_spec(model.config(), tied).embedding.path);
+  embed_sequences(model, sequences);
   model::Session session(model, pool, {longest, 512});
   StatsCollector collector(model.config(), true, o.expert_statistics);
-  Progress progress("calibrate", dims.layers, 0, o.show_progress);
-  std::vector<float> scratch;
-  for (size_t layer = 0; layer < dims.layers; ++layer) {
+  Progress progress("calibrate", model.dims().layers, 0, o.show_progress);
+  for (size_t layer = 0; layer < model.dims().layers; ++layer) {
     const io::LayerSpec spec = io::layer_spec(model.config(), static_cast<int64_t>(layer));
     for (const Stage& stage : kStages) {
       if (stage.router_only && !spec.moe) continue;
-      session.set_activation_hook([&](const model::ActivationEvent& e) {
-        if (e.layer == layer && (e.site == stage.site || e.site == stage.also)) collector.on_activation(e);
-      });
-      for (const Sequence& s : sequences) {
-        scratch = s.stream;
-        session.reset();
-        session.forward_layers(scratch, layer, layer + 1);
-      }
-      std::map<std::string, ModuleStats> recorded = collector.take();
-      finish_means(recorded);
+      std::map<std::string, ModuleStats> recorded = record_stage(session, sequences, layer, stage, collector);
       if (stage.router_only) std::erase_if(recorded, [&](const auto& m) { return m.first != spec.router.path; });
       swapper.round(recorded);
       for (auto& [module, m] : recorded) stats.modules[module] = std::move(m);
     }
-    session.set_activation_hook({});
-    for (Sequence& s : sequences) {
-      session.reset();
-      session.forward_layers(s.stream, layer, layer + 1);
-    }
+    advance_streams(session, sequences, layer);
     swapper.release();
     progress.advance(1, 0);
   }
@@ -231,12 +253,6 @@ CalibrationStats calibrate_sequential(const CalibrationOptions& o, const quant::
   std::map<std::string, ModuleStats> head = collector.take();
   finish_means(head);
   for (auto& [module, m] : head) stats.modules[module] = std::move(m);
-  const io::ModelConfig& c = model.config();
-  stats.model_type = c.model_type;
-  stats.hidden_size = c.hidden_size;
-  stats.num_hidden_layers = c.num_hidden_layers;
-  stats.vocab_size = c.vocab_size;
-  stats.num_experts = c.is_moe() ? c.num_experts : 0;
   return stats;
 }
 

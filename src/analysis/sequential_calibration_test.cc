@@ -81,6 +81,28 @@ TEST(SequentialCalibration, StatisticsAreTheQuantizedModelsOwn) {
   EXPECT_GE(float_gap, 1e-3);
 }
 
+// The engine's passes and GPTQ's rounding do not depend on the thread count, so neither do the statistics.
+TEST(SequentialCalibration, TheSameStatisticsOnAnyNumberOfThreads) {
+  TempDir tmp;
+  const std::string text = tmp / "text.txt";
+  std::ofstream(text) << "Send the quarterly report to finance and remind them the audit starts on Monday.\n";
+  quant::RoundingOptions r;
+  r.method = quant::RoundingMethod::kGptq;
+  const io::ModelWeights weights = io::ModelWeights::open(kMoeFused);
+  quant::PlanOptions two_bits;
+  two_bits.bits = 2;
+  const quant::QuantPlan plan =
+      quant::make_quant_plan(io::load_model_config(kMoeFused), quant::source_tensors(weights), two_bits);
+  ThreadPool one(1), three(3);
+  const CalibrationStats a = calibrate_sequential(text_calibration(kMoeFused, text), plan, r, one);
+  const CalibrationStats b = calibrate_sequential(text_calibration(kMoeFused, text), plan, r, three);
+  ASSERT_EQ(a.modules.size(), b.modules.size());
+  for (const auto& [module, m] : a.modules) {
+    EXPECT_EQ(m.xxt, b.modules.at(module).xxt) << module;
+    EXPECT_EQ(m.tokens, b.modules.at(module).tokens) << module;
+  }
+}
+
 TEST(SequentialCalibration, RefusesToRunWithoutInputs) {
   ThreadPool pool(2);
   quant::RoundingOptions r;

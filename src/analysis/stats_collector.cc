@@ -120,6 +120,16 @@ void StatsCollector::accumulate_moments(ModuleStats& m, size_t expert, const mod
   h.selfadjointView<Eigen::Upper>().rankUpdate(x.transpose());
 }
 
+CalibrationStats empty_stats(const io::ModelConfig& c) {
+  CalibrationStats s;
+  s.model_type = c.model_type;
+  s.hidden_size = c.hidden_size;
+  s.num_hidden_layers = c.num_hidden_layers;
+  s.vocab_size = c.vocab_size;
+  s.num_experts = c.is_moe() ? c.num_experts : 0;
+  return s;
+}
+
 void finish_means(std::map<std::string, ModuleStats>& modules) {
   for (auto& [path, m] : modules)
     for (size_t e = 0; e < m.experts; ++e) {

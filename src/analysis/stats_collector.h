@@ -43,6 +43,9 @@ class StatsCollector {
   std::map<std::string, ModuleStats> sums_;
 };
 
+// Statistics of no tokens yet, describing the model they are recorded on.
+CalibrationStats empty_stats(const io::ModelConfig& config);
+
 // Divides the sums of every module by its (expert's) token count and mirrors E[x xᵀ]'s upper triangle.
 void finish_means(std::map<std::string, ModuleStats>& modules);
 
