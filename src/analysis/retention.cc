@@ -6,6 +6,7 @@
 
 #include "analysis/calibration.h"
 #include "analysis/retention_report.h"
+#include "analysis/sequential_calibration.h"
 #include "core/error.h"
 #include "io/output_dir.h"
 #include "quant/fuse.h"
@@ -54,10 +55,10 @@ void check_methods(const RetentionOptions& o) {
   if (!o.methods.empty() && o.suite_path.empty() && o.calibration_suite.empty())
     fail(ErrorKind::kUsage, "--method {} needs calibration inputs: --calibration SUITE.jsonl or --suite", o.methods.front());
   if (!o.calibration_suite.empty() && o.methods.empty()) fail(ErrorKind::kUsage, "--calibration goes with --method");
+  if (o.sequential && o.methods.empty()) fail(ErrorKind::kUsage, "--sequential goes with --method gptq|delta");
 }
 
-// The second moments GPTQ and delta need, calibrated once on the fused model.
-quant::RoundingOptions method_rounding(const RetentionOptions& o, const std::string& fused_dir, ThreadPool& pool) {
+CalibrationOptions calibration_options(const RetentionOptions& o, const std::string& fused_dir) {
   CalibrationOptions c;
   c.model_dir = fused_dir;
   c.suite_path = o.calibration_suite.empty() ? o.suite_path : o.calibration_suite;
@@ -65,10 +66,16 @@ quant::RoundingOptions method_rounding(const RetentionOptions& o, const std::str
   c.max_tokens = o.calibration_tokens;
   c.second_moments = true;
   c.show_progress = o.show_progress;
-  CalibrationStats stats = calibrate(c, pool);
+  return c;
+}
+
+// The second moments GPTQ and delta need, calibrated once on the fused model.
+quant::RoundingOptions method_rounding(const RetentionOptions& o, const std::string& fused_dir, ThreadPool& pool) {
   quant::RoundingOptions rounding;
-  take_rounding_statistics(stats, rounding);
   rounding.base_dir = o.base_dir;
+  if (o.sequential) return rounding;  // recorded per width and method (method_point)
+  CalibrationStats stats = calibrate(calibration_options(o, fused_dir), pool);
+  take_rounding_statistics(stats, rounding);
   return rounding;
 }
 
@@ -83,6 +90,7 @@ MethodRetention method_point(const RetentionOptions& o, const std::string& fused
   q.show_progress = o.show_progress;
   q.rounding = rounding;
   q.rounding.method = quant::parse_rounding_method(method);
+  if (o.sequential) q.rounding = with_sequential_statistics(calibration_options(o, fused_dir), q.plan, q.rounding, pool);
   quant::quantize_model(fused_dir, dir, q, pool);
   WeightRetentionOptions wo;
   wo.base_dir = o.base_dir;
@@ -91,7 +99,8 @@ MethodRetention method_point(const RetentionOptions& o, const std::string& fused
   wo.group_size = o.group_size;
   wo.quantized_dir = dir;
   wo.show_progress = false;
-  return {method, bits, analyze_weight_retention(wo, pool).overall.front(), std::nullopt};
+  return {o.sequential ? method + "+seq" : method, bits, analyze_weight_retention(wo, pool).overall.front(),
+          std::nullopt};
 }
 
 // Every width rounded with each method into OUT/models/q<b>-g<G>-<method>, measured from its stored
@@ -111,7 +120,7 @@ std::vector<MethodRetention> analyze_methods(const RetentionOptions& o, const Re
     for (int bits : o.bits) {
       const std::string dir = (fs::path(out.file("models")) / fmt::format("q{}-g{}-{}", bits, o.group_size, method)).string();
       points.push_back(method_point(o, fused_dir, method, bits, rounding, dir, pool));
-      models.emplace_back(fmt::format("{}-bit {}", bits, method), dir);
+      models.emplace_back(fmt::format("{}-bit {}", bits, points.back().method), dir);
     }
   if (!o.suite_path.empty()) {
     const OutputRetention compared = compare_outputs(output_options(o, fused_dir, out), models, pool);

@@ -30,6 +30,9 @@ struct RetentionOptions {
   std::vector<std::string> methods;
   std::string calibration_suite;
   size_t calibration_tokens = 64;
+  // Each width's statistics recorded sequentially for that width (analysis/sequential_calibration.h)
+  // instead of once on the fused model; the methods are then reported as "gptq+seq", "delta+seq".
+  bool sequential = false;
   bool keep_models = false;  // keep the quantized (and fused) models under OUT
   bool overwrite = false;
   bool show_progress = true;

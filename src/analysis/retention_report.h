@@ -25,7 +25,7 @@ double weight_output_agreement(const WeightRetention& w, const OutputRetention& 
 // One width rounded with one method (issue 21): its weight-space sums (the erased share is not
 // measured for calibrated methods) and, with a suite, its distance from the fused model's outputs.
 struct MethodRetention {
-  std::string method;  // "rtn", "gptq", "delta"
+  std::string method;  // "rtn", "gptq", "delta"; "gptq+seq", "delta+seq" on sequential statistics
   int bits = 0;
   RetentionSums weights;
   std::optional<ModelDivergence> outputs;

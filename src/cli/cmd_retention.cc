@@ -1,6 +1,6 @@
 // quantlab retention --base BASE (--adapter A | --fused F) [--bits 2,3,4,5,6,7,8] [--group-size G]
 //                    [--suite Q [--tools T] [--max-tokens N]] [--method gptq,delta [--calibration Q]
-//                    [--calibration-tokens N]] [--keep-models] [--json] --out DIR
+//                    [--calibration-tokens N] [--sequential]] [--keep-models] [--json] --out DIR
 // Writes DIR/retention.json and DIR/retention.md (atomically) and prints the summary (or the JSON).
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -20,7 +20,7 @@ struct RetentionArgs {
   std::vector<std::string> methods;
   int group_size = 64;
   size_t max_tokens = 32, threads = 0, calibration_tokens = 64;
-  bool keep_models = false, overwrite = false, json = false, quiet = false;
+  bool keep_models = false, overwrite = false, json = false, quiet = false, sequential = false;
 };
 
 void run_retention(const RetentionArgs& a, ThreadPool& pool) {
@@ -37,6 +37,7 @@ void run_retention(const RetentionArgs& a, ThreadPool& pool) {
   o.methods = a.methods;
   o.calibration_suite = a.calibration;
   o.calibration_tokens = a.calibration_tokens;
+  o.sequential = a.sequential;
   o.keep_models = a.keep_models;
   o.overwrite = a.overwrite;
   o.show_progress = !a.quiet && !a.json;
@@ -67,6 +68,9 @@ void register_retention(CLI::App& app) {
       ->delimiter(',');
   cmd->add_option("--calibration", a->calibration,
                   "Suite the gptq/delta statistics are calibrated on (default: --suite)");
+  cmd->add_flag("--sequential", a->sequential,
+                "gptq/delta: each width's statistics recorded with the modules before each already rounded, as "
+                "`quantize --sequential` (reported as gptq+seq, delta+seq)");
   cmd->add_option("--calibration-tokens", a->calibration_tokens, "Reply tokens per calibration prompt")
       ->check(CLI::Range(1, 4096))->capture_default_str();
   cmd->add_option("--out", a->out, "Report directory (retention.json, retention.md)")->required();

@@ -81,6 +81,29 @@ TEST(RetentionCli, RoundingMethodsSideBySide) {
   EXPECT_FALSE(fs::exists(tmp / "out/models"));
 }
 
+// With --sequential each width is rounded on statistics recorded for it, the model `quantize --sequential`
+// writes from the same calibration, byte for byte, and reported under its own name.
+TEST(RetentionCli, SequentialStatisticsRoundAsQuantizeDoes) {
+  TempDir tmp;
+  std::istringstream dev40(slurp(kDev40));
+  std::string line, first_half;
+  for (int i = 0; i < 10 && std::getline(dev40, line); ++i) first_half += line + "\n";
+  std::ofstream(tmp / "calibration.jsonl") << first_half;
+  const std::string calibration = " --calibration " + shell_quote(tmp / "calibration.jsonl") + " --tools " +
+                                  shell_quote(kTools) + " --calibration-tokens 8";
+  const auto r = run_quantlab("retention --base " + shell_quote(kBase) + " --fused " + shell_quote(kFused) +
+                              " --bits 3 --method gptq --sequential --keep-models --json --out " +
+                              shell_quote(tmp / "out") + calibration);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const ojson j = ojson::parse(r.out);
+  ASSERT_EQ(j["methods"].size(), 2u) << r.out;
+  EXPECT_EQ(j["methods"][1]["method"], "gptq+seq");
+  const auto q = run_quantlab("quantize " + shell_quote(kFused) + " " + shell_quote(tmp / "q") +
+                              " --bits 3 --method gptq --sequential --quiet" + calibration);
+  ASSERT_EQ(q.exit_code, 0) << q.err;
+  EXPECT_EQ(slurp(tmp / "out/models/q3-g64-gptq/model.safetensors"), slurp(tmp / "q/model.safetensors"));
+}
+
 TEST(RetentionCli, BadInputWritesNothing) {
   TempDir tmp;
   auto r = run_quantlab("retention --base " + shell_quote(kBase) + " --bits 8,4 --out " + shell_quote(tmp / "out"));
@@ -97,6 +120,10 @@ TEST(RetentionCli, BadInputWritesNothing) {
                    " --method fancy --suite " + shell_quote(kSeed5) + " --out " + shell_quote(tmp / "out"));
   EXPECT_EQ(r.exit_code, kUsage);
   EXPECT_NE(r.err.find("expected rtn, gptq or delta"), std::string::npos) << r.err;
+  r = run_quantlab("retention --base " + shell_quote(kBase) + " --fused " + shell_quote(kFused) + " --sequential --out " +
+                   shell_quote(tmp / "out"));
+  EXPECT_EQ(r.exit_code, kUsage);
+  EXPECT_NE(r.err.find("--sequential goes with --method"), std::string::npos) << r.err;
   r = run_quantlab("retention --base " + shell_quote(data_path("tool-calling/moe-base-f16")) + " --adapter " +
                    shell_quote(kAdapter) + " --out " + shell_quote(tmp / "out"));
   EXPECT_EQ(r.exit_code, kInvalid);
