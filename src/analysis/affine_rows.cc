@@ -7,17 +7,26 @@
 
 namespace quantlab::analysis {
 
+namespace {
+
+AffineRows sized_rows(size_t rows, size_t cols, int bits, int group_size) {
+  AffineRows out{rows, cols, bits, group_size, {}, {}, {}};
+  out.packed.resize(rows * out.words_per_row());
+  out.scales.resize(rows * out.groups_per_row());
+  out.biases.resize(rows * out.groups_per_row());
+  return out;
+}
+
+}  // namespace
+
 kernels::MatrixView AffineRows::view() const {
   return kernels::affine_f32_view(rows, cols, bits, group_size, packed.data(), scales.data(), biases.data());
 }
 
 AffineRows round_affine_rows(const float* w, size_t rows, size_t cols, int bits, int group_size, DType dtype,
                              const quant::GptqFactor* factor, ThreadPool& pool) {
-  AffineRows out{rows, cols, bits, group_size, {}, {}, {}};
-  const size_t words = cols * static_cast<size_t>(bits) / 32, groups = cols / static_cast<size_t>(group_size);
-  out.packed.resize(rows * words);
-  out.scales.resize(rows * groups);
-  out.biases.resize(rows * groups);
+  AffineRows out = sized_rows(rows, cols, bits, group_size);
+  const size_t words = out.words_per_row(), groups = out.groups_per_row();
   if (factor == nullptr) {
     kernels::affine_quantize(w, rows, cols, bits, group_size, out.packed.data(), out.scales.data(), out.biases.data());
     quant::round_to_dtype(out.scales.data(), out.scales.size(), dtype);
@@ -39,11 +48,8 @@ AffineRows round_affine_rows(const float* w, size_t rows, size_t cols, int bits,
 
 AffineRows round_affine_source(size_t rows, size_t cols, int bits, int group_size, DType dtype,
                                const quant::GptqFactor* factor, const RowReader& read, ThreadPool& pool) {
-  AffineRows out{rows, cols, bits, group_size, {}, {}, {}};
-  const size_t words = cols * static_cast<size_t>(bits) / 32, groups = cols / static_cast<size_t>(group_size);
-  out.packed.resize(rows * words);
-  out.scales.resize(rows * groups);
-  out.biases.resize(rows * groups);
+  AffineRows out = sized_rows(rows, cols, bits, group_size);
+  const size_t words = out.words_per_row(), groups = out.groups_per_row();
   const std::vector<quant::RowRange> chunks =
       quant::split_rows(static_cast<int64_t>(rows), static_cast<int64_t>(cols), quant::kGptqRowChunkElements);
   const size_t chunks_per_span = 2 * pool.size();

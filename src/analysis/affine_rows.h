@@ -23,6 +23,8 @@ struct AffineRows {
   std::vector<uint32_t> packed;        // [rows, cols·bits/32]
   std::vector<float> scales, biases;   // [rows, cols/group], values exact in the stored dtype
 
+  size_t words_per_row() const { return cols * static_cast<size_t>(bits) / 32; }
+  size_t groups_per_row() const { return cols / static_cast<size_t>(group_size); }
   // A view the engine's quantized kernels read (valid while this object lives and is not resized).
   kernels::MatrixView view() const;
 };

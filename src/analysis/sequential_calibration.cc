@@ -74,15 +74,11 @@ class ModuleSwapper {
  public:
   ModuleSwapper(model::Model& model, const quant::QuantPlan& plan, const quant::RoundingOptions& settings,
                 ThreadPool& pool)
-      : model_(model), settings_(settings), pool_(pool) {
+      : model_(model), settings_(settings), pool_(pool), base_(quant::open_delta_base(plan, settings)) {
     for (const quant::OutputTensor& t : plan.tensors)
       if (t.quant && !t.module.empty()) by_module_[t.module] = &t;
     settings_.moments.clear();
     settings_.routed_inputs.clear();
-    if (quant::plan_uses(plan, settings_, quant::RoundingMethod::kDelta) && !settings_.delta_gram) {
-      if (settings_.base_dir.empty()) fail(ErrorKind::kUsage, "delta rounding needs the base model (--base) or the adapter (--adapter)");
-      base_.emplace(io::ModelWeights::open(settings_.base_dir));
-    }
   }
 
   // Every module of `stats` that the plan quantizes and that is not rounded yet, rounded with these statistics.
@@ -137,7 +133,7 @@ class ModuleSwapper {
       const AffineRows& a = *copies_.emplace_back(std::make_unique<AffineRows>(
           round_affine_source(rows, cols, t.quant->bits, t.quant->group_size, t.float_dtype,
                               factor ? &*factor : nullptr, read, pool_)));
-      const size_t words = cols * static_cast<size_t>(a.bits) / 32, groups = cols / static_cast<size_t>(a.group_size);
+      const size_t words = a.words_per_row(), groups = a.groups_per_row();
       for (size_t i = 0; i < distinct.size() / sources; ++i) {
         const size_t r0 = i * per_view;
         kernels::MatrixView q = kernels::affine_f32_view(per_view, cols, a.bits, a.group_size,
@@ -176,10 +172,6 @@ void record_head_inputs(const model::Model& model, const std::vector<Sequence>& 
   }
 }
 
-}  // namespace
-
-namespace {
-
 // Every sequence's stream starts as its tokens' embedding rows (through a rounded table when the plan
 // quantizes it).
 void embed_sequences(const model::Model& model, std::vector<Sequence>& sequences) {
@@ -192,7 +184,7 @@ void embed_sequences(const model::Model& model, std::vector<Sequence>& sequences
 }
 
 // One stage of one layer: its modules' statistics over every sequence, the streams left as they were.
-std::map<std::string, ModuleStats> record_stage(model::Session& session, std::vector<Sequence>& sequences,
+std::map<std::string, ModuleStats> record_stage(model::Session& session, const std::vector<Sequence>& sequences,
                                                 size_t layer, const Stage& stage, StatsCollector& collector) {
   session.set_activation_hook([&](const model::ActivationEvent& e) {
     if (e.layer == layer && (e.site == stage.site || e.site == stage.also)) collector.on_activation(e);

@@ -48,9 +48,7 @@ std::vector<float> Session::forward(std::span<const int32_t> tokens, bool all_lo
   for (int32_t id : tokens)
     if (id < 0 || static_cast<size_t>(id) >= V)
       fail(ErrorKind::kUsage, "token id {} is outside the vocabulary [0, {})", id, V);
-  if (position() + tokens.size() > max_context())
-    fail(ErrorKind::kUsage, "{} tokens after {} cached ones exceed the context limit of {}", tokens.size(),
-         position(), max_context());
+  check_room(tokens.size());
   const auto start = std::chrono::steady_clock::now();
   std::vector<float> logits((all_logits ? tokens.size() : 1) * V);
   for (size_t first = 0; first < tokens.size(); first += options_.prefill_chunk) {
@@ -140,19 +138,27 @@ void Session::report_mlp_inputs(size_t layer, const Batch& batch) {
   activation_hook_({layer, LinearSite::kExpertDown, n * k, d.moe_intermediate, scratch_.gate.data(), expert_of_row_});
 }
 
+void Session::check_room(size_t tokens) const {
+  if (position() + tokens > max_context())
+    fail(ErrorKind::kUsage, "{} tokens after {} cached ones exceed the context limit of {}", tokens, position(),
+         max_context());
+}
+
+Batch Session::start_batch(size_t n) {
+  const Batch batch{n, position()};
+  cache_.reserve(batch.first_position + n);
+  scratch_.ensure(model_.dims(), n, batch.first_position + n, pool_.size());
+  ScopedPhase phase(timings_, Phase::kQkNormRope);
+  prepare_rope(batch.first_position, n);
+  return batch;
+}
+
 void Session::forward_chunk(std::span<const int32_t> tokens, size_t first_row, float* logits) {
   const ModelDims& dims = model_.dims();
-  const Batch batch{tokens.size(), position()};
-  const size_t end = batch.first_position + batch.n;
-  cache_.reserve(end);
-  scratch_.ensure(dims, batch.n, end, pool_.size());
+  const Batch batch = start_batch(tokens.size());
   embed(tokens);
-  {
-    ScopedPhase phase(timings_, Phase::kQkNormRope);
-    prepare_rope(batch.first_position, batch.n);
-  }
   run_layers(batch, 0, dims.layers);
-  cache_.set_size(end);
+  cache_.set_size(batch.first_position + batch.n);
   if (first_row >= batch.n) return;
   const size_t rows = batch.n - first_row, H = dims.hidden;
   {
@@ -186,20 +192,14 @@ void Session::forward_layers(std::span<float> residual, size_t first_layer, size
   if (first_layer > last_layer || last_layer > dims.layers || residual.size() % H != 0)
     fail(ErrorKind::kUsage, "layers [{}, {}) over {} values: not a range of the model's {} layers on rows of {}",
          first_layer, last_layer, residual.size(), dims.layers, H);
-  if (position() + tokens > max_context())
-    fail(ErrorKind::kUsage, "{} tokens after {} cached ones exceed the context limit of {}", tokens, position(),
-         max_context());
+  check_room(tokens);
   for (size_t first = 0; first < tokens; first += options_.prefill_chunk) {
-    const Batch batch{std::min(options_.prefill_chunk, tokens - first), position()};
-    const size_t end = batch.first_position + batch.n;
-    cache_.reserve(end);
-    scratch_.ensure(dims, batch.n, end, pool_.size());
+    const Batch batch = start_batch(std::min(options_.prefill_chunk, tokens - first));
     float* rows = residual.data() + first * H;
     std::copy(rows, rows + batch.n * H, scratch_.x.data());
-    prepare_rope(batch.first_position, batch.n);
     run_layers(batch, first_layer, last_layer);
     std::copy(scratch_.x.data(), scratch_.x.data() + batch.n * H, rows);
-    cache_.set_size(end);
+    cache_.set_size(batch.first_position + batch.n);
   }
 }
 

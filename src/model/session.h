@@ -107,7 +107,11 @@ class Session {
   // One chunk of at most options_.prefill_chunk tokens; writes logits of rows [first_row, n) of the
   // chunk into `logits`.
   void forward_chunk(std::span<const int32_t> tokens, size_t first_logit_row, float* logits);
-  // Layers [first, last) over the batch in scratch_.x (rope prepared, cache reserved).
+  // Error(kUsage) when `tokens` more positions would not fit the context.
+  void check_room(size_t tokens) const;
+  // The next n positions as a batch: cache and scratch sized for it, its rotary angles prepared.
+  Batch start_batch(size_t n);
+  // Layers [first, last) over the batch in scratch_.x (started by start_batch).
   void run_layers(const Batch& batch, size_t first, size_t last);
   void embed(std::span<const int32_t> tokens);
   void prepare_rope(size_t first_position, size_t n);

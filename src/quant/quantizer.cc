@@ -410,11 +410,7 @@ struct ConversionInput {
 void run_all_jobs(const ConversionInput& in, const QuantizeOptions& options, const QuantPlan& plan,
                   io::SafetensorsWriter& writer, ThreadPool& pool, QuantizeReport& report) {
   const RoundingOptions& rounding = options.rounding;
-  std::optional<io::ModelWeights> base;
-  if (plan_uses(plan, rounding, RoundingMethod::kDelta) && !rounding.delta_gram) {
-    if (rounding.base_dir.empty()) fail(ErrorKind::kUsage, "delta rounding needs the base model (--base) or the adapter (--adapter)");
-    base = io::ModelWeights::open(rounding.base_dir);
-  }
+  const std::optional<io::ModelWeights> base = open_delta_base(plan, rounding);
   std::map<std::string, int64_t> elements;
   for (const SourceTensor& t : in.sources) elements[t.name] = element_count(t);
   for (const auto& t : plan.tensors) {

@@ -143,6 +143,13 @@ bool shares_factor(const OutputTensor& a, size_t source_a, const OutputTensor& b
   return std::equal(ha.begin(), ha.end(), hb.begin(), hb.end());
 }
 
+std::optional<io::ModelWeights> open_delta_base(const QuantPlan& plan, const RoundingOptions& options) {
+  if (!plan_uses(plan, options, RoundingMethod::kDelta) || options.delta_gram) return std::nullopt;
+  if (options.base_dir.empty())
+    fail(ErrorKind::kUsage, "delta rounding needs the base model (--base) or the adapter (--adapter)");
+  return io::ModelWeights::open(options.base_dir);
+}
+
 GptqFactor rounding_factor(const OutputTensor& t, size_t source, const io::ModelWeights& weights,
                            const io::ModelWeights* base, const RoundingOptions& options, ThreadPool& pool) {
   const size_t cols = static_cast<size_t>(t.cols());

@@ -49,6 +49,10 @@ struct RoundingOptions {
 std::vector<double> gram_by_row_chunks(int64_t rows, int64_t cols,
                                        const std::function<bool(int64_t, int64_t, std::vector<float>&)>& fill);
 
+// The base model delta rounding reads fused − base from: opened when the plan rounds a module with delta
+// and no adapter's delta_gram is set; nullopt otherwise. Error(kUsage) when it is needed and not given.
+std::optional<io::ModelWeights> open_delta_base(const QuantPlan& plan, const RoundingOptions& options);
+
 // The method tensor `t` is rounded with: its plan's own, else the options'.
 RoundingMethod method_of(const OutputTensor& t, const RoundingOptions& options);
 // Whether any quantized tensor of the plan is rounded with `method`.
