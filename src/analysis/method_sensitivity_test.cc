@@ -16,6 +16,7 @@
 #include "analysis/allocation.h"
 #include "analysis/calibration.h"
 #include "analysis/method_sensitivity.h"
+#include "analysis/vocabulary_prior.h"
 #include "analysis/sensitivity.h"
 #include "analysis/testing.h"
 #include "core/error.h"
@@ -68,6 +69,7 @@ void quantize_and_dequantize(const std::string& model, const std::string& stats,
   if (method != RoundingMethod::kRtn) {
     CalibrationStats s = read_stats(stats);
     ASSERT_TRUE(take_rounding_statistics(s, q.rounding));
+    add_vocabulary_prior(q.rounding, model, pool);  // as every command rounding with a method does
   }
   quant::quantize_model(model, dir + "/q", q, pool);
   quant::DequantizeOptions d;

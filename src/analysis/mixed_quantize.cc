@@ -12,6 +12,7 @@
 #include "analysis/calibration.h"
 #include "analysis/module_gain.h"
 #include "analysis/sequential_calibration.h"
+#include "analysis/vocabulary_prior.h"
 #include "core/error.h"
 #include "eval/suite.h"
 #include "quant/plan_file.h"
@@ -125,10 +126,12 @@ Sensitivity calibrated_sensitivity(const MixedQuantizeOptions& o, ThreadPool& po
     write_stats(held_out, so.held_out_stats_path);
     CalibrationStats both = merge_stats(std::move(fit), held_out);
     if (statistics) take_rounding_statistics(both, *statistics);
+    if (statistics) add_vocabulary_prior(*statistics, o.fused_dir, pool);
   } else {
     CalibrationStats stats = calibrate(co, pool);
     write_stats(stats, so.stats_path);
     if (calibrated && statistics) take_rounding_statistics(stats, *statistics);
+    if (calibrated && statistics) add_vocabulary_prior(*statistics, o.fused_dir, pool);
   }
   so.fused_dir = o.fused_dir;
   so.base_dir = o.base_dir;
@@ -138,6 +141,7 @@ Sensitivity calibrated_sensitivity(const MixedQuantizeOptions& o, ThreadPool& po
   so.methods = o.methods;
   so.gptq = o.rounding.gptq;
   so.delta_weight = o.rounding.delta_weight;
+  so.vocab_prior = o.rounding.vocab_prior;
   so.show_progress = o.show_progress;
   Sensitivity sens = analyze_sensitivity(so, pool);
   if (o.measure_gains) {

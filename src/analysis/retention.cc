@@ -7,6 +7,7 @@
 #include "analysis/calibration.h"
 #include "analysis/retention_report.h"
 #include "analysis/sequential_calibration.h"
+#include "analysis/vocabulary_prior.h"
 #include "core/error.h"
 #include "io/output_dir.h"
 #include "quant/fuse.h"
@@ -73,6 +74,7 @@ CalibrationOptions calibration_options(const RetentionOptions& o, const std::str
 quant::RoundingOptions method_rounding(const RetentionOptions& o, const std::string& fused_dir, ThreadPool& pool) {
   quant::RoundingOptions rounding;
   rounding.base_dir = o.base_dir;
+  add_vocabulary_prior(rounding, fused_dir, pool);
   if (o.sequential) return rounding;  // recorded per width and method (method_point)
   CalibrationStats stats = calibrate(calibration_options(o, fused_dir), pool);
   take_rounding_statistics(stats, rounding);

@@ -9,6 +9,7 @@
 #include "analysis/calibration.h"
 #include "analysis/fused_rows.h"
 #include "analysis/method_sensitivity.h"
+#include "analysis/vocabulary_prior.h"
 #include "core/error.h"
 #include "core/mapped_file.h"
 #include "core/progress.h"
@@ -189,12 +190,14 @@ void take_second_moments(CalibrationStats& stats, const std::string& path, quant
 }
 
 // The rounding's statistics and settings for measuring calibrated methods (moved out of `stats`).
-quant::RoundingOptions method_rounding(const SensitivityOptions& o, CalibrationStats& stats) {
+quant::RoundingOptions method_rounding(const SensitivityOptions& o, CalibrationStats& stats, ThreadPool& pool) {
   quant::RoundingOptions r;
   r.gptq = o.gptq;
   r.delta_weight = o.delta_weight;
+  r.vocab_prior = o.vocab_prior;
   set_delta_source(r, o.fused_dir, o.base_dir, o.adapter_dir);
   take_second_moments(stats, o.stats_path, r);
+  add_vocabulary_prior(r, o.fused_dir, pool);
   return r;
 }
 
@@ -230,7 +233,7 @@ Sensitivity analyze_sensitivity(const SensitivityOptions& o, ThreadPool& pool) {
   out.model_dir = o.fused_dir;
   out.has_base = pair.has_value();
   out.second_moments = quant::any_calibrated(o.methods);
-  const quant::RoundingOptions rounding = out.second_moments ? method_rounding(o, stats) : quant::RoundingOptions{};
+  const quant::RoundingOptions rounding = out.second_moments ? method_rounding(o, stats, pool) : quant::RoundingOptions{};
   out.held_out = !o.held_out_stats_path.empty();
   const quant::RoundingOptions held_out = out.held_out ? held_out_moments(o, config) : quant::RoundingOptions{};
   const quant::RoundingOptions& metric = out.held_out ? held_out : rounding;

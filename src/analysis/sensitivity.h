@@ -43,6 +43,7 @@ struct SensitivityOptions {
   std::vector<quant::RoundingMethod> methods = {quant::RoundingMethod::kRtn};
   quant::GptqOptions gptq;     // gptq and delta: damping and column order, as `quantize` takes them
   double delta_weight = 1.0;   // delta: λ (docs/rounding.md)
+  double vocab_prior = 0.0;    // gptq and delta: quant::RoundingOptions::vocab_prior
   // With methods: measure every error under these statistics' second moments instead of stats_path's —
   // inputs the rounding was not fitted to (GPTQ's error under the H it minimised is optimistic).
   std::string held_out_stats_path;

@@ -8,6 +8,7 @@
 
 #include "analysis/affine_rows.h"
 #include "analysis/stats_collector.h"
+#include "analysis/vocabulary_prior.h"
 #include "analysis/suite_prompts.h"
 #include "chat/chat_model.h"
 #include "core/error.h"
@@ -258,6 +259,7 @@ quant::RoundingOptions with_sequential_statistics(const CalibrationOptions& opti
       quant::make_quant_plan(io::load_model_config(options.model_dir), quant::source_tensors(weights), plan_options);
   CalibrationOptions o = options;
   o.second_moments = true;
+  add_vocabulary_prior(settings, options.model_dir, pool);  // before the swapper copies the settings
   CalibrationStats stats = calibrate_sequential(o, plan, settings, pool);
   take_rounding_statistics(stats, settings);
   settings.sequential = true;

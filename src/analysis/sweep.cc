@@ -13,6 +13,7 @@
 #include "analysis/mixed_quantize.h"
 #include "analysis/sensitivity.h"
 #include "analysis/sweep_report.h"
+#include "analysis/vocabulary_prior.h"
 #include "io/model_config.h"
 #include "quant/prune.h"
 #include "core/error.h"
@@ -127,6 +128,7 @@ const quant::RoundingOptions& sweep_moments(const SweepOptions& o, std::optional
   CalibrationStats stats = calibrate(c, pool);
   cache.emplace();
   take_rounding_statistics(stats, *cache);
+  add_vocabulary_prior(*cache, o.fused_dir, pool);
   return *cache;
 }
 

@@ -58,7 +58,7 @@ struct SensitivityArgs {
   std::vector<int> groups = {64};
   size_t threads = 0, gain_queries = 0, gain_tokens = 16;
   int probe_bits = 3;
-  double damp = 0.1, delta_weight = 1.0;
+  double damp = 0.1, delta_weight = 1.0, vocab_prior = 0.0;
   bool quiet = false, act_order = false;
 };
 
@@ -72,6 +72,7 @@ void run_sensitivity(const SensitivityArgs& a) {
   o.group_sizes = a.groups;
   o.methods = parse_method_list(a.method);
   o.gptq = {a.damp, a.act_order};
+  o.vocab_prior = a.vocab_prior;
   o.delta_weight = a.delta_weight;
   o.held_out_stats_path = a.held_out;
   o.show_progress = !a.quiet && Progress::stderr_is_terminal();
@@ -190,6 +191,7 @@ void register_sensitivity(CLI::App& app) {
       ->check(CLI::Range(0.0, 10.0))
       ->capture_default_str();
   cmd->add_flag("--act-order", a->act_order, "gptq/delta: round columns in decreasing input energy (static groups)");
+  add_vocab_prior_option(cmd, &a->vocab_prior);
   cmd->add_option("--delta-weight", a->delta_weight, "delta: weight of the fine-tune's input directions (docs/rounding.md)")
       ->check(CLI::Range(0.0, 1000.0))
       ->capture_default_str();

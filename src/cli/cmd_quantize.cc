@@ -7,6 +7,7 @@
 
 #include "analysis/calibration.h"
 #include "analysis/sequential_calibration.h"
+#include "analysis/vocabulary_prior.h"
 #include "analysis/fused_rows.h"
 #include "analysis/mixed_quantize.h"
 #include "cli/bit_widths.h"
@@ -38,7 +39,7 @@ struct QuantizeArgs {
   bool overwrite = false, json = false, quiet = false, no_gains = false, cached_writes = false;
   // Rounding (quant/rounding.h).
   std::string method = "rtn", stats;
-  double damp = 0.1, delta_weight = 1.0;
+  double damp = 0.1, delta_weight = 1.0, vocab_prior = 0.0;
   bool act_order = false, sequential = false;
   size_t calibration_tokens = 64;
 };
@@ -82,6 +83,7 @@ quant::RoundingOptions rounding_options(const QuantizeArgs& a, const std::vector
   r.method = methods.front();
   r.gptq = {a.damp, a.act_order};
   r.delta_weight = a.delta_weight;
+  r.vocab_prior = a.vocab_prior;
   if (!quant::any_calibrated(methods)) {
     if (!a.stats.empty() || a.act_order || !a.calibration.empty() || a.sequential)
       fail(ErrorKind::kUsage, "--calibration, --stats, --act-order and --sequential go with --method gptq|delta (or a "
@@ -121,6 +123,7 @@ quant::RoundingOptions rounding_options(const QuantizeArgs& a, const std::vector
   if (!analysis::take_rounding_statistics(stats, r))
     fail_input("{}: no second moments in the statistics (record them with `quantlab calibrate --second-moments`)",
                a.stats.empty() ? a.calibration : a.stats);
+  analysis::add_vocabulary_prior(r, a.input, pool);
   return r;
 }
 
@@ -130,6 +133,7 @@ quant::RoundingOptions budget_rounding(const QuantizeArgs& a, const std::vector<
   quant::RoundingOptions r;
   r.gptq = {a.damp, a.act_order};
   r.delta_weight = a.delta_weight;
+  r.vocab_prior = a.vocab_prior;
   if (!a.stats.empty())
     fail(ErrorKind::kUsage, "a budget records its statistics on --calibration; --stats does not combine with it");
   if (a.act_order && !quant::any_calibrated(methods)) fail(ErrorKind::kUsage, "--stats and --act-order go with --method gptq|delta");
@@ -291,6 +295,7 @@ void register_quantize(CLI::App& app) {
       ->check(CLI::Range(0.0, 10.0))
       ->capture_default_str();
   cmd->add_flag("--act-order", args->act_order, "gptq/delta: round columns in decreasing input energy (static groups)");
+  add_vocab_prior_option(cmd, &args->vocab_prior);
   cmd->add_flag("--sequential", args->sequential,
                 "gptq/delta with --calibration: record each module's statistics with every module before it "
                 "already rounded (layer by layer, GPTQ's sequential mode; about five forward passes; docs/rounding.md)");

@@ -16,6 +16,14 @@ void add_threads_option(CLI::App* cmd, size_t* threads) {
       ->check(CLI::Range(0, 1024));
 }
 
+void add_vocab_prior_option(CLI::App* cmd, double* weight) {
+  cmd->add_option("--vocab-prior", *weight,
+                  "gptq/delta: weight of the whole vocabulary's embedding rows in layer 0's attention statistics "
+                  "beside the calibration's tokens (0: calibration only; docs/rounding.md)")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+}
+
 CLI::Validator bit_width_check() { return CLI::IsMember(kernels::supported_bits()); }
 
 CLI::Validator group_size_check() {

@@ -17,6 +17,9 @@ namespace quantlab::cli {
 
 // --threads N (0 = all hardware threads).
 void add_threads_option(CLI::App* cmd, size_t* threads);
+// --vocab-prior W (gptq/delta): the weight of the whole vocabulary's inputs in layer 0's attention
+// statistics (quant::RoundingOptions::vocab_prior; docs/rounding.md).
+void add_vocab_prior_option(CLI::App* cmd, double* weight);
 // Checks of --bits / --group-size values against the weight-format table (kernels/format.h).
 CLI::Validator bit_width_check();
 CLI::Validator group_size_check();

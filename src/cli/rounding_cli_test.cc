@@ -203,6 +203,7 @@ TEST(Rounding, BadCombinationsAreUsageErrors) {
       {"--bits 3 --sequential", "--sequential go with --method gptq|delta"},
       {"--method gptq --sequential --stats " + kCalibration, "--sequential records its statistics on --calibration"},
       {"--method rtn --target-bpw 3 --sequential --calibration " + kCalibration, "--sequential goes with --method"},
+      {"--method gptq --calibration " + kCalibration + " --vocab-prior 1.5", "--vocab-prior"},
   };
   for (const auto& [flags, message] : cases) {
     SCOPED_TRACE(flags);
@@ -346,6 +347,34 @@ std::string tensor_data(const fs::path& dir, const std::string& name) {
   const io::SafetensorsFile f(dir / "model.safetensors");
   const auto bytes = f.bytes(f.at(name));
   return std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+}
+
+// --vocab-prior W mixes the vocabulary's inputs into layer 0's q/k/v statistics only: those three are
+// rounded differently, every other tensor is the default file's byte for byte, and the model's plan
+// records the weight (0, GPTQ as published, by default).
+TEST(Rounding, TheVocabularyPriorChangesOnlyLayerZerosAttentionInputs) {
+  TempDir tmp;
+  const std::string stats = shell_quote(tmp / "stats.safetensors");
+  ASSERT_EQ(run_quantlab("calibrate " + kFused + " --suite " + kCalibration + " --tools " + kTools +
+                         " --max-tokens 8 --second-moments --quiet --out " + stats).exit_code, 0);
+  ASSERT_EQ(quantize(tmp / "plain", "--bits 3 --method gptq --stats " + stats).exit_code, 0);
+  const RunResult r = quantize(tmp / "prior", "--bits 3 --method gptq --stats " + stats + " --vocab-prior 0.2");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const io::SafetensorsFile f(tmp / "plain/model.safetensors");
+  size_t changed = 0;
+  for (const auto& t : f.tensors()) {
+    const bool layer0_qkv = t.name.starts_with("model.layers.0.self_attn.") &&
+                            (t.name.find("q_proj") != std::string::npos || t.name.find("k_proj") != std::string::npos ||
+                             t.name.find("v_proj") != std::string::npos);
+    const bool same = tensor_data(tmp / "plain", t.name) == tensor_data(tmp / "prior", t.name);
+    if (!layer0_qkv) {
+      EXPECT_TRUE(same) << t.name;
+    }
+    changed += !same;
+  }
+  EXPECT_GE(changed, 3u);  // each of q/k/v's codes at least
+  EXPECT_EQ(json::parse(slurp(tmp / "plain/quantlab_plan.json"))["rounding"]["vocab_prior"], 0.0);
+  EXPECT_EQ(json::parse(slurp(tmp / "prior/quantlab_plan.json"))["rounding"]["vocab_prior"], 0.2);
 }
 
 // A plan file can give a module its own method: that module is rounded as `--method` rounds every

@@ -337,6 +337,7 @@ nlohmann::ordered_json rounding_method_record(const RoundingOptions& r, const Qu
   const bool delta = plan_uses(report.plan, r, RoundingMethod::kDelta);
   nlohmann::ordered_json j = {{"damp", r.gptq.damp},
                               {"act_order", r.gptq.act_order},
+                              {"vocab_prior", r.vocabulary_moments.empty() ? 0.0 : r.vocab_prior},
                               {"sequential", r.sequential},
                               {"gptq_tensors", report.gptq_tensors},
                               {"factorisations", report.gptq_factorisations}};

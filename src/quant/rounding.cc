@@ -112,6 +112,13 @@ std::vector<float> routed_source_inputs(const OutputTensor& t, size_t source, co
   return x;
 }
 
+// The vocabulary's E[x xᵀ] mixed into `t`'s, or null (not a module reading embedding rows, or no prior).
+const std::vector<double>* vocabulary_prior_of(const OutputTensor& t, const RoundingOptions& options) {
+  if (options.vocab_prior <= 0) return nullptr;
+  const auto it = options.vocabulary_moments.find(t.module);
+  return it == options.vocabulary_moments.end() ? nullptr : it->second.get();
+}
+
 // ΔWᵀΔW of the source, from the adapter or from fused − base.
 std::vector<double> source_delta_gram(const OutputTensor& t, size_t source, const io::ModelWeights& weights,
                                       const io::ModelWeights* base, const RoundingOptions& options) {
@@ -128,6 +135,17 @@ std::vector<double> source_delta_gram(const OutputTensor& t, size_t source, cons
   return delta_gram(f, *b, t.cols());
 }
 
+// H = (1 − w)·H + w·H_vocabulary for the modules that read embedding rows (RoundingOptions::vocab_prior).
+void mix_vocabulary_prior(const OutputTensor& t, const RoundingOptions& options, std::vector<double>& h) {
+  const auto prior = vocabulary_prior_of(t, options);
+  if (!prior) return;
+  if (prior->size() != h.size())
+    fail_input("the vocabulary prior of '{}' holds {} values; its {} columns need {}", t.module, prior->size(),
+               t.cols(), h.size());
+  const double w = options.vocab_prior;
+  for (size_t i = 0; i < h.size(); ++i) h[i] = (1 - w) * h[i] + w * (*prior)[i];
+}
+
 }  // namespace
 
 bool shares_factor(const OutputTensor& a, size_t source_a, const OutputTensor& b, size_t source_b,
@@ -139,6 +157,7 @@ bool shares_factor(const OutputTensor& a, size_t source_a, const OutputTensor& b
   if (ra != options.routed_inputs.end() || rb != options.routed_inputs.end())
     return ra != options.routed_inputs.end() && rb != options.routed_inputs.end() && ra->second == rb->second &&
            source_a == source_b;
+  if (vocabulary_prior_of(a, options) != vocabulary_prior_of(b, options)) return false;
   const auto ha = source_moments(a, source_a, options), hb = source_moments(b, source_b, options);
   return std::equal(ha.begin(), ha.end(), hb.begin(), hb.end());
 }
@@ -163,6 +182,7 @@ GptqFactor rounding_factor(const OutputTensor& t, size_t source, const io::Model
   } else {
     const auto moments = source_moments(t, source, options);
     h.assign(moments.begin(), moments.end());
+    mix_vocabulary_prior(t, options, h);
   }
   if (method_of(t, options) == RoundingMethod::kDelta)
     add_delta_weighting(h, source_delta_gram(t, source, weights, base, options), cols, options.delta_weight);

@@ -38,6 +38,11 @@ struct RoundingOptions {
   // Set, it is used instead of base_dir; adapter_dir is what the plan records.
   std::function<std::vector<double>(const std::string& source, int64_t cols)> delta_gram;
   std::string adapter_dir;
+  // Layer 0's attention inputs are the normed embedding rows of the tokens the calibration saw; their
+  // E[x xᵀ] is mixed with the whole vocabulary's: H = (1 − vocab_prior)·H + vocab_prior·H_vocabulary
+  // (analysis/vocabulary_prior.h sets the matrices, one shared by q/k/v; docs/rounding.md). 0: off.
+  double vocab_prior = 0.0;
+  std::map<std::string, std::shared_ptr<const std::vector<double>>> vocabulary_moments;  // by module
   // The statistics were recorded sequentially (each module's inputs with the modules before it rounded;
   // analysis/sequential_calibration.h), not on the float model: recorded in quantlab_plan.json.
   bool sequential = false;
