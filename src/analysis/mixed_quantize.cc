@@ -126,13 +126,12 @@ Sensitivity calibrated_sensitivity(const MixedQuantizeOptions& o, ThreadPool& po
     write_stats(held_out, so.held_out_stats_path);
     CalibrationStats both = merge_stats(std::move(fit), held_out);
     if (statistics) take_rounding_statistics(both, *statistics);
-    if (statistics) add_vocabulary_prior(*statistics, o.fused_dir, pool);
   } else {
     CalibrationStats stats = calibrate(co, pool);
     write_stats(stats, so.stats_path);
     if (calibrated && statistics) take_rounding_statistics(stats, *statistics);
-    if (calibrated && statistics) add_vocabulary_prior(*statistics, o.fused_dir, pool);
   }
+  if (calibrated && statistics) add_vocabulary_prior(*statistics, o.fused_dir, pool);  // halves exist only if calibrated
   so.fused_dir = o.fused_dir;
   so.base_dir = o.base_dir;
   so.adapter_dir = o.adapter_dir;
